@@ -1,0 +1,217 @@
+//! The crate's error type: one enum, each variant a distinct, documented failure with a message
+//! that says what went wrong and, where Python raises for the same misuse, says it as Python does.
+
+use std::fmt;
+use std::io;
+
+/// A specialised `Result` for mproc operations.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in mproc.
+///
+/// Match on the variant, or use [`Error::kind_name`] for a stable one-word name (the harness
+/// records it in traces).
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// A wait with a timeout ran out (Python's `multiprocessing.TimeoutError`).
+    Timeout,
+    /// A task failed in another process: its panic or error, carried back as text.
+    Remote {
+        /// The kind of failure: `"panic"` for a panic, or the error's type name.
+        kind: String,
+        /// The panic message or the error's `Display` text.
+        message: String,
+        /// The backtrace captured where the failure happened (may be empty).
+        traceback: String,
+    },
+    /// The process that was running a task died before it could answer.
+    WorkerLost {
+        /// The pid of the lost worker.
+        pid: u32,
+        /// Its exit code as Python reports it: `n` for an exit, `-N` for signal `N`.
+        exitcode: i32,
+    },
+    /// The operation needs a started process (`join`, `terminate`, ... before `start`).
+    NotStarted,
+    /// `start` was called on a process that was already started.
+    AlreadyStarted,
+    /// The process handle was made by another process: only the parent may wait on its child.
+    NotChild,
+    /// A process tried to join itself, which would wait forever.
+    JoinSelf,
+    /// The process object was closed with `close()`.
+    ProcessClosed,
+    /// `close()` on a process that is still running.
+    StillRunning,
+    /// `set_daemon` after the process started.
+    DaemonAfterStart,
+    /// A daemonic process tried to start a child.
+    DaemonChildren,
+    /// `set_start_method` was called a second time without `force`.
+    StartMethodAlreadySet,
+    /// A start method name that is not `fork`, `spawn` or `forkserver`.
+    UnknownStartMethod(String),
+    /// The target cannot run under this start method (a closure that captures state, which only
+    /// `fork` can carry into the child).
+    NotSpawnable(String),
+    /// An object made by one context was passed to a process of another.
+    ContextMismatch {
+        /// The start method of the object's context.
+        object: crate::StartMethod,
+        /// The start method of the process it was passed to.
+        process: crate::StartMethod,
+    },
+    /// The other end of a connection or queue was closed: nothing more will arrive.
+    Eof,
+    /// The object was closed and cannot be used any more.
+    Closed,
+    /// This end of a simplex pipe is write-only and cannot receive.
+    NotReadable,
+    /// This end of a simplex pipe is read-only and cannot send.
+    NotWritable,
+    /// A received message was longer than the `maxlen` the caller allowed. The connection is
+    /// closed, as in Python.
+    MessageTooLong {
+        /// The message's length.
+        len: u64,
+        /// The caller's limit.
+        maxlen: usize,
+    },
+    /// `offset`/`size` outside the buffer given to `send_bytes`.
+    BadRange(String),
+    /// A value could not be serialised to cross a process boundary.
+    Serialize(String),
+    /// Bytes received from another process could not be read back as the expected type.
+    Deserialize(String),
+    /// A value was put into a full queue without blocking; the value is handed back.
+    Full,
+    /// A value was requested from an empty queue without blocking.
+    Empty,
+    /// An invalid argument, with the reason (Python's `ValueError`).
+    InvalidArgument(String),
+    /// An operation on a pool that is not running (after `close` or `terminate`).
+    PoolNotRunning,
+    /// `join` on a pool that was neither closed nor terminated.
+    PoolStillRunning,
+    /// `successful()` on a result that is not ready yet.
+    NotReady,
+    /// A process started by the spawn method ran the program's `main` without calling
+    /// [`crate::init`] first.
+    NotInitialized,
+    /// The forkserver died or broke the protocol.
+    Forkserver(String),
+    /// An operating-system error.
+    Io(io::Error),
+}
+
+impl Error {
+    /// A stable one-word name for the variant, as used in harness traces.
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            Error::Timeout => "Timeout",
+            Error::Remote { .. } => "Remote",
+            Error::WorkerLost { .. } => "WorkerLost",
+            Error::NotStarted => "NotStarted",
+            Error::AlreadyStarted => "AlreadyStarted",
+            Error::NotChild => "NotChild",
+            Error::JoinSelf => "JoinSelf",
+            Error::ProcessClosed => "ProcessClosed",
+            Error::StillRunning => "StillRunning",
+            Error::DaemonAfterStart => "DaemonAfterStart",
+            Error::DaemonChildren => "DaemonChildren",
+            Error::StartMethodAlreadySet => "StartMethodAlreadySet",
+            Error::UnknownStartMethod(_) => "UnknownStartMethod",
+            Error::NotSpawnable(_) => "NotSpawnable",
+            Error::ContextMismatch { .. } => "ContextMismatch",
+            Error::Eof => "Eof",
+            Error::Closed => "Closed",
+            Error::NotReadable => "NotReadable",
+            Error::NotWritable => "NotWritable",
+            Error::MessageTooLong { .. } => "MessageTooLong",
+            Error::BadRange(_) => "BadRange",
+            Error::Serialize(_) => "Serialize",
+            Error::Deserialize(_) => "Deserialize",
+            Error::Full => "Full",
+            Error::Empty => "Empty",
+            Error::InvalidArgument(_) => "InvalidArgument",
+            Error::PoolNotRunning => "PoolNotRunning",
+            Error::PoolStillRunning => "PoolStillRunning",
+            Error::NotReady => "NotReady",
+            Error::NotInitialized => "NotInitialized",
+            Error::Forkserver(_) => "Forkserver",
+            Error::Io(_) => "Io",
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Timeout => f.write_str("timed out"),
+            Error::Remote { kind, message, .. } => write!(f, "remote {kind}: {message}"),
+            Error::WorkerLost { pid, exitcode } => {
+                if *exitcode < 0 {
+                    write!(f, "worker {pid} was lost: killed by signal {}", -exitcode)
+                } else {
+                    write!(f, "worker {pid} was lost: exited with code {exitcode}")
+                }
+            }
+            Error::NotStarted => f.write_str("can only join a started process"),
+            Error::AlreadyStarted => f.write_str("cannot start a process twice"),
+            Error::NotChild => f.write_str("can only join a child process"),
+            Error::JoinSelf => f.write_str("a process cannot join itself"),
+            Error::ProcessClosed => f.write_str("process object is closed"),
+            Error::StillRunning => f.write_str(
+                "Cannot close a process while it is still running. You should first call join() or terminate().",
+            ),
+            Error::DaemonAfterStart => f.write_str("process has already started: daemon cannot be changed"),
+            Error::DaemonChildren => f.write_str("daemonic processes are not allowed to have children"),
+            Error::StartMethodAlreadySet => f.write_str("context has already been set"),
+            Error::UnknownStartMethod(m) => {
+                write!(f, "cannot find context for {m:?} (expected fork, spawn or forkserver)")
+            }
+            Error::NotSpawnable(why) => f.write_str(why),
+            Error::ContextMismatch { object, process } => write!(
+                f,
+                "an object created by the {object} context cannot be passed to a process started by the {process} context"
+            ),
+            Error::Eof => f.write_str("end of file: the other end was closed"),
+            Error::Closed => f.write_str("handle is closed"),
+            Error::NotReadable => f.write_str("connection is write-only"),
+            Error::NotWritable => f.write_str("connection is read-only"),
+            Error::MessageTooLong { len, maxlen } => {
+                write!(f, "bad message length: {len} bytes exceeds maxlen {maxlen}")
+            }
+            Error::BadRange(why) => f.write_str(why),
+            Error::Serialize(why) => write!(f, "cannot serialise value: {why}"),
+            Error::Deserialize(why) => write!(f, "cannot deserialise value: {why}"),
+            Error::Full => f.write_str("queue is full"),
+            Error::Empty => f.write_str("queue is empty"),
+            Error::InvalidArgument(why) => f.write_str(why),
+            Error::PoolNotRunning => f.write_str("Pool not running"),
+            Error::PoolStillRunning => f.write_str("pool is still running: call close() or terminate() before join()"),
+            Error::NotReady => f.write_str("result is not ready"),
+            Error::NotInitialized => f.write_str(
+                "this process was started by mproc's spawn method but main() did not call mproc::init() first",
+            ),
+            Error::Forkserver(why) => write!(f, "forkserver: {why}"),
+            Error::Io(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Io(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<io::Error> for Error {
+    fn from(e: io::Error) -> Self {
+        Error::Io(e)
+    }
+}

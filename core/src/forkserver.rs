@@ -1,0 +1,157 @@
+//! The forkserver: a clean, single-threaded process, executed from our own binary on first use
+//! (one per parent), that forks each child on request.
+//!
+//! Protocol. The parent holds one end of a socketpair to the server. To start a child it sends
+//! one byte with two descriptors attached: the child's bootstrap channel and the server's end of a
+//! status socket. The server forks; the child closes every other descriptor and reads its spec
+//! from the channel, exactly as a spawned child does; the server answers on the status socket
+//! with the child's pid (4 bytes, little-endian) and a pidfd for it attached, and later, when the
+//! child has ended and been reaped, with its exit code (4 bytes, Python's convention), then closes
+//! the socket. The server leaves when the parent's end closes.
+
+use crate::bootstrap::{self, ROLE_ENV};
+use crate::error::{Error, Result};
+use crate::popen::Popen;
+use crate::sys::{self, Interest};
+use std::ffi::OsString;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// The parent's handle on its forkserver.
+#[derive(Debug)]
+pub(crate) struct ForkserverClient {
+    conn: Mutex<Option<OwnedFd>>,
+    server: Popen,
+}
+
+impl ForkserverClient {
+    /// Executes a new server from our own binary.
+    pub fn start() -> Result<ForkserverClient> {
+        let (ours, theirs) = sys::socketpair()?;
+        let plan = exec_plan("forkserver")?;
+        let devnull = sys::open_devnull()?;
+        let (pid, pidfd) = sys::spawn_exec(&plan, theirs.as_fd(), devnull.as_fd())?;
+        Ok(ForkserverClient {
+            conn: Mutex::new(Some(ours)),
+            server: Popen::direct(pid, pidfd),
+        })
+    }
+
+    /// Whether the server process is still running.
+    pub fn is_alive(&self) -> bool {
+        matches!(self.server.poll(), Ok(None))
+    }
+
+    /// Asks the server to fork a child that will read its spec from `chan`; returns the child's
+    /// handle once the server has reported its pid.
+    pub fn fork_child(&self, chan: OwnedFd) -> Result<Popen> {
+        let (status_ours, status_theirs) = sys::socketpair()?;
+        {
+            let guard = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+            let conn = guard
+                .as_ref()
+                .ok_or_else(|| Error::Forkserver("the forkserver was stopped".into()))?;
+            sys::send_with_fds(
+                conn.as_fd(),
+                b"F",
+                &[chan.as_raw_fd(), status_theirs.as_raw_fd()],
+            )
+            .map_err(|e| Error::Forkserver(format!("cannot reach the forkserver: {e}")))?;
+        }
+        drop(chan);
+        drop(status_theirs);
+        if !sys::poll_one(
+            status_ours.as_fd(),
+            Interest::Read,
+            Some(bootstrap::HANDSHAKE_TIMEOUT),
+        )? {
+            return Err(Error::Forkserver("no answer from the forkserver".into()));
+        }
+        let mut buf = [0u8; 4];
+        let (n, mut fds) = sys::recv_with_fds(status_ours.as_fd(), &mut buf)?;
+        if n != 4 || fds.len() != 1 {
+            return Err(Error::Forkserver(
+                "the forkserver could not start the child".into(),
+            ));
+        }
+        let pid = u32::from_le_bytes(buf);
+        Ok(Popen::served(pid, fds.remove(0), status_ours))
+    }
+
+    /// Closes the connection, which tells the server to leave, and reaps it.
+    pub fn stop(&self) {
+        self.conn.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Ok(None) = self.server.wait(Some(Duration::from_secs(5))) {
+            let _ = self.server.signal(libc::SIGKILL);
+            let _ = self.server.wait(None);
+        }
+    }
+}
+
+/// A plan to execute this binary again in `role`, with the current environment.
+pub(crate) fn exec_plan(role: &str) -> Result<sys::ExecPlan> {
+    let argv0 = std::env::args_os()
+        .next()
+        .unwrap_or_else(|| OsString::from("mproc-child"));
+    let mut env: Vec<(OsString, OsString)> =
+        std::env::vars_os().filter(|(k, _)| k != ROLE_ENV).collect();
+    env.push((ROLE_ENV.into(), role.into()));
+    Ok(sys::ExecPlan::new("/proc/self/exe", vec![argv0], env)?)
+}
+
+struct Kid {
+    pidfd: OwnedFd,
+    status: OwnedFd,
+}
+
+/// The server's main loop. Never returns: the process leaves when the parent's end closes.
+pub(crate) fn serve(conn: OwnedFd) -> ! {
+    sys::set_sigint_ignored(true);
+    let mut kids: Vec<Kid> = Vec::new();
+    loop {
+        let mut watch = vec![(conn.as_fd(), Interest::Read)];
+        watch.extend(kids.iter().map(|k| (k.pidfd.as_fd(), Interest::Read)));
+        let ready = match sys::poll(&watch, None) {
+            Ok(r) => r,
+            Err(_) => sys::exit_now(1),
+        };
+        drop(watch);
+        // Report ended children, walking from the back so that removal keeps indices valid.
+        for i in (0..kids.len()).rev() {
+            if ready[i + 1] {
+                if let Ok(Some(status)) = sys::pidfd_wait(kids[i].pidfd.as_fd(), true) {
+                    let kid = kids.swap_remove(i);
+                    let _ = sys::write(kid.status.as_fd(), &status.exitcode().to_le_bytes());
+                }
+            }
+        }
+        if ready[0] {
+            let mut byte = [0u8; 1];
+            let (n, mut fds) = match sys::recv_with_fds(conn.as_fd(), &mut byte) {
+                Ok(x) => x,
+                Err(_) => sys::exit_now(1),
+            };
+            if n == 0 {
+                sys::exit_now(0);
+            }
+            if fds.len() != 2 {
+                continue;
+            }
+            let status = fds.pop().expect("two descriptors");
+            let chan = fds.pop().expect("two descriptors");
+            let chan_raw = chan.as_raw_fd();
+            let forked = sys::fork_run(move || {
+                sys::close_all_from_except(3, &[chan_raw]);
+                sys::set_sigint_ignored(false);
+                bootstrap::run_from_channel(chan)
+            });
+            if let Ok((pid, pidfd)) = forked {
+                // If the parent is gone the send fails; the child is still reaped when it ends.
+                let _ =
+                    sys::send_with_fds(status.as_fd(), &pid.to_le_bytes(), &[pidfd.as_raw_fd()]);
+                kids.push(Kid { pidfd, status });
+            }
+        }
+    }
+}

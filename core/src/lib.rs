@@ -1,0 +1,101 @@
+//! # mproc: Python's `multiprocessing`, re-made in Rust
+//!
+//! Real processes with Python's model: start methods ([`StartMethod::Fork`],
+//! [`StartMethod::Spawn`], [`StartMethod::Forkserver`]) chosen per [`Context`];
+//! [`Process`] with `join(timeout)`, `is_alive`, `terminate`, `kill` and Python's exit codes;
+//! [`Pipe`](pipe)s of [`Connection`]s framed as CPython frames them.
+//!
+//! ```no_run
+//! use mproc::StartMethod;
+//! use std::time::Duration;
+//!
+//! fn work(name: String, n: u32) {
+//!     println!("{name}: {}", n * n);
+//! }
+//!
+//! fn main() -> mproc::Result<()> {
+//!     mproc::init(); // first line of main: spawned and forkserver children branch off here
+//!     let ctx = mproc::get_context(StartMethod::Spawn);
+//!     let p = ctx.process(work, ("worker".to_string(), 7)).name("worker");
+//!     p.start()?;
+//!     p.join(Some(Duration::from_secs(5)))?;
+//!     if p.is_alive()? {
+//!         p.terminate()?;
+//!         p.join(None)?;
+//!     }
+//!     println!("exitcode: {:?}", p.exitcode()?);
+//!     Ok(())
+//! }
+//! ```
+//!
+//! ## Targets
+//! A target is a function (or a closure that captures nothing) taking serde-serialisable
+//! arguments, given as a tuple; see [`Target`]. The same code runs under every start method.
+//! Closures that capture state run only under `fork` ([`Context::process_closure`]).
+//!
+//! ## `mproc::init()`
+//! Under `spawn`, the child is a fresh execution of the same binary, and the forkserver is one
+//! too. [`init`] must be the first call in `main`: in such a process it takes over and never
+//! returns; elsewhere it returns at once. Test and bench binaries, whose `main` is not yours, use
+//! [`enable_test_support!`] instead.
+//!
+//! ## Exit codes (as Python)
+//! Return: `0`. [`exit`]`(n)`: `n`. Panic: `1`, with `Process <name>:` and the panic message on
+//! the child's stderr. Killed by signal `N`: `-N`.
+
+#![warn(missing_docs)]
+
+mod bootstrap;
+mod connection;
+mod context;
+mod error;
+mod forkserver;
+mod popen;
+mod process;
+mod reduction;
+mod state;
+#[doc(hidden)]
+pub mod sys;
+mod target;
+
+pub use connection::{pipe, Connection};
+pub use context::{
+    default_context, get_all_start_methods, get_context, get_start_method, set_start_method,
+    Context, StartMethod,
+};
+pub use error::{Error, Result};
+pub use process::{
+    active_children, current_process, parent_process, set_fork_warning, ChildInfo, CurrentProcess,
+    Process,
+};
+pub use target::{Target, Termination};
+
+/// The branch for processes that mproc executes: call it first in `main`.
+///
+/// In a child started by the spawn method, or in a forkserver, this runs what the parent asked
+/// for and then leaves the process; it never returns. In any other process it returns at once.
+pub fn init() {
+    bootstrap::init();
+}
+
+/// Leaves the current process with exit code `code`, as Python's `sys.exit(code)`.
+///
+/// Inside a child's target, this unwinds to the child's bootstrap (running destructors on the
+/// way) and the child's exit code becomes `code`; in a thread other than the target's it ends
+/// just that thread, as `sys.exit` does. Elsewhere it is `std::process::exit(code)` after
+/// flushing standard output (which joins this process's children first, as Python's exit does).
+pub fn exit(code: i32) -> ! {
+    if bootstrap::in_target() {
+        std::panic::resume_unwind(Box::new(bootstrap::ExitRequest(code)));
+    }
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    std::process::exit(code)
+}
+
+/// The number of CPUs this process may run on (Python 3.13's `os.process_cpu_count()`).
+pub fn cpu_count() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}

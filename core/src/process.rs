@@ -1,0 +1,656 @@
+//! `Process`: start a target in a child under a context's start method, then join, poll, signal
+//! and close it, with Python's rules as typed errors.
+
+use crate::bootstrap::{self, ChildSpec};
+use crate::context::{Context, StartMethod};
+use crate::error::{Error, Result};
+use crate::forkserver::{self, ForkserverClient};
+use crate::popen::Popen;
+use crate::reduction;
+use crate::state::{self, ChildRecord, Me};
+use crate::sys::{self, fnptr::EntryOffset};
+use crate::target::{Target, Termination};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::io::Write;
+use std::os::fd::{AsFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+/// What a process runs: encoded for spawn/forkserver, or run in place after `fork()`.
+trait Launch: Send {
+    /// The entry point and the encoded arguments, for a child that is not a fork.
+    fn encode(&self) -> Result<(EntryOffset, reduction::Encoded)>;
+    /// Runs the target here (in a fork child).
+    fn run_here(self: Box<Self>) -> i32;
+}
+
+struct FnLaunch<F, A> {
+    f: F,
+    args: A,
+}
+
+fn process_entry<F, A>(bytes: &[u8]) -> i32
+where
+    F: Target<A>,
+    F::Output: Termination,
+    A: DeserializeOwned,
+{
+    let args: A = match reduction::decode_stashed(bytes) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("mproc: cannot decode the arguments of the child's target: {e}");
+            return 1;
+        }
+    };
+    let f = sys::fnptr::conjure_zst_fn::<F>()
+        .expect("the parent checked that the target is zero-sized");
+    f.call(args).report()
+}
+
+impl<F, A> Launch for FnLaunch<F, A>
+where
+    F: Target<A>,
+    F::Output: Termination,
+    A: Serialize + DeserializeOwned + Send + 'static,
+{
+    fn encode(&self) -> Result<(EntryOffset, reduction::Encoded)> {
+        if std::mem::size_of::<F>() != 0 {
+            return Err(not_spawnable(std::any::type_name::<F>()));
+        }
+        Ok((
+            EntryOffset::of(process_entry::<F, A>),
+            reduction::encode(&self.args)?,
+        ))
+    }
+    fn run_here(self: Box<Self>) -> i32 {
+        self.f.call(self.args).report()
+    }
+}
+
+struct ClosureLaunch<C>(C);
+
+impl<C, R> Launch for ClosureLaunch<C>
+where
+    C: FnOnce() -> R + Send + 'static,
+    R: Termination,
+{
+    fn encode(&self) -> Result<(EntryOffset, reduction::Encoded)> {
+        Err(not_spawnable(std::any::type_name::<C>()))
+    }
+    fn run_here(self: Box<Self>) -> i32 {
+        (self.0)().report()
+    }
+}
+
+fn not_spawnable(what: &str) -> Error {
+    Error::NotSpawnable(format!(
+        "the target {what} captures state: only the fork start method can carry a closure into a child; \
+         use a function (or a closure that captures nothing) with its arguments for spawn and forkserver"
+    ))
+}
+
+struct Inner {
+    name: String,
+    daemon: Option<bool>,
+    launch: Option<Box<dyn Launch>>,
+    child: Option<Arc<ChildRecord>>,
+    closed: bool,
+}
+
+/// A process object, as Python's `multiprocessing.Process`.
+///
+/// Made by [`Context::process`] (or [`Process::new`] for the default context), configured with
+/// [`name`](Process::name) and [`daemon`](Process::daemon), then [`start`](Process::start)ed.
+/// Every method takes `&self`, so a process can be shared between threads (say, one joins while
+/// another terminates).
+///
+/// ```no_run
+/// fn run_proc(name: String) {
+///     println!("Run child process {name} ({})...", std::process::id());
+/// }
+///
+/// fn main() -> mproc::Result<()> {
+///     mproc::init();
+///     let p = mproc::Process::new(run_proc, ("test".to_string(),));
+///     p.start()?;
+///     p.join(None)?;
+///     assert_eq!(p.exitcode()?, Some(0));
+///     Ok(())
+/// }
+/// ```
+pub struct Process {
+    ctx: Context,
+    identity: Vec<u32>,
+    /// The process that made this object: only it may start, join or signal the child.
+    creator: u32,
+    inner: Mutex<Inner>,
+}
+
+impl std::fmt::Debug for Process {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let inner = self.lock();
+        f.debug_struct("Process")
+            .field("name", &inner.name)
+            .field("pid", &inner.child.as_ref().map(|c| c.popen.pid))
+            .field("daemon", &inner.daemon)
+            .field("closed", &inner.closed)
+            .finish()
+    }
+}
+
+impl Process {
+    /// A process of the default context that will call `target` with the argument tuple `args`.
+    pub fn new<F, A>(target: F, args: A) -> Process
+    where
+        F: Target<A>,
+        F::Output: Termination,
+        A: Serialize + DeserializeOwned + Send + 'static,
+    {
+        Process::with_launch(Context::DEFAULT, Box::new(FnLaunch { f: target, args }))
+    }
+
+    fn with_launch(ctx: Context, launch: Box<dyn Launch>) -> Process {
+        let (identity, name) = {
+            let mut st = state::lock();
+            let n = st.me.counter;
+            st.me.counter += 1;
+            let mut identity = st.me.identity.clone();
+            identity.push(n);
+            let prefix = if ctx.is_default() {
+                "Process"
+            } else {
+                ctx.start_method().process_type_name()
+            };
+            let digits: Vec<String> = identity.iter().map(u32::to_string).collect();
+            (identity, format!("{prefix}-{}", digits.join(":")))
+        };
+        Process {
+            ctx,
+            identity,
+            creator: std::process::id(),
+            inner: Mutex::new(Inner {
+                name,
+                daemon: None,
+                launch: Some(launch),
+                child: None,
+                closed: false,
+            }),
+        }
+    }
+
+    /// Sets the name (builder style). Names have no meaning; several processes may share one.
+    pub fn name(self, name: impl Into<String>) -> Process {
+        self.set_name(name);
+        self
+    }
+
+    /// Sets the daemon flag (builder style). A daemonic process is terminated when its parent
+    /// exits, and may not have children. Defaults to the current process's flag.
+    pub fn daemon(self, daemon: bool) -> Process {
+        self.lock().daemon = Some(daemon);
+        self
+    }
+
+    /// Sets the name.
+    pub fn set_name(&self, name: impl Into<String>) {
+        self.lock().name = name.into();
+    }
+
+    /// Sets the daemon flag; an error once the process has started.
+    pub fn set_daemon(&self, daemon: bool) -> Result<()> {
+        let mut inner = self.lock();
+        if inner.child.is_some() {
+            return Err(Error::DaemonAfterStart);
+        }
+        inner.daemon = Some(daemon);
+        Ok(())
+    }
+
+    /// The process's name: given, or `Process-N` (`N1:N2` for a grandchild) in the default
+    /// context, `ForkProcess-N`/`SpawnProcess-N`/`ForkServerProcess-N` in an explicit one.
+    pub fn get_name(&self) -> String {
+        self.lock().name.clone()
+    }
+
+    /// Whether the process is (or will be) daemonic.
+    pub fn is_daemon(&self) -> bool {
+        let inner = self.lock();
+        inner.daemon.unwrap_or_else(|| state::lock().me.daemon)
+    }
+
+    /// The child's pid once started.
+    pub fn pid(&self) -> Option<u32> {
+        self.lock().child.as_ref().map(|c| c.popen.pid)
+    }
+
+    /// The context this process was made in.
+    pub fn context(&self) -> Context {
+        self.ctx
+    }
+
+    /// Python's `_identity`: this process's position in the tree of children.
+    pub fn identity(&self) -> &[u32] {
+        &self.identity
+    }
+
+    /// Starts the child. Errors: [`Error::AlreadyStarted`], [`Error::ProcessClosed`],
+    /// [`Error::NotChild`] (the object was made by another process), [`Error::DaemonChildren`],
+    /// [`Error::NotSpawnable`], [`Error::ContextMismatch`], [`Error::NotInitialized`].
+    pub fn start(&self) -> Result<()> {
+        let mut inner = self.lock();
+        if inner.closed {
+            return Err(Error::ProcessClosed);
+        }
+        if inner.child.is_some() || inner.launch.is_none() {
+            return Err(Error::AlreadyStarted);
+        }
+        if self.creator != std::process::id() {
+            return Err(Error::NotChild);
+        }
+        if bootstrap::init_pending() {
+            return Err(Error::NotInitialized);
+        }
+        let method = self.ctx.start_method();
+        let (daemon, me) = {
+            let st = state::lock();
+            if st.me.daemon {
+                return Err(Error::DaemonChildren);
+            }
+            (inner.daemon.unwrap_or(st.me.daemon), st.me.clone())
+        };
+        reap_finished();
+        state::ensure_atexit();
+        let child_me = Me {
+            name: inner.name.clone(),
+            identity: self.identity.clone(),
+            daemon,
+            counter: 1,
+            parent_pid: Some(std::process::id()),
+            parent_name: Some(me.name.clone()),
+            started_by: Some(method),
+        };
+        let popen = match method {
+            StartMethod::Fork => {
+                let launch = inner.launch.take().expect("checked above");
+                start_fork(child_me, launch)?
+            }
+            StartMethod::Spawn | StartMethod::Forkserver => {
+                let launch = inner.launch.as_ref().expect("checked above");
+                let (entry, encoded) = launch.encode()?;
+                check_contexts(&encoded.contexts, method)?;
+                let spec = ChildSpec {
+                    entry,
+                    args: encoded.bytes,
+                    name: child_me.name.clone(),
+                    identity: child_me.identity.clone(),
+                    daemon,
+                    parent_pid: std::process::id(),
+                    parent_name: me.name.clone(),
+                    method,
+                };
+                let popen = if method == StartMethod::Spawn {
+                    start_spawn(&spec, &encoded.fds)?
+                } else {
+                    start_forkserver(&spec, &encoded.fds)?
+                };
+                // The child has its own copies now; ours close with the arguments.
+                inner.launch = None;
+                popen
+            }
+        };
+        let record = Arc::new(ChildRecord {
+            popen,
+            daemon,
+            name: inner.name.clone(),
+        });
+        state::lock().children.push(Arc::clone(&record));
+        inner.child = Some(record);
+        inner.daemon = Some(daemon);
+        Ok(())
+    }
+
+    /// Waits until the child ends, or for at most `timeout` (`None`: no limit). Returns `Ok` in
+    /// both cases, as Python does: check [`exitcode`](Process::exitcode) or
+    /// [`is_alive`](Process::is_alive) to tell them apart. A process may be joined many times.
+    pub fn join(&self, timeout: Option<Duration>) -> Result<()> {
+        let child = self.started_child()?;
+        if child.popen.wait(timeout)?.is_some() {
+            forget_child(&child);
+        }
+        Ok(())
+    }
+
+    /// Whether the child is running: false before `start` and after it ended.
+    pub fn is_alive(&self) -> Result<bool> {
+        let inner = self.lock();
+        if inner.closed {
+            return Err(Error::ProcessClosed);
+        }
+        let child = match &inner.child {
+            None => return Ok(false),
+            Some(c) => Arc::clone(c),
+        };
+        drop(inner);
+        self.check_owner(&child)?;
+        match child.popen.poll()? {
+            None => Ok(true),
+            Some(_) => {
+                forget_child(&child);
+                Ok(false)
+            }
+        }
+    }
+
+    /// The exit code: `None` while running or before start; `0` after a normal return, `n` after
+    /// [`crate::exit`]`(n)`, `1` after a panic, `-N` after signal `N`.
+    pub fn exitcode(&self) -> Result<Option<i32>> {
+        let inner = self.lock();
+        if inner.closed {
+            return Err(Error::ProcessClosed);
+        }
+        match &inner.child {
+            None => Ok(None),
+            Some(c) => Ok(c.popen.poll()?),
+        }
+    }
+
+    /// Sends `SIGTERM` (exit code `-15`). Does nothing if the child has already ended.
+    pub fn terminate(&self) -> Result<()> {
+        self.signal(libc::SIGTERM)
+    }
+
+    /// Sends `SIGKILL` (exit code `-9`). Does nothing if the child has already ended.
+    pub fn kill(&self) -> Result<()> {
+        self.signal(libc::SIGKILL)
+    }
+
+    fn signal(&self, sig: i32) -> Result<()> {
+        let child = self.started_child()?;
+        child.popen.signal(sig)?;
+        Ok(())
+    }
+
+    /// A descriptor that becomes readable when the child ends (Python's `sentinel`), valid until
+    /// [`close`](Process::close).
+    pub fn sentinel(&self) -> Result<RawFd> {
+        use std::os::fd::AsRawFd;
+        let child = self.started_child()?;
+        Ok(child.popen.sentinel().as_raw_fd())
+    }
+
+    /// Releases the process's resources. An error while the child is still running; afterwards
+    /// every method except the name accessors returns [`Error::ProcessClosed`].
+    pub fn close(&self) -> Result<()> {
+        let mut inner = self.lock();
+        if let Some(child) = &inner.child {
+            if child.popen.poll()?.is_none() {
+                return Err(Error::StillRunning);
+            }
+            forget_child(child);
+        }
+        inner.child = None;
+        inner.launch = None;
+        inner.closed = true;
+        Ok(())
+    }
+
+    fn started_child(&self) -> Result<Arc<ChildRecord>> {
+        let inner = self.lock();
+        if inner.closed {
+            return Err(Error::ProcessClosed);
+        }
+        let child = inner
+            .child
+            .as_ref()
+            .map(Arc::clone)
+            .ok_or(Error::NotStarted)?;
+        drop(inner);
+        self.check_owner(&child)?;
+        Ok(child)
+    }
+
+    fn check_owner(&self, child: &ChildRecord) -> Result<()> {
+        if child.popen.pid == std::process::id() {
+            return Err(Error::JoinSelf);
+        }
+        if self.creator != std::process::id() {
+            return Err(Error::NotChild);
+        }
+        Ok(())
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Context {
+    /// A process of this context that will call `target` with the argument tuple `args`.
+    ///
+    /// `target` is a function (or a closure that captures nothing) for every start method. A
+    /// closure that captures state is accepted only by the fork start method; the others refuse
+    /// it at [`Process::start`] with [`Error::NotSpawnable`].
+    pub fn process<F, A>(&self, target: F, args: A) -> Process
+    where
+        F: Target<A>,
+        F::Output: Termination,
+        A: Serialize + DeserializeOwned + Send + 'static,
+    {
+        Process::with_launch(*self, Box::new(FnLaunch { f: target, args }))
+    }
+
+    /// A process that runs a closure, which may capture anything: fork only (see
+    /// [`Context::process`]).
+    pub fn process_closure<C, R>(&self, closure: C) -> Process
+    where
+        C: FnOnce() -> R + Send + 'static,
+        R: Termination,
+    {
+        Process::with_launch(*self, Box::new(ClosureLaunch(closure)))
+    }
+}
+
+fn check_contexts(contexts: &[StartMethod], process: StartMethod) -> Result<()> {
+    // As CPython: objects of the fork context rely on inheritance and cannot go to children of
+    // the other methods; objects of spawn and forkserver contexts go anywhere.
+    match contexts
+        .iter()
+        .find(|&&c| c == StartMethod::Fork && process != StartMethod::Fork)
+    {
+        Some(&object) => Err(Error::ContextMismatch { object, process }),
+        None => Ok(()),
+    }
+}
+
+static FORK_WARNING: AtomicBool = AtomicBool::new(true);
+
+/// Turns off (or back on) the warning printed before a fork in a multithreaded process. It is
+/// also off when the environment variable `MPROC_NO_FORK_WARNING` is set.
+pub fn set_fork_warning(enabled: bool) {
+    FORK_WARNING.store(enabled, Ordering::Relaxed);
+}
+
+fn warn_if_threaded() {
+    if !FORK_WARNING.load(Ordering::Relaxed) || std::env::var_os("MPROC_NO_FORK_WARNING").is_some()
+    {
+        return;
+    }
+    let threads = sys::thread_count();
+    if threads > 1 && FORK_WARNING.swap(false, Ordering::Relaxed) {
+        // Python 3.12 warns here with a DeprecationWarning; we print once per process.
+        eprintln!(
+            "mproc: warning: this process (pid={}) is multi-threaded ({threads} threads), use of fork() may lead to deadlocks in the child.",
+            std::process::id()
+        );
+    }
+}
+
+fn flush_std_streams() {
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+}
+
+fn start_fork(child_me: Me, launch: Box<dyn Launch>) -> Result<Popen> {
+    warn_if_threaded();
+    flush_std_streams();
+    // Hold the state lock across the fork: no other thread of ours is mid-way through changing
+    // it, and the child unlocks its copy by dropping the guard it is handed.
+    let guard = state::lock();
+    let name = child_me.name.clone();
+    let (pid, pidfd) = sys::fork_run(move || {
+        state::reset_after_fork(guard, child_me);
+        bootstrap::run_target(&name, move || launch.run_here())
+    })?;
+    Ok(Popen::direct(pid, pidfd))
+}
+
+fn start_spawn(spec: &ChildSpec, fds: &[RawFd]) -> Result<Popen> {
+    let (ours, theirs) = sys::socketpair()?;
+    let plan = forkserver::exec_plan("spawn")?;
+    let devnull = sys::open_devnull()?;
+    flush_std_streams();
+    let (pid, pidfd) = sys::spawn_exec(&plan, theirs.as_fd(), devnull.as_fd())?;
+    drop(theirs);
+    let popen = Popen::direct(pid, pidfd);
+    if let Err(e) = bootstrap::send_spec(&ours, spec, fds) {
+        let _ = popen.signal(libc::SIGKILL);
+        let _ = popen.wait(None);
+        return Err(e);
+    }
+    Ok(popen)
+}
+
+fn forkserver_client() -> Result<Arc<ForkserverClient>> {
+    let mut st = state::lock();
+    if let Some(c) = &st.forkserver {
+        if c.is_alive() {
+            return Ok(Arc::clone(c));
+        }
+        c.stop();
+    }
+    let client = Arc::new(ForkserverClient::start()?);
+    st.forkserver = Some(Arc::clone(&client));
+    Ok(client)
+}
+
+fn start_forkserver(spec: &ChildSpec, fds: &[RawFd]) -> Result<Popen> {
+    let client = forkserver_client()?;
+    let (ours, theirs) = sys::socketpair()?;
+    flush_std_streams();
+    let popen = client.fork_child(theirs)?;
+    if let Err(e) = bootstrap::send_spec(&ours, spec, fds) {
+        let _ = popen.signal(libc::SIGKILL);
+        let _ = popen.wait(None);
+        return Err(e);
+    }
+    Ok(popen)
+}
+
+/// Drops a reaped child from the registry (Python's `_children.discard`).
+fn forget_child(child: &Arc<ChildRecord>) {
+    state::lock().children.retain(|c| !Arc::ptr_eq(c, child));
+}
+
+/// Reaps every child that has ended (Python's `_cleanup`).
+fn reap_finished() {
+    let children: Vec<_> = state::lock().children.clone();
+    let done: Vec<_> = children
+        .into_iter()
+        .filter(|c| matches!(c.popen.poll(), Ok(Some(_))))
+        .collect();
+    if !done.is_empty() {
+        state::lock()
+            .children
+            .retain(|c| !done.iter().any(|d| Arc::ptr_eq(c, d)));
+    }
+}
+
+/// A summary of a running child, from [`active_children`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChildInfo {
+    /// The child's name.
+    pub name: String,
+    /// Its pid.
+    pub pid: u32,
+    /// Whether it is daemonic.
+    pub daemon: bool,
+}
+
+/// The children of this process that are still running; reaps those that have ended.
+pub fn active_children() -> Vec<ChildInfo> {
+    reap_finished();
+    state::lock()
+        .children
+        .iter()
+        .map(|c| ChildInfo {
+            name: c.name.clone(),
+            pid: c.popen.pid,
+            daemon: c.daemon,
+        })
+        .collect()
+}
+
+/// Python's `util._exit_function`, run at exit (through `atexit`) and at the end of every child:
+/// terminates daemonic children, then joins all children, then stops the forkserver.
+pub(crate) fn exit_function() {
+    let children: Vec<_> = state::lock().children.clone();
+    for c in children.iter().filter(|c| c.daemon) {
+        let _ = c.popen.signal(libc::SIGTERM);
+    }
+    for c in &children {
+        let _ = c.popen.wait(None);
+    }
+    let server = {
+        let mut st = state::lock();
+        st.children.clear();
+        st.forkserver.take()
+    };
+    if let Some(server) = server {
+        server.stop();
+    }
+}
+
+/// Information about the current process (Python's `current_process()`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CurrentProcess {
+    /// `MainProcess` in the main process, otherwise the name the parent gave.
+    pub name: String,
+    /// This process's pid.
+    pub pid: u32,
+    /// Whether this process is daemonic.
+    pub daemon: bool,
+    /// Python's `_identity` (empty in the main process).
+    pub identity: Vec<u32>,
+    /// The start method that made this process (`None` in the main process).
+    pub start_method: Option<StartMethod>,
+}
+
+impl CurrentProcess {
+    /// Always [`Error::JoinSelf`]: a process cannot wait for its own end.
+    pub fn join(&self, _timeout: Option<Duration>) -> Result<()> {
+        Err(Error::JoinSelf)
+    }
+}
+
+/// The current process.
+pub fn current_process() -> CurrentProcess {
+    let st = state::lock();
+    CurrentProcess {
+        name: st.me.name.clone(),
+        pid: std::process::id(),
+        daemon: st.me.daemon,
+        identity: st.me.identity.clone(),
+        start_method: st.me.started_by,
+    }
+}
+
+/// The parent of the current process (Python's `parent_process()`): its pid and name, or `None`
+/// in the main process.
+pub fn parent_process() -> Option<(u32, String)> {
+    let st = state::lock();
+    st.me
+        .parent_pid
+        .map(|pid| (pid, st.me.parent_name.clone().unwrap_or_default()))
+}

@@ -1,0 +1,116 @@
+//! Serialisation across process boundaries, with descriptors carried beside the bytes.
+//!
+//! Objects that own a descriptor (a [`crate::Connection`], later queues and locks) serialise
+//! the descriptor as an index into a side list that travels by `SCM_RIGHTS`; this module keeps
+//! that side list in a thread-local while [`encode`] or [`decode`] runs (Python's
+//! `multiprocessing.reduction` plays the same part). Outside those calls such objects refuse to
+//! serialise, with a message saying so.
+
+use crate::error::{Error, Result};
+use crate::StartMethod;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::cell::RefCell;
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
+
+#[derive(Default)]
+struct Outgoing {
+    fds: Vec<RawFd>,
+    /// Contexts of the objects encoded so far (for the context-mismatch check).
+    contexts: Vec<StartMethod>,
+}
+
+thread_local! {
+    static OUTGOING: RefCell<Option<Outgoing>> = const { RefCell::new(None) };
+    static INCOMING: RefCell<Option<Vec<Option<OwnedFd>>>> = const { RefCell::new(None) };
+}
+
+/// The bytes of an encoded value and the descriptors it refers to (borrowed from the value,
+/// which must outlive their sending).
+#[derive(Debug)]
+pub(crate) struct Encoded {
+    pub bytes: Vec<u8>,
+    pub fds: Vec<RawFd>,
+    pub contexts: Vec<StartMethod>,
+}
+
+/// Serialises `value`, collecting the descriptors of the objects inside it.
+pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Encoded> {
+    OUTGOING.with(|o| *o.borrow_mut() = Some(Outgoing::default()));
+    let r = bincode::serialize(value);
+    let out = OUTGOING.with(|o| o.borrow_mut().take()).unwrap_or_default();
+    let bytes = r.map_err(|e| Error::Serialize(e.to_string()))?;
+    Ok(Encoded {
+        bytes,
+        fds: out.fds,
+        contexts: out.contexts,
+    })
+}
+
+/// Deserialises a value encoded by [`encode`], handing it the received descriptors. Descriptors
+/// the value did not claim are closed.
+pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8], fds: Vec<OwnedFd>) -> Result<T> {
+    INCOMING.with(|i| *i.borrow_mut() = Some(fds.into_iter().map(Some).collect()));
+    let r = bincode::deserialize(bytes);
+    INCOMING.with(|i| i.borrow_mut().take());
+    r.map_err(|e| Error::Deserialize(e.to_string()))
+}
+
+/// Serialises plain data (no descriptors) for the wire.
+pub(crate) fn to_bytes<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
+    bincode::serialize(value).map_err(|e| Error::Serialize(e.to_string()))
+}
+
+/// Deserialises plain data.
+pub(crate) fn from_bytes<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
+    bincode::deserialize(bytes).map_err(|e| Error::Deserialize(e.to_string()))
+}
+
+/// Serialises a descriptor as its index in the side list. `what` names the object for the error
+/// raised outside [`encode`].
+pub(crate) fn serialize_fd<S: Serializer>(
+    fd: BorrowedFd<'_>,
+    what: &str,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    let idx = OUTGOING.with(|o| {
+        o.borrow_mut().as_mut().map(|out| {
+            out.fds.push(fd.as_raw_fd());
+            out.fds.len() - 1
+        })
+    });
+    match idx {
+        Some(i) => (i as u32).serialize(s),
+        None => Err(serde::ser::Error::custom(format!(
+            "a {what} can only be serialised to pass it to a child process (as a start argument)"
+        ))),
+    }
+}
+
+/// Deserialises a descriptor serialised by [`serialize_fd`], taking ownership of it.
+pub(crate) fn deserialize_fd<'de, D: Deserializer<'de>>(d: D) -> Result<OwnedFd, D::Error> {
+    let idx = u32::deserialize(d)? as usize;
+    let fd = INCOMING.with(|i| {
+        i.borrow_mut()
+            .as_mut()
+            .and_then(|v| v.get_mut(idx).and_then(Option::take))
+    });
+    fd.ok_or_else(|| {
+        serde::de::Error::custom(format!("descriptor #{idx} missing from the message"))
+    })
+}
+
+thread_local! {
+    static STASH: RefCell<Option<Vec<OwnedFd>>> = const { RefCell::new(None) };
+}
+
+/// Keeps the descriptors a child received until its entry point decodes its arguments.
+pub(crate) fn stash_incoming(fds: Vec<OwnedFd>) {
+    STASH.with(|s| *s.borrow_mut() = Some(fds));
+}
+
+/// [`decode`] with the descriptors left by [`stash_incoming`].
+pub(crate) fn decode_stashed<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
+    let fds = STASH.with(|s| s.borrow_mut().take()).unwrap_or_default();
+    decode(bytes, fds)
+}

@@ -1,0 +1,245 @@
+//! Descriptors: creation (always close-on-exec), reads and writes, `poll` with a timeout.
+
+use super::{cvt, cvt_r};
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::time::{Duration, Instant};
+
+/// A unidirectional pipe: `(read end, write end)`, both close-on-exec.
+pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0 as libc::c_int; 2];
+    // SAFETY: `fds` is a valid, writable array of two ints, as `pipe2` requires.
+    cvt(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) })?;
+    // SAFETY: `pipe2` succeeded, so both descriptors are open and owned by nobody else.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// A connected pair of `AF_UNIX` stream sockets, both close-on-exec.
+pub fn socketpair() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0 as libc::c_int; 2];
+    // SAFETY: `fds` is a valid, writable array of two ints, as `socketpair` requires.
+    cvt(unsafe {
+        libc::socketpair(
+            libc::AF_UNIX,
+            libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
+            0,
+            fds.as_mut_ptr(),
+        )
+    })?;
+    // SAFETY: `socketpair` succeeded, so both descriptors are open and owned by nobody else.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// Opens `/dev/null` read-write, close-on-exec.
+pub fn open_devnull() -> io::Result<OwnedFd> {
+    let path = c"/dev/null";
+    // SAFETY: `path` is a NUL-terminated string that outlives the call.
+    let fd = cvt_r(|| unsafe { libc::open(path.as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) })?;
+    // SAFETY: `open` succeeded, so `fd` is open and owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Sets or clears `O_NONBLOCK` on `fd`.
+pub fn set_nonblocking(fd: BorrowedFd<'_>, on: bool) -> io::Result<()> {
+    // SAFETY: `fd` is a live descriptor for the duration of the borrow; F_GETFL takes no pointer.
+    let flags = cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) })?;
+    let new = if on {
+        flags | libc::O_NONBLOCK
+    } else {
+        flags & !libc::O_NONBLOCK
+    };
+    if new != flags {
+        // SAFETY: as above; F_SETFL takes an int argument.
+        cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, new) })?;
+    }
+    Ok(())
+}
+
+/// Reads into `buf`, retrying on `EINTR`. Returns 0 at end of file.
+pub fn read(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: `buf` is valid for writes of `buf.len()` bytes for the duration of the call.
+    let n = cvt_r(|| unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) })?;
+    Ok(n as usize)
+}
+
+/// Reads into the spare capacity of `buf` (at most `max` bytes), extending its length.
+pub fn read_into_spare(fd: BorrowedFd<'_>, buf: &mut Vec<u8>, max: usize) -> io::Result<usize> {
+    let spare = buf.spare_capacity_mut();
+    let want = spare.len().min(max);
+    // SAFETY: the spare capacity is valid for writes of `want` bytes; `read` only writes.
+    let n = cvt_r(|| unsafe { libc::read(fd.as_raw_fd(), spare.as_mut_ptr().cast(), want) })?;
+    let n = n as usize;
+    // SAFETY: the kernel initialised the first `n` bytes of the spare capacity.
+    unsafe { buf.set_len(buf.len() + n) };
+    Ok(n)
+}
+
+/// Writes from `buf`, retrying on `EINTR`; on a socket, never raises `SIGPIPE`.
+pub fn write(fd: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize> {
+    let raw = fd.as_raw_fd();
+    // SAFETY: `buf` is valid for reads of `buf.len()` bytes for the duration of the call.
+    let n =
+        cvt_r(|| unsafe { libc::send(raw, buf.as_ptr().cast(), buf.len(), libc::MSG_NOSIGNAL) });
+    match n {
+        Ok(n) => Ok(n as usize),
+        Err(e) if e.raw_os_error() == Some(libc::ENOTSOCK) => {
+            // SAFETY: as above; a pipe end takes a plain write.
+            let n = cvt_r(|| unsafe { libc::write(raw, buf.as_ptr().cast(), buf.len()) })?;
+            Ok(n as usize)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Writes two buffers with one `writev` where possible. Returns the bytes written.
+pub fn writev2(fd: BorrowedFd<'_>, a: &[u8], b: &[u8]) -> io::Result<usize> {
+    let iov = [
+        libc::iovec {
+            iov_base: a.as_ptr() as *mut _,
+            iov_len: a.len(),
+        },
+        libc::iovec {
+            iov_base: b.as_ptr() as *mut _,
+            iov_len: b.len(),
+        },
+    ];
+    let raw = fd.as_raw_fd();
+    // SAFETY: a zeroed msghdr is a valid empty header; we then point it at `iov`, which lives
+    // until the end of this function.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = iov.as_ptr() as *mut _;
+    msg.msg_iovlen = 2;
+    // SAFETY: `msg` refers to two iovecs over buffers valid for reads for the whole call.
+    let n = cvt_r(|| unsafe { libc::sendmsg(raw, &msg, libc::MSG_NOSIGNAL) });
+    match n {
+        Ok(n) => Ok(n as usize),
+        Err(e) if e.raw_os_error() == Some(libc::ENOTSOCK) => {
+            // SAFETY: `iov` holds two valid iovecs over live buffers.
+            let n = cvt_r(|| unsafe { libc::writev(raw, iov.as_ptr(), 2) })?;
+            Ok(n as usize)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// What to wait for in [`poll`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Interest {
+    Read,
+    Write,
+}
+
+/// Waits until one of `fds` is ready (readable, writable, hung up or in error), or until
+/// `timeout` passes (`None` waits forever). Returns, per descriptor, whether it is ready.
+pub fn poll(
+    fds: &[(BorrowedFd<'_>, Interest)],
+    timeout: Option<Duration>,
+) -> io::Result<Vec<bool>> {
+    let mut pfds: Vec<libc::pollfd> = fds
+        .iter()
+        .map(|(fd, i)| libc::pollfd {
+            fd: fd.as_raw_fd(),
+            events: match i {
+                Interest::Read => libc::POLLIN,
+                Interest::Write => libc::POLLOUT,
+            },
+            revents: 0,
+        })
+        .collect();
+    let deadline = timeout.map(|t| Instant::now() + t);
+    loop {
+        let ms = match deadline {
+            None => -1,
+            Some(d) => {
+                let left = d.saturating_duration_since(Instant::now());
+                // Round up so that a wait of 0.5 ms does not become a busy 0 ms poll loop.
+                let ms = left.as_nanos().div_ceil(1_000_000);
+                ms.min(i32::MAX as u128) as libc::c_int
+            }
+        };
+        // SAFETY: `pfds` is a valid array of `pfds.len()` pollfd structures.
+        let r = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, ms) };
+        if r == -1 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        if r == 0 {
+            if let Some(d) = deadline {
+                if Instant::now() < d {
+                    continue;
+                }
+            }
+        }
+        return Ok(pfds.iter().map(|p| p.revents != 0).collect());
+    }
+}
+
+/// Waits for one descriptor; see [`poll`].
+pub fn poll_one(
+    fd: BorrowedFd<'_>,
+    interest: Interest,
+    timeout: Option<Duration>,
+) -> io::Result<bool> {
+    Ok(poll(&[(fd, interest)], timeout)?[0])
+}
+
+/// Duplicates `fd` to the lowest free number at or above `min`, close-on-exec.
+pub fn dup_cloexec(fd: BorrowedFd<'_>) -> io::Result<OwnedFd> {
+    fd.try_clone_to_owned()
+}
+
+/// Closes every descriptor numbered `first` or above that is not in `keep`.
+///
+/// Used in a single-threaded child right after `fork()` (the forkserver's children), where
+/// `close_range` is async-signal-safe.
+pub fn close_all_from_except(first: RawFd, keep: &[RawFd]) {
+    let mut keep: Vec<RawFd> = keep.iter().copied().filter(|&k| k >= first).collect();
+    keep.sort_unstable();
+    let mut lo = first;
+    for k in keep {
+        if k > lo {
+            close_range(lo, k - 1);
+        }
+        lo = k + 1;
+    }
+    close_range(lo, RawFd::MAX);
+}
+
+fn close_range(lo: RawFd, hi: RawFd) {
+    // SAFETY: `close_range` only closes descriptors; callers guarantee that nothing in this
+    // process still uses the descriptors in the range (they run right after fork, before any
+    // other code of the child owns them).
+    unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            lo as libc::c_uint,
+            hi as libc::c_uint,
+            0 as libc::c_uint,
+        )
+    };
+}
+
+/// Whether `fd` is an open descriptor of this process.
+pub fn fd_is_open(fd: RawFd) -> bool {
+    // SAFETY: F_GETFD reads descriptor flags and takes no pointer; an invalid number yields EBADF.
+    unsafe { libc::fcntl(fd, libc::F_GETFD) != -1 }
+}
+
+/// Whether `fd` has the close-on-exec flag set (false when it is not open).
+pub fn fd_is_cloexec(fd: RawFd) -> bool {
+    // SAFETY: as in `fd_is_open`.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+    flags != -1 && flags & libc::FD_CLOEXEC != 0
+}
+
+/// Duplicates `fd` to a new descriptor *without* close-on-exec (for tests of descriptor
+/// inheritance; the library itself never makes inheritable descriptors).
+pub fn dup_inheritable(fd: BorrowedFd<'_>) -> io::Result<OwnedFd> {
+    // SAFETY: F_DUPFD takes an int argument and returns a new descriptor we then own.
+    let new = cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD, 3) })?;
+    // SAFETY: `fcntl` succeeded, so `new` is open and owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(new) })
+}

@@ -1,0 +1,301 @@
+//! Processes: `fork`, fork+exec of the running binary, pidfds, `waitid`, signals, `_exit`.
+
+use super::{cvt, cvt_r, read};
+use std::ffi::{CString, OsString};
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStringExt;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+/// How a process ended, in Python's terms: `Exited(n)` becomes exitcode `n`, `Signaled(s)`
+/// becomes `-s`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WaitStatus {
+    Exited(i32),
+    Signaled(i32),
+}
+
+impl WaitStatus {
+    /// The exit code as Python's `Process.exitcode` reports it.
+    pub fn exitcode(self) -> i32 {
+        match self {
+            WaitStatus::Exited(n) => n,
+            WaitStatus::Signaled(s) => -s,
+        }
+    }
+}
+
+/// Forks. In the child, runs `child` (a panic counts as exit code 1) and `_exit`s with its code;
+/// the child never returns from this function. In the parent, returns the child's pid and a
+/// pidfd for it.
+///
+/// This is the `fork` start method's primitive and, like Python's, it runs arbitrary code in
+/// the child. In a parent with several threads the child may deadlock on a lock that another
+/// thread held at the moment of the fork; that is why callers warn about multithreaded parents
+/// and hold their own global locks across the fork (see `crate::state`).
+pub fn fork_run<F: FnOnce() -> i32>(child: F) -> io::Result<(u32, OwnedFd)> {
+    // SAFETY: `fork` has no memory-safety preconditions of its own. The child continues on a copy
+    // of this thread only: it runs `child` and then leaves with `_exit`, never returning into the
+    // caller's frames (a panic is caught below, so unwinding cannot escape into them either).
+    // Locks held by other threads stay locked in the child; that can deadlock but not corrupt
+    // memory, and is the documented hazard of the fork start method.
+    let pid = cvt(unsafe { libc::fork() })?;
+    if pid == 0 {
+        let code = catch_unwind(AssertUnwindSafe(child)).unwrap_or(1);
+        exit_now(code);
+    }
+    drop(child);
+    let pidfd = pidfd_open(pid as u32)?;
+    Ok((pid as u32, pidfd))
+}
+
+/// Opens a pidfd (close-on-exec) for `pid`.
+pub fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
+    // SAFETY: `pidfd_open` takes a pid and flags and returns a new descriptor or -1.
+    let fd =
+        cvt(unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0 as libc::c_uint) })?;
+    // SAFETY: the call succeeded, so `fd` is a fresh descriptor that we own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// Reaps the child behind `pidfd` if it has ended (`nohang`), or waits until it ends. Returns
+/// `None` when `nohang` is set and the child is still running.
+pub fn pidfd_wait(pidfd: BorrowedFd<'_>, nohang: bool) -> io::Result<Option<WaitStatus>> {
+    // SAFETY: a zeroed siginfo_t is a valid value for waitid to fill in.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    let flags = libc::WEXITED | if nohang { libc::WNOHANG } else { 0 };
+    // SAFETY: `info` is a valid, writable siginfo_t; P_PIDFD takes the pidfd as its id.
+    cvt_r(|| unsafe {
+        libc::waitid(
+            libc::P_PIDFD,
+            pidfd.as_raw_fd() as libc::id_t,
+            &mut info,
+            flags,
+        )
+    })?;
+    // SAFETY: waitid filled `info` for a SIGCHLD-style report; si_pid and si_status are the
+    // fields it defines for that case (si_pid is 0 when WNOHANG found nothing).
+    let (pid, status) = unsafe { (info.si_pid(), info.si_status()) };
+    if pid == 0 {
+        return Ok(None);
+    }
+    Ok(Some(match info.si_code {
+        libc::CLD_EXITED => WaitStatus::Exited(status),
+        _ => WaitStatus::Signaled(status),
+    }))
+}
+
+/// Sends `signal` to the process behind `pidfd`. A process that has already ended is not an
+/// error.
+pub fn pidfd_send_signal(pidfd: BorrowedFd<'_>, signal: i32) -> io::Result<()> {
+    // SAFETY: pidfd_send_signal takes a pidfd, a signal number, a null siginfo and flags.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            signal,
+            std::ptr::null::<libc::siginfo_t>(),
+            0u32,
+        )
+    };
+    if r == -1 {
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() == Some(libc::ESRCH) {
+            return Ok(());
+        }
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// Sends `signal` to `pid` (used only for a process's signal to itself).
+pub fn kill(pid: u32, signal: i32) -> io::Result<()> {
+    // SAFETY: kill takes two integers and touches no memory of ours.
+    cvt(unsafe { libc::kill(pid as libc::pid_t, signal) })?;
+    Ok(())
+}
+
+/// Leaves the process at once with `code`, running no destructors or `atexit` handlers
+/// (`_exit`). Buffered standard output must be flushed by the caller first.
+pub fn exit_now(code: i32) -> ! {
+    // SAFETY: `_exit` is always safe to call; it does not return.
+    unsafe { libc::_exit(code) }
+}
+
+/// The number of threads in this process, from `/proc/self/stat` (field 20).
+pub fn thread_count() -> usize {
+    let stat = match std::fs::read_to_string("/proc/self/stat") {
+        Ok(s) => s,
+        Err(_) => return 1,
+    };
+    // The command name (field 2) is in parentheses and may hold spaces: split after the last ')'.
+    let rest = match stat.rfind(')') {
+        Some(i) => &stat[i + 1..],
+        None => return 1,
+    };
+    rest.split_whitespace()
+        .nth(17)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1)
+}
+
+/// Registers `f` to run when the process leaves through `exit` (including a return from `main`).
+pub fn register_atexit(f: extern "C" fn()) {
+    // SAFETY: `f` is a plain `extern "C" fn()` with 'static lifetime, as atexit requires.
+    unsafe { libc::atexit(f) };
+}
+
+/// Everything a fork+exec needs, built before the fork so that the child only makes
+/// async-signal-safe calls on memory that already exists.
+#[derive(Debug)]
+pub struct ExecPlan {
+    path: CString,
+    _argv: Vec<CString>,
+    argv_ptrs: Vec<*const libc::c_char>,
+    _envp: Vec<CString>,
+    envp_ptrs: Vec<*const libc::c_char>,
+}
+
+// SAFETY: the raw pointers point into the CStrings owned by the same struct, which are never
+// mutated; sending the whole plan to another thread keeps them valid.
+unsafe impl Send for ExecPlan {}
+
+impl ExecPlan {
+    /// A plan to execute `path` with `argv` and exactly the environment `env`.
+    pub fn new(
+        path: &str,
+        argv: Vec<OsString>,
+        env: Vec<(OsString, OsString)>,
+    ) -> io::Result<Self> {
+        let nul = |e| io::Error::new(io::ErrorKind::InvalidInput, e);
+        let path = CString::new(path).map_err(nul)?;
+        let argv: Vec<CString> = argv
+            .into_iter()
+            .map(|a| CString::new(a.into_vec()))
+            .collect::<Result<_, _>>()
+            .map_err(nul)?;
+        let envp: Vec<CString> = env
+            .into_iter()
+            .map(|(k, v)| {
+                let mut kv = k.into_vec();
+                kv.push(b'=');
+                kv.extend(v.into_vec());
+                CString::new(kv)
+            })
+            .collect::<Result<_, _>>()
+            .map_err(nul)?;
+        let mut argv_ptrs: Vec<_> = argv.iter().map(|a| a.as_ptr()).collect();
+        argv_ptrs.push(std::ptr::null());
+        let mut envp_ptrs: Vec<_> = envp.iter().map(|a| a.as_ptr()).collect();
+        envp_ptrs.push(std::ptr::null());
+        Ok(ExecPlan {
+            path,
+            _argv: argv,
+            argv_ptrs,
+            _envp: envp,
+            envp_ptrs,
+        })
+    }
+}
+
+/// The descriptor number at which a spawned child finds its bootstrap channel.
+pub const SPAWN_CHANNEL_FD: RawFd = 3;
+
+/// Forks and executes `plan` in the child with: stdin on `devnull`, `channel` at descriptor
+/// [`SPAWN_CHANNEL_FD`], and every other descriptor above 2 closed. An `execve` failure is
+/// reported through a close-on-exec pipe and returned here, as `std` does. Returns the child's
+/// pid and a pidfd.
+pub fn spawn_exec(
+    plan: &ExecPlan,
+    channel: BorrowedFd<'_>,
+    devnull: BorrowedFd<'_>,
+) -> io::Result<(u32, OwnedFd)> {
+    let (err_r, err_w) = super::pipe()?;
+    let (ch, nul, ew) = (channel.as_raw_fd(), devnull.as_raw_fd(), err_w.as_raw_fd());
+    // SAFETY: see the comment on the child branch; the parent branch only reads the error pipe.
+    let pid = cvt(unsafe { libc::fork() })?;
+    if pid == 0 {
+        // SAFETY: in the child, until `execve` or `_exit`, only async-signal-safe calls
+        // (fcntl, dup2, dup3, syscall(close_range), execve, write, _exit) on integers and on the
+        // plan's buffers, which were built before the fork and are not mutated.
+        unsafe {
+            // Lift every source descriptor above the target numbers 0..=4 first, so that no
+            // dup2 below overwrites a source that happens to sit on a target number.
+            let ch2 = libc::fcntl(ch, libc::F_DUPFD_CLOEXEC, 10);
+            let nul2 = libc::fcntl(nul, libc::F_DUPFD_CLOEXEC, 10);
+            let ew2 = libc::fcntl(ew, libc::F_DUPFD_CLOEXEC, 10);
+            if ch2 < 0 || nul2 < 0 || ew2 < 0 {
+                libc::_exit(127);
+            }
+            let ok = libc::dup2(nul2, 0) == 0
+                && libc::dup2(ch2, SPAWN_CHANNEL_FD) == SPAWN_CHANNEL_FD
+                && libc::dup3(ew2, 4, libc::O_CLOEXEC) == 4;
+            if ok {
+                libc::syscall(
+                    libc::SYS_close_range,
+                    5 as libc::c_uint,
+                    libc::c_uint::MAX,
+                    0 as libc::c_uint,
+                );
+                libc::execve(
+                    plan.path.as_ptr(),
+                    plan.argv_ptrs.as_ptr(),
+                    plan.envp_ptrs.as_ptr(),
+                );
+            }
+            let errno = *libc::__errno_location();
+            let bytes = errno.to_ne_bytes();
+            libc::write(4, bytes.as_ptr().cast(), bytes.len());
+            libc::_exit(127);
+        }
+    }
+    drop(err_w);
+    let pidfd = pidfd_open(pid as u32);
+    let mut buf = [0u8; 4];
+    let mut got = 0;
+    while got < 4 {
+        match read(err_r.as_fd(), &mut buf[got..])? {
+            0 => break,
+            n => got += n,
+        }
+    }
+    let pidfd = pidfd?;
+    if got == 4 {
+        let _ = pidfd_wait(pidfd.as_fd(), false);
+        let errno = i32::from_ne_bytes(buf);
+        let e = io::Error::from_raw_os_error(errno);
+        return Err(io::Error::new(
+            e.kind(),
+            format!("could not execute the spawn child: {e}"),
+        ));
+    }
+    Ok((pid as u32, pidfd))
+}
+
+/// Takes ownership of a descriptor inherited across `execve` at a known number, marking it
+/// close-on-exec. Returns `None` if nothing is open there.
+///
+/// Called once, by [`crate::init`], for the bootstrap channel at [`SPAWN_CHANNEL_FD`]: that
+/// number was placed there by [`spawn_exec`] in our parent and nothing else in this process has
+/// claimed it.
+pub fn take_inherited_fd(fd: RawFd) -> Option<OwnedFd> {
+    // SAFETY: F_GETFD/F_SETFD take an int and touch no memory of ours.
+    let ok = unsafe { libc::fcntl(fd, libc::F_GETFD) } != -1;
+    if !ok {
+        return None;
+    }
+    // SAFETY: as above.
+    unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    // SAFETY: the descriptor is open (checked above) and, per this function's contract, owned by
+    // no other object of this process: it was set up for us by our parent before `execve`.
+    Some(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Ignores `SIGINT` (`on`) or restores its default action. The forkserver ignores it, as
+/// Python's does, so that a Ctrl-C aimed at the parent's process group does not kill the server;
+/// its children restore the default.
+pub fn set_sigint_ignored(on: bool) {
+    let action = if on { libc::SIG_IGN } else { libc::SIG_DFL };
+    // SAFETY: SIG_IGN and SIG_DFL are valid dispositions and involve no handler code.
+    unsafe { libc::signal(libc::SIGINT, action) };
+}

@@ -1,0 +1,1 @@
+//! The mproc harness: declarative cases run under every start method.
