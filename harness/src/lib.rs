@@ -1,1 +1,2 @@
 //! The mproc harness: declarative cases run under every start method.
+pub mod bench;

@@ -1,0 +1,320 @@
+#!/usr/bin/env python3
+"""CPython's multiprocessing on mproc's benchmark workloads (cases/bench/*.toml).
+
+Standard library only (Python 3.11+: tomllib). Reads the same workload files as the Rust bench,
+runs their steps with real multiprocessing under each start method, and writes the cost per
+operation of each sample:
+
+    {"version": "...", "metrics": {"start_join/fork": {"samples_s": [...]}}, "errors": {...}}
+
+Usage: bench_reference.py --cases DIR --out FILE [--quick] [--filter S]...
+
+The step vocabulary and the tasks mirror harness/src/bench/kernel.rs.
+"""
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import sys
+import time
+import tomllib
+
+WAIT = 60.0
+
+
+# --- tasks (module level, so that spawn and forkserver children can import them) ------------
+
+def noop():
+    pass
+
+
+def identity(x):
+    return x
+
+
+def echo_bytes(conn):
+    while True:
+        try:
+            m = conn.recv_bytes()
+        except EOFError:
+            return
+        if not m:
+            return
+        conn.send_bytes(m)
+
+
+def sink_bytes(data, ack):
+    while True:
+        try:
+            m = data.recv_bytes()
+        except EOFError:
+            return
+        if m == b"stop":
+            return
+        if not m:
+            ack.send_bytes(b"k")
+
+
+def put_n(q, n):
+    for i in range(n):
+        q.put(i)
+
+
+def get_n(q, n):
+    for _ in range(n):
+        q.get()
+
+
+def increment_n(v, n):
+    for _ in range(n):
+        with v.get_lock():
+            v.value += 1
+
+
+TASKS = {f.__name__: f for f in (noop, identity, echo_bytes, sink_bytes, put_n, get_n, increment_n)}
+
+
+# --- workloads ---------------------------------------------------------------------------------
+
+class Workload:
+    def __init__(self, path):
+        with open(path, "rb") as f:
+            d = tomllib.load(f)
+        self.path = path
+        self.name = os.path.splitext(os.path.basename(path))[0]
+        self.params = d.get("params", {})
+        self.methods = d.get("methods", ["fork", "spawn", "forkserver"])
+        self.steps = d["step"]
+        self.bench = d["bench"]
+
+    def int(self, v):
+        if isinstance(v, int):
+            return v
+        if isinstance(v, str) and v.startswith("$"):
+            return int(self.params[v[1:]])
+        raise ValueError(f"expected an integer or $param, found {v!r}")
+
+    def range(self, s):
+        a, b = s.split("..")
+        return range(self.int(_num(a.strip())), self.int(_num(b.strip())))
+
+    def metric_id(self, method):
+        return self.bench["metric"].replace("{method}", method)
+
+    def ops(self):
+        return self.int(self.bench.get("ops", 1))
+
+
+def _num(s):
+    try:
+        return int(s)
+    except ValueError:
+        return s
+
+
+def _primary(v, key):
+    return v if isinstance(v, str) else v[key]
+
+
+class Env:
+    def __init__(self, w, method):
+        self.w = w
+        self.ctx = mp.get_context(method)
+        self.objs = {}
+
+    def arg(self, v):
+        if isinstance(v, int):
+            return v
+        if isinstance(v, str) and v.startswith("$"):
+            return self.w.int(v)
+        if isinstance(v, str) and v in self.objs:
+            return self.objs[v]
+        return v
+
+    def args(self, fields):
+        return [self.arg(a) for a in fields.get("args", [])]
+
+    def compile(self, op, v):
+        """Returns a closure running the action (arguments resolved when it runs)."""
+        if op == "pipe":
+            a, b = v["ids"]
+            duplex = v.get("duplex", True)
+
+            def f():
+                self.objs[a], self.objs[b] = self.ctx.Pipe(duplex)
+            return f
+        if op == "process":
+            task = TASKS[v["task"]]
+            pid = v["id"]
+
+            def f():
+                self.objs[pid] = self.ctx.Process(target=task, args=self.args(v))
+            return f
+        if op == "call":
+            task = TASKS[v["task"]]
+            return lambda: task(*self.args(v))
+        if op == "start":
+            i = _primary(v, "id")
+            return lambda: self.objs[i].start()
+        if op == "join":
+            i = _primary(v, "id")
+
+            def f():
+                o = self.objs[i]
+                if isinstance(o, mp.pool.Pool):
+                    o.join()
+                else:
+                    o.join(WAIT)
+                    if o.exitcode != 0:
+                        raise RuntimeError(f"{i} exited with {o.exitcode}")
+            return f
+        if op == "close":
+            i = _primary(v, "id")
+
+            def f():
+                o = self.objs.pop(i, None)
+                if o is not None:
+                    o.close()
+                    if isinstance(o, mp.pool.Pool):
+                        self.objs[i] = o  # joined next
+            return f
+        if op == "send_bytes":
+            i = _primary(v, "id")
+            if "size" in v:
+                buf = b"x" * self.w.int(v["size"])
+            else:
+                buf = v["data"].encode()
+            return lambda: self.objs[i].send_bytes(buf)
+        if op == "recv_bytes":
+            i = _primary(v, "id")
+            return lambda: self.objs[i].recv_bytes()
+        if op == "pool":
+            i, n = v["id"], v["processes"]
+
+            def f():
+                self.objs[i] = self.ctx.Pool(n)
+            return f
+        if op == "map":
+            p, task = v["pool"], TASKS[v["task"]]
+            items = self.w.range(v["items"])
+            chunksize = v.get("chunksize")
+            return lambda: self.objs[p].map(task, items, chunksize)
+        if op == "apply_async":
+            p, task, i = v["pool"], TASKS[v["task"]], v["id"]
+
+            def f():
+                self.objs[i] = self.objs[p].apply_async(task, self.args(v))
+            return f
+        if op == "get":
+            i = _primary(v, "result")
+            return lambda: self.objs[i].get(WAIT)
+        if op == "queue":
+            i = v["id"]
+
+            def f():
+                self.objs[i] = self.ctx.Queue()
+            return f
+        if op == "value":
+            i = v["id"]
+
+            def f():
+                self.objs[i] = self.ctx.Value(v.get("typecode", "q"), v.get("value", 0))
+            return f
+        raise ValueError(f"unknown step {op!r}")
+
+    def cleanup(self):
+        for o in self.objs.values():
+            if isinstance(o, mp.process.BaseProcess) and o.is_alive():
+                o.kill()
+                o.join(WAIT)
+            elif isinstance(o, mp.pool.Pool):
+                o.terminate()
+        self.objs = {}
+
+
+def compile_steps(env, w):
+    timed = w.bench.get("timed", "timed")
+    idx = [i for i, s in enumerate(w.steps) if s.get("label") == timed]
+    first, last = idx[0], idx[-1]
+    parts = ([], [], [])
+    for i, s in enumerate(w.steps):
+        repeat = 1
+        actions = []
+        for k, v in s.items():
+            if k == "label":
+                continue
+            if k == "each":
+                (rng,) = v.values()
+                repeat = len(rng) if isinstance(rng, list) else len(w.range(rng))
+                continue
+            actions.append(env.compile(k, v))
+        part = parts[0] if i < first else parts[1] if i <= last else parts[2]
+        part.append((repeat, actions))
+    return parts
+
+
+def run_steps(steps):
+    for repeat, actions in steps:
+        for _ in range(repeat):
+            for a in actions:
+                a()
+
+
+def sample(w, method, n_samples):
+    env = Env(w, method)
+    setup, timed, teardown = compile_steps(env, w)
+    iters = int(w.bench.get("iters", 1))
+    ops = w.ops()
+    out = []
+    try:
+        for k in range(n_samples + 1):  # the first sample warms up and is dropped
+            run_steps(setup)
+            t0 = time.perf_counter()
+            for _ in range(iters if k else 1):
+                run_steps(timed)
+            dt = time.perf_counter() - t0
+            run_steps(teardown)
+            if k:
+                out.append(dt / (iters * ops))
+    finally:
+        env.cleanup()
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--cases", required=True)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--filter", action="append", default=[])
+    a = ap.parse_args()
+    files = sorted(f for f in os.listdir(a.cases) if f.endswith(".toml"))
+    metrics, errors = {}, {}
+    for f in files:
+        try:
+            w = Workload(os.path.join(a.cases, f))
+        except Exception as e:  # a broken file: the Rust side reports it with its position
+            errors[f] = f"{type(e).__name__}: {e}"
+            continue
+        if not w.bench.get("cpython", True):
+            continue
+        for method in w.methods:
+            mid = w.metric_id(method)
+            if a.filter and not any(s in mid for s in a.filter):
+                continue
+            ours = w.bench.get("quick_samples", 10) if a.quick else w.bench.get("samples", 20)
+            n = w.bench.get("cpython_samples", min(ours, 5 if a.quick else 10))
+            if a.quick:
+                n = min(n, 5)
+            print(f"cpython: {mid} ({n} samples)", file=sys.stderr, flush=True)
+            try:
+                metrics[mid] = {"samples_s": sample(w, method, max(n, 1))}
+            except Exception as e:
+                errors[mid] = f"{type(e).__name__}: {e}"
+    with open(a.out, "w") as fh:
+        json.dump({"version": sys.version.split()[0], "metrics": metrics, "errors": errors}, fh, indent=1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,459 @@
+//! Compiles a workload's steps into a [`Kernel`]: closures with every id resolved to a slot and
+//! every argument resolved to a value, so that the timed passes do no lookups or parsing.
+//!
+//! The bench understands the subset of the harness's step vocabulary that workloads need (see
+//! `cases/bench/README.md`), plus the bench tasks below. `harness/py/bench_reference.py`
+//! mirrors both.
+
+use super::probe::Probe;
+use super::workload::{resolve_int, Workload};
+use mproc::{Connection, Context, Process, StartMethod};
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+/// How long any wait for a child may take before the benchmark gives up.
+const WAIT: Duration = Duration::from_secs(60);
+
+// ---------------------------------------------------------------------------------------------
+// Bench tasks: what children run. Plain functions, so every start method can run them.
+
+/// Does nothing (the trivial process).
+pub fn noop() {}
+
+/// Returns its argument (the trivial pool item).
+pub fn identity(x: i64) -> i64 {
+    x
+}
+
+/// Echoes every message back until an empty message or end of file (ping-pong peer). Under
+/// fork the child also holds a copy of its parent's end, so end of file alone would never come:
+/// workloads stop it with an empty message.
+pub fn echo_bytes(conn: Connection) {
+    while let Ok(m) = conn.recv_bytes(None) {
+        if m.is_empty() || conn.send_bytes(&m).is_err() {
+            break;
+        }
+    }
+}
+
+/// Receives messages until the message `stop` or end of file; after each empty message,
+/// acknowledges on `ack` (throughput sink).
+pub fn sink_bytes(data: Connection, ack: Connection) {
+    while let Ok(m) = data.recv_bytes(None) {
+        if m == b"stop" || (m.is_empty() && ack.send_bytes(b"k").is_err()) {
+            break;
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+/// A live object of a kernel.
+#[derive(Debug, Default)]
+pub enum Obj {
+    /// Nothing (not made yet, or moved into a child).
+    #[default]
+    Empty,
+    /// A connection.
+    Conn(Connection),
+    /// A process.
+    Proc(Process),
+}
+
+/// An argument, resolved at compile time.
+#[derive(Clone, Debug)]
+pub enum Arg {
+    /// An integer.
+    Int(i64),
+    /// A string.
+    Str(String),
+    /// An object, by slot.
+    Slot(usize),
+}
+
+/// The objects and the context a kernel acts on.
+#[derive(Debug)]
+pub struct Env {
+    /// The start method's context.
+    pub ctx: Context,
+    /// The objects, by slot.
+    pub slots: Vec<Obj>,
+}
+
+impl Env {
+    fn conn(&self, slot: usize) -> Result<&Connection, String> {
+        match &self.slots[slot] {
+            Obj::Conn(c) => Ok(c),
+            other => Err(format!("slot {slot} is not a connection: {other:?}")),
+        }
+    }
+    fn proc(&self, slot: usize) -> Result<&Process, String> {
+        match &self.slots[slot] {
+            Obj::Proc(p) => Ok(p),
+            other => Err(format!("slot {slot} is not a process: {other:?}")),
+        }
+    }
+    fn take_conn(&mut self, slot: usize) -> Result<Connection, String> {
+        match std::mem::take(&mut self.slots[slot]) {
+            Obj::Conn(c) => Ok(c),
+            other => Err(format!("slot {slot} is not a connection: {other:?}")),
+        }
+    }
+    fn int(args: &[Arg], i: usize) -> Result<i64, String> {
+        match args.get(i) {
+            Some(Arg::Int(n)) => Ok(*n),
+            other => Err(format!("argument {i} must be an integer, found {other:?}")),
+        }
+    }
+    fn slot(args: &[Arg], i: usize) -> Result<usize, String> {
+        match args.get(i) {
+            Some(Arg::Slot(s)) => Ok(*s),
+            other => Err(format!(
+                "argument {i} must be an object id, found {other:?}"
+            )),
+        }
+    }
+
+    /// Makes a process running bench task `task` with `args`.
+    fn make_process(&mut self, task: &str, args: &[Arg]) -> Result<Process, String> {
+        let ctx = self.ctx.clone();
+        Ok(match task {
+            "noop" => ctx.process(noop, ()),
+            "echo_bytes" => {
+                let c = self.take_conn(Self::slot(args, 0)?)?;
+                ctx.process(echo_bytes, (c,))
+            }
+            "sink_bytes" => {
+                let d = self.take_conn(Self::slot(args, 0)?)?;
+                let a = self.take_conn(Self::slot(args, 1)?)?;
+                ctx.process(sink_bytes, (d, a))
+            }
+            other => return self.make_process_ext(other, args),
+        })
+    }
+
+    fn call_task(&mut self, task: &str, args: &[Arg]) -> Result<(), String> {
+        match task {
+            "noop" => noop(),
+            "identity" => {
+                identity(Self::int(args, 0)?);
+            }
+            other => return self.call_task_ext(other, args),
+        }
+        Ok(())
+    }
+}
+
+/// Tasks and actions for the library's later modules (pools, queues, shared memory) slot in
+/// here.
+impl Env {
+    fn make_process_ext(&mut self, task: &str, _args: &[Arg]) -> Result<Process, String> {
+        Err(format!("unknown bench task `{task}` for a process"))
+    }
+    fn call_task_ext(&mut self, task: &str, _args: &[Arg]) -> Result<(), String> {
+        Err(format!("unknown bench task `{task}` for `call`"))
+    }
+}
+
+type ActionFn = Box<dyn FnMut(&mut Env) -> Result<(), String>>;
+
+struct CStep {
+    repeat: u64,
+    actions: Vec<ActionFn>,
+}
+
+/// A compiled workload under one start method.
+pub struct Kernel {
+    env: Env,
+    setup: Vec<CStep>,
+    timed: Vec<CStep>,
+    teardown: Vec<CStep>,
+    ops: u64,
+    /// Passes over the timed steps per counted pass: 2 when a slowdown is injected.
+    factor: u64,
+}
+
+impl std::fmt::Debug for Kernel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Kernel")
+            .field("ops", &self.ops)
+            .field("factor", &self.factor)
+            .finish()
+    }
+}
+
+struct Compiler<'a> {
+    w: &'a Workload,
+    ids: BTreeMap<String, usize>,
+}
+
+impl Compiler<'_> {
+    fn slot(&mut self, id: &str) -> usize {
+        let n = self.ids.len();
+        *self.ids.entry(id.to_string()).or_insert(n)
+    }
+    fn existing(&self, id: &str) -> Result<usize, String> {
+        self.ids
+            .get(id)
+            .copied()
+            .ok_or_else(|| format!("unknown object `{id}`"))
+    }
+    fn int(&self, v: &toml::Value) -> Result<i64, String> {
+        resolve_int(v, &self.w.params)
+    }
+    fn arg(&self, v: &toml::Value) -> Result<Arg, String> {
+        Ok(match v {
+            toml::Value::Integer(i) => Arg::Int(*i),
+            toml::Value::String(s) if s.starts_with('$') => Arg::Int(self.int(v)?),
+            toml::Value::String(s) => match self.ids.get(s) {
+                Some(&slot) => Arg::Slot(slot),
+                None => Arg::Str(s.clone()),
+            },
+            other => return Err(format!("unsupported argument {other:?}")),
+        })
+    }
+    fn args(&self, t: &toml::Value) -> Result<Vec<Arg>, String> {
+        match t.get("args") {
+            None => Ok(Vec::new()),
+            Some(toml::Value::Array(a)) => a.iter().map(|v| self.arg(v)).collect(),
+            Some(other) => Err(format!("`args` must be a list, found {other:?}")),
+        }
+    }
+    /// The primary field: `join = "p"` or `join = { id = "p" }`.
+    fn primary<'v>(&self, v: &'v toml::Value, key: &str) -> Result<&'v str, String> {
+        match v {
+            toml::Value::String(s) => Ok(s),
+            toml::Value::Table(t) => t
+                .get(key)
+                .and_then(|x| x.as_str())
+                .ok_or_else(|| format!("needs the field `{key}`")),
+            other => Err(format!("expected an id or a table, found {other:?}")),
+        }
+    }
+    fn str_field<'v>(&self, v: &'v toml::Value, key: &str) -> Result<&'v str, String> {
+        v.get(key)
+            .and_then(|x| x.as_str())
+            .ok_or_else(|| format!("needs the string field `{key}`"))
+    }
+
+    fn action(&mut self, op: &str, v: &toml::Value) -> Result<ActionFn, String> {
+        Ok(match op {
+            "pipe" => {
+                let ids = v
+                    .get("ids")
+                    .and_then(|x| x.as_array())
+                    .filter(|a| a.len() == 2)
+                    .ok_or("`pipe` needs `ids = [a, b]`")?;
+                let a = self.slot(ids[0].as_str().ok_or("ids are strings")?);
+                let b = self.slot(ids[1].as_str().ok_or("ids are strings")?);
+                let duplex = v.get("duplex").and_then(|x| x.as_bool()).unwrap_or(true);
+                Box::new(move |env: &mut Env| {
+                    let (x, y) = env.ctx.pipe(duplex).map_err(|e| e.to_string())?;
+                    env.slots[a] = Obj::Conn(x);
+                    env.slots[b] = Obj::Conn(y);
+                    Ok(())
+                })
+            }
+            "process" => {
+                let task = self.str_field(v, "task")?.to_string();
+                let args = self.args(v)?;
+                let id = self.slot(self.str_field(v, "id")?);
+                Box::new(move |env: &mut Env| {
+                    let p = env.make_process(&task, &args)?;
+                    env.slots[id] = Obj::Proc(p);
+                    Ok(())
+                })
+            }
+            "call" => {
+                let task = self.str_field(v, "task")?.to_string();
+                let args = self.args(v)?;
+                Box::new(move |env: &mut Env| env.call_task(&task, &args))
+            }
+            "start" => {
+                let id = self.existing(self.primary(v, "id")?)?;
+                Box::new(move |env: &mut Env| env.proc(id)?.start().map_err(|e| e.to_string()))
+            }
+            "join" => {
+                let id = self.existing(self.primary(v, "id")?)?;
+                Box::new(move |env: &mut Env| join(env, id))
+            }
+            "close" => {
+                let id = self.existing(self.primary(v, "id")?)?;
+                Box::new(move |env: &mut Env| close(env, id))
+            }
+            "send_bytes" => {
+                let id = self.existing(self.primary(v, "id")?)?;
+                let buf: Vec<u8> = match (v.get("size"), v.get("data")) {
+                    (Some(n), _) => vec![b'x'; self.int(n)?.max(0) as usize],
+                    (None, Some(toml::Value::String(s))) => s.as_bytes().to_vec(),
+                    _ => return Err("`send_bytes` needs `size` or `data`".into()),
+                };
+                Box::new(move |env: &mut Env| {
+                    env.conn(id)?.send_bytes(&buf).map_err(|e| e.to_string())
+                })
+            }
+            "recv_bytes" => {
+                let id = self.existing(self.primary(v, "id")?)?;
+                Box::new(move |env: &mut Env| {
+                    env.conn(id)?
+                        .recv_bytes(None)
+                        .map(drop)
+                        .map_err(|e| e.to_string())
+                })
+            }
+            other => return self.action_ext(other, v),
+        })
+    }
+
+    /// Actions of the library's later modules slot in here.
+    fn action_ext(&mut self, op: &str, _v: &toml::Value) -> Result<ActionFn, String> {
+        Err(format!("unknown step `{op}` for the bench"))
+    }
+}
+
+fn join(env: &mut Env, id: usize) -> Result<(), String> {
+    match &env.slots[id] {
+        Obj::Proc(p) => {
+            p.join(Some(WAIT)).map_err(|e| e.to_string())?;
+            match p.exitcode().map_err(|e| e.to_string())? {
+                Some(0) => Ok(()),
+                Some(c) => Err(format!("child exited with {c}")),
+                None => Err(format!("child still running after {WAIT:?}")),
+            }
+        }
+        other => join_ext(env, id, other),
+    }
+}
+
+fn join_ext(_env: &Env, id: usize, other: &Obj) -> Result<(), String> {
+    Err(format!("cannot join slot {id}: {other:?}"))
+}
+
+fn close(env: &mut Env, id: usize) -> Result<(), String> {
+    match std::mem::take(&mut env.slots[id]) {
+        Obj::Conn(mut c) => {
+            c.close();
+            Ok(())
+        }
+        Obj::Proc(p) => p.close().map_err(|e| e.to_string()),
+        Obj::Empty => Ok(()),
+    }
+}
+
+fn run_steps(env: &mut Env, steps: &mut [CStep]) -> Result<(), String> {
+    for s in steps {
+        for _ in 0..s.repeat {
+            for a in &mut s.actions {
+                a(env)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+impl Kernel {
+    /// Compiles `w` for `method`. `slowdown` runs the timed steps twice per counted pass (the
+    /// gate's synthetic regression).
+    pub fn compile(w: &Workload, method: StartMethod, slowdown: bool) -> Result<Kernel, String> {
+        let mut c = Compiler {
+            w,
+            ids: BTreeMap::new(),
+        };
+        let timed = &w.bench.timed;
+        let first = w
+            .steps
+            .iter()
+            .position(|s| s.label.as_deref() == Some(timed.as_str()))
+            .ok_or_else(|| format!("no step labelled `{timed}`"))?;
+        let last = w
+            .steps
+            .iter()
+            .rposition(|s| s.label.as_deref() == Some(timed.as_str()))
+            .expect("found above");
+        let (mut setup, mut tm, mut teardown) = (Vec::new(), Vec::new(), Vec::new());
+        for (i, s) in w.steps.iter().enumerate() {
+            let mut actions = Vec::new();
+            for a in &s.actions {
+                actions.push(c.action(&a.op, &a.value).map_err(|m| {
+                    format!(
+                        "{}:{}:1: step {} `{}`: {m}",
+                        w.path.display(),
+                        s.line,
+                        s.index,
+                        a.op
+                    )
+                })?);
+            }
+            let cs = CStep {
+                repeat: s.repeat,
+                actions,
+            };
+            if i < first {
+                setup.push(cs)
+            } else if i <= last {
+                tm.push(cs)
+            } else {
+                teardown.push(cs)
+            }
+        }
+        let n = c.ids.len();
+        Ok(Kernel {
+            env: Env {
+                ctx: mproc::get_context(method),
+                slots: (0..n).map(|_| Obj::Empty).collect(),
+            },
+            setup,
+            timed: tm,
+            teardown,
+            ops: w.ops()?,
+            factor: if slowdown { 2 } else { 1 },
+        })
+    }
+
+    /// Ends whatever is left: running processes are killed and joined, objects dropped.
+    fn cleanup(&mut self) {
+        for s in &mut self.env.slots {
+            if let Obj::Proc(p) = s {
+                if p.is_alive().unwrap_or(false) {
+                    let _ = p.kill();
+                }
+                let _ = p.join(Some(WAIT));
+            }
+            *s = Obj::Empty;
+        }
+    }
+}
+
+impl Probe for Kernel {
+    fn setup(&mut self) -> Result<(), String> {
+        let r = run_steps(&mut self.env, &mut self.setup);
+        if r.is_err() {
+            self.cleanup();
+        }
+        r
+    }
+    fn run(&mut self, iters: u64) -> Result<Duration, String> {
+        let t0 = Instant::now();
+        for _ in 0..iters * self.factor {
+            if let Err(e) = run_steps(&mut self.env, &mut self.timed) {
+                self.cleanup();
+                return Err(e);
+            }
+        }
+        Ok(t0.elapsed())
+    }
+    fn teardown(&mut self) -> Result<(), String> {
+        let r = run_steps(&mut self.env, &mut self.teardown);
+        self.cleanup();
+        r
+    }
+    fn ops_per_pass(&self) -> u64 {
+        self.ops
+    }
+}
+
+impl Drop for Kernel {
+    fn drop(&mut self) {
+        self.cleanup();
+    }
+}

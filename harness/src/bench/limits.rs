@@ -1,0 +1,418 @@
+//! The raw OS limits, measured in the same run as the workloads: what the operation costs with
+//! nothing of ours in the way. Safe code only: `fork` through mproc's own safe wrapper
+//! (`mproc::sys::fork_run`), fork+exec through `mproc::sys::spawn_exec` (no allocation between
+//! the fork and the exec), sockets and pipes through `std` and `nix`.
+
+use super::probe::Probe;
+use super::workload::Kind;
+use mproc::sys::proc::{fork_run, spawn_exec, ExecPlan};
+use nix::sys::wait::waitpid;
+use nix::unistd::Pid;
+use std::ffi::OsString;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixStream;
+use std::time::{Duration, Instant};
+
+/// The environment variable that makes the bench binary exit at once: the child of the
+/// fork+exec limit. [`exit_if_limit_child`] is called first in the bench binary's `main`.
+pub const EXIT_AT_ONCE: &str = "MPROC_BENCH_EXIT_AT_ONCE";
+
+/// In the child of the fork+exec limit, exits at once (call first in the bench's `main`).
+pub fn exit_if_limit_child() {
+    if std::env::var_os(EXIT_AT_ONCE).is_some() {
+        mproc::sys::proc::exit_now(0);
+    }
+}
+
+/// A raw limit: its id, what it is, and how to measure it.
+#[derive(Clone, Copy, Debug)]
+pub struct LimitSpec {
+    /// The id (metrics name it in `limit`/`reference`).
+    pub id: &'static str,
+    /// What it measures.
+    pub title: &'static str,
+    /// Latency or throughput.
+    pub kind: Kind,
+    /// Operations per pass.
+    pub ops: u64,
+    /// Bytes per operation (throughput in bytes).
+    pub bytes_per_op: Option<u64>,
+    /// Passes per sample (process timing).
+    pub iters: u64,
+    /// Whether this is a raw OS limit (`vs_limit`) or a same-run Rust reference (gate only).
+    pub is_limit: bool,
+}
+
+/// Every limit and reference.
+pub const LIMITS: &[LimitSpec] = &[
+    LimitSpec {
+        id: "fork_exit_wait",
+        title: "fork + _exit + waitpid",
+        kind: Kind::Latency,
+        ops: 1,
+        bytes_per_op: None,
+        iters: 10,
+        is_limit: true,
+    },
+    LimitSpec {
+        id: "fork_exec_self",
+        title: "fork + exec of the bench binary + waitpid",
+        kind: Kind::Latency,
+        ops: 1,
+        bytes_per_op: None,
+        iters: 3,
+        is_limit: true,
+    },
+    LimitSpec {
+        id: "socketpair_rtt",
+        title: "socketpair ping-pong of 8 bytes",
+        kind: Kind::Latency,
+        ops: 1,
+        bytes_per_op: None,
+        iters: 500,
+        is_limit: true,
+    },
+    LimitSpec {
+        id: "pipe_raw_throughput",
+        title: "raw pipe, 64 KiB writes",
+        kind: Kind::Throughput,
+        ops: 64,
+        bytes_per_op: Some(65536),
+        iters: 2,
+        is_limit: true,
+    },
+    LimitSpec {
+        id: "socket_framed_msgs",
+        title: "framed 8-byte messages batched over a socket",
+        kind: Kind::Throughput,
+        ops: 10_000,
+        bytes_per_op: None,
+        iters: 5,
+        is_limit: true,
+    },
+    LimitSpec {
+        id: "mutex_inc",
+        title: "std Mutex<u64> += 1 in one process (Rust reference)",
+        kind: Kind::Throughput,
+        ops: 100_000,
+        bytes_per_op: None,
+        iters: 2,
+        is_limit: false,
+    },
+];
+
+/// The limit called `id`.
+pub fn spec(id: &str) -> Option<&'static LimitSpec> {
+    LIMITS.iter().find(|l| l.id == id)
+}
+
+/// A probe for the limit `id`.
+pub fn probe(id: &str) -> Option<Box<dyn Probe>> {
+    Some(match id {
+        "fork_exit_wait" => Box::new(ForkExitWait),
+        "fork_exec_self" => Box::new(ForkExecSelf { plan: None }),
+        "socketpair_rtt" => Box::new(SocketRtt { peer: None }),
+        "pipe_raw_throughput" => Box::new(PipeThroughput { peer: None }),
+        "socket_framed_msgs" => Box::new(FramedMsgs {
+            peer: None,
+            buf: Vec::new(),
+        }),
+        "mutex_inc" => Box::new(MutexInc(std::sync::Mutex::new(0))),
+        _ => return None,
+    })
+}
+
+fn reap(pid: u32) -> Result<(), String> {
+    waitpid(Pid::from_raw(pid as i32), None)
+        .map(drop)
+        .map_err(|e| format!("waitpid: {e}"))
+}
+
+struct ForkExitWait;
+
+impl Probe for ForkExitWait {
+    fn setup(&mut self) -> Result<(), String> {
+        Ok(())
+    }
+    fn run(&mut self, iters: u64) -> Result<Duration, String> {
+        let t0 = Instant::now();
+        for _ in 0..iters {
+            let (pid, _pidfd) = fork_run(|| 0).map_err(|e| format!("fork: {e}"))?;
+            reap(pid)?;
+        }
+        Ok(t0.elapsed())
+    }
+    fn teardown(&mut self) -> Result<(), String> {
+        Ok(())
+    }
+    fn ops_per_pass(&self) -> u64 {
+        1
+    }
+}
+
+struct ForkExecSelf {
+    plan: Option<(ExecPlan, std::os::fd::OwnedFd, File)>,
+}
+
+impl Probe for ForkExecSelf {
+    fn setup(&mut self) -> Result<(), String> {
+        let mut env: Vec<(OsString, OsString)> = std::env::vars_os()
+            .filter(|(k, _)| k != "MPROC_ROLE")
+            .collect();
+        env.push((EXIT_AT_ONCE.into(), "1".into()));
+        let plan = ExecPlan::new("/proc/self/exe", vec!["mproc-bench-limit".into()], env)
+            .map_err(|e| e.to_string())?;
+        let (a, _b) = UnixStream::pair().map_err(|e| e.to_string())?;
+        let devnull = File::open("/dev/null").map_err(|e| e.to_string())?;
+        self.plan = Some((plan, a.into(), devnull));
+        Ok(())
+    }
+    fn run(&mut self, iters: u64) -> Result<Duration, String> {
+        use std::os::fd::AsFd;
+        let (plan, chan, devnull) = self.plan.as_ref().ok_or("not set up")?;
+        let t0 = Instant::now();
+        for _ in 0..iters {
+            let (pid, _pidfd) = spawn_exec(plan, chan.as_fd(), devnull.as_fd())
+                .map_err(|e| format!("fork+exec: {e}"))?;
+            reap(pid)?;
+        }
+        Ok(t0.elapsed())
+    }
+    fn teardown(&mut self) -> Result<(), String> {
+        self.plan = None;
+        Ok(())
+    }
+    fn ops_per_pass(&self) -> u64 {
+        1
+    }
+}
+
+/// A child process that serves one side of a raw channel until end of file.
+struct Peer<T> {
+    pid: u32,
+    end: T,
+}
+
+fn finish<T>(peer: Option<Peer<T>>) -> Result<(), String> {
+    match peer {
+        Some(p) => {
+            drop(p.end);
+            reap(p.pid)
+        }
+        None => Ok(()),
+    }
+}
+
+struct SocketRtt {
+    peer: Option<Peer<UnixStream>>,
+}
+
+impl Probe for SocketRtt {
+    fn setup(&mut self) -> Result<(), String> {
+        let (a, b) = UnixStream::pair().map_err(|e| e.to_string())?;
+        let a_fd = a.as_raw_fd();
+        let (pid, _fd) = fork_run(move || {
+            // The child's copy of the parent's end must go, or it never sees end of file.
+            let _ = nix::unistd::close(a_fd);
+            let mut b = b;
+            let mut buf = [0u8; 8];
+            while b.read_exact(&mut buf).is_ok() {
+                if b.write_all(&buf).is_err() {
+                    break;
+                }
+            }
+            0
+        })
+        .map_err(|e| format!("fork: {e}"))?;
+        // In the parent `b` was moved into the closure, which fork_run dropped.
+        self.peer = Some(Peer { pid, end: a });
+        Ok(())
+    }
+    fn run(&mut self, iters: u64) -> Result<Duration, String> {
+        let s = &mut self.peer.as_mut().ok_or("not set up")?.end;
+        let mut buf = [7u8; 8];
+        let t0 = Instant::now();
+        for _ in 0..iters {
+            s.write_all(&buf).map_err(|e| e.to_string())?;
+            s.read_exact(&mut buf).map_err(|e| e.to_string())?;
+        }
+        Ok(t0.elapsed())
+    }
+    fn teardown(&mut self) -> Result<(), String> {
+        finish(self.peer.take())
+    }
+    fn ops_per_pass(&self) -> u64 {
+        1
+    }
+}
+
+const CHUNK: usize = 65536;
+
+struct PipeThroughput {
+    peer: Option<Peer<(File, File)>>,
+}
+
+impl Probe for PipeThroughput {
+    fn setup(&mut self) -> Result<(), String> {
+        use nix::fcntl::OFlag;
+        let (dr, dw) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| e.to_string())?;
+        let (ar, aw) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| e.to_string())?;
+        let (dr, dw, ar, aw) = (
+            File::from(dr),
+            File::from(dw),
+            File::from(ar),
+            File::from(aw),
+        );
+        let (dw_fd, ar_fd) = (dw.as_raw_fd(), ar.as_raw_fd());
+        let (pid, _fd) = fork_run(move || {
+            let _ = nix::unistd::close(dw_fd);
+            let _ = nix::unistd::close(ar_fd);
+            let (mut dr, mut aw) = (dr, aw);
+            let mut buf = vec![0u8; CHUNK];
+            let mut head = [0u8; 8];
+            while dr.read_exact(&mut head).is_ok() {
+                let mut left = u64::from_le_bytes(head);
+                while left > 0 {
+                    let want = (left as usize).min(CHUNK);
+                    match dr.read(&mut buf[..want]) {
+                        Ok(0) | Err(_) => return 1,
+                        Ok(n) => left -= n as u64,
+                    }
+                }
+                if aw.write_all(b"k").is_err() {
+                    return 1;
+                }
+            }
+            0
+        })
+        .map_err(|e| format!("fork: {e}"))?;
+        self.peer = Some(Peer { pid, end: (dw, ar) });
+        Ok(())
+    }
+    fn run(&mut self, iters: u64) -> Result<Duration, String> {
+        let (dw, ar) = &mut self.peer.as_mut().ok_or("not set up")?.end;
+        let chunk = vec![b'x'; CHUNK];
+        let n = iters * 64;
+        let mut ack = [0u8; 1];
+        let t0 = Instant::now();
+        dw.write_all(&(n * CHUNK as u64).to_le_bytes())
+            .map_err(|e| e.to_string())?;
+        for _ in 0..n {
+            dw.write_all(&chunk).map_err(|e| e.to_string())?;
+        }
+        ar.read_exact(&mut ack).map_err(|e| e.to_string())?;
+        Ok(t0.elapsed())
+    }
+    fn teardown(&mut self) -> Result<(), String> {
+        finish(self.peer.take())
+    }
+    fn ops_per_pass(&self) -> u64 {
+        64
+    }
+}
+
+struct FramedMsgs {
+    peer: Option<Peer<UnixStream>>,
+    buf: Vec<u8>,
+}
+
+const MSGS: u64 = 10_000;
+
+impl Probe for FramedMsgs {
+    fn setup(&mut self) -> Result<(), String> {
+        let (a, b) = UnixStream::pair().map_err(|e| e.to_string())?;
+        let a_fd = a.as_raw_fd();
+        let (pid, _fd) = fork_run(move || {
+            // The child's copy of the parent's end must go, or it never sees end of file.
+            let _ = nix::unistd::close(a_fd);
+            let mut b = b;
+            let mut head = [0u8; 8];
+            let mut buf = vec![0u8; CHUNK];
+            let mut pending: Vec<u8> = Vec::with_capacity(2 * CHUNK);
+            while b.read_exact(&mut head).is_ok() {
+                let mut want = u64::from_le_bytes(head);
+                let mut sum = 0u64;
+                while want > 0 {
+                    let n = match b.read(&mut buf) {
+                        Ok(0) | Err(_) => return 1,
+                        Ok(n) => n,
+                    };
+                    pending.extend_from_slice(&buf[..n]);
+                    let mut at = 0;
+                    while want > 0 && pending.len() - at >= 4 {
+                        let len =
+                            u32::from_be_bytes(pending[at..at + 4].try_into().unwrap()) as usize;
+                        if pending.len() - at < 4 + len {
+                            break;
+                        }
+                        let v = &pending[at + 4..at + 4 + len];
+                        sum = sum.wrapping_add(u64::from_le_bytes(v.try_into().unwrap_or([0; 8])));
+                        at += 4 + len;
+                        want -= 1;
+                    }
+                    pending.drain(..at);
+                }
+                if b.write_all(&sum.to_le_bytes()).is_err() {
+                    return 1;
+                }
+            }
+            0
+        })
+        .map_err(|e| format!("fork: {e}"))?;
+        self.peer = Some(Peer { pid, end: a });
+        self.buf = Vec::with_capacity(CHUNK + 64);
+        Ok(())
+    }
+    fn run(&mut self, iters: u64) -> Result<Duration, String> {
+        let s = &mut self.peer.as_mut().ok_or("not set up")?.end;
+        let buf = &mut self.buf;
+        let n = iters * MSGS;
+        let mut ack = [0u8; 8];
+        let t0 = Instant::now();
+        s.write_all(&n.to_le_bytes()).map_err(|e| e.to_string())?;
+        for i in 0..n {
+            buf.extend_from_slice(&8u32.to_be_bytes());
+            buf.extend_from_slice(&i.to_le_bytes());
+            if buf.len() >= CHUNK {
+                s.write_all(buf).map_err(|e| e.to_string())?;
+                buf.clear();
+            }
+        }
+        if !buf.is_empty() {
+            s.write_all(buf).map_err(|e| e.to_string())?;
+            buf.clear();
+        }
+        s.read_exact(&mut ack).map_err(|e| e.to_string())?;
+        Ok(t0.elapsed())
+    }
+    fn teardown(&mut self) -> Result<(), String> {
+        finish(self.peer.take())
+    }
+    fn ops_per_pass(&self) -> u64 {
+        MSGS
+    }
+}
+
+struct MutexInc(std::sync::Mutex<u64>);
+
+impl Probe for MutexInc {
+    fn setup(&mut self) -> Result<(), String> {
+        Ok(())
+    }
+    fn run(&mut self, iters: u64) -> Result<Duration, String> {
+        let t0 = Instant::now();
+        for _ in 0..iters * 100_000 {
+            let mut g = self.0.lock().map_err(|e| e.to_string())?;
+            *g = std::hint::black_box(*g + 1);
+        }
+        Ok(t0.elapsed())
+    }
+    fn teardown(&mut self) -> Result<(), String> {
+        Ok(())
+    }
+    fn ops_per_pass(&self) -> u64 {
+        100_000
+    }
+}
