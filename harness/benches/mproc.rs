@@ -10,6 +10,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 mproc::enable_test_support!();
+mproc_harness::enable_bench_support!();
 
 fn procspawn_noop(_: ()) {}
 
@@ -65,7 +66,6 @@ fn procspawn_pool_rtt() -> FnProbe {
 }
 
 fn main() {
-    mproc_harness::bench::limits::exit_if_limit_child();
     procspawn::init();
     let peers = vec![
         PeerSpec {

@@ -1,9 +1,12 @@
 //! `cargo xtask`: the project's automation, after matklad's cargo-xtask pattern.
 //!
+//! - `cargo xtask bench`: the benchmarks and the regression gate (see `cargo xtask bench --help`).
 //! - `cargo xtask ci`: formatting check, clippy with warnings as errors, and every test
 //!   (nextest for the integration tests, each in its own process; then the doc tests).
 //!
 //! `cargo xtask ci` green means CI green: `.ci/run` calls exactly this.
+
+mod bench;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -11,6 +14,7 @@ use std::process::{Command, ExitCode};
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
+        Some("bench") => return bench::bench(&args[1..]),
         Some("ci") => ci(),
         Some("help") | Some("--help") | Some("-h") | None => {
             print_help();
@@ -31,7 +35,8 @@ fn print_help() {
     println!(
         "cargo xtask <command>\n\n\
          commands:\n  \
-         ci      format check, clippy (-D warnings), all tests (nextest + doc tests)\n"
+         ci      format check, clippy (-D warnings), all tests (nextest + doc tests)\n  \
+         bench   benchmarks vs raw OS limits, CPython and procspawn; --quick, --gate (see bench --help)\n"
     );
 }
 

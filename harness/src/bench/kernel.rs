@@ -116,7 +116,7 @@ impl Env {
 
     /// Makes a process running bench task `task` with `args`.
     fn make_process(&mut self, task: &str, args: &[Arg]) -> Result<Process, String> {
-        let ctx = self.ctx.clone();
+        let ctx = self.ctx;
         Ok(match task {
             "noop" => ctx.process(noop, ()),
             "echo_bytes" => {

@@ -19,3 +19,21 @@ pub mod report;
 pub mod results;
 pub mod run;
 pub mod workload;
+
+/// Defines, in a test or bench binary, a constructor that makes the binary exit at once when it
+/// is the child of the fork+exec limit ([`limits::EXIT_AT_ONCE`]), before libtest's or
+/// criterion's `main` runs. Write `mproc_harness::enable_bench_support!();` once at the top level
+/// of a binary that measures the limits (next to `mproc::enable_test_support!();`).
+#[macro_export]
+macro_rules! enable_bench_support {
+    () => {
+        #[used]
+        #[link_section = ".init_array"]
+        static __MPROC_BENCH_INIT_ARRAY_ENTRY: extern "C" fn() = {
+            extern "C" fn __mproc_bench_exit_if_limit_child() {
+                $crate::bench::limits::exit_if_limit_child();
+            }
+            __mproc_bench_exit_if_limit_child
+        };
+    };
+}

@@ -1,0 +1,460 @@
+//! The benchmark harness: the results schema (on a real run and on synthetic data), the gate's
+//! verdicts (synthetic ratios; and end to end: a calibrated baseline passes an unchanged run and
+//! fails a run with a synthetic 2× slowdown of one workload), workload-file errors, and the HTML
+//! report in headless Chromium (skipped with a notice where `/usr/bin/chromium` is absent).
+
+use mproc_harness::bench::gate::{self, BaseMetric, Baseline, Current, Verdict};
+use mproc_harness::bench::report;
+use mproc_harness::bench::results::{self, Metric, Results, Samples};
+use mproc_harness::bench::run::{self, Options};
+use mproc_harness::bench::workload::{Kind, Workload};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+mproc::enable_test_support!();
+mproc_harness::enable_bench_support!();
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace")
+        .to_path_buf()
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("bench-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("tmp dir");
+    d
+}
+
+fn cur(reference: &str, ratio: f64) -> Current {
+    Current {
+        reference: reference.into(),
+        ratio,
+    }
+}
+
+fn baseline(metrics: &[(&str, &str, f64, f64)]) -> Baseline {
+    Baseline {
+        schema: gate::BASELINE_SCHEMA.into(),
+        note: "test".into(),
+        created_unix: 0,
+        quick: true,
+        machine: Default::default(),
+        git: Default::default(),
+        metrics: metrics
+            .iter()
+            .map(|(id, r, ratio, threshold)| {
+                (
+                    id.to_string(),
+                    BaseMetric {
+                        reference: r.to_string(),
+                        ratio: *ratio,
+                        threshold: *threshold,
+                        calibration: None,
+                    },
+                )
+            })
+            .collect(),
+    }
+}
+
+#[test]
+fn gate_passes_noise_within_threshold_and_fails_a_2x_slowdown() {
+    let b = baseline(&[
+        ("start_join/fork", "fork_exit_wait", 1.2, 1.4),
+        ("pipe_rtt", "socketpair_rtt", 1.1, 1.3),
+    ]);
+    // Noise: 25% and 15% worse, or 10% better: within 1.4 and 1.3.
+    for (a, p) in [(1.5, 1.265), (1.08, 0.99)] {
+        let now = BTreeMap::from([
+            ("start_join/fork".to_string(), cur("fork_exit_wait", a)),
+            ("pipe_rtt".to_string(), cur("socketpair_rtt", p)),
+        ]);
+        let lines = gate::compare(&b, &now);
+        assert!(gate::passes(&lines), "{}", gate::render(&lines));
+    }
+    // A 2x slowdown of one workload.
+    let now = BTreeMap::from([
+        ("start_join/fork".to_string(), cur("fork_exit_wait", 2.4)),
+        ("pipe_rtt".to_string(), cur("socketpair_rtt", 1.1)),
+    ]);
+    let lines = gate::compare(&b, &now);
+    assert!(!gate::passes(&lines));
+    let l = lines
+        .iter()
+        .find(|l| l.metric == "start_join/fork")
+        .unwrap();
+    assert_eq!(l.verdict, Verdict::Regressed);
+    assert!((l.factor.unwrap() - 2.0).abs() < 1e-9);
+    let p = lines.iter().find(|l| l.metric == "pipe_rtt").unwrap();
+    assert_eq!(p.verdict, Verdict::Pass);
+}
+
+#[test]
+fn gate_flags_missing_new_and_changed_reference() {
+    let b = baseline(&[("a", "r", 1.0, 1.5), ("b", "r", 1.0, 1.5)]);
+    let now = BTreeMap::from([
+        ("b".to_string(), cur("other", 1.0)),
+        ("c".to_string(), cur("r", 9.0)),
+    ]);
+    let lines = gate::compare(&b, &now);
+    let v = |id: &str| lines.iter().find(|l| l.metric == id).unwrap().verdict;
+    assert_eq!(v("a"), Verdict::Missing);
+    assert_eq!(v("b"), Verdict::ReferenceChanged);
+    assert_eq!(v("c"), Verdict::New);
+    assert!(!gate::passes(&lines));
+    // New metrics alone do not fail the gate.
+    let only_new = gate::compare(
+        &baseline(&[]),
+        &BTreeMap::from([("c".to_string(), cur("r", 9.0))]),
+    );
+    assert!(gate::passes(&only_new));
+}
+
+#[test]
+fn calibration_takes_the_median_and_bounds_the_threshold() {
+    let runs: Vec<BTreeMap<String, Current>> = [1.0, 1.1, 0.95, 1.02, 1.05]
+        .iter()
+        .map(|&r: &f64| {
+            BTreeMap::from([
+                ("quiet".to_string(), cur("x", r)),
+                ("noisy".to_string(), cur("y", r.powi(8))),
+            ])
+        })
+        .collect();
+    let m = gate::calibrate(&runs);
+    let quiet = &m["quiet"];
+    assert!((quiet.ratio - 1.02).abs() < 1e-9);
+    // Spread 1.1/1.02 (about 1.08) times the margin is below the floor.
+    assert_eq!(quiet.threshold, gate::MIN_THRESHOLD);
+    assert!(!quiet.calibration.as_ref().unwrap().noisy);
+    let noisy = &m["noisy"];
+    assert_eq!(noisy.threshold, gate::MAX_THRESHOLD);
+    assert!(noisy.calibration.as_ref().unwrap().noisy);
+    // Every calibrated threshold still fails a 2x slowdown of the median.
+    for b in m.values() {
+        assert!(2.0 > b.threshold);
+    }
+}
+
+fn synthetic_metric(workload: &str, method: Option<&str>, cost: f64) -> Metric {
+    Metric {
+        title: format!("{workload} title"),
+        workload: workload.into(),
+        method: method.map(String::from),
+        kind: Kind::Latency,
+        unit: "s".into(),
+        value: cost,
+        samples: Samples {
+            n: 3,
+            min: cost * 0.9,
+            median: cost,
+            max: cost * 1.2,
+        },
+        cost_s: cost,
+        limit: Some("fork_exit_wait".into()),
+        limit_cost_s: Some(cost / 1.2),
+        vs_limit: Some(1.2),
+        reference: Some("fork_exit_wait".into()),
+        reference_cost_s: Some(cost / 1.2),
+        vs_reference: Some(1.2),
+        cpython_cost_s: Some(cost * 10.0),
+        cpython_samples: Some(Samples {
+            n: 3,
+            min: cost * 9.0,
+            median: cost * 10.0,
+            max: cost * 11.0,
+        }),
+        vs_cpython: Some(10.0),
+    }
+}
+
+fn synthetic_results() -> Results {
+    let mut metrics = BTreeMap::new();
+    for (m, c) in [("fork", 2e-4), ("spawn", 1e-3), ("forkserver", 4e-4)] {
+        metrics.insert(
+            format!("start_join/{m}"),
+            synthetic_metric("start_join", Some(m), c),
+        );
+    }
+    metrics.insert("pipe_rtt".into(), synthetic_metric("pipe_rtt", None, 8e-6));
+    let mut r = Results {
+        schema: results::SCHEMA.into(),
+        created_unix: 1,
+        quick: true,
+        machine: results::Machine::here(),
+        git: Default::default(),
+        cpython: Default::default(),
+        procspawn: Default::default(),
+        limits: BTreeMap::from([(
+            "fork_exit_wait".to_string(),
+            synthetic_metric("limit", None, 1.6e-4),
+        )]),
+        metrics,
+        peers: BTreeMap::from([(
+            "procspawn/spawn_join".to_string(),
+            synthetic_metric("start_join", None, 1.1e-3),
+        )]),
+        targets: Vec::new(),
+        notices: vec!["a <notice> & more".into()],
+    };
+    r.targets = results::check_targets(&r.metrics);
+    r
+}
+
+#[test]
+fn schema_check_accepts_results_and_names_what_is_wrong() {
+    let r = synthetic_results();
+    let v = serde_json::to_value(&r).unwrap();
+    assert_eq!(results::schema_problems(&v), Vec::<String>::new());
+    let t = r
+        .targets
+        .iter()
+        .find(|t| t.metric == "start_join/fork" && t.what == "vs_limit")
+        .unwrap();
+    assert_eq!(t.met, Some(true));
+    let t = r
+        .targets
+        .iter()
+        .find(|t| t.what == "÷ start_join/fork")
+        .unwrap();
+    assert_eq!(t.met, None, "pool_lifecycle was not measured");
+    let mut bad = v.clone();
+    bad["metrics"]["pipe_rtt"]["samples"]["min"] = serde_json::json!(1.0);
+    bad["metrics"]["pipe_rtt"]
+        .as_object_mut()
+        .unwrap()
+        .remove("vs_cpython");
+    let p = results::schema_problems(&bad);
+    assert!(
+        p.iter()
+            .any(|p| p.contains("pipe_rtt") && p.contains("samples")),
+        "{p:?}"
+    );
+    assert!(
+        p.iter()
+            .any(|p| p.contains("pipe_rtt") && p.contains("vs_cpython")),
+        "{p:?}"
+    );
+}
+
+#[test]
+fn a_broken_workload_file_names_its_line_and_column() {
+    let e = Workload::parse(
+        Path::new("cases/bench/x.toml"),
+        "title = \"t\"\nsource = \"s\"\n[[step]]\nlabel = 5\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.starts_with("cases/bench/x.toml:"), "{e}");
+    let e = Workload::parse(
+        Path::new("x.toml"),
+        "title = \"t\"\nsource = \"s\"\n[[step]]\nlabel = \"timed\"\nstart = \"p\"\n[bench]\nmetric = \"m\"\nkind = \"sideways\"\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.starts_with("x.toml:8:"), "{e}");
+    assert!(e.contains("sideways"), "{e}");
+    let e = Workload::parse(
+        Path::new("x.toml"),
+        "title = \"t\"\nsource = \"s\"\n[[step]]\nstart = \"p\"\n[bench]\nmetric = \"m\"\nkind = \"latency\"\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("no step is labelled `timed`"), "{e}");
+}
+
+#[test]
+fn every_shipped_workload_file_loads() {
+    let (ws, bad) = mproc_harness::bench::workload::load_dir(&root().join("cases/bench"));
+    assert!(bad.is_empty(), "{bad:?}");
+    let ids: Vec<String> = ws
+        .iter()
+        .flat_map(|w| w.methods.iter().map(move |m| w.metric_id(*m)))
+        .collect();
+    for want in [
+        "start_join/fork",
+        "start_join/spawn",
+        "start_join/forkserver",
+        "pool_lifecycle/fork",
+        "pool_map/spawn/chunk_default",
+        "pool_map/forkserver/chunk_1",
+        "apply_rtt/fork",
+        "pipe_rtt",
+        "pipe_throughput",
+        "queue_throughput/1x1",
+        "queue_throughput/2x2",
+        "value_lock/1",
+        "value_lock/2",
+    ] {
+        assert!(
+            ids.iter().any(|i| i == want),
+            "no workload for {want}: {ids:?}"
+        );
+    }
+}
+
+fn small_run(out: &Path, baseline: &Path) -> Options {
+    let mut o = Options::new(&root());
+    o.quick = true;
+    o.filter = vec!["pipe_rtt".into()];
+    o.cpython = false;
+    o.peers = false;
+    o.skip_limits = true;
+    o.html = false;
+    o.out_dir = out.to_path_buf();
+    o.baseline = baseline.to_path_buf();
+    o.slowdown = Vec::new();
+    o
+}
+
+/// End to end: calibrate on an unchanged tree, the gate passes an unchanged run, and a 2×
+/// slowdown injected into the workload's timed steps (in the bench, not the library) fails it.
+#[test]
+fn gate_end_to_end_calibrated_baseline_catches_an_injected_2x_slowdown() {
+    let dir = tmp("gate");
+    let base = dir.join("baseline.json");
+    let mut o = small_run(&dir, &base);
+    o.calibrate = Some(3);
+    assert_eq!(run::run(&o, &[]), 0);
+    let b = run::load_baseline(&base).expect("calibration wrote a baseline");
+    let m = &b.metrics["pipe_rtt"];
+    assert_eq!(m.reference, "socketpair_rtt");
+    assert!(m.threshold >= gate::MIN_THRESHOLD && m.threshold <= gate::MAX_THRESHOLD);
+
+    let mut o = small_run(&dir, &base);
+    o.gate = true;
+    assert_eq!(run::run(&o, &[]), 0, "an unchanged tree passes the gate");
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("results.json")).unwrap()).unwrap();
+    assert_eq!(results::schema_problems(&json), Vec::<String>::new());
+    assert!(json["metrics"]["pipe_rtt"]["vs_limit"].as_f64().is_some());
+
+    o.slowdown = vec!["pipe_rtt".into()];
+    assert_eq!(run::run(&o, &[]), 1, "a 2x slowdown fails the gate");
+}
+
+/// A real run of the raw limits and a workload writes results that pass the schema check.
+#[test]
+fn a_real_run_writes_results_in_the_schema() {
+    let dir = tmp("schema");
+    let mut o = small_run(&dir, &dir.join("none.json"));
+    o.filter = vec!["start_join/fork".into()];
+    o.skip_limits = false;
+    o.html = true;
+    assert_eq!(run::run(&o, &[]), 0);
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("results.json")).unwrap()).unwrap();
+    assert_eq!(results::schema_problems(&json), Vec::<String>::new());
+    for l in [
+        "fork_exit_wait",
+        "fork_exec_self",
+        "socketpair_rtt",
+        "pipe_raw_throughput",
+        "socket_framed_msgs",
+        "mutex_inc",
+    ] {
+        assert!(
+            json["limits"][l]["value"].as_f64().is_some(),
+            "limit {l} missing"
+        );
+    }
+    let m = &json["metrics"]["start_join/fork"];
+    assert_eq!(m["limit"], "fork_exit_wait");
+    assert!(m["vs_limit"].as_f64().unwrap() > 0.0);
+    let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
+    assert!(html.contains("start_join/fork"));
+}
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+
+/// Runs chromium headless with a fresh profile; its stdout, or a failure after 90 s.
+fn chromium(args: &[String]) -> String {
+    let profile = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("bench-chromium-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&profile);
+    let mut child = Command::new(CHROMIUM)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+        ])
+        .args([
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("chromium starts");
+    let mut out = child.stdout.take().expect("piped");
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = std::io::Read::read_to_string(&mut out, &mut s);
+        s
+    });
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while child.try_wait().expect("wait").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("chromium did not finish within 90 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = std::fs::remove_dir_all(&profile);
+    reader.join().expect("reader")
+}
+
+#[test]
+fn report_renders_in_chromium_with_a_chart_per_workload() {
+    let r = synthetic_results();
+    let html = report::render(&r);
+    assert!(html.contains("a &lt;notice&gt; &amp; more"));
+    let dir = tmp("report");
+    let file = dir.join("report.html");
+    std::fs::write(&file, &html).unwrap();
+    if !Path::new(CHROMIUM).exists() {
+        eprintln!(
+            "notice: {CHROMIUM} not found; the browser check is skipped (install Debian's chromium)"
+        );
+        return;
+    }
+    let url = format!("file://{}", file.display());
+    let dom = chromium(&["--dump-dom".to_string(), url.clone()]);
+    assert!(dom.contains("id=\"targets\""), "targets table missing");
+    assert!(dom.contains("id=\"ratios\""), "ratio table missing");
+    assert!(dom.contains("id=\"machine\""), "machine line missing");
+    let charts = dom.matches("<figure class=\"chart\"").count();
+    assert_eq!(
+        charts, 3,
+        "one chart per workload (start_join, pipe_rtt) plus the limits"
+    );
+    for label in [
+        "mproc start_join/spawn",
+        "CPython start_join/fork",
+        "procspawn/spawn_join",
+        "limit fork_exit_wait",
+    ] {
+        assert!(dom.contains(label), "{label} not in the chart");
+    }
+    let shot = root().join("target/bench-report.png");
+    let _ = std::fs::remove_file(&shot);
+    chromium(&[
+        format!("--screenshot={}", shot.display()),
+        "--window-size=1100,1400".into(),
+        url,
+    ]);
+    assert!(shot.exists(), "screenshot saved");
+}
