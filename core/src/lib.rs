@@ -52,8 +52,12 @@ mod error;
 mod forkserver;
 mod popen;
 mod process;
+mod queues;
 mod reduction;
+mod region;
+mod sharedctypes;
 mod state;
+mod synchronize;
 #[doc(hidden)]
 pub mod sys;
 mod target;
@@ -67,6 +71,14 @@ pub use error::{Error, Result};
 pub use process::{
     active_children, current_process, parent_process, set_fork_warning, ChildInfo, CurrentProcess,
     Process,
+};
+pub use queues::{JoinableQueue, PutError, Queue, SimpleQueue, DEFAULT_CAPACITY};
+pub use sharedctypes::{
+    Array, CChar, DynArray, Number, RawArray, RawValue, Scalar, SharedMemory, TypeCode, Value,
+};
+pub use synchronize::{
+    Barrier, BoundedSemaphore, Condition, ConditionGuard, ConditionLock, Event, Lock, LockGuard,
+    RLock, RLockGuard, Semaphore, SemaphoreGuard,
 };
 pub use target::{Target, Termination};
 
