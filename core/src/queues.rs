@@ -64,6 +64,9 @@ const FIRST: u64 = 1 << 32;
 const LAST: u64 = 1 << 33;
 const LEN_MASK: u64 = 0xffff_ffff;
 
+/// How many times a waiter checks its condition before it sleeps on the futex.
+const SPIN: u32 = 256;
+
 /// How often a consumer that waits for the rest of a streamed item checks that its producer is
 /// still alive.
 const LIVENESS_SLICE: Duration = Duration::from_millis(50);
@@ -133,6 +136,19 @@ impl Core {
         mut ready: impl FnMut() -> bool,
     ) -> Result<bool> {
         let map = self.map();
+        // Spin briefly first: the other side is usually about to act, and a futex sleep and
+        // wake-up cost two system calls and a context switch.
+        let spins = if deadline.passed() { 0 } else { SPIN };
+        for i in 0..spins {
+            if ready() {
+                return Ok(true);
+            }
+            if i % 64 == 63 {
+                std::thread::yield_now();
+            } else {
+                std::hint::spin_loop();
+            }
+        }
         loop {
             if ready() {
                 return Ok(true);
