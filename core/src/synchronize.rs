@@ -403,7 +403,7 @@ impl Semaphore {
     ) -> Result<Option<SemaphoreGuard<'_>>> {
         Ok(
             sem_acquire(self.region.map(), 0, block, Deadline::after(timeout))?
-                .then_some(SemaphoreGuard { sem: self }),
+                .then(|| SemaphoreGuard { sem: self }),
         )
     }
 
