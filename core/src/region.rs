@@ -98,9 +98,9 @@ impl Deadline {
     /// `timeout` from now (`None`: never).
     pub fn after(timeout: Option<std::time::Duration>) -> Deadline {
         Deadline(timeout.map(|t| {
-            std::time::Instant::now()
-                .checked_add(t)
-                .unwrap_or_else(|| std::time::Instant::now() + std::time::Duration::from_secs(1 << 40))
+            std::time::Instant::now().checked_add(t).unwrap_or_else(|| {
+                std::time::Instant::now() + std::time::Duration::from_secs(1 << 40)
+            })
         }))
     }
 

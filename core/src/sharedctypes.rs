@@ -26,8 +26,8 @@
 
 use crate::error::{Error, Result};
 use crate::region::SharedRegion;
-use crate::sys::{self, Mapping};
 use crate::synchronize::RLock;
+use crate::sys::{self, Mapping};
 use crate::{Context, StartMethod};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
@@ -439,9 +439,7 @@ impl<T: Scalar> RawArray<T> {
     pub fn slice(&self, range: std::ops::Range<usize>) -> Result<Vec<T>> {
         let n = range.end.saturating_sub(range.start);
         self.storage.check_range(range.start, n)?;
-        Ok(range
-            .map(|i| T::from_bits(self.storage.load(i)))
-            .collect())
+        Ok(range.map(|i| T::from_bits(self.storage.load(i))).collect())
     }
 
     /// Writes `values` from `start` (Python's `arr[a:b] = values`); out of bounds is
@@ -706,8 +704,7 @@ impl DynArray {
     pub fn set(&self, index: usize, value: Number) -> Result<()> {
         let _g = self.lock.lock()?;
         self.storage.check(index)?;
-        self.storage
-            .store(index, self.storage.code.to_bits(value));
+        self.storage.store(index, self.storage.code.to_bits(value));
         Ok(())
     }
 

@@ -54,11 +54,7 @@ fn new_mutex_region(what: &str, method: StartMethod) -> Result<SharedRegion> {
 }
 
 /// Locks the mutex of `map`; on success records the caller as owner with count 1.
-fn mutex_acquire(
-    map: &Mapping,
-    block: bool,
-    timeout: Option<Duration>,
-) -> Result<Option<bool>> {
+fn mutex_acquire(map: &Mapping, block: bool, timeout: Option<Duration>) -> Result<Option<bool>> {
     match map.mutex_lock(0, block, timeout).map_err(io)? {
         LockOutcome::NotAcquired => Ok(None),
         outcome => {
@@ -217,7 +213,11 @@ impl RLock {
 
     /// Acquires one level (Python's `acquire(block, timeout)`): immediate if this thread owns
     /// the lock already; otherwise as [`Lock::acquire`].
-    pub fn acquire(&self, block: bool, timeout: Option<Duration>) -> Result<Option<RLockGuard<'_>>> {
+    pub fn acquire(
+        &self,
+        block: bool,
+        timeout: Option<Duration>,
+    ) -> Result<Option<RLockGuard<'_>>> {
         let map = self.region.map();
         let died = if is_mine(map) {
             map.u32_at(COUNT_OFF).fetch_add(1, Relaxed);
@@ -313,7 +313,8 @@ const SEM_SIZE: usize = 16;
 
 fn sem_init(map: &Mapping, off: usize, value: u32, bound: Option<u32>) {
     map.u32_at(off).store(value, Relaxed);
-    map.u32_at(off + 8).store(bound.unwrap_or(u32::MAX), Relaxed);
+    map.u32_at(off + 8)
+        .store(bound.unwrap_or(u32::MAX), Relaxed);
 }
 
 fn sem_acquire(map: &Mapping, off: usize, block: bool, deadline: Deadline) -> Result<bool> {

@@ -211,8 +211,12 @@ fn items_larger_than_the_ring_arrive_whole(
 
 #[test]
 fn a_fork_queue_cannot_go_to_a_spawn_child() {
-    let fork_q = mproc::get_context(StartMethod::Fork).queue::<u32>(None).unwrap();
-    let other = mproc::get_context(StartMethod::Spawn).queue::<u32>(None).unwrap();
+    let fork_q = mproc::get_context(StartMethod::Fork)
+        .queue::<u32>(None)
+        .unwrap();
+    let other = mproc::get_context(StartMethod::Spawn)
+        .queue::<u32>(None)
+        .unwrap();
     for m in [StartMethod::Spawn, StartMethod::Forkserver] {
         let p = mproc::get_context(m).process(count_items, (fork_q.clone(), other.clone()));
         match p.start() {
@@ -224,7 +228,9 @@ fn a_fork_queue_cannot_go_to_a_spawn_child() {
         }
     }
     // Spawn-context objects go to any process, fork children included.
-    let spawn_q = mproc::get_context(StartMethod::Spawn).queue::<u32>(None).unwrap();
+    let spawn_q = mproc::get_context(StartMethod::Spawn)
+        .queue::<u32>(None)
+        .unwrap();
     let p = mproc::get_context(StartMethod::Fork).process(count_items, (spawn_q, other));
     p.start().unwrap();
     p.join(LONG).unwrap();
@@ -305,7 +311,10 @@ fn check_interleaving(m: StartMethod, producers: &[Vec<u32>], consumers: u32) {
     let mut last: HashMap<(u32, u32), u32> = HashMap::new();
     for (c, (p, s, _)) in received {
         if let Some(prev) = last.insert((c, p), s) {
-            assert!(prev < s, "consumer {c} got item {s} of producer {p} after {prev}");
+            assert!(
+                prev < s,
+                "consumer {c} got item {s} of producer {p} after {prev}"
+            );
         }
     }
     assert!(q.empty());

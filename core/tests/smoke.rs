@@ -8,7 +8,9 @@ fn exit_with(code: i32) {
 }
 
 #[rstest]
-fn exit_codes(#[values(StartMethod::Fork, StartMethod::Spawn, StartMethod::Forkserver)] m: StartMethod) {
+fn exit_codes(
+    #[values(StartMethod::Fork, StartMethod::Spawn, StartMethod::Forkserver)] m: StartMethod,
+) {
     let p = mproc::get_context(m).process(exit_with, (7,));
     p.start().unwrap();
     p.join(None).unwrap();

@@ -135,7 +135,9 @@ fn wait_event(e: Event) {
 }
 
 #[rstest]
-fn events(#[values(StartMethod::Fork, StartMethod::Spawn, StartMethod::Forkserver)] m: StartMethod) {
+fn events(
+    #[values(StartMethod::Fork, StartMethod::Spawn, StartMethod::Forkserver)] m: StartMethod,
+) {
     let ctx = mproc::get_context(m);
     let e = ctx.event().unwrap();
     assert!(!e.is_set());
@@ -319,7 +321,10 @@ fn barrier_abort_timeout_reset(
     p.start().unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     while b.n_waiting() == 0 {
-        assert!(Instant::now() < deadline, "the child never reached the barrier");
+        assert!(
+            Instant::now() < deadline,
+            "the child never reached the barrier"
+        );
         std::thread::yield_now();
     }
     b.abort().unwrap();
@@ -384,13 +389,19 @@ fn a_killed_owner_does_not_leave_the_lock_locked(
     p.kill().unwrap();
     p.join(LONG).unwrap();
     assert_eq!(p.exitcode().unwrap(), Some(-9));
-    let g = lock.acquire(true, LONG).unwrap().expect("the lock is recovered");
+    let g = lock
+        .acquire(true, LONG)
+        .unwrap()
+        .expect("the lock is recovered");
     assert!(g.owner_died());
     drop(g);
     let g = lock.acquire(false, None).unwrap().unwrap();
     assert!(!g.owner_died());
     drop(g);
-    let r = rlock.acquire(true, LONG).unwrap().expect("the rlock is recovered");
+    let r = rlock
+        .acquire(true, LONG)
+        .unwrap()
+        .expect("the rlock is recovered");
     assert!(r.owner_died());
     assert_eq!(rlock.count(), 1);
     drop(r);

@@ -20,9 +20,9 @@ pub mod scm;
 pub mod shm;
 
 pub use fd::*;
+pub use futex::*;
 pub use proc::*;
 pub use scm::*;
-pub use futex::*;
 pub use shm::*;
 
 use std::io;

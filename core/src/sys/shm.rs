@@ -44,7 +44,12 @@ pub fn file_size(fd: BorrowedFd<'_>) -> io::Result<usize> {
 /// `create`: create it, failing with `AlreadyExists` if it exists (`O_CREAT | O_EXCL`), mode 0600.
 pub fn shm_open(name: &str, create: bool) -> io::Result<OwnedFd> {
     let cname = CString::new(name).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-    let flags = libc::O_RDWR | if create { libc::O_CREAT | libc::O_EXCL } else { 0 };
+    let flags = libc::O_RDWR
+        | if create {
+            libc::O_CREAT | libc::O_EXCL
+        } else {
+            0
+        };
     // SAFETY: `cname` is a NUL-terminated string that outlives the call. POSIX specifies that
     // shm_open sets FD_CLOEXEC on the new descriptor.
     let fd = cvt(unsafe { libc::shm_open(cname.as_ptr(), flags, 0o600) })?;
@@ -219,8 +224,18 @@ impl Mapping {
                 a,
                 libc::PTHREAD_PROCESS_SHARED,
             ))
-            .and_then(|_| err(libc::pthread_mutexattr_setrobust(a, libc::PTHREAD_MUTEX_ROBUST)))
-            .and_then(|_| err(libc::pthread_mutexattr_settype(a, libc::PTHREAD_MUTEX_NORMAL)))
+            .and_then(|_| {
+                err(libc::pthread_mutexattr_setrobust(
+                    a,
+                    libc::PTHREAD_MUTEX_ROBUST,
+                ))
+            })
+            .and_then(|_| {
+                err(libc::pthread_mutexattr_settype(
+                    a,
+                    libc::PTHREAD_MUTEX_NORMAL,
+                ))
+            })
             .and_then(|_| err(libc::pthread_mutex_init(m, a)));
             libc::pthread_mutexattr_destroy(a);
             r
