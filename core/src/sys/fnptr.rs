@@ -10,7 +10,7 @@ pub type EntryFn = fn(&[u8]) -> i32;
 
 #[inline(never)]
 fn anchor() -> usize {
-    0xa11c_e5
+    0x00a1_1ce5
 }
 
 #[inline(never)]
@@ -67,12 +67,13 @@ pub fn conjure_zst_fn<F: Copy + 'static>() -> Option<F> {
     if std::mem::size_of::<F>() != 0 {
         return None;
     }
-    // SAFETY: `F` has size zero, so there are no bytes to initialise. The callers bound `F` by the
+    // SAFETY: `F` has size zero, so reading one from a dangling, well-aligned pointer reads no
+    // bytes. The callers bound `F` by the
     // `Fn*` traits, which only function items, closures and function pointers implement, and of
     // those only function items and closures capturing nothing (or only other such values) are
     // zero-sized: none of them has a validity invariant. `Copy` rules out duplicating a captured
     // move-only token.
-    Some(unsafe { std::mem::MaybeUninit::<F>::uninit().assume_init() })
+    Some(unsafe { std::ptr::NonNull::<F>::dangling().as_ptr().read() })
 }
 
 /// Defines, in a test or bench binary, a constructor that calls [`crate::init`] before `main`,

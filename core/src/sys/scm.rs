@@ -30,11 +30,8 @@ pub fn send_with_fds(sock: BorrowedFd<'_>, data: &[u8], fds: &[RawFd]) -> io::Re
     };
     let payload = std::mem::size_of_val(fds);
     // SAFETY: CMSG_SPACE is a pure computation on its argument.
-    let space = if fds.is_empty() {
-        0
-    } else {
-        (unsafe { libc::CMSG_SPACE(payload as u32) }) as usize
-    };
+    let cmsg_space = unsafe { libc::CMSG_SPACE(payload as u32) } as usize;
+    let space = if fds.is_empty() { 0 } else { cmsg_space };
     // u64 elements keep the control buffer aligned for `cmsghdr`.
     let mut cbuf = vec![0u64; space.div_ceil(8)];
     // SAFETY: a zeroed msghdr is a valid empty header; we point it at `iov` and `cbuf`, both of
