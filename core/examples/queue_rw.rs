@@ -13,7 +13,7 @@ fn write(q: Queue<String>) -> mproc::Result<()> {
         println!("Put {value} to queue...");
         q.put(value.to_string(), true, None)?;
         // As the notes' `time.sleep(random.random())`, with a pseudo-random pause.
-        let pause = 100 + (std::process::id() as u64 * 7919 + i as u64 * 104_729) % 400;
+        let pause = 200 + (std::process::id() as u64 * 7919 + i as u64 * 104_729) % 300;
         std::thread::sleep(Duration::from_millis(pause));
     }
     Ok(())

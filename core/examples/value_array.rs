@@ -4,6 +4,9 @@
 //!
 //! `cargo run -p mproc --example value_array -- --method fork|spawn|forkserver`
 
+// The notes' literal 3.1415927, not π.
+#![allow(clippy::approx_constant)]
+
 use mproc::{Array, StartMethod, Value};
 
 fn f(n: Value<f64>, a: Array<i32>) -> mproc::Result<()> {

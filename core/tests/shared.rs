@@ -1,6 +1,9 @@
 //! Shared values, arrays and named shared memory under every start method; typecodes; typed
 //! index errors; no descriptor or /dev/shm entry left behind.
 
+// The notes print the literal 3.1415927, not π.
+#![allow(clippy::approx_constant)]
+
 mproc::enable_test_support!();
 
 use mproc::{
