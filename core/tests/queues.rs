@@ -340,3 +340,99 @@ fn any_interleaving_of_puts_is_received_exactly_once(
         })
         .unwrap();
 }
+
+// ---------------------------------------------------------------------------------------------
+// Processes killed in the middle of a put or a get do not wedge the queue.
+
+fn signal_then_get(q: Queue<u32>, started: Event, done: Event) -> mproc::Result<()> {
+    started.set();
+    q.get(true, None)?;
+    done.set();
+    Ok(())
+}
+
+fn signal_then_put(q: Queue<u32>, started: Event, done: Event) -> mproc::Result<()> {
+    started.set();
+    q.put(2, true, None)?;
+    done.set();
+    Ok(())
+}
+
+fn signal_then_put_big(q: Queue<Vec<u8>>, started: Event, done: Event) -> mproc::Result<()> {
+    started.set();
+    q.put(vec![7u8; 200_000], true, None)?;
+    done.set();
+    Ok(())
+}
+
+fn kill_when_blocked(p: &mproc::Process, started: &Event, done: &Event) {
+    assert!(started.wait(LONG).unwrap());
+    // The child is blocked inside the queue (this wait is a check, not a synchronisation: if the
+    // child had not blocked it would have set `done`).
+    assert!(!done.wait(Some(Duration::from_millis(300))).unwrap());
+    p.kill().unwrap();
+    p.join(LONG).unwrap();
+    assert_eq!(p.exitcode().unwrap(), Some(-9));
+}
+
+#[rstest]
+fn a_consumer_killed_in_get_does_not_wedge_the_queue(
+    #[values(StartMethod::Fork, StartMethod::Spawn, StartMethod::Forkserver)] m: StartMethod,
+) {
+    let ctx = mproc::get_context(m);
+    let q = ctx.queue::<u32>(None).unwrap();
+    let (started, done) = (ctx.event().unwrap(), ctx.event().unwrap());
+    let p = ctx.process(signal_then_get, (q.clone(), started.clone(), done.clone()));
+    p.start().unwrap();
+    kill_when_blocked(&p, &started, &done);
+    q.put(5, true, None).unwrap();
+    assert_eq!(q.get(true, LONG).unwrap(), 5);
+}
+
+#[rstest]
+fn a_producer_killed_in_a_blocked_put_does_not_wedge_the_queue(
+    #[values(StartMethod::Fork, StartMethod::Spawn, StartMethod::Forkserver)] m: StartMethod,
+) {
+    let ctx = mproc::get_context(m);
+    let q = ctx.queue::<u32>(Some(1)).unwrap();
+    let (started, done) = (ctx.event().unwrap(), ctx.event().unwrap());
+    q.put(1, true, None).unwrap();
+    let p = ctx.process(signal_then_put, (q.clone(), started.clone(), done.clone()));
+    p.start().unwrap();
+    kill_when_blocked(&p, &started, &done);
+    assert_eq!(q.get(true, LONG).unwrap(), 1);
+    // The killed put was never accepted.
+    assert!(matches!(q.get_nowait(), Err(Error::Empty)));
+    q.put(3, true, LONG).unwrap();
+    assert_eq!(q.get(true, LONG).unwrap(), 3);
+}
+
+#[rstest]
+fn a_half_streamed_item_of_a_killed_producer_is_dropped(
+    #[values(StartMethod::Fork, StartMethod::Spawn, StartMethod::Forkserver)] m: StartMethod,
+) {
+    let ctx = mproc::get_context(m);
+    let q = ctx.queue_with_capacity::<Vec<u8>>(None, 8192).unwrap();
+    let (started, done) = (ctx.event().unwrap(), ctx.event().unwrap());
+    let p = ctx.process(
+        signal_then_put_big,
+        (q.clone(), started.clone(), done.clone()),
+    );
+    p.start().unwrap();
+    kill_when_blocked(&p, &started, &done);
+    // The fragment in the ring is not an item: a get finds nothing...
+    assert!(matches!(
+        q.get(true, Some(Duration::from_millis(300))),
+        Err(Error::Empty)
+    ));
+    assert_eq!(q.qsize(), 0);
+    // ...and the queue works on, for small and streamed items alike.
+    q.put(vec![1, 2, 3], true, LONG).unwrap();
+    assert_eq!(q.get(true, LONG).unwrap(), vec![1, 2, 3]);
+    let p = ctx.process(put_big, (q.clone(), vec![50_000]));
+    p.start().unwrap();
+    let v = q.get(true, LONG).unwrap();
+    assert_eq!(v.len(), 50_000);
+    assert!(v.iter().enumerate().all(|(i, &b)| b == (i * 31) as u8));
+    p.join(LONG).unwrap();
+}
