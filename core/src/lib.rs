@@ -3,7 +3,12 @@
 //! Real processes with Python's model: start methods ([`StartMethod::Fork`],
 //! [`StartMethod::Spawn`], [`StartMethod::Forkserver`]) chosen per [`Context`];
 //! [`Process`] with `join(timeout)`, `is_alive`, `terminate`, `kill` and Python's exit codes;
-//! [`Pipe`](pipe)s of [`Connection`]s framed as CPython frames them.
+//! [`Pipe`](pipe)s of [`Connection`]s framed as CPython frames them; [`Queue`],
+//! [`SimpleQueue`] and [`JoinableQueue`] over a shared-memory ring (no feeder thread: what `put`
+//! accepted is delivered exactly once, even if the putter exits at once); the locks and their
+//! kin ([`Lock`], [`RLock`], [`Semaphore`], [`BoundedSemaphore`], [`Condition`], [`Event`],
+//! [`Barrier`]), robust against a dead owner; shared [`Value`]s and [`Array`]s by Python
+//! typecode, and named [`SharedMemory`].
 //!
 //! ```no_run
 //! use mproc::StartMethod;

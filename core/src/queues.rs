@@ -459,7 +459,30 @@ impl<T> From<PutError<T>> for Error {
 }
 
 /// A multi-producer, multi-consumer FIFO queue between processes (Python's
-/// `multiprocessing.Queue`); see the [module docs](self) for the design.
+/// `multiprocessing.Queue`).
+///
+/// # Design
+/// A queue is a ring buffer in shared memory (an anonymous `memfd`, 4 MiB by default, pages
+/// allocated as they are first used), guarded by two robust process-shared mutexes, one for
+/// producers and one for consumers, with futex waits when it is empty or full. There is no
+/// feeder thread: when `put` returns, the item is in shared memory, so
+/// - a process that put items and exits leaves them in the queue; its parent's `join` never
+///   waits for a flush (CPython can deadlock there);
+/// - whatever `put` accepted is delivered exactly once, to one `get`.
+///
+/// Items are serialised with bincode. Items of up to a quarter of the ring travel as one record;
+/// larger items stream through the ring in chunks (so an item larger than the ring is fine, but
+/// its `put` then waits for a consumer to take the earlier chunks). A process that dies in the
+/// middle of a `put` or `get` does not wedge the queue: the next producer or consumer takes over,
+/// and a half-written item is dropped (it was never accepted).
+///
+/// # Differences from Python
+/// - Besides `maxsize` (in items), the ring bounds the bytes in flight: a `put` that finds no
+///   room waits (or, with `block` false or a timeout, fails with [`Error::Full`] and hands the
+///   item back) even on a queue without `maxsize`. Make the ring larger with
+///   [`Context::queue_with_capacity`].
+/// - `close()` is per handle, as in Python: later `put`/`get` through it are [`Error::Closed`].
+///   `join_thread`/`cancel_join_thread` have nothing to do and are no-ops.
 ///
 /// ```no_run
 /// # fn main() -> mproc::Result<()> {

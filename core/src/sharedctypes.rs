@@ -512,7 +512,11 @@ impl<T: Scalar> RawValue<T> {
 // ---------------------------------------------------------------------------------------------
 // Synchronised values and arrays
 
-/// A shared `T` with a lock (Python's `Value(typecode, v)`): [`get`](Value::get) and
+/// A shared `T` with a lock (Python's `Value(typecode, v)`). Every element access is atomic
+/// (relaxed), so even a [`RawValue`] used by several processes at once never tears; the lock is
+/// for read-modify-write sequences (`with v.get_lock(): v.value += 1`).
+///
+/// [`get`](Value::get) and
 /// [`set`](Value::set) each take the lock; hold [`get_lock`](Value::get_lock) around a
 /// read-modify-write, or use [`update`](Value::update).
 #[derive(Serialize)]
@@ -752,6 +756,12 @@ impl Context {
             storage: Storage::new(self.start_method(), T::TYPECODE, &bits)?,
             _t: PhantomData,
         })
+    }
+
+    /// A shared value of `typecode` (a Python typecode string such as `"d"`), with a lock: a
+    /// [`DynArray`] of one element.
+    pub fn value_dyn(&self, typecode: &str, value: Number) -> Result<DynArray> {
+        self.array_dyn(typecode, &[value])
     }
 
     /// A shared array of `typecode` (a Python typecode string such as `"d"`), with a lock.

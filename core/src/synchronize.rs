@@ -91,7 +91,32 @@ type NotSend = PhantomData<*const ()>;
 // Lock
 
 /// A non-recursive lock shared between processes (Python's `multiprocessing.Lock`), robust
-/// against its owner's death (see the module docs).
+/// against its owner's death.
+///
+/// Like every primitive here, a lock lives in a small shared-memory region
+/// ([`crate::Context::lock`] and friends make them), is passed to children as a start argument (inherited under `fork`, its descriptor passed under
+/// `spawn`/`forkserver`), and can be cloned to share it between threads of one process.
+///
+/// # Speed
+/// The uncontended paths make no system call: a lock is a process-shared `pthread` mutex (an
+/// atomic compare-and-swap when free), the others are atomic counters with futex waits only when
+/// they must sleep. Thread identities are cached per thread.
+///
+/// # A lock whose owner died
+/// `Lock` and `RLock` are *robust*: when a process (or thread) dies holding one, the kernel marks
+/// it, and the next `acquire` succeeds and reports it: [`LockGuard::owner_died`] (and
+/// [`RLockGuard::owner_died`]) is `true`. The data the lock protected may be half-updated; the
+/// new owner decides what to do. CPython's lock stays locked forever in this case.
+///
+/// # Differences from Python, by design
+/// - Acquiring returns a guard that releases on drop (`with lock:`). For Python's
+///   `acquire()`…`release()` in separate places, call [`LockGuard::forget`] and later
+///   [`Lock::release`].
+/// - A `Lock` is owned by the thread that acquired it: only that thread may release it
+///   ([`Error::NotOwner`] otherwise). Python's `multiprocessing.Lock` lets another process
+///   release it; owner-based release is what makes dead-owner recovery possible. Use a
+///   [`Semaphore`] of one for a lock released elsewhere.
+/// - `Barrier` has no `action` callable.
 ///
 /// ```no_run
 /// # fn main() -> mproc::Result<()> {
@@ -567,7 +592,8 @@ impl ConditionGuard<'_> {
 
 /// A condition variable shared between processes (Python's `multiprocessing.Condition`), with
 /// CPython's algorithm: `notify(n)` wakes at most `n` of the threads waiting at that moment and
-/// waits until they have woken.
+/// waits until they have woken. Unlike CPython, a waiter killed while it waits does not make
+/// `notify` wait forever: a wake-up nobody takes within a second is taken back.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Condition {
     lock: ConditionLock,
@@ -578,6 +604,9 @@ pub struct Condition {
 const SLEEPING: usize = 0;
 const WOKEN: usize = SEM_SIZE;
 const WAIT_SEM: usize = 2 * SEM_SIZE;
+/// How long `notify` waits for a woken thread's acknowledgement before it suspects that the
+/// waiter is dead (a live one takes its wake-up within microseconds unless descheduled).
+const ACK_PATIENCE: Duration = Duration::from_secs(1);
 
 impl Condition {
     pub(crate) fn new(method: StartMethod, lock: Option<ConditionLock>) -> Result<Condition> {
@@ -679,8 +708,16 @@ impl Condition {
             sleepers += 1;
         }
         if sleepers > 0 {
-            for _ in 0..sleepers {
-                sem_acquire(map, WOKEN, true, Deadline::after(None))?;
+            // Wait for each woken thread to acknowledge. A wake-up that nobody takes for a
+            // while belongs to a waiter that died (killed while it waited): take it back rather
+            // than wait for an acknowledgement that will never come (CPython waits forever).
+            let mut pending = sleepers;
+            while pending > 0 {
+                if sem_acquire(map, WOKEN, true, Deadline::after(Some(ACK_PATIENCE)))?
+                    || sem_acquire(map, WAIT_SEM, false, now)?
+                {
+                    pending -= 1;
+                }
             }
             // Drop the wake-ups of waiters that timed out meanwhile.
             while sem_acquire(map, WAIT_SEM, false, now)? {}
@@ -705,7 +742,8 @@ impl Condition {
 /// A barrier for a fixed number of parties (Python's `multiprocessing.Barrier`, that is,
 /// `threading.Barrier` over shared state): each [`wait`](Barrier::wait) blocks until `parties`
 /// threads wait, then all go on. [`abort`](Barrier::abort), a timeout or a
-/// [`reset`](Barrier::reset) while threads wait break it ([`Error::BrokenBarrier`]).
+/// [`reset`](Barrier::reset) while threads wait break it ([`Error::BrokenBarrier`]). There is
+/// no `action` callable.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Barrier {
     cond: Condition,

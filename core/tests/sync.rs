@@ -430,3 +430,47 @@ fn fork_context_locks_cannot_go_to_other_start_methods() {
         join_ok(&p);
     }
 }
+
+fn wait_forever(c: Condition, ready: Semaphore) -> mproc::Result<()> {
+    let _g = c.lock()?;
+    ready.release(1)?;
+    c.wait(None)?;
+    Ok(())
+}
+
+#[rstest]
+fn a_waiter_killed_in_wait_does_not_hang_notify_all(
+    #[values(StartMethod::Fork, StartMethod::Spawn, StartMethod::Forkserver)] m: StartMethod,
+) {
+    let ctx = mproc::get_context(m);
+    let c = ctx.condition(None).unwrap();
+    let ready = ctx.semaphore(0).unwrap();
+    let woken = ctx.semaphore(0).unwrap();
+    let dead = ctx.process(wait_forever, (c.clone(), ready.clone()));
+    dead.start().unwrap();
+    let alive = ctx.process(cond_waiter, (c.clone(), ready.clone(), woken.clone()));
+    alive.start().unwrap();
+    for _ in 0..2 {
+        ready.acquire(true, LONG).unwrap().unwrap().forget();
+    }
+    {
+        // Both wait once we hold the lock; then one of them dies.
+        let _g = c.lock().unwrap();
+        dead.kill().unwrap();
+        dead.join(LONG).unwrap();
+        assert_eq!(dead.exitcode().unwrap(), Some(-9));
+        c.notify_all().unwrap();
+    }
+    woken.acquire(true, LONG).unwrap().unwrap().forget();
+    join_ok(&alive);
+    // The condition still works.
+    let again = ctx.process(cond_waiter, (c.clone(), ready.clone(), woken.clone()));
+    again.start().unwrap();
+    ready.acquire(true, LONG).unwrap().unwrap().forget();
+    {
+        let _g = c.lock().unwrap();
+        c.notify(1).unwrap();
+    }
+    woken.acquire(true, LONG).unwrap().unwrap().forget();
+    join_ok(&again);
+}
