@@ -45,7 +45,6 @@ pub const DEFAULT_CAPACITY: usize = 4 << 20;
 const PRODUCER: usize = 0;
 const CONSUMER: usize = 64;
 const TAIL: usize = 128;
-const PARTIAL: usize = 136;
 const HEAD: usize = 192;
 const COUNT: usize = 256;
 const DATA_SEQ: usize = 320;
@@ -227,15 +226,11 @@ impl Core {
     /// Puts one serialised item; `Err(Full)` if it could not within the deadline.
     fn put(&self, bytes: &[u8], block: bool, timeout: Option<Duration>) -> Result<()> {
         let deadline = Deadline::after(if block { timeout } else { Some(Duration::ZERO) });
-        let map = self.map();
-        match self.lock(PRODUCER, block, deadline)? {
-            None => return Err(Error::Full),
-            Some(LockOutcome::OwnerDied) => {
-                // The previous producer died, maybe half-way through an item: consumers drop
-                // such a fragment when the next item begins.
-                map.u32_at(PARTIAL).store(0, Relaxed);
-            }
-            Some(_) => {}
+        // If the previous producer died half-way through a streamed item, consumers drop the
+        // fragment when the next item begins (or when they find it dead), so a recovered lock
+        // needs no repair here.
+        if self.lock(PRODUCER, block, deadline)?.is_none() {
+            return Err(Error::Full);
         }
         let r = self.put_locked(bytes, deadline);
         self.unlock(PRODUCER);
@@ -271,7 +266,6 @@ impl Core {
             self.wake(DATA_SEQ, DATA_WAITERS);
             return Ok(());
         }
-        map.u32_at(PARTIAL).store(1, Relaxed);
         let mut chunks = bytes.chunks(max_chunk).peekable();
         let mut flags = FIRST;
         while let Some(chunk) = chunks.next() {
@@ -290,7 +284,6 @@ impl Core {
             self.wake(DATA_SEQ, DATA_WAITERS);
             flags = 0;
         }
-        map.u32_at(PARTIAL).store(0, Relaxed);
         Ok(())
     }
 
@@ -330,12 +323,12 @@ impl Core {
                 // The rest of a streamed item is late: is its producer still alive?
                 match map.mutex_lock(PRODUCER, false, None).map_err(io)? {
                     LockOutcome::NotAcquired => {}
-                    outcome => {
-                        map.u32_at(PARTIAL).store(0, Relaxed);
+                    _ => {
+                        // No producer is writing (the one that was died): unless its last chunks
+                        // are in the ring, nothing more will come and the fragment was never
+                        // accepted.
                         let _ = map.mutex_unlock(PRODUCER);
                         if tail_w.load(Acquire) == head_w.load(Relaxed) {
-                            // Nothing more will come: the fragment was never accepted.
-                            let _ = outcome;
                             assembling = false;
                             out.clear();
                         }
@@ -364,13 +357,16 @@ impl Core {
                 }
             }
             head_w.store(head + 1 + n, Release);
-            if assembling && last {
+            if last {
+                // The end of an item (counted when it was published).
                 map.u64_at(COUNT).fetch_sub(1, SeqCst);
-                self.wake(SPACE_SEQ, SPACE_WAITERS);
+            }
+            self.wake(SPACE_SEQ, SPACE_WAITERS);
+            if assembling && last {
                 return Ok(());
             }
-            // A chunk of a longer item, or a fragment left by a consumer that died.
-            self.wake(SPACE_SEQ, SPACE_WAITERS);
+            // Otherwise: a chunk of a longer item, or the rest of an item whose first chunks a
+            // consumer that died had taken (that item went to the dead consumer).
         }
     }
 
