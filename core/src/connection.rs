@@ -377,11 +377,18 @@ mod tests {
     #[test]
     fn a_long_stream_of_split_messages_keeps_the_buffer_bounded() {
         // 7-byte frames (4 + 3) do not line up with the 64 KiB reads, so reads end mid-message.
-        let (a, b) = pipe(true).unwrap();
+        // The writer sends every frame in one raw write, so the reader's chunked reads end in the
+        // middle of frames.
+        let (mut raw, ours) = std::os::unix::net::UnixStream::pair().unwrap();
+        let b = Connection::from_fd(OwnedFd::from(ours), true, true);
         let writer = std::thread::spawn(move || {
+            use std::io::Write;
+            let mut all = Vec::with_capacity(200_000 * 7);
             for i in 0..200_000u32 {
-                a.send_bytes(&i.to_le_bytes()[..3]).unwrap();
+                all.extend_from_slice(&3i32.to_be_bytes());
+                all.extend_from_slice(&i.to_le_bytes()[..3]);
             }
+            raw.write_all(&all).unwrap();
         });
         let mut largest = 0;
         for i in 0..200_000u32 {
