@@ -25,11 +25,10 @@
 //!   ([`Error::NotOwner`] otherwise). Python's `multiprocessing.Lock` lets another process
 //!   release it; owner-based release is what makes dead-owner recovery possible. Use a
 //!   [`Semaphore`] of one for a lock released elsewhere.
-//! - `Barrier` has no `action` callable.
 
 use crate::error::{Error, Result};
 use crate::region::{io, Deadline, SharedRegion};
-use crate::sys::{self, LockOutcome, Mapping, MUTEX_SIZE};
+use crate::sys::{self, fnptr::EntryOffset, LockOutcome, Mapping, MUTEX_SIZE};
 use crate::{Context, StartMethod};
 use serde::{Deserialize, Serialize};
 use std::marker::PhantomData;
@@ -116,7 +115,6 @@ type NotSend = PhantomData<*const ()>;
 ///   ([`Error::NotOwner`] otherwise). Python's `multiprocessing.Lock` lets another process
 ///   release it; owner-based release is what makes dead-owner recovery possible. Use a
 ///   [`Semaphore`] of one for a lock released elsewhere.
-/// - `Barrier` has no `action` callable.
 ///
 /// ```no_run
 /// # fn main() -> mproc::Result<()> {
@@ -742,14 +740,25 @@ impl Condition {
 /// A barrier for a fixed number of parties (Python's `multiprocessing.Barrier`, that is,
 /// `threading.Barrier` over shared state): each [`wait`](Barrier::wait) blocks until `parties`
 /// threads wait, then all go on. [`abort`](Barrier::abort), a timeout or a
-/// [`reset`](Barrier::reset) while threads wait break it ([`Error::BrokenBarrier`]). There is
-/// no `action` callable.
+/// [`reset`](Barrier::reset) while threads wait break it ([`Error::BrokenBarrier`]). An
+/// `action` may be given ([`Context::barrier_with_action`]).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Barrier {
     cond: Condition,
     /// state (i32: 0 filling, 1 draining, -1 resetting, -2 broken), count, parties.
     region: SharedRegion,
     timeout: Option<Duration>,
+    /// The action run by the last thread to arrive, named as an entry point (so that it can
+    /// cross to a spawned child).
+    action: Option<EntryOffset>,
+}
+
+/// Runs the zero-sized action type `F` (the entry point stored for a barrier's action).
+fn barrier_action_entry<F: Fn() + Copy + 'static>(_: &[u8]) -> i32 {
+    let f = sys::fnptr::conjure_zst_fn::<F>()
+        .expect("the barrier checked that the action is zero-sized");
+    f();
+    0
 }
 
 const FILLING: i32 = 0;
@@ -762,6 +771,7 @@ impl Barrier {
         method: StartMethod,
         parties: u32,
         timeout: Option<Duration>,
+        action: Option<EntryOffset>,
     ) -> Result<Barrier> {
         if parties == 0 {
             return Err(Error::InvalidArgument("parties must be >= 1".into()));
@@ -773,6 +783,7 @@ impl Barrier {
             cond,
             region,
             timeout,
+            action,
         })
     }
 
@@ -827,6 +838,29 @@ impl Barrier {
         let index = self.count();
         self.set_count(index + 1);
         let result = if index + 1 == self.parties() {
+            // The last to arrive runs the action; if it panics, the barrier breaks and the
+            // panic goes on in this thread (Python re-raises the action's exception).
+            if let Some(action) = self.action {
+                let run = std::panic::catch_unwind(|| action.call(&[]));
+                match run {
+                    Ok(Some(_)) => {}
+                    Ok(None) => {
+                        self.set_state(BROKEN);
+                        let _ = self.cond.notify_all();
+                        self.set_count(self.count() - 1);
+                        return Err(Error::NotSpawnable(
+                            "the barrier's action comes from another executable".into(),
+                        ));
+                    }
+                    Err(panic) => {
+                        self.set_state(BROKEN);
+                        let _ = self.cond.notify_all();
+                        self.set_count(self.count() - 1);
+                        drop(_g);
+                        std::panic::resume_unwind(panic);
+                    }
+                }
+            }
             self.set_state(DRAINING);
             self.cond.notify_all().map(|_| index)
         } else {
@@ -917,11 +951,36 @@ impl Context {
 
     /// A new [`Barrier`] for `parties` threads (at least 1), without a default timeout.
     pub fn barrier(&self, parties: u32) -> Result<Barrier> {
-        Barrier::new(self.start_method(), parties, None)
+        Barrier::new(self.start_method(), parties, None, None)
     }
 
     /// A new [`Barrier`] whose waits time out after `timeout` unless given another.
     pub fn barrier_with_timeout(&self, parties: u32, timeout: Duration) -> Result<Barrier> {
-        Barrier::new(self.start_method(), parties, Some(timeout))
+        Barrier::new(self.start_method(), parties, Some(timeout), None)
+    }
+
+    /// A new [`Barrier`] whose last arriving thread runs `action` before the others are
+    /// released (Python's `Barrier(parties, action, timeout)`). `action` is a function, or a
+    /// closure that captures nothing, so that it can run in any process: a capturing closure is
+    /// [`Error::NotSpawnable`]. If `action` panics, the barrier breaks (the others get
+    /// [`Error::BrokenBarrier`]) and the panic continues in the thread that ran it.
+    pub fn barrier_with_action<F>(
+        &self,
+        parties: u32,
+        action: F,
+        timeout: Option<Duration>,
+    ) -> Result<Barrier>
+    where
+        F: Fn() + Copy + Send + 'static,
+    {
+        let _ = action; // named by its type: it is zero-sized
+        if std::mem::size_of::<F>() != 0 {
+            return Err(Error::NotSpawnable(format!(
+                "the barrier action {} captures state: use a function or a closure that captures nothing",
+                std::any::type_name::<F>()
+            )));
+        }
+        let entry = EntryOffset::of(barrier_action_entry::<F>);
+        Barrier::new(self.start_method(), parties, timeout, Some(entry))
     }
 }

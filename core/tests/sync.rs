@@ -474,3 +474,73 @@ fn a_waiter_killed_in_wait_does_not_hang_notify_all(
     woken.acquire(true, LONG).unwrap().unwrap().forget();
     join_ok(&again);
 }
+
+fn action_counter_name() -> String {
+    let root = mproc::parent_process().map_or(std::process::id(), |(pid, _)| pid);
+    format!("mproc_test_barrier_{root}")
+}
+
+fn count_action() {
+    let shm = mproc::SharedMemory::attach(&action_counter_name()).unwrap();
+    shm.buf()[0].fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+}
+
+fn barrier_party_plain(b: Barrier) -> mproc::Result<()> {
+    b.wait(Some(Duration::from_secs(30)))?;
+    Ok(())
+}
+
+#[rstest]
+fn barrier_action_runs_once_per_round(
+    #[values(StartMethod::Fork, StartMethod::Spawn, StartMethod::Forkserver)] m: StartMethod,
+) {
+    let ctx = mproc::get_context(m);
+    let shm = mproc::SharedMemory::create(Some(&action_counter_name()), 8).unwrap();
+    let b = ctx.barrier_with_action(3, count_action, None).unwrap();
+    for round in 1..=2u8 {
+        let ps: Vec<_> = (0..2)
+            .map(|_| {
+                let p = ctx.process(barrier_party_plain, (b.clone(),));
+                p.start().unwrap();
+                p
+            })
+            .collect();
+        b.wait(LONG).unwrap();
+        // The action ran before anyone was released.
+        assert_eq!(
+            shm.buf()[0].load(std::sync::atomic::Ordering::SeqCst),
+            round
+        );
+        for p in &ps {
+            join_ok(p);
+        }
+    }
+    let captured = 5u8;
+    assert!(matches!(
+        ctx.barrier_with_action(2, move || assert_eq!(captured, 5), None),
+        Err(Error::NotSpawnable(_))
+    ));
+}
+
+fn panicking_action() {
+    panic!("action failed");
+}
+
+#[test]
+fn a_panicking_barrier_action_breaks_the_barrier() {
+    let ctx = mproc::get_context(StartMethod::Spawn);
+    let b = ctx.barrier_with_action(2, panicking_action, None).unwrap();
+    std::thread::scope(|s| {
+        let other = s.spawn(|| b.wait(LONG));
+        let mine = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| b.wait(LONG)));
+        let theirs = other.join();
+        // Exactly one of the two ran the action and panicked; the other saw the barrier break.
+        let (panicked, broken) = match (mine, theirs) {
+            (Err(_), Ok(r)) | (Ok(r), Err(_)) => (true, r),
+            _ => (false, Ok(0)),
+        };
+        assert!(panicked);
+        assert!(matches!(broken, Err(Error::BrokenBarrier)));
+    });
+    assert!(b.broken());
+}
