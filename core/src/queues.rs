@@ -121,8 +121,10 @@ impl Core {
         self.map().u64_at(MAXSIZE).load(Relaxed)
     }
 
+    /// Items published and not yet taken. Producers count an item after publishing it, so a
+    /// consumer may uncount it first: the word is read as signed and clamped at zero.
     fn count(&self) -> u64 {
-        self.map().u64_at(COUNT).load(Acquire)
+        (self.map().u64_at(COUNT).load(Acquire) as i64).max(0) as u64
     }
 
     /// Waits on the futex word at `seq` (with its waiter counter at `waiters`) until `ready`
@@ -258,11 +260,13 @@ impl Core {
         // From here on the item is accepted: it is written whole, whatever the deadline.
         let joinable = map.u32_at(JOINABLE).load(Relaxed) != 0;
         if bytes.len() <= max_chunk {
+            // (Unfinished tasks are counted before publishing, so that a fast consumer's
+            // task_done never finds zero.)
             if joinable {
                 map.u32_at(UNFINISHED).fetch_add(1, SeqCst);
             }
-            map.u64_at(COUNT).fetch_add(1, SeqCst);
             self.write_record(FIRST | LAST, bytes);
+            map.u64_at(COUNT).fetch_add(1, SeqCst);
             self.wake(DATA_SEQ, DATA_WAITERS);
             return Ok(());
         }
@@ -273,14 +277,17 @@ impl Core {
             self.wait_until(SPACE_SEQ, SPACE_WAITERS, Deadline::after(None), || {
                 self.free_words() >= need
             })?;
-            if chunks.peek().is_none() {
+            let last = chunks.peek().is_none();
+            if last {
                 flags |= LAST;
                 if joinable {
                     map.u32_at(UNFINISHED).fetch_add(1, SeqCst);
                 }
-                map.u64_at(COUNT).fetch_add(1, SeqCst);
             }
             self.write_record(flags, chunk);
+            if last {
+                map.u64_at(COUNT).fetch_add(1, SeqCst);
+            }
             self.wake(DATA_SEQ, DATA_WAITERS);
             flags = 0;
         }
