@@ -130,7 +130,8 @@ pub struct Lock {
     region: SharedRegion,
 }
 
-/// Holds a [`Lock`]; releases it when dropped.
+/// Holds a [`Lock`]; releases it when dropped. It stays on the thread that acquired the lock
+/// (it is not `Send`): a lock is owned by a thread.
 #[derive(Debug)]
 #[must_use = "the lock is released as soon as the guard is dropped"]
 pub struct LockGuard<'a> {
@@ -435,6 +436,9 @@ impl Semaphore {
     /// semaphore, going above the initial value is [`Error::InvalidArgument`] ("Semaphore
     /// released too many times") and changes nothing.
     pub fn release(&self, n: u32) -> Result<()> {
+        if n == 0 {
+            return Err(Error::InvalidArgument("n must be one or more".into()));
+        }
         sem_release(self.region.map(), 0, n)
     }
 

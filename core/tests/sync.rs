@@ -96,6 +96,7 @@ fn semaphores(
     b.forget();
     s.release(3).unwrap();
     assert_eq!(s.get_value(), 4);
+    assert!(matches!(s.release(0), Err(Error::InvalidArgument(_))));
 
     let bs = ctx.bounded_semaphore(1).unwrap();
     assert!(matches!(bs.release(1), Err(Error::InvalidArgument(_))));
