@@ -101,6 +101,19 @@ pub enum Error {
     NotInitialized,
     /// The forkserver died or broke the protocol.
     Forkserver(String),
+    /// A lock (or the lock of a condition) was released, waited on or notified by a thread
+    /// that does not hold it (Python's `RuntimeError: cannot release un-acquired lock`).
+    NotOwner(String),
+    /// A barrier was broken (aborted, reset while threads waited, or a wait timed out), as
+    /// Python's `BrokenBarrierError`.
+    BrokenBarrier,
+    /// An index outside a shared array (Python's `IndexError`).
+    IndexOutOfRange {
+        /// The index asked for.
+        index: usize,
+        /// The array's length.
+        len: usize,
+    },
     /// An operating-system error.
     Io(io::Error),
 }
@@ -140,6 +153,9 @@ impl Error {
             Error::NotReady => "NotReady",
             Error::NotInitialized => "NotInitialized",
             Error::Forkserver(_) => "Forkserver",
+            Error::NotOwner(_) => "NotOwner",
+            Error::BrokenBarrier => "BrokenBarrier",
+            Error::IndexOutOfRange { .. } => "IndexOutOfRange",
             Error::Io(_) => "Io",
         }
     }
@@ -196,6 +212,11 @@ impl fmt::Display for Error {
                 "this process was started by mproc's spawn method but main() did not call mproc::init() first",
             ),
             Error::Forkserver(why) => write!(f, "forkserver: {why}"),
+            Error::NotOwner(why) => f.write_str(why),
+            Error::BrokenBarrier => f.write_str("the barrier is broken"),
+            Error::IndexOutOfRange { index, len } => {
+                write!(f, "index {index} out of range for an array of length {len}")
+            }
             Error::Io(e) => write!(f, "{e}"),
         }
     }

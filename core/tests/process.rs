@@ -598,3 +598,28 @@ proptest! {
         prop_assert_eq!(p.exitcode().unwrap(), Some(code));
     }
 }
+
+fn report_sigmask(conn: Connection) -> mproc::Result<()> {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let blocked = status
+        .lines()
+        .find(|l| l.starts_with("SigBlk:"))
+        .unwrap_or_default()
+        .to_string();
+    conn.send(&blocked)
+}
+
+#[test]
+fn spawned_children_start_with_an_empty_signal_mask() {
+    // The forking thread blocks SIGUSR1; the spawned child must not inherit that mask.
+    mproc::sys::block_signal_in_this_thread(libc::SIGUSR1).unwrap();
+    let (ours, theirs) = mproc::pipe(true).unwrap();
+    let p = started(StartMethod::Spawn, report_sigmask, (theirs,));
+    let blocked: String = ours.recv().unwrap();
+    p.join(None).unwrap();
+    assert_eq!(
+        blocked.split_whitespace().nth(1),
+        Some("0000000000000000"),
+        "{blocked}"
+    );
+}
