@@ -15,6 +15,7 @@ The step vocabulary and the tasks mirror harness/src/bench/kernel.rs.
 import argparse
 import json
 import multiprocessing as mp
+import multiprocessing.pool
 import os
 import sys
 import time
@@ -181,8 +182,8 @@ class Env:
             return f
         if op == "send_bytes":
             i = _primary(v, "id")
-            if "size" in v:
-                buf = b"x" * self.w.int(v["size"])
+            if "bytes" in v:
+                buf = b"x" * self.w.int(v["bytes"])
             else:
                 buf = v["data"].encode()
             return lambda: self.objs[i].send_bytes(buf)

@@ -7,7 +7,7 @@
 
 use super::probe::Probe;
 use super::workload::{resolve_int, Workload};
-use mproc::{Connection, Context, Process, StartMethod};
+use mproc::{Connection, Context, Process, Queue, StartMethod, Value};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -46,6 +46,33 @@ pub fn sink_bytes(data: Connection, ack: Connection) {
     }
 }
 
+/// Puts `0..n` on the queue (producer).
+pub fn put_n(q: Queue<i64>, n: i64) -> mproc::Result<()> {
+    for i in 0..n {
+        q.put(i, true, None).map_err(mproc::Error::from)?;
+    }
+    Ok(())
+}
+
+/// Takes `n` items from the queue (consumer).
+pub fn get_n(q: Queue<i64>, n: i64) -> mproc::Result<()> {
+    for _ in 0..n {
+        std::hint::black_box(q.get(true, Some(WAIT))?);
+    }
+    Ok(())
+}
+
+/// Adds 1 to the value `n` times, each under the value's lock (Python's
+/// `with v.get_lock(): v.value += 1`).
+pub fn increment_n(v: Value<i64>, n: i64) -> mproc::Result<()> {
+    for _ in 0..n {
+        let _g = v.get_lock().lock()?;
+        let raw = v.get_obj();
+        raw.set(raw.get() + 1);
+    }
+    Ok(())
+}
+
 // ---------------------------------------------------------------------------------------------
 
 /// A live object of a kernel.
@@ -58,6 +85,10 @@ pub enum Obj {
     Conn(Connection),
     /// A process.
     Proc(Process),
+    /// A queue of integers.
+    Queue(Queue<i64>),
+    /// A shared integer with its lock.
+    Value(Value<i64>),
 }
 
 /// An argument, resolved at compile time.
@@ -147,11 +178,56 @@ impl Env {
 /// Tasks and actions for the library's later modules (pools, queues, shared memory) slot in
 /// here.
 impl Env {
-    fn make_process_ext(&mut self, task: &str, _args: &[Arg]) -> Result<Process, String> {
-        Err(format!("unknown bench task `{task}` for a process"))
+    fn queue(&self, slot: usize) -> Result<&Queue<i64>, String> {
+        match &self.slots[slot] {
+            Obj::Queue(q) => Ok(q),
+            other => Err(format!("slot {slot} is not a queue: {other:?}")),
+        }
     }
-    fn call_task_ext(&mut self, task: &str, _args: &[Arg]) -> Result<(), String> {
-        Err(format!("unknown bench task `{task}` for `call`"))
+    fn value(&self, slot: usize) -> Result<&Value<i64>, String> {
+        match &self.slots[slot] {
+            Obj::Value(v) => Ok(v),
+            other => Err(format!("slot {slot} is not a value: {other:?}")),
+        }
+    }
+    fn make_process_ext(&mut self, task: &str, args: &[Arg]) -> Result<Process, String> {
+        let ctx = self.ctx;
+        Ok(match task {
+            "put_n" => {
+                let q = self.queue(Self::slot(args, 0)?)?.clone();
+                ctx.process(put_n, (q, Self::int(args, 1)?))
+            }
+            "get_n" => {
+                let q = self.queue(Self::slot(args, 0)?)?.clone();
+                ctx.process(get_n, (q, Self::int(args, 1)?))
+            }
+            "increment_n" => {
+                let v = self.value(Self::slot(args, 0)?)?.clone();
+                ctx.process(increment_n, (v, Self::int(args, 1)?))
+            }
+            other => return Err(format!("unknown bench task `{other}` for a process")),
+        })
+    }
+    fn call_task_ext(&mut self, task: &str, args: &[Arg]) -> Result<(), String> {
+        let e = |e: mproc::Error| e.to_string();
+        match task {
+            "put_n" => put_n(
+                self.queue(Self::slot(args, 0)?)?.clone(),
+                Self::int(args, 1)?,
+            )
+            .map_err(e),
+            "get_n" => get_n(
+                self.queue(Self::slot(args, 0)?)?.clone(),
+                Self::int(args, 1)?,
+            )
+            .map_err(e),
+            "increment_n" => increment_n(
+                self.value(Self::slot(args, 0)?)?.clone(),
+                Self::int(args, 1)?,
+            )
+            .map_err(e),
+            other => Err(format!("unknown bench task `{other}` for `call`")),
+        }
     }
 }
 
@@ -283,10 +359,11 @@ impl Compiler<'_> {
             }
             "send_bytes" => {
                 let id = self.existing(self.primary(v, "id")?)?;
-                let buf: Vec<u8> = match (v.get("size"), v.get("data")) {
-                    (Some(n), _) => vec![b'x'; self.int(n)?.max(0) as usize],
+                // `bytes = N` (a bench extension) sends N bytes; `data` sends the string's bytes.
+                let buf: Vec<u8> = match (v.get("bytes"), v.get("data")) {
+                    (Some(n), None) => vec![b'x'; self.int(n)?.max(0) as usize],
                     (None, Some(toml::Value::String(s))) => s.as_bytes().to_vec(),
-                    _ => return Err("`send_bytes` needs `size` or `data`".into()),
+                    _ => return Err("`send_bytes` needs `data` or (in the bench) `bytes`".into()),
                 };
                 Box::new(move |env: &mut Env| {
                     env.conn(id)?.send_bytes(&buf).map_err(|e| e.to_string())
@@ -306,8 +383,35 @@ impl Compiler<'_> {
     }
 
     /// Actions of the library's later modules slot in here.
-    fn action_ext(&mut self, op: &str, _v: &toml::Value) -> Result<ActionFn, String> {
-        Err(format!("unknown step `{op}` for the bench"))
+    fn action_ext(&mut self, op: &str, v: &toml::Value) -> Result<ActionFn, String> {
+        Ok(match op {
+            "queue" => {
+                let id = self.slot(self.primary(v, "id")?);
+                Box::new(move |env: &mut Env| {
+                    env.slots[id] = Obj::Queue(env.ctx.queue(None).map_err(|e| e.to_string())?);
+                    Ok(())
+                })
+            }
+            "value" => {
+                let id = self.slot(self.primary(v, "id")?);
+                match v.get("typecode").and_then(|t| t.as_str()) {
+                    None | Some("q") => {}
+                    Some(t) => {
+                        return Err(format!("the bench's values are typecode \"q\", not {t:?}"))
+                    }
+                }
+                let init = v
+                    .get("value")
+                    .map(|x| self.int(x))
+                    .transpose()?
+                    .unwrap_or(0);
+                Box::new(move |env: &mut Env| {
+                    env.slots[id] = Obj::Value(env.ctx.value(init).map_err(|e| e.to_string())?);
+                    Ok(())
+                })
+            }
+            other => return Err(format!("unknown step `{other}` for the bench")),
+        })
     }
 }
 
@@ -336,7 +440,11 @@ fn close(env: &mut Env, id: usize) -> Result<(), String> {
             Ok(())
         }
         Obj::Proc(p) => p.close().map_err(|e| e.to_string()),
-        Obj::Empty => Ok(()),
+        Obj::Queue(q) => {
+            q.close();
+            Ok(())
+        }
+        Obj::Value(_) | Obj::Empty => Ok(()),
     }
 }
 
