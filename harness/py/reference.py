@@ -66,12 +66,8 @@ def _try_child(conn):
 
 
 def _echo_conn(conn):
-    while True:
-        try:
-            v = conn.recv()
-        except EOFError:
-            return None
-        conn.send(v)
+    for msg in iter(conn.recv_bytes, b""):
+        conn.send_bytes(msg)
 
 
 def _recv_square(conn):
@@ -140,12 +136,13 @@ TASKS = {
     "recv_square": _recv_square,
     "send_self": lambda conn: conn.send({"name": multiprocessing.current_process().name,
                                          "daemon": multiprocessing.current_process().daemon}),
+    "send_parent": lambda conn: conn.send(multiprocessing.parent_process().name),
     "try_child": _try_child,
 }
 
 # Which arguments are objects (connections), by task (mirrors ArgKind::Conn).
 CONN_ARGS = {"send": [0], "send_all": [0], "sleep_send": [0], "send_bytes": [0], "echo_conn": [0],
-             "recv_square": [0], "send_self": [0], "try_child": [0]}
+             "recv_square": [0], "send_self": [0], "send_parent": [0], "try_child": [0]}
 
 
 def run_task(task, args):
@@ -171,6 +168,7 @@ VALUE_ERRORS = [
     ("Pool not running", "PoolNotRunning"),
     ("not ready", "NotReady"),
     ("cannot find context", "UnknownStartMethod"),
+    ("buffer length <", "BadRange"),
 ]
 OS_ERRORS = [
     ("handle is closed", "Closed"),

@@ -59,9 +59,10 @@ pub const TASKS: &[TaskSpec] = &[
     TaskSpec { name: "send_all", args: &[Conn, List], doc: "sends each value in turn, then closes" },
     TaskSpec { name: "sleep_send", args: &[Conn, Int, Any], doc: "sleeps ms, then sends the value" },
     TaskSpec { name: "send_bytes", args: &[Conn, Str], doc: "sends the string's bytes, then closes" },
-    TaskSpec { name: "echo_conn", args: &[Conn], doc: "receives values and sends each back until end of file" },
+    TaskSpec { name: "echo_conn", args: &[Conn], doc: "receives messages (bytes) and sends each back, until an empty message (CPython's `_echo`)" },
     TaskSpec { name: "recv_square", args: &[Conn], doc: "receives one integer and sends back its square" },
     TaskSpec { name: "send_self", args: &[Conn], doc: "sends {name, daemon} of the current process" },
+    TaskSpec { name: "send_parent", args: &[Conn], doc: "sends the name of the parent process" },
     TaskSpec { name: "try_child", args: &[Conn], doc: "tries to start a child (noop) and sends \"ok\" or the error kind" },
 ];
 
@@ -228,11 +229,11 @@ fn dispatch(task: &str, mut a: Args) -> Result<Value, TaskFailure> {
         "echo_conn" => {
             let c = a.conn()?;
             loop {
-                match c.recv::<String>() {
-                    Ok(v) => c.send(&v).map_err(fail)?,
-                    Err(mproc::Error::Eof) => break,
-                    Err(e) => return Err(fail(e)),
+                let msg = c.recv_bytes(None).map_err(fail)?;
+                if msg.is_empty() {
+                    break;
                 }
+                c.send_bytes(&msg).map_err(fail)?;
             }
             Value::Null
         }
@@ -247,6 +248,12 @@ fn dispatch(task: &str, mut a: Args) -> Result<Value, TaskFailure> {
             let c = a.conn()?;
             let me = mproc::current_process();
             send(&c, &json!({"name": me.name, "daemon": me.daemon}))?;
+            Value::Null
+        }
+        "send_parent" => {
+            let c = a.conn()?;
+            let name = mproc::parent_process().map(|(_, n)| n);
+            send(&c, &json!(name))?;
             Value::Null
         }
         "try_child" => {

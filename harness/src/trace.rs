@@ -148,12 +148,20 @@ pub fn normalise(case: &Case, raw: &RawTrace, stdout: &str) -> (Trace, Measured,
         unreaped: raw.unreaped.clone(),
         aborted: raw.aborted.clone(),
     };
-    check(case, &trace, &mut failures);
+    check(case, &trace, &raw.method, &mut failures);
     (trace, measured, failures)
 }
 
-fn check(case: &Case, t: &Trace, failures: &mut Vec<String>) {
-    let e = &case.expect;
+fn check(case: &Case, t: &Trace, method: &str, failures: &mut Vec<String>) {
+    let mut vars = case.params.clone();
+    vars.insert("method".into(), Value::from(method));
+    vars.insert("null".into(), Value::Null);
+    let sub = |v: &Value| crate::exec::subst(v, &vars).unwrap_or_else(|_| v.clone());
+    let mut e = case.expect.clone();
+    e.results = e.results.map(|r| r.iter().map(sub).collect());
+    for (_, v) in e.values.iter_mut().chain(e.exitcodes.iter_mut()) {
+        *v = sub(v);
+    }
     if let Some(want) = &e.results {
         let got: Vec<Value> = t
             .events
