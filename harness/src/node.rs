@@ -106,11 +106,13 @@ impl Source {
 
     /// Parses the text into a node tree (a TOML syntax error carries its position).
     pub fn parse(&self) -> Result<Node, CaseError> {
-        let table = DeTable::parse(&self.text).map_err(|e| {
+        // The parser recovers and reports every error; the first in the file is the one to fix.
+        let (table, errors) = DeTable::parse_recoverable(&self.text);
+        if let Some(e) = errors.iter().min_by_key(|e| e.span().map(|s| s.start).unwrap_or(0)) {
             let span = e.span().unwrap_or(0..0);
             let msg = e.message().trim().to_string();
-            self.error(&span, format!("TOML syntax error: {msg}"))
-        })?;
+            return Err(self.error(&span, format!("TOML syntax error: {msg}")));
+        }
         let span = table.span();
         convert_table(self, table.get_ref(), span)
     }
