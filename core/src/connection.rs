@@ -20,8 +20,6 @@ use std::time::Duration;
 
 /// Reads are done in chunks of this size, so that a small message usually costs one `read`.
 const READ_CHUNK: usize = 64 * 1024;
-/// Messages up to this size are copied into one buffer with their header before the write.
-const SMALL_MESSAGE: usize = 16 * 1024;
 
 /// One end of a pipe. Not thread-safe (`!Sync`), like Python's: two threads using the same end
 /// at once could interleave messages. Send it to another thread, or to a child process as a start
@@ -223,8 +221,11 @@ impl Connection {
     fn fill(&self, fd: BorrowedFd<'_>, n: usize) -> Result<()> {
         while self.buffered() < n {
             let mut buf = self.rbuf.borrow_mut();
-            if self.rpos.get() > 0 && self.rpos.get() == buf.len() {
-                buf.clear();
+            // Move what is left of a partly consumed buffer to the front, so that a steady stream
+            // whose reads split messages never grows the buffer past one chunk and a message.
+            let pos = self.rpos.get();
+            if pos > 0 {
+                buf.drain(..pos);
                 self.rpos.set(0);
             }
             if buf.capacity() - buf.len() < READ_CHUNK {
@@ -237,22 +238,21 @@ impl Connection {
         Ok(())
     }
 
-    fn take(&self, n: usize) -> Vec<u8> {
+    /// Consumes `N` buffered bytes (the caller has made sure they are there).
+    fn take_array<const N: usize>(&self) -> [u8; N] {
         let buf = self.rbuf.borrow();
         let pos = self.rpos.get();
-        let out = buf[pos..pos + n].to_vec();
-        self.rpos.set(pos + n);
+        let out: [u8; N] = buf[pos..pos + N].try_into().expect("N bytes are buffered");
+        self.rpos.set(pos + N);
         out
     }
 
     fn read_header(&self, fd: BorrowedFd<'_>) -> Result<u64> {
         self.fill(fd, 4)?;
-        let head = self.take(4);
-        let n = i32::from_be_bytes(head.try_into().expect("4 bytes"));
+        let n = i32::from_be_bytes(self.take_array::<4>());
         if n == -1 {
             self.fill(fd, 8)?;
-            let long = self.take(8);
-            return Ok(u64::from_be_bytes(long.try_into().expect("8 bytes")));
+            return Ok(u64::from_be_bytes(self.take_array::<8>()));
         }
         if n < 0 {
             return Err(Error::Deserialize(format!("bad message length {n}")));
@@ -281,20 +281,17 @@ impl Connection {
 }
 
 fn send_frame(fd: BorrowedFd<'_>, body: &[u8]) -> Result<()> {
-    let mut header = Vec::with_capacity(12);
-    if body.len() > 0x7fff_ffff {
-        header.extend_from_slice(&(-1i32).to_be_bytes());
-        header.extend_from_slice(&(body.len() as u64).to_be_bytes());
+    let mut header = [0u8; 12];
+    let header: &[u8] = if body.len() > 0x7fff_ffff {
+        header[..4].copy_from_slice(&(-1i32).to_be_bytes());
+        header[4..].copy_from_slice(&(body.len() as u64).to_be_bytes());
+        &header
     } else {
-        header.extend_from_slice(&(body.len() as i32).to_be_bytes());
-    }
-    let result = if body.len() <= SMALL_MESSAGE {
-        header.extend_from_slice(body);
-        write_all(fd, &header, &[])
-    } else {
-        write_all(fd, &header, body)
+        header[..4].copy_from_slice(&(body.len() as i32).to_be_bytes());
+        &header[..4]
     };
-    result.map_err(|e| match e.kind() {
+    // Header and body leave in one gathered write.
+    write_all(fd, header, body).map_err(|e| match e.kind() {
         std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset => Error::Eof,
         _ => Error::Io(e),
     })
@@ -370,5 +367,39 @@ impl<'de> Deserialize<'de> for Connection {
         let c = Connection::new(fd.0, wire.readable, wire.writable);
         *c.rbuf.borrow_mut() = wire.buffered;
         Ok(c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_long_stream_of_split_messages_keeps_the_buffer_bounded() {
+        // 7-byte frames (4 + 3) do not line up with the 64 KiB reads, so reads end mid-message.
+        // The writer sends every frame in one raw write, so the reader's chunked reads end in the
+        // middle of frames.
+        let (mut raw, ours) = std::os::unix::net::UnixStream::pair().unwrap();
+        let b = Connection::from_fd(OwnedFd::from(ours), true, true);
+        let writer = std::thread::spawn(move || {
+            use std::io::Write;
+            let mut all = Vec::with_capacity(200_000 * 7);
+            for i in 0..200_000u32 {
+                all.extend_from_slice(&3i32.to_be_bytes());
+                all.extend_from_slice(&i.to_le_bytes()[..3]);
+            }
+            raw.write_all(&all).unwrap();
+        });
+        let mut largest = 0;
+        for i in 0..200_000u32 {
+            assert_eq!(b.recv_bytes(None).unwrap(), &i.to_le_bytes()[..3]);
+            largest = largest.max(b.rbuf.borrow().capacity());
+        }
+        writer.join().unwrap();
+        assert!(
+            largest <= 3 * READ_CHUNK,
+            "the read buffer grew to {largest} bytes"
+        );
+        assert!(matches!(b.recv_bytes(None), Err(Error::Eof)));
     }
 }

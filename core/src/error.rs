@@ -10,8 +10,8 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// Everything that can go wrong in mproc.
 ///
 /// Match on the variant, or use [`Error::kind_name`] for a stable one-word name (the harness
-/// records it in traces).
-#[derive(Debug)]
+/// records it in traces). `Debug` prints `Kind: message` (and a remote traceback), so that a
+/// `main` returning this error says clearly what went wrong.
 #[non_exhaustive]
 pub enum Error {
     /// A wait with a timeout ran out (Python's `multiprocessing.TimeoutError`).
@@ -198,6 +198,18 @@ impl fmt::Display for Error {
             Error::Forkserver(why) => write!(f, "forkserver: {why}"),
             Error::Io(e) => write!(f, "{e}"),
         }
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {self}", self.kind_name())?;
+        if let Error::Remote { traceback, .. } = self {
+            if !traceback.is_empty() {
+                write!(f, "\n{traceback}")?;
+            }
+        }
+        Ok(())
     }
 }
 

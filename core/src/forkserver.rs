@@ -43,40 +43,43 @@ impl ForkserverClient {
         matches!(self.server.poll(), Ok(None))
     }
 
-    /// Asks the server to fork a child that will read its spec from `chan`; returns the child's
-    /// handle once the server has reported its pid.
-    pub fn fork_child(&self, chan: OwnedFd) -> Result<Popen> {
+    /// Asks the server to fork a child that will read its spec from `chan`. Returns the socket on
+    /// which the server will report the child's pid (see [`ForkserverClient::await_child`]); the
+    /// caller may write the spec meanwhile, overlapping it with the fork.
+    pub fn request_child(&self, chan: OwnedFd) -> Result<OwnedFd> {
         let (status_ours, status_theirs) = sys::socketpair()?;
-        {
-            let guard = self.conn.lock().unwrap_or_else(|p| p.into_inner());
-            let conn = guard
-                .as_ref()
-                .ok_or_else(|| Error::Forkserver("the forkserver was stopped".into()))?;
-            sys::send_with_fds(
-                conn.as_fd(),
-                b"F",
-                &[chan.as_raw_fd(), status_theirs.as_raw_fd()],
-            )
-            .map_err(|e| Error::Forkserver(format!("cannot reach the forkserver: {e}")))?;
-        }
-        drop(chan);
-        drop(status_theirs);
+        let guard = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let conn = guard
+            .as_ref()
+            .ok_or_else(|| Error::Forkserver("the forkserver was stopped".into()))?;
+        sys::send_with_fds(
+            conn.as_fd(),
+            b"F",
+            &[chan.as_raw_fd(), status_theirs.as_raw_fd()],
+        )
+        .map_err(|e| Error::Forkserver(format!("cannot reach the forkserver: {e}")))?;
+        Ok(status_ours)
+    }
+
+    /// Waits for the server's report of the pid (and a pidfd) of the child asked for by
+    /// [`ForkserverClient::request_child`], and returns its handle.
+    pub fn await_child(status: OwnedFd) -> Result<Popen> {
         if !sys::poll_one(
-            status_ours.as_fd(),
+            status.as_fd(),
             Interest::Read,
             Some(bootstrap::HANDSHAKE_TIMEOUT),
         )? {
             return Err(Error::Forkserver("no answer from the forkserver".into()));
         }
         let mut buf = [0u8; 4];
-        let (n, mut fds) = sys::recv_with_fds(status_ours.as_fd(), &mut buf)?;
+        let (n, mut fds) = sys::recv_with_fds(status.as_fd(), &mut buf)?;
         if n != 4 || fds.len() != 1 {
             return Err(Error::Forkserver(
                 "the forkserver could not start the child".into(),
             ));
         }
         let pid = u32::from_le_bytes(buf);
-        Ok(Popen::served(pid, fds.remove(0), status_ours))
+        Ok(Popen::served(pid, fds.remove(0), status))
     }
 
     /// Closes the connection, which tells the server to leave, and reaps it.

@@ -9,6 +9,9 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::Mutex;
 use std::time::Duration;
 
+/// How long to wait for the forkserver's exit report once the child is known to be dead.
+const SERVER_REPORT_GRACE: Duration = Duration::from_secs(10);
+
 #[derive(Debug)]
 pub(crate) struct Popen {
     pub pid: u32,
@@ -60,7 +63,24 @@ impl Popen {
             return Ok(Some(code));
         }
         // Wait without holding the lock, so that other threads can signal the child meanwhile.
-        if !sys::poll_one(self.sentinel(), Interest::Read, timeout)? {
+        let ready = match &self.status {
+            None => sys::poll_one(self.pidfd.as_fd(), Interest::Read, timeout)?,
+            Some(status) => {
+                // The pidfd turns readable the moment the child dies; the server's report follows
+                // a moment later. Watch both, so that a dead child is never reported as alive.
+                let watch = [
+                    (status.as_fd(), Interest::Read),
+                    (self.pidfd.as_fd(), Interest::Read),
+                ];
+                let ready = sys::poll(&watch, timeout)?;
+                if ready[1] && !ready[0] {
+                    sys::poll_one(status.as_fd(), Interest::Read, Some(SERVER_REPORT_GRACE))?
+                } else {
+                    ready[0]
+                }
+            }
+        };
+        if !ready {
             return Ok(None);
         }
         let mut rc = self.lock();

@@ -539,8 +539,11 @@ fn start_forkserver(spec: &ChildSpec, fds: &[RawFd]) -> Result<Popen> {
     let client = forkserver_client()?;
     let (ours, theirs) = sys::socketpair()?;
     flush_std_streams();
-    let popen = client.fork_child(theirs)?;
-    if let Err(e) = bootstrap::send_spec(&ours, spec, fds) {
+    let status = client.request_child(theirs)?;
+    // Write the spec while the server forks; the child reads it from its channel when it is ready.
+    let sent = bootstrap::send_spec(&ours, spec, fds);
+    let popen = ForkserverClient::await_child(status)?;
+    if let Err(e) = sent {
         let _ = popen.signal(libc::SIGKILL);
         let _ = popen.wait(None);
         return Err(e);

@@ -32,12 +32,7 @@ impl Me {
     fn main() -> Me {
         Me {
             name: "MainProcess".into(),
-            identity: Vec::new(),
-            daemon: false,
-            counter: 1,
-            parent_pid: None,
-            parent_name: None,
-            started_by: None,
+            ..placeholder_me()
         }
     }
 }

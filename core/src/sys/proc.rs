@@ -212,12 +212,19 @@ pub fn spawn_exec(
 ) -> io::Result<(u32, OwnedFd)> {
     let (err_r, err_w) = super::pipe()?;
     let (ch, nul, ew) = (channel.as_raw_fd(), devnull.as_raw_fd(), err_w.as_raw_fd());
+    // The child must not inherit the forking thread's signal mask (std's Command resets it too);
+    // the empty set is built before the fork.
+    // SAFETY: a zeroed sigset_t is valid storage for sigemptyset to initialise.
+    let mut empty: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `empty` is valid, writable sigset_t storage.
+    unsafe { libc::sigemptyset(&mut empty) };
     // SAFETY: see the comment on the child branch; the parent branch only reads the error pipe.
     let pid = cvt(unsafe { libc::fork() })?;
     if pid == 0 {
         // SAFETY: in the child, until `execve` or `_exit`, only async-signal-safe calls
-        // (fcntl, dup2, dup3, syscall(close_range), execve, write, _exit) on integers and on the
-        // plan's buffers, which were built before the fork and are not mutated.
+        // (fcntl, dup2, dup3, pthread_sigmask, syscall(close_range), execve, write, _exit) on
+        // integers and on the plan's buffers and the empty signal set, all built before the fork
+        // and not mutated.
         unsafe {
             // Lift every source descriptor above the target numbers 0..=4 first, so that no
             // dup2 below overwrites a source that happens to sit on a target number.
@@ -231,6 +238,7 @@ pub fn spawn_exec(
                 && libc::dup2(ch2, SPAWN_CHANNEL_FD) == SPAWN_CHANNEL_FD
                 && libc::dup3(ew2, 4, libc::O_CLOEXEC) == 4;
             if ok {
+                libc::pthread_sigmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
                 libc::syscall(
                     libc::SYS_close_range,
                     5 as libc::c_uint,
@@ -298,4 +306,19 @@ pub fn set_sigint_ignored(on: bool) {
     let action = if on { libc::SIG_IGN } else { libc::SIG_DFL };
     // SAFETY: SIG_IGN and SIG_DFL are valid dispositions and involve no handler code.
     unsafe { libc::signal(libc::SIGINT, action) };
+}
+
+/// Blocks `signal` in the calling thread (used by tests of signal-mask hygiene).
+pub fn block_signal_in_this_thread(signal: i32) -> io::Result<()> {
+    // SAFETY: a zeroed sigset_t is valid storage; sigemptyset/sigaddset initialise and fill it,
+    // and pthread_sigmask only reads it (the old-mask pointer is null).
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, signal);
+        match libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) {
+            0 => Ok(()),
+            e => Err(io::Error::from_raw_os_error(e)),
+        }
+    }
 }

@@ -1,0 +1,50 @@
+//! The notes' Pipe example: a child sends `[42, None, 'hello']` and closes its end; the parent
+//! receives and prints it. The Rust value is a list of a small Python-like enum, printed in
+//! Rust's debug form: `[42, None, "hello"]`.
+//!
+//! `cargo run -p mproc --example pipe -- --method spawn`
+
+use mproc::{Connection, StartMethod};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// A few of Python's values, enough for the notes' list.
+#[derive(Serialize, Deserialize)]
+enum Py {
+    Int(i64),
+    None,
+    Str(String),
+}
+
+impl fmt::Debug for Py {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Py::Int(i) => write!(f, "{i}"),
+            Py::None => f.write_str("None"),
+            Py::Str(s) => write!(f, "{s:?}"),
+        }
+    }
+}
+
+fn f(mut conn: Connection) -> mproc::Result<()> {
+    conn.send(&vec![Py::Int(42), Py::None, Py::Str("hello".into())])?;
+    conn.close();
+    Ok(())
+}
+
+fn main() -> mproc::Result<()> {
+    mproc::init();
+    let args: Vec<String> = std::env::args().collect();
+    let method: StartMethod = match args.iter().position(|a| a == "--method") {
+        Some(i) => args.get(i + 1).map(String::as_str).unwrap_or("").parse()?,
+        None => StartMethod::platform_default(),
+    };
+    let ctx = mproc::get_context(method);
+    let (parent_conn, child_conn) = ctx.pipe(true)?;
+    let p = ctx.process(f, (child_conn,));
+    p.start()?;
+    let value: Vec<Py> = parent_conn.recv()?;
+    println!("{value:?}");
+    p.join(None)?;
+    Ok(())
+}

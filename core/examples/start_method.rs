@@ -1,0 +1,30 @@
+//! The notes' contexts section (上下文和启动方法): print the default start method, then have a
+//! child of the chosen method send `hello` through a pipe.
+//!
+//! `cargo run -p mproc --example start_method -- --method forkserver`
+
+use mproc::{Connection, StartMethod};
+
+fn foo(conn: Connection) -> mproc::Result<()> {
+    conn.send("hello")
+}
+
+fn main() -> mproc::Result<()> {
+    mproc::init();
+    let default = mproc::get_start_method(false).expect("allow_none is false");
+    println!("default start method: {default}");
+
+    let args: Vec<String> = std::env::args().collect();
+    let method: StartMethod = match args.iter().position(|a| a == "--method") {
+        Some(i) => args.get(i + 1).map(String::as_str).unwrap_or("").parse()?,
+        None => default,
+    };
+    let ctx = mproc::get_context(method);
+    let (parent_conn, child_conn) = ctx.pipe(true)?;
+    let p = ctx.process(foo, (child_conn,));
+    p.start()?;
+    let msg: String = parent_conn.recv()?;
+    println!("{msg}");
+    p.join(None)?;
+    Ok(())
+}
