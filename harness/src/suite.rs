@@ -231,7 +231,7 @@ pub struct Options {
     pub cases: PathBuf,
     /// Only these start methods (empty: each case's own).
     pub methods: Vec<StartMethod>,
-    /// Only cases whose id (`group/name`) contains this.
+    /// Only cases whose id (`group/name`) contains this (or one of several, comma-separated).
     pub filter: Option<String>,
     /// The reference.
     pub reference: Reference,
@@ -247,7 +247,7 @@ pub struct SetupError(pub String);
 pub fn load(opts: &Options) -> (Vec<Case>, Vec<CaseError>) {
     let (mut cases, bad) = case::discover(&opts.cases);
     if let Some(f) = &opts.filter {
-        cases.retain(|c| c.id().contains(f.as_str()));
+        cases.retain(|c| f.split(',').any(|part| c.id().contains(part.trim())));
     }
     (cases, bad)
 }

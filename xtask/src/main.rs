@@ -114,7 +114,7 @@ const CONFORMANCE_HELP: &str = "cargo xtask conformance [flags]
 
   --cases DIR                   the cases' folder (default: cases/)
   --method M                    only this start method (repeatable): fork, spawn, forkserver
-  --filter TEXT                 only cases whose id (group/name) contains TEXT
+  --filter TEXT                 only cases whose id (group/name) contains TEXT (A,B: either)
   --reference auto|python|none  CPython as the reference (auto: if python3 >= 3.11 is there)
   --format human|json           the table, or the report as JSON on stdout
   --jobs N                      runs at a time (default 2)
