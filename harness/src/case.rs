@@ -15,12 +15,38 @@ use std::path::Path;
 /// The error kinds an action may expect with `error = "Kind"`: mproc's `Error::kind_name`s,
 /// plus `py:Class` names for what only CPython raises.
 pub const ERROR_KINDS: &[&str] = &[
-    "Timeout", "Remote", "WorkerLost", "NotStarted", "AlreadyStarted", "NotChild", "JoinSelf",
-    "ProcessClosed", "StillRunning", "DaemonAfterStart", "DaemonChildren",
-    "StartMethodAlreadySet", "UnknownStartMethod", "NotSpawnable", "ContextMismatch", "Eof",
-    "Closed", "NotReadable", "NotWritable", "MessageTooLong", "BadRange", "Serialize",
-    "Deserialize", "Full", "Empty", "InvalidArgument", "PoolNotRunning", "PoolStillRunning",
-    "NotReady", "NotInitialized", "Forkserver", "Io",
+    "Timeout",
+    "Remote",
+    "WorkerLost",
+    "NotStarted",
+    "AlreadyStarted",
+    "NotChild",
+    "JoinSelf",
+    "ProcessClosed",
+    "StillRunning",
+    "DaemonAfterStart",
+    "DaemonChildren",
+    "StartMethodAlreadySet",
+    "UnknownStartMethod",
+    "NotSpawnable",
+    "ContextMismatch",
+    "Eof",
+    "Closed",
+    "NotReadable",
+    "NotWritable",
+    "MessageTooLong",
+    "BadRange",
+    "Serialize",
+    "Deserialize",
+    "Full",
+    "Empty",
+    "InvalidArgument",
+    "PoolNotRunning",
+    "PoolStillRunning",
+    "NotReady",
+    "NotInitialized",
+    "Forkserver",
+    "Io",
 ];
 
 /// A loop over one variable: `each = { i = "0..5" }`, `{ x = [1, 2] }` or `{ x = "$param" }`.
@@ -186,11 +212,28 @@ struct Loader<'a> {
 }
 
 const TOP_KEYS: &[&str] = &[
-    "title", "source", "methods", "params", "differs_from_cpython", "differs_between_methods",
-    "timeline", "output_order", "timeout_s", "step", "expect",
+    "title",
+    "source",
+    "methods",
+    "params",
+    "differs_from_cpython",
+    "differs_between_methods",
+    "timeline",
+    "output_order",
+    "timeout_s",
+    "step",
+    "expect",
 ];
 
-const EXPECT_KEYS: &[&str] = &["results", "values", "exitcodes", "output", "order", "elapsed", "timing"];
+const EXPECT_KEYS: &[&str] = &[
+    "results",
+    "values",
+    "exitcodes",
+    "output",
+    "order",
+    "elapsed",
+    "timing",
+];
 
 impl Loader<'_> {
     fn err(&self, span: &Span, msg: impl Into<String>) -> CaseError {
@@ -198,19 +241,39 @@ impl Loader<'_> {
     }
 
     fn str<'n>(&self, n: &'n Node, what: &str) -> Result<&'n str, CaseError> {
-        n.as_str()
-            .ok_or_else(|| self.err(&n.span, format!("wrong type: {what} must be a string, found {}", n.kind.type_name())))
+        n.as_str().ok_or_else(|| {
+            self.err(
+                &n.span,
+                format!(
+                    "wrong type: {what} must be a string, found {}",
+                    n.kind.type_name()
+                ),
+            )
+        })
     }
 
     fn table<'n>(&self, n: &'n Node, what: &str) -> Result<&'n [(String, Span, Node)], CaseError> {
-        n.as_table()
-            .ok_or_else(|| self.err(&n.span, format!("wrong type: {what} must be a table, found {}", n.kind.type_name())))
+        n.as_table().ok_or_else(|| {
+            self.err(
+                &n.span,
+                format!(
+                    "wrong type: {what} must be a table, found {}",
+                    n.kind.type_name()
+                ),
+            )
+        })
     }
 
     fn array<'n>(&self, n: &'n Node, what: &str) -> Result<&'n [Node], CaseError> {
         match &n.kind {
             NodeKind::Array(a) => Ok(a),
-            k => Err(self.err(&n.span, format!("wrong type: {what} must be an array, found {}", k.type_name()))),
+            k => Err(self.err(
+                &n.span,
+                format!(
+                    "wrong type: {what} must be an array, found {}",
+                    k.type_name()
+                ),
+            )),
         }
     }
 
@@ -222,22 +285,36 @@ impl Loader<'_> {
         let top = self.table(root, "a case")?;
         for (k, ks, _) in top {
             if !TOP_KEYS.contains(&k.as_str()) {
-                return Err(self.err(ks, format!("unknown key `{k}` (expected one of: {})", TOP_KEYS.join(", "))));
+                return Err(self.err(
+                    ks,
+                    format!(
+                        "unknown key `{k}` (expected one of: {})",
+                        TOP_KEYS.join(", ")
+                    ),
+                ));
             }
         }
         let need = |key: &str| {
-            root.get(key).ok_or_else(|| self.err(&(0..0), format!("missing `{key}`")))
+            root.get(key)
+                .ok_or_else(|| self.err(&(0..0), format!("missing `{key}`")))
         };
         let title = self.str(need("title")?, "`title`")?.to_string();
         let source = self.str(need("source")?, "`source`")?.to_string();
         let methods = match root.get("methods") {
-            None => vec![StartMethod::Fork, StartMethod::Spawn, StartMethod::Forkserver],
+            None => vec![
+                StartMethod::Fork,
+                StartMethod::Spawn,
+                StartMethod::Forkserver,
+            ],
             Some(n) => {
                 let mut out = Vec::new();
                 for m in self.array(n, "`methods`")? {
                     let s = self.str(m, "a method")?;
                     out.push(s.parse::<StartMethod>().map_err(|_| {
-                        self.err(&m.span, format!("unknown start method `{s}` (fork, spawn, forkserver)"))
+                        self.err(
+                            &m.span,
+                            format!("unknown start method `{s}` (fork, spawn, forkserver)"),
+                        )
                     })?);
                 }
                 out
@@ -250,33 +327,63 @@ impl Loader<'_> {
             }
         }
         let opt_str = |key: &str| -> Result<Option<String>, CaseError> {
-            root.get(key).map(|n| self.str(n, &format!("`{key}`")).map(str::to_string)).transpose()
+            root.get(key)
+                .map(|n| self.str(n, &format!("`{key}`")).map(str::to_string))
+                .transpose()
         };
         let differs_from_cpython = opt_str("differs_from_cpython")?;
         let differs_between_methods = opt_str("differs_between_methods")?;
         let timeline = match root.get("timeline") {
             None => false,
-            Some(Node { kind: NodeKind::Bool(b), .. }) => *b,
-            Some(n) => return Err(self.err(&n.span, format!("wrong type: `timeline` must be a boolean, found {}", n.kind.type_name()))),
+            Some(Node {
+                kind: NodeKind::Bool(b),
+                ..
+            }) => *b,
+            Some(n) => {
+                return Err(self.err(
+                    &n.span,
+                    format!(
+                        "wrong type: `timeline` must be a boolean, found {}",
+                        n.kind.type_name()
+                    ),
+                ))
+            }
         };
         let output_any_order = match root.get("output_order") {
             None => false,
             Some(n) => match self.str(n, "`output_order`")? {
                 "any" => true,
                 "exact" => false,
-                other => return Err(self.err(&n.span, format!("`output_order` must be \"exact\" or \"any\", not {other:?}"))),
+                other => {
+                    return Err(self.err(
+                        &n.span,
+                        format!("`output_order` must be \"exact\" or \"any\", not {other:?}"),
+                    ))
+                }
             },
         };
         let timeout_s = match root.get("timeout_s") {
             None => 30,
-            Some(Node { kind: NodeKind::Int(i), .. }) if *i > 0 => *i as u64,
-            Some(n) => return Err(self.err(&n.span, "wrong type: `timeout_s` must be a positive integer")),
+            Some(Node {
+                kind: NodeKind::Int(i),
+                ..
+            }) if *i > 0 => *i as u64,
+            Some(n) => {
+                return Err(self.err(
+                    &n.span,
+                    "wrong type: `timeout_s` must be a positive integer",
+                ))
+            }
         };
 
         let steps_node = need("step")?;
         let mut steps = Vec::new();
         let mut labels = Vec::new();
-        for (i, s) in self.array(steps_node, "`step` (use [[step]])")?.iter().enumerate() {
+        for (i, s) in self
+            .array(steps_node, "`step` (use [[step]])")?
+            .iter()
+            .enumerate()
+        {
             let step = self.step(s, i + 1, &params)?;
             if let Some(l) = &step.label {
                 labels.push(l.clone());
@@ -287,7 +394,12 @@ impl Loader<'_> {
             return Err(self.err(&steps_node.span, "a case needs at least one [[step]]"));
         }
         let expect = match root.get("expect") {
-            None => return Err(self.err(&(0..0), "missing expectation: the case has no [expect] table")),
+            None => {
+                return Err(self.err(
+                    &(0..0),
+                    "missing expectation: the case has no [expect] table",
+                ))
+            }
             Some(e) => self.expect(e, &labels, &params)?,
         };
         Ok(Case {
@@ -308,17 +420,37 @@ impl Loader<'_> {
         })
     }
 
-    fn step(&self, n: &Node, index: usize, params: &BTreeMap<String, Value>) -> Result<Step, CaseError> {
+    fn step(
+        &self,
+        n: &Node,
+        index: usize,
+        params: &BTreeMap<String, Value>,
+    ) -> Result<Step, CaseError> {
         let t = self.table(n, "a step")?;
-        let line = t.first().map(|(_, ks, _)| self.line(ks)).unwrap_or_else(|| self.line(&n.span));
-        let mut step = Step { index, line, each: None, label: None, actions: Vec::new() };
+        let line = t
+            .first()
+            .map(|(_, ks, _)| self.line(ks))
+            .unwrap_or_else(|| self.line(&n.span));
+        let mut step = Step {
+            index,
+            line,
+            each: None,
+            label: None,
+            actions: Vec::new(),
+        };
         for (k, ks, v) in t {
             match k.as_str() {
                 "each" => step.each = Some(self.each(v, params)?),
                 "label" => step.label = Some(self.str(v, "`label`")?.to_string()),
                 op => {
                     let spec = vocab::op(op).ok_or_else(|| {
-                        self.err(ks, format!("unknown step `{op}` (known: {})", vocab::op_names().join(", ")))
+                        self.err(
+                            ks,
+                            format!(
+                                "unknown step `{op}` (known: {})",
+                                vocab::op_names().join(", ")
+                            ),
+                        )
                     })?;
                     step.actions.push(self.action(spec, v, ks)?);
                 }
@@ -333,7 +465,10 @@ impl Loader<'_> {
     fn each(&self, n: &Node, params: &BTreeMap<String, Value>) -> Result<Each, CaseError> {
         let t = self.table(n, "`each`")?;
         if t.len() != 1 {
-            return Err(self.err(&n.span, "`each` takes exactly one variable, as `each = { i = \"0..5\" }`"));
+            return Err(self.err(
+                &n.span,
+                "`each` takes exactly one variable, as `each = { i = \"0..5\" }`",
+            ));
         }
         let (var, _, v) = &t[0];
         let values = match &v.kind {
@@ -350,9 +485,20 @@ impl Loader<'_> {
                 let b: i64 = b.trim().parse().map_err(|_| bad())?;
                 (a..b).map(Value::from).collect()
             }
-            k => return Err(self.err(&v.span, format!("wrong type: a loop takes a range string, an array or \"$param\", found {}", k.type_name()))),
+            k => {
+                return Err(self.err(
+                    &v.span,
+                    format!(
+                        "wrong type: a loop takes a range string, an array or \"$param\", found {}",
+                        k.type_name()
+                    ),
+                ))
+            }
         };
-        Ok(Each { var: var.clone(), values })
+        Ok(Each {
+            var: var.clone(),
+            values,
+        })
     }
 
     fn action(&self, spec: &vocab::OpSpec, v: &Node, key_span: &Span) -> Result<Action, CaseError> {
@@ -364,14 +510,32 @@ impl Loader<'_> {
                     if k == "error" {
                         let kind = self.str(fv, "`error`")?;
                         if !ERROR_KINDS.contains(&kind) && !kind.starts_with("py:") {
-                            return Err(self.err(&fv.span, format!("unknown error kind `{kind}` (known: {})", ERROR_KINDS.join(", "))));
+                            return Err(self.err(
+                                &fv.span,
+                                format!(
+                                    "unknown error kind `{kind}` (known: {})",
+                                    ERROR_KINDS.join(", ")
+                                ),
+                            ));
                         }
                         error = Some(kind.to_string());
                         continue;
                     }
                     let f = spec.fields.iter().find(|f| f.name == k).ok_or_else(|| {
-                        let known: Vec<_> = spec.fields.iter().map(|f| f.name).chain(["error"]).collect();
-                        self.err(ks, format!("unknown field `{k}` for `{}` (known: {})", spec.name, known.join(", ")))
+                        let known: Vec<_> = spec
+                            .fields
+                            .iter()
+                            .map(|f| f.name)
+                            .chain(["error"])
+                            .collect();
+                        self.err(
+                            ks,
+                            format!(
+                                "unknown field `{k}` for `{}` (known: {})",
+                                spec.name,
+                                known.join(", ")
+                            ),
+                        )
                     })?;
                     self.check_ty(f.ty, fv, &format!("`{}.{k}`", spec.name))?;
                     fields.insert(k.clone(), fv.to_json());
@@ -379,25 +543,41 @@ impl Loader<'_> {
             }
             _ => match spec.primary {
                 Some(p) => {
-                    let f = spec.fields.iter().find(|f| f.name == p).expect("primary is a field");
+                    let f = spec
+                        .fields
+                        .iter()
+                        .find(|f| f.name == p)
+                        .expect("primary is a field");
                     self.check_ty(f.ty, v, &format!("`{}`", spec.name))?;
                     fields.insert(p.to_string(), v.to_json());
                 }
-                None if spec.fields.iter().all(|f| !f.required) && matches!(v.kind, NodeKind::Bool(true)) => {}
+                None if spec.fields.iter().all(|f| !f.required)
+                    && matches!(v.kind, NodeKind::Bool(true)) => {}
                 None => {
-                    return Err(self.err(&v.span, format!("wrong type: `{}` must be a table of its fields", spec.name)))
+                    return Err(self.err(
+                        &v.span,
+                        format!("wrong type: `{}` must be a table of its fields", spec.name),
+                    ))
                 }
             },
         }
         for f in spec.fields.iter().filter(|f| f.required) {
             if !fields.contains_key(f.name) {
-                return Err(self.err(key_span, format!("`{}` needs the field `{}`", spec.name, f.name)));
+                return Err(self.err(
+                    key_span,
+                    format!("`{}` needs the field `{}`", spec.name, f.name),
+                ));
             }
         }
         if let Some(task) = v.get("task") {
             self.check_task(task, v.get("args"))?;
         }
-        Ok(Action { op: spec.name.to_string(), fields, error, line: self.line(key_span) })
+        Ok(Action {
+            op: spec.name.to_string(),
+            fields,
+            error,
+            line: self.line(key_span),
+        })
     }
 
     fn check_task(&self, task: &Node, args: Option<&Node>) -> Result<(), CaseError> {
@@ -407,17 +587,35 @@ impl Loader<'_> {
         }
         let spec = catalogue::task(name).ok_or_else(|| {
             let known: Vec<_> = catalogue::TASKS.iter().map(|t| t.name).collect();
-            self.err(&task.span, format!("unknown task `{name}` (known: {})", known.join(", ")))
+            self.err(
+                &task.span,
+                format!("unknown task `{name}` (known: {})", known.join(", ")),
+            )
         })?;
         let Some(args) = args else {
             if spec.args.is_empty() {
                 return Ok(());
             }
-            return Err(self.err(&task.span, format!("task `{name}` takes {} argument(s); give `args`", spec.args.len())));
+            return Err(self.err(
+                &task.span,
+                format!(
+                    "task `{name}` takes {} argument(s); give `args`",
+                    spec.args.len()
+                ),
+            ));
         };
-        let NodeKind::Array(items) = &args.kind else { return Ok(()) };
+        let NodeKind::Array(items) = &args.kind else {
+            return Ok(());
+        };
         if items.len() != spec.args.len() {
-            return Err(self.err(&args.span, format!("task `{name}` takes {} argument(s), found {}", spec.args.len(), items.len())));
+            return Err(self.err(
+                &args.span,
+                format!(
+                    "task `{name}` takes {} argument(s), found {}",
+                    spec.args.len(),
+                    items.len()
+                ),
+            ));
         }
         for (i, (item, kind)) in items.iter().zip(spec.args).enumerate() {
             if matches!(&item.kind, NodeKind::Str(s) if s.starts_with('$')) {
@@ -437,7 +635,14 @@ impl Loader<'_> {
                     ArgKind::List => "an array",
                     ArgKind::Any => "a value",
                 };
-                return Err(self.err(&item.span, format!("wrong type: argument {} of task `{name}` must be {want}, found {}", i + 1, item.kind.type_name())));
+                return Err(self.err(
+                    &item.span,
+                    format!(
+                        "wrong type: argument {} of task `{name}` must be {want}, found {}",
+                        i + 1,
+                        item.kind.type_name()
+                    ),
+                ));
             }
         }
         Ok(())
@@ -447,7 +652,9 @@ impl Loader<'_> {
         let var = matches!(&v.kind, NodeKind::Str(s) if s.starts_with('$'));
         let ok = match ty {
             Ty::Id | Ty::Str | Ty::Task => matches!(v.kind, NodeKind::Str(_)),
-            Ty::Ids => matches!(&v.kind, NodeKind::Array(a) if a.iter().all(|x| matches!(x.kind, NodeKind::Str(_)))),
+            Ty::Ids => {
+                matches!(&v.kind, NodeKind::Array(a) if a.iter().all(|x| matches!(x.kind, NodeKind::Str(_))))
+            }
             Ty::Int => var || matches!(v.kind, NodeKind::Int(_)),
             Ty::Bool => var || matches!(v.kind, NodeKind::Bool(_)),
             Ty::Any => true,
@@ -471,34 +678,65 @@ impl Loader<'_> {
             Ty::List => "an array",
             Ty::Method => "a start method (fork, spawn, forkserver)",
         };
-        Err(self.err(&v.span, format!("wrong type: {what} must be {want}, found {}", match &v.kind {
-            NodeKind::Str(s) => format!("the string {s:?}"),
-            k => k.type_name().to_string(),
-        })))
+        Err(self.err(
+            &v.span,
+            format!(
+                "wrong type: {what} must be {want}, found {}",
+                match &v.kind {
+                    NodeKind::Str(s) => format!("the string {s:?}"),
+                    k => k.type_name().to_string(),
+                }
+            ),
+        ))
     }
 
-    fn bound(&self, n: Option<&Node>, params: &BTreeMap<String, Value>) -> Result<Option<(String, Expr)>, CaseError> {
+    fn bound(
+        &self,
+        n: Option<&Node>,
+        params: &BTreeMap<String, Value>,
+    ) -> Result<Option<(String, Expr)>, CaseError> {
         let Some(n) = n else { return Ok(None) };
-        let text = match &n.kind {
-            NodeKind::Str(s) => s.clone(),
-            NodeKind::Int(i) => i.to_string(),
-            NodeKind::Float(f) => f.to_string(),
-            k => return Err(self.err(&n.span, format!("wrong type: a bound must be a number or an expression string, found {}", k.type_name()))),
-        };
-        let e = expr::parse(&text).map_err(|m| self.err(&n.span, format!("bad bound {text:?}: {m}")))?;
-        expr::eval(&e, params).map_err(|m| self.err(&n.span, format!("bad bound {text:?}: {m}")))?;
+        let text =
+            match &n.kind {
+                NodeKind::Str(s) => s.clone(),
+                NodeKind::Int(i) => i.to_string(),
+                NodeKind::Float(f) => f.to_string(),
+                k => return Err(self.err(
+                    &n.span,
+                    format!(
+                        "wrong type: a bound must be a number or an expression string, found {}",
+                        k.type_name()
+                    ),
+                )),
+            };
+        let e = expr::parse(&text)
+            .map_err(|m| self.err(&n.span, format!("bad bound {text:?}: {m}")))?;
+        expr::eval(&e, params)
+            .map_err(|m| self.err(&n.span, format!("bad bound {text:?}: {m}")))?;
         Ok(Some((text, e)))
     }
 
-    fn timing(&self, n: &Node, what: Span2, params: &BTreeMap<String, Value>, labels: &[String]) -> Result<Timing, CaseError> {
+    fn timing(
+        &self,
+        n: &Node,
+        what: Span2,
+        params: &BTreeMap<String, Value>,
+        labels: &[String],
+    ) -> Result<Timing, CaseError> {
         let t = self.table(n, "a timing")?;
         for (k, ks, v) in t {
             if !["step", "from", "to", "at_least", "at_most"].contains(&k.as_str()) {
-                return Err(self.err(ks, format!("unknown field `{k}` in a timing (step, from, to, at_least, at_most)")));
+                return Err(self.err(
+                    ks,
+                    format!("unknown field `{k}` in a timing (step, from, to, at_least, at_most)"),
+                ));
             }
             if matches!(k.as_str(), "step" | "from" | "to") {
                 let l = self.str(v, &format!("`{k}`"))?;
-                if !labels.iter().any(|x| x == l) && !l.contains('$') && !labels.iter().any(|x| x.contains('$')) {
+                if !labels.iter().any(|x| x == l)
+                    && !l.contains('$')
+                    && !labels.iter().any(|x| x.contains('$'))
+                {
                     return Err(self.err(&v.span, format!("no step is labelled `{l}`")));
                 }
             }
@@ -512,21 +750,47 @@ impl Loader<'_> {
         let at_least = self.bound(n.get("at_least"), params)?;
         let at_most = self.bound(n.get("at_most"), params)?;
         if at_least.is_none() && at_most.is_none() {
-            return Err(self.err(&n.span, "missing expectation: a timing needs `at_least` or `at_most`"));
+            return Err(self.err(
+                &n.span,
+                "missing expectation: a timing needs `at_least` or `at_most`",
+            ));
         }
-        Ok(Timing { what, at_least, at_most })
+        Ok(Timing {
+            what,
+            at_least,
+            at_most,
+        })
     }
 
-    fn expect(&self, n: &Node, labels: &[String], params: &BTreeMap<String, Value>) -> Result<Expect, CaseError> {
+    fn expect(
+        &self,
+        n: &Node,
+        labels: &[String],
+        params: &BTreeMap<String, Value>,
+    ) -> Result<Expect, CaseError> {
         let t = self.table(n, "`expect`")?;
         if t.is_empty() {
-            return Err(self.err(&n.span, format!("missing expectation: [expect] is empty (give one of: {})", EXPECT_KEYS.join(", "))));
+            return Err(self.err(
+                &n.span,
+                format!(
+                    "missing expectation: [expect] is empty (give one of: {})",
+                    EXPECT_KEYS.join(", ")
+                ),
+            ));
         }
         let mut e = Expect::default();
-        let known_label = |l: &str| labels.iter().any(|x| x == l) || labels.iter().any(|x| x.contains('$'));
+        let known_label =
+            |l: &str| labels.iter().any(|x| x == l) || labels.iter().any(|x| x.contains('$'));
         for (k, ks, v) in t {
             match k.as_str() {
-                "results" => e.results = Some(self.array(v, "`expect.results`")?.iter().map(Node::to_json).collect()),
+                "results" => {
+                    e.results = Some(
+                        self.array(v, "`expect.results`")?
+                            .iter()
+                            .map(Node::to_json)
+                            .collect(),
+                    )
+                }
                 "values" => {
                     for (l, ls, val) in self.table(v, "`expect.values`")? {
                         if !known_label(l) {
@@ -538,9 +802,22 @@ impl Loader<'_> {
                 "exitcodes" => {
                     for (id, _, val) in self.table(v, "`expect.exitcodes`")? {
                         if !matches!(val.kind, NodeKind::Int(_)) && val.as_str() != Some("$null") {
-                            return Err(self.err(&val.span, format!("wrong type: an exit code must be an integer, found {}", val.kind.type_name())));
+                            return Err(self.err(
+                                &val.span,
+                                format!(
+                                    "wrong type: an exit code must be an integer, found {}",
+                                    val.kind.type_name()
+                                ),
+                            ));
                         }
-                        e.exitcodes.push((id.clone(), if val.as_str().is_some() { Value::Null } else { val.to_json() }));
+                        e.exitcodes.push((
+                            id.clone(),
+                            if val.as_str().is_some() {
+                                Value::Null
+                            } else {
+                                val.to_json()
+                            },
+                        ));
                     }
                 }
                 "output" => {
@@ -561,17 +838,29 @@ impl Loader<'_> {
                     }
                     e.order = Some(out);
                 }
-                "elapsed" => e.timing.push(self.timing(v, Span2::Elapsed, params, labels)?),
+                "elapsed" => e
+                    .timing
+                    .push(self.timing(v, Span2::Elapsed, params, labels)?),
                 "timing" => {
                     for item in self.array(v, "`expect.timing`")? {
                         if item.get("step").is_none() && item.get("from").is_none() {
-                            return Err(self.err(&item.span, "a timing in `expect.timing` needs `step` or `from`/`to`"));
+                            return Err(self.err(
+                                &item.span,
+                                "a timing in `expect.timing` needs `step` or `from`/`to`",
+                            ));
                         }
-                        e.timing.push(self.timing(item, Span2::Elapsed, params, labels)?);
+                        e.timing
+                            .push(self.timing(item, Span2::Elapsed, params, labels)?);
                     }
                 }
                 other => {
-                    return Err(self.err(ks, format!("unknown expectation `{other}` (known: {})", EXPECT_KEYS.join(", "))))
+                    return Err(self.err(
+                        ks,
+                        format!(
+                            "unknown expectation `{other}` (known: {})",
+                            EXPECT_KEYS.join(", ")
+                        ),
+                    ))
                 }
             }
         }
@@ -597,7 +886,9 @@ pub fn discover(dir: &Path) -> (Vec<Case>, Vec<CaseError>) {
 }
 
 fn collect(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
-    let Ok(rd) = std::fs::read_dir(dir) else { return };
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
     for e in rd.flatten() {
         let p = e.path();
         if p.is_dir() {

@@ -141,7 +141,11 @@ fn now_us() -> u128 {
 fn timeline(ev: &str, task: &str, label: &str) {
     if let Some(path) = std::env::var_os("MPROC_CASE_TIMELINE") {
         let line = json!({"ev": ev, "pid": std::process::id(), "task": task, "label": label, "t_us": now_us() as u64});
-        if let Ok(mut f) = std::fs::OpenOptions::new().append(true).create(true).open(path) {
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(path)
+        {
             let _ = f.write_all(format!("{line}\n").as_bytes());
         }
     }
@@ -240,7 +244,10 @@ fn dispatch(task: &str, mut a: Args) -> Result<Value, TaskFailure> {
         "recv_square" => {
             let c = a.conn()?;
             let v: String = c.recv().map_err(fail)?;
-            let x = serde_json::from_str::<Value>(&v).ok().and_then(|v| v.as_i64()).unwrap_or(0);
+            let x = serde_json::from_str::<Value>(&v)
+                .ok()
+                .and_then(|v| v.as_i64())
+                .unwrap_or(0);
             send(&c, &json!(square(x)))?;
             Value::Null
         }
@@ -258,7 +265,10 @@ fn dispatch(task: &str, mut a: Args) -> Result<Value, TaskFailure> {
         }
         "try_child" => {
             let c = a.conn()?;
-            let call = TaskCall { task: "noop".into(), args: vec![] };
+            let call = TaskCall {
+                task: "noop".into(),
+                args: vec![],
+            };
             let p = mproc::Process::new(process_main, (call,));
             let r = match p.start() {
                 Ok(()) => {
@@ -321,5 +331,8 @@ pub fn print_line(s: &str) {
 
 /// The notes' first example.
 pub fn run_proc(name: &str) {
-    print_line(&format!("Run child process {name} ({})...", std::process::id()));
+    print_line(&format!(
+        "Run child process {name} ({})...",
+        std::process::id()
+    ));
 }

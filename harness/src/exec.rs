@@ -145,7 +145,11 @@ impl Exec<'_> {
         for step in &self.case.steps {
             let iters: Vec<Option<(String, Value)>> = match &step.each {
                 None => vec![None],
-                Some(e) => e.values.iter().map(|v| Some((e.var.clone(), v.clone()))).collect(),
+                Some(e) => e
+                    .values
+                    .iter()
+                    .map(|v| Some((e.var.clone(), v.clone())))
+                    .collect(),
             };
             for it in iters {
                 if let Some((k, v)) = it {
@@ -164,14 +168,16 @@ impl Exec<'_> {
                 };
                 for action in &step.actions {
                     let t0 = now_us();
-                    let (id, result) = match subst(&Value::Object(action.fields.clone()), &self.vars) {
-                        Ok(Value::Object(fields)) => {
-                            let id = fields.get("id").and_then(Value::as_str).map(str::to_string);
-                            (id, self.act(action, &fields))
-                        }
-                        Ok(_) => (None, Err(harness("fields are not a table"))),
-                        Err(e) => (None, Err(harness(e))),
-                    };
+                    let (id, result) =
+                        match subst(&Value::Object(action.fields.clone()), &self.vars) {
+                            Ok(Value::Object(fields)) => {
+                                let id =
+                                    fields.get("id").and_then(Value::as_str).map(str::to_string);
+                                (id, self.act(action, &fields))
+                            }
+                            Ok(_) => (None, Err(harness("fields are not a table"))),
+                            Err(e) => (None, Err(harness(e))),
+                        };
                     let mut ev = RawEvent {
                         step: step.index,
                         op: action.op.clone(),
@@ -228,7 +234,9 @@ impl Exec<'_> {
     fn conn(&self, id: &str) -> Result<&Connection, Fail> {
         match self.objs.get(id) {
             Some(Obj::Conn(Some(c))) => Ok(c),
-            Some(Obj::Conn(None)) => Err(harness(format!("connection `{id}` was given to a process"))),
+            Some(Obj::Conn(None)) => {
+                Err(harness(format!("connection `{id}` was given to a process")))
+            }
             _ => Err(harness(format!("no connection `{id}`"))),
         }
     }
@@ -236,7 +244,10 @@ impl Exec<'_> {
     fn call(&mut self, task: &str, args: &[Value]) -> Result<TaskCall, Fail> {
         let spec = catalogue::task(task).ok_or_else(|| harness(format!("unknown task {task}")))?;
         if spec.args.len() != args.len() {
-            return Err(harness(format!("task {task} takes {} arguments", spec.args.len())));
+            return Err(harness(format!(
+                "task {task} takes {} arguments",
+                spec.args.len()
+            )));
         }
         let mut out = Vec::new();
         for (a, kind) in args.iter().zip(spec.args) {
@@ -244,7 +255,9 @@ impl Exec<'_> {
                 let id = a.as_str().unwrap_or_default();
                 match self.objs.get_mut(id) {
                     Some(Obj::Conn(c)) => {
-                        let c = c.take().ok_or_else(|| harness(format!("connection `{id}` was already given away")))?;
+                        let c = c.take().ok_or_else(|| {
+                            harness(format!("connection `{id}` was already given away"))
+                        })?;
                         out.push(Arg::Conn(c));
                     }
                     _ => return Err(harness(format!("no connection `{id}`"))),
@@ -253,17 +266,37 @@ impl Exec<'_> {
                 out.push(Arg::Json(a.to_string()));
             }
         }
-        Ok(TaskCall { task: task.to_string(), args: out })
+        Ok(TaskCall {
+            task: task.to_string(),
+            args: out,
+        })
     }
 
-    fn act(&mut self, action: &Action, f: &serde_json::Map<String, Value>) -> Result<Option<Value>, Fail> {
-        let s = |k: &str| f.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
-        let ms = |k: &str| f.get(k).and_then(Value::as_i64).map(|m| Duration::from_millis(m.max(0) as u64));
+    fn act(
+        &mut self,
+        action: &Action,
+        f: &serde_json::Map<String, Value>,
+    ) -> Result<Option<Value>, Fail> {
+        let s = |k: &str| {
+            f.get(k)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string()
+        };
+        let ms = |k: &str| {
+            f.get(k)
+                .and_then(Value::as_i64)
+                .map(|m| Duration::from_millis(m.max(0) as u64))
+        };
         let id = s("id");
         let none = Ok(None);
         match action.op.as_str() {
             "process" => {
-                let args = f.get("args").and_then(Value::as_array).cloned().unwrap_or_default();
+                let args = f
+                    .get("args")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default();
                 let call = self.call(&s("task"), &args)?;
                 let ctx = match f.get("context").and_then(Value::as_str) {
                     Some("default") => mproc::default_context(),
@@ -336,7 +369,11 @@ impl Exec<'_> {
                 let ids: Vec<String> = f
                     .get("ids")
                     .and_then(Value::as_array)
-                    .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|x| x.as_str().map(str::to_string))
+                            .collect()
+                    })
                     .unwrap_or_default();
                 if ids.len() != 2 {
                     return Err(harness("`pipe.ids` must name two ends"));
@@ -354,7 +391,9 @@ impl Exec<'_> {
             }
             "recv" => {
                 let text: String = self.conn(&id)?.recv()?;
-                Ok(Some(serde_json::from_str(&text).unwrap_or(Value::String(text))))
+                Ok(Some(
+                    serde_json::from_str(&text).unwrap_or(Value::String(text)),
+                ))
             }
             "send_bytes" => {
                 let data = s("data");
@@ -362,14 +401,20 @@ impl Exec<'_> {
                 match f.get("offset").and_then(Value::as_i64) {
                     None => c.send_bytes(data.as_bytes())?,
                     Some(off) => {
-                        let size = f.get("size").and_then(Value::as_i64).map(|x| x.max(0) as usize);
+                        let size = f
+                            .get("size")
+                            .and_then(Value::as_i64)
+                            .map(|x| x.max(0) as usize);
                         c.send_bytes_range(data.as_bytes(), off.max(0) as usize, size)?
                     }
                 }
                 none
             }
             "recv_bytes" => {
-                let max = f.get("maxlen").and_then(Value::as_i64).map(|x| x.max(0) as usize);
+                let max = f
+                    .get("maxlen")
+                    .and_then(Value::as_i64)
+                    .map(|x| x.max(0) as usize);
                 let b = self.conn(&id)?.recv_bytes(max)?;
                 Ok(Some(json!(String::from_utf8_lossy(&b))))
             }
@@ -384,8 +429,13 @@ impl Exec<'_> {
                 none
             }
             "get_start_method" => {
-                let allow = f.get("allow_none").and_then(Value::as_bool).unwrap_or(false);
-                Ok(Some(json!(mproc::get_start_method(allow).map(|m| m.as_str()))))
+                let allow = f
+                    .get("allow_none")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false);
+                Ok(Some(json!(
+                    mproc::get_start_method(allow).map(|m| m.as_str())
+                )))
             }
             "sleep_ms" => {
                 catalogue::sleep(f.get("ms").and_then(Value::as_i64).unwrap_or(0));
@@ -396,11 +446,18 @@ impl Exec<'_> {
                 none
             }
             "call" => {
-                let args = f.get("args").and_then(Value::as_array).cloned().unwrap_or_default();
+                let args = f
+                    .get("args")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default();
                 let call = self.call(&s("task"), &args)?;
                 match catalogue::run(call) {
                     Ok(v) => Ok(Some(v)),
-                    Err(e) => Err(Fail { kind: "Remote".into(), message: e.to_string() }),
+                    Err(e) => Err(Fail {
+                        kind: "Remote".into(),
+                        message: e.to_string(),
+                    }),
                 }
             }
             other => Err(harness(format!("the mproc runner has no `{other}` yet"))),
@@ -430,7 +487,9 @@ pub fn subst(v: &Value, vars: &BTreeMap<String, Value>) -> Result<Value, String>
             }
             Value::String(out)
         }
-        Value::Array(a) => Value::Array(a.iter().map(|x| subst(x, vars)).collect::<Result<_, _>>()?),
+        Value::Array(a) => {
+            Value::Array(a.iter().map(|x| subst(x, vars)).collect::<Result<_, _>>()?)
+        }
         Value::Object(m) => Value::Object(
             m.iter()
                 .map(|(k, x)| Ok((k.clone(), subst(x, vars)?)))
@@ -469,15 +528,25 @@ fn refs(s: &str, vars: &BTreeMap<String, Value>) -> Result<Vec<Part>, String> {
         if name.is_empty() {
             return Err(format!("`$` without a name in {s:?}"));
         }
-        let mut val = vars.get(name).cloned().ok_or_else(|| format!("unknown variable `${name}`"))?;
+        let mut val = vars
+            .get(name)
+            .cloned()
+            .ok_or_else(|| format!("unknown variable `${name}`"))?;
         i = end;
         if i < b.len() && b[i] == b'[' {
-            let close = s[i..].find(']').map(|j| i + j).ok_or_else(|| format!("missing `]` in {s:?}"))?;
+            let close = s[i..]
+                .find(']')
+                .map(|j| i + j)
+                .ok_or_else(|| format!("missing `]` in {s:?}"))?;
             let inner = &s[i + 1..close];
             let idx = if let Some(var) = inner.strip_prefix('$') {
-                vars.get(var).and_then(Value::as_i64).ok_or_else(|| format!("`${var}` is not an integer variable"))?
+                vars.get(var)
+                    .and_then(Value::as_i64)
+                    .ok_or_else(|| format!("`${var}` is not an integer variable"))?
             } else {
-                inner.parse::<i64>().map_err(|_| format!("bad index {inner:?}"))?
+                inner
+                    .parse::<i64>()
+                    .map_err(|_| format!("bad index {inner:?}"))?
             };
             val = val
                 .as_array()
@@ -511,7 +580,10 @@ mod tests {
         assert_eq!(subst(&json!("$s[$i]"), &vars).unwrap(), json!(30));
         assert_eq!(subst(&json!("$s[0]"), &vars).unwrap(), json!(10));
         assert_eq!(subst(&json!("r$i"), &vars).unwrap(), json!("r2"));
-        assert_eq!(subst(&json!([42, "$null", "hello"]), &vars).unwrap(), json!([42, null, "hello"]));
+        assert_eq!(
+            subst(&json!([42, "$null", "hello"]), &vars).unwrap(),
+            json!([42, null, "hello"])
+        );
         assert!(subst(&json!("$nope"), &vars).is_err());
         assert!(subst(&json!("$s[7]"), &vars).is_err());
     }

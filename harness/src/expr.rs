@@ -48,7 +48,9 @@ impl P<'_> {
     fn ident(&mut self) -> Option<String> {
         self.ws();
         let start = self.i;
-        while self.i < self.s.len() && (self.s[self.i].is_ascii_alphanumeric() || self.s[self.i] == b'_') {
+        while self.i < self.s.len()
+            && (self.s[self.i].is_ascii_alphanumeric() || self.s[self.i] == b'_')
+        {
             self.i += 1;
         }
         (self.i > start).then(|| String::from_utf8_lossy(&self.s[start..self.i]).into_owned())
@@ -90,16 +92,20 @@ impl P<'_> {
             }
             Some(c) if c.is_ascii_digit() || c == b'.' => {
                 let start = self.i;
-                while self.i < self.s.len() && (self.s[self.i].is_ascii_digit() || self.s[self.i] == b'.') {
+                while self.i < self.s.len()
+                    && (self.s[self.i].is_ascii_digit() || self.s[self.i] == b'.')
+                {
                     self.i += 1;
                 }
                 let t = String::from_utf8_lossy(&self.s[start..self.i]).into_owned();
-                t.parse().map(Expr::Num).map_err(|_| format!("bad number {t:?}"))
+                t.parse()
+                    .map(Expr::Num)
+                    .map_err(|_| format!("bad number {t:?}"))
             }
             Some(_) => {
-                let name = self.ident().ok_or_else(|| {
-                    format!("unexpected character {:?}", self.s[self.i] as char)
-                })?;
+                let name = self
+                    .ident()
+                    .ok_or_else(|| format!("unexpected character {:?}", self.s[self.i] as char))?;
                 if self.eat(b'(') {
                     if !matches!(name.as_str(), "sum" | "max" | "min" | "len") {
                         return Err(format!("unknown function `{name}` (sum, max, min, len)"));
@@ -125,7 +131,10 @@ impl P<'_> {
 
 /// Parses `text`.
 pub fn parse(text: &str) -> Result<Expr, String> {
-    let mut p = P { s: text.as_bytes(), i: 0 };
+    let mut p = P {
+        s: text.as_bytes(),
+        i: 0,
+    };
     let e = p.expr()?;
     if p.peek().is_some() {
         return Err(format!("unexpected `{}`", &text[p.i..]));
@@ -134,7 +143,8 @@ pub fn parse(text: &str) -> Result<Expr, String> {
 }
 
 fn num(v: &Value, name: &str) -> Result<f64, String> {
-    v.as_f64().ok_or_else(|| format!("parameter `{name}` is not a number"))
+    v.as_f64()
+        .ok_or_else(|| format!("parameter `{name}` is not a number"))
 }
 
 fn list<'a>(params: &'a BTreeMap<String, Value>, name: &str) -> Result<&'a Vec<Value>, String> {
@@ -149,7 +159,12 @@ fn list<'a>(params: &'a BTreeMap<String, Value>, name: &str) -> Result<&'a Vec<V
 pub fn eval(e: &Expr, params: &BTreeMap<String, Value>) -> Result<f64, String> {
     Ok(match e {
         Expr::Num(n) => *n,
-        Expr::Param(p) => num(params.get(p).ok_or_else(|| format!("unknown parameter `{p}`"))?, p)?,
+        Expr::Param(p) => num(
+            params
+                .get(p)
+                .ok_or_else(|| format!("unknown parameter `{p}`"))?,
+            p,
+        )?,
         Expr::Call(f, p) => {
             let xs = list(params, p)?;
             let nums: Vec<f64> = xs.iter().map(|v| num(v, p)).collect::<Result<_, _>>()?;
@@ -163,7 +178,11 @@ pub fn eval(e: &Expr, params: &BTreeMap<String, Value>) -> Result<f64, String> {
         Expr::Index(p, i) => {
             let xs = list(params, p)?;
             let i = eval(i, params)? as usize;
-            num(xs.get(i).ok_or_else(|| format!("`{p}[{i}]` is out of range"))?, p)?
+            num(
+                xs.get(i)
+                    .ok_or_else(|| format!("`{p}[{i}]` is out of range"))?,
+                p,
+            )?
         }
         Expr::Bin(op, a, b) => {
             let (a, b) = (eval(a, params)?, eval(b, params)?);
@@ -188,7 +207,10 @@ mod tests {
         p.insert("t".to_string(), serde_json::json!(50));
         assert_eq!(eval(&parse("sum(s)").unwrap(), &p).unwrap(), 650.0);
         assert_eq!(eval(&parse("max(s) * 2 + t").unwrap(), &p).unwrap(), 650.0);
-        assert_eq!(eval(&parse("(len(s) - 1) * s[1]").unwrap(), &p).unwrap(), 200.0);
+        assert_eq!(
+            eval(&parse("(len(s) - 1) * s[1]").unwrap(), &p).unwrap(),
+            200.0
+        );
         assert!(parse("sum(s").is_err());
         assert!(parse("avg(s)").is_err());
         assert!(eval(&parse("nope").unwrap(), &p).is_err());

@@ -108,7 +108,10 @@ impl Source {
     pub fn parse(&self) -> Result<Node, CaseError> {
         // The parser recovers and reports every error; the first in the file is the one to fix.
         let (table, errors) = DeTable::parse_recoverable(&self.text);
-        if let Some(e) = errors.iter().min_by_key(|e| e.span().map(|s| s.start).unwrap_or(0)) {
+        if let Some(e) = errors
+            .iter()
+            .min_by_key(|e| e.span().map(|s| s.start).unwrap_or(0))
+        {
             let span = e.span().unwrap_or(0..0);
             let msg = e.message().trim().to_string();
             return Err(self.error(&span, format!("TOML syntax error: {msg}")));
@@ -145,9 +148,7 @@ fn convert(src: &Source, v: &DeValue<'_>, span: Span) -> Result<Node, CaseError>
             Err(_) => return Err(src.error(&span, "bad float")),
         },
         DeValue::Boolean(b) => NodeKind::Bool(*b),
-        DeValue::Datetime(_) => {
-            return Err(src.error(&span, "datetimes have no meaning in a case"))
-        }
+        DeValue::Datetime(_) => return Err(src.error(&span, "datetimes have no meaning in a case")),
         DeValue::Array(a) => {
             let mut items = Vec::with_capacity(a.len());
             for e in a.iter() {
@@ -170,11 +171,9 @@ impl Node {
             NodeKind::Float(f) => J::from(*f),
             NodeKind::Bool(b) => J::Bool(*b),
             NodeKind::Array(a) => J::Array(a.iter().map(Node::to_json).collect()),
-            NodeKind::Table(t) => J::Object(
-                t.iter()
-                    .map(|(k, _, v)| (k.clone(), v.to_json()))
-                    .collect(),
-            ),
+            NodeKind::Table(t) => {
+                J::Object(t.iter().map(|(k, _, v)| (k.clone(), v.to_json())).collect())
+            }
         }
     }
 

@@ -89,7 +89,11 @@ const METHODS: [&str; 3] = ["fork", "spawn", "forkserver"];
 impl Report {
     /// The closing line: `conformance: N passed, N failed`.
     pub fn summary_line(&self) -> String {
-        format!("conformance: {} passed, {} failed", self.passed, self.failed + self.bad.len())
+        format!(
+            "conformance: {} passed, {} failed",
+            self.passed,
+            self.failed + self.bad.len()
+        )
     }
 
     /// The process exit code: 2 for bad input, 1 for a failed case, 0 otherwise.
@@ -105,12 +109,36 @@ impl Report {
 
     /// The terminal table, failures, notices, and the closing line.
     pub fn table(&self) -> String {
-        let w = self.cases.iter().map(|c| c.id.len()).max().unwrap_or(4).max(4);
+        let w = self
+            .cases
+            .iter()
+            .map(|c| c.id.len())
+            .max()
+            .unwrap_or(4)
+            .max(4);
         let mut s = String::new();
-        let _ = writeln!(s, "{:<w$}  {:<6} {:<6} {:<10} {}", "case", "fork", "spawn", "forkserver", "CPython");
+        let _ = writeln!(
+            s,
+            "{:<w$}  {:<6} {:<6} {:<10} CPython",
+            "case", "fork", "spawn", "forkserver"
+        );
         for c in &self.cases {
-            let cell = |m: &str| c.runs.iter().find(|r| r.method == m).map(|r| r.verdict()).unwrap_or("-");
-            let _ = writeln!(s, "{:<w$}  {:<6} {:<6} {:<10} {}", c.id, cell("fork"), cell("spawn"), cell("forkserver"), c.cpython.verdict);
+            let cell = |m: &str| {
+                c.runs
+                    .iter()
+                    .find(|r| r.method == m)
+                    .map(|r| r.verdict())
+                    .unwrap_or("-")
+            };
+            let _ = writeln!(
+                s,
+                "{:<w$}  {:<6} {:<6} {:<10} {}",
+                c.id,
+                cell("fork"),
+                cell("spawn"),
+                cell("forkserver"),
+                c.cpython.verdict
+            );
         }
         for c in self.cases.iter().filter(|c| !c.passed) {
             let _ = writeln!(s, "\nFAILED {} ({})", c.id, c.path);
@@ -131,9 +159,16 @@ impl Report {
         for b in &self.bad {
             let _ = writeln!(s, "{b}");
         }
-        let intended = self.cases.iter().filter(|c| c.cpython.verdict == "intended difference").count();
+        let intended = self
+            .cases
+            .iter()
+            .filter(|c| c.cpython.verdict == "intended difference")
+            .count();
         if intended > 0 {
-            let _ = writeln!(s, "intended differences from CPython: {intended} (see the report)");
+            let _ = writeln!(
+                s,
+                "intended differences from CPython: {intended} (see the report)"
+            );
         }
         if let Some(n) = &self.reference_notice {
             let _ = writeln!(s, "{n}");
@@ -176,7 +211,11 @@ impl Report {
             for m in METHODS {
                 match c.runs.iter().find(|r| r.method == m) {
                     Some(r) => {
-                        let cls = if r.outcome.failures.is_empty() { "pass" } else { "fail" };
+                        let cls = if r.outcome.failures.is_empty() {
+                            "pass"
+                        } else {
+                            "fail"
+                        };
                         let _ = write!(s, "<td class=\"verdict {cls}\">{}</td>", r.verdict());
                     }
                     None => s.push_str("<td class=\"verdict na\">-</td>"),
@@ -188,7 +227,11 @@ impl Report {
                 "skipped" => "na",
                 _ => "fail",
             };
-            let _ = writeln!(s, "<td class=\"verdict {cls}\">{}</td></tr>", esc(&c.cpython.verdict));
+            let _ = writeln!(
+                s,
+                "<td class=\"verdict {cls}\">{}</td></tr>",
+                esc(&c.cpython.verdict)
+            );
         }
         s.push_str("</tbody></table>\n<h2>Cases</h2>\n");
         for c in &self.cases {
@@ -199,13 +242,32 @@ impl Report {
     }
 
     fn case_html(&self, s: &mut String, c: &CaseReport) {
-        let _ = writeln!(s, "<section class=\"case\" id=\"{}\"><h3>{} <small>{}</small></h3>", anchor(&c.id), esc(&c.id), esc(&c.title));
-        let _ = writeln!(s, "<p>source: {} &middot; <code>{}</code></p>", esc(&c.source), esc(&c.path));
+        let _ = writeln!(
+            s,
+            "<section class=\"case\" id=\"{}\"><h3>{} <small>{}</small></h3>",
+            anchor(&c.id),
+            esc(&c.id),
+            esc(&c.title)
+        );
+        let _ = writeln!(
+            s,
+            "<p>source: {} &middot; <code>{}</code></p>",
+            esc(&c.source),
+            esc(&c.path)
+        );
         if let Some(d) = &c.differs_from_cpython {
-            let _ = writeln!(s, "<p class=\"intended\">differs from CPython on purpose: {}</p>", esc(d));
+            let _ = writeln!(
+                s,
+                "<p class=\"intended\">differs from CPython on purpose: {}</p>",
+                esc(d)
+            );
         }
         if let Some(d) = &c.differs_between_methods {
-            let _ = writeln!(s, "<p class=\"intended\">differs between start methods on purpose: {}</p>", esc(d));
+            let _ = writeln!(
+                s,
+                "<p class=\"intended\">differs between start methods on purpose: {}</p>",
+                esc(d)
+            );
         }
         for r in &c.runs {
             for f in &r.outcome.failures {
@@ -216,18 +278,40 @@ impl Report {
         if show_timeline {
             s.push_str("<div class=\"timelines\">");
             for r in c.runs.iter().chain(c.reference.iter()) {
-                let who = if c.reference.iter().any(|x| std::ptr::eq(x, r)) { "CPython" } else { "mproc" };
+                let who = if c.reference.iter().any(|x| std::ptr::eq(x, r)) {
+                    "CPython"
+                } else {
+                    "mproc"
+                };
                 timeline_svg(s, &format!("{who} {}", r.method), &r.outcome.timeline);
             }
             s.push_str("</div>");
         }
         if let Some(t) = c.runs.first().and_then(|r| r.outcome.trace.as_ref()) {
-            let _ = writeln!(s, "<details><summary>trace ({})</summary><pre class=\"trace\">{}</pre></details>", c.runs[0].method, esc(&serde_json::to_string_pretty(t).unwrap_or_default()));
+            let _ = writeln!(
+                s,
+                "<details><summary>trace ({})</summary><pre class=\"trace\">{}</pre></details>",
+                c.runs[0].method,
+                esc(&serde_json::to_string_pretty(t).unwrap_or_default())
+            );
         }
         let timings: Vec<String> = c
             .runs
             .iter()
-            .flat_map(|r| r.outcome.measured.timings.iter().map(move |(k, (ms, lo, hi))| format!("{} {k}: {ms:.0} ms (bounds {} .. {})", r.method, lo.map(|x| format!("{x:.0}")).unwrap_or_default(), hi.map(|x| format!("{x:.0}")).unwrap_or_default())))
+            .flat_map(|r| {
+                r.outcome
+                    .measured
+                    .timings
+                    .iter()
+                    .map(move |(k, (ms, lo, hi))| {
+                        format!(
+                            "{} {k}: {ms:.0} ms (bounds {} .. {})",
+                            r.method,
+                            lo.map(|x| format!("{x:.0}")).unwrap_or_default(),
+                            hi.map(|x| format!("{x:.0}")).unwrap_or_default()
+                        )
+                    })
+            })
             .collect();
         if !timings.is_empty() {
             let _ = writeln!(s, "<p class=\"timings\">{}</p>", esc(&timings.join(" · ")));
@@ -236,7 +320,11 @@ impl Report {
             let _ = writeln!(s, "<details open><summary>difference between start methods</summary><pre class=\"diff\">{}</pre></details>", diff_html(d));
         }
         if c.cpython.diffs.is_empty() {
-            let _ = writeln!(s, "<p class=\"cpy\">CPython: {}</p>", esc(&c.cpython.verdict));
+            let _ = writeln!(
+                s,
+                "<p class=\"cpy\">CPython: {}</p>",
+                esc(&c.cpython.verdict)
+            );
         }
         for (m, d) in &c.cpython.diffs {
             let _ = writeln!(s, "<details open><summary>diff against CPython ({m}): {}; − CPython, + mproc</summary><pre class=\"diff\">{}</pre></details>", esc(&c.cpython.verdict), diff_html(d));
@@ -250,20 +338,31 @@ impl Report {
 
 fn timeline_svg(s: &mut String, title: &str, bars: &[Bar]) {
     let lanes = bars.iter().map(|b| b.lane).max().unwrap_or(0);
-    let end = bars.iter().map(|b| b.end_ms.unwrap_or(b.start_ms)).fold(1.0f64, f64::max);
+    let end = bars
+        .iter()
+        .map(|b| b.end_ms.unwrap_or(b.start_ms))
+        .fold(1.0f64, f64::max);
     let (w, lane_h, left) = (560.0, 22.0, 70.0);
     let h = 30.0 + lanes as f64 * lane_h;
     let scale = (w - left - 10.0) / end;
     let _ = write!(s, "<figure class=\"timeline\"><figcaption>{}</figcaption><svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" role=\"img\">", esc(title));
     for l in 1..=lanes {
         let y = 8.0 + (l - 1) as f64 * lane_h;
-        let _ = write!(s, "<text x=\"4\" y=\"{:.1}\" class=\"lane\">worker {l}</text>", y + 14.0);
+        let _ = write!(
+            s,
+            "<text x=\"4\" y=\"{:.1}\" class=\"lane\">worker {l}</text>",
+            y + 14.0
+        );
     }
     for b in bars {
         let y = 8.0 + (b.lane - 1) as f64 * lane_h;
         let x = left + b.start_ms * scale;
         let wid = ((b.end_ms.unwrap_or(end) - b.start_ms) * scale).max(2.0);
-        let cls = if b.end_ms.is_some() { "bar" } else { "bar open" };
+        let cls = if b.end_ms.is_some() {
+            "bar"
+        } else {
+            "bar open"
+        };
         let _ = write!(
             s,
             "<rect class=\"{cls}\" x=\"{x:.1}\" y=\"{y:.1}\" width=\"{wid:.1}\" height=\"{:.1}\"><title>{} ({}) {:.0}..{} ms</title></rect>",
@@ -280,7 +379,13 @@ fn timeline_svg(s: &mut String, title: &str, bars: &[Bar]) {
 fn diff_html(d: &str) -> String {
     d.lines()
         .map(|l| {
-            let cls = if l.starts_with('+') { "add" } else if l.starts_with('-') { "del" } else { "same" };
+            let cls = if l.starts_with('+') {
+                "add"
+            } else if l.starts_with('-') {
+                "del"
+            } else {
+                "same"
+            };
             format!("<span class=\"{cls}\">{}</span>", esc(l))
         })
         .collect::<Vec<_>>()
@@ -293,11 +398,17 @@ fn anchor(id: &str) -> String {
 
 /// HTML-escapes `s`.
 pub fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 fn indent(s: &str) -> String {
-    s.lines().map(|l| format!("      {l}")).collect::<Vec<_>>().join("\n")
+    s.lines()
+        .map(|l| format!("      {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 const CSS: &str = "body{font-family:system-ui,sans-serif;margin:1.5em;color:#222}

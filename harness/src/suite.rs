@@ -77,7 +77,9 @@ fn python_ok(python: &Path) -> Option<String> {
         .stdin(Stdio::null())
         .output()
         .ok()?;
-    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
 /// Finds `python3` (3.11 or newer) on the PATH: its path and version.
@@ -91,7 +93,10 @@ fn read_timeline(path: &Path, t0: u64) -> Vec<Bar> {
     let mut lanes: Vec<u64> = Vec::new();
     let mut open: Vec<(u64, Bar)> = Vec::new();
     let mut bars = Vec::new();
-    let mut lines: Vec<serde_json::Value> = text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    let mut lines: Vec<serde_json::Value> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
     lines.sort_by_key(|v| v["t_us"].as_u64().unwrap_or(0));
     for v in lines {
         let pid = v["pid"].as_u64().unwrap_or(0);
@@ -107,7 +112,16 @@ fn read_timeline(path: &Path, t0: u64) -> Vec<Bar> {
                 };
                 let mut label = v["label"].as_str().unwrap_or("").to_string();
                 label.truncate(24);
-                open.push((pid, Bar { lane, task: v["task"].as_str().unwrap_or("").into(), label, start_ms: t, end_ms: None }));
+                open.push((
+                    pid,
+                    Bar {
+                        lane,
+                        task: v["task"].as_str().unwrap_or("").into(),
+                        label,
+                        start_ms: t,
+                        end_ms: None,
+                    },
+                ));
             }
             Some("end") => {
                 if let Some(i) = open.iter().rposition(|(p, _)| *p == pid) {
@@ -151,14 +165,20 @@ pub fn run_job(case: &Case, runner: Runner, method: StartMethod, tools: &Tools) 
             c
         }
     };
-    cmd.arg("exec").arg(&case.path).arg("--method").arg(method.as_str()).arg("--trace-out").arg(&trace_path);
+    cmd.arg("exec")
+        .arg(&case.path)
+        .arg("--method")
+        .arg(method.as_str())
+        .arg("--trace-out")
+        .arg(&trace_path);
     cmd.env("MPROC_CASE_TIMELINE", &timeline_path);
     cmd.env("MPROC_NO_FORK_WARNING", "1");
     cmd.env("PYTHONDONTWRITEBYTECODE", "1");
     cmd.stdin(Stdio::null());
     let started = Instant::now();
     let mut failures = Vec::new();
-    let files = std::fs::File::create(&out_path).and_then(|o| Ok((o, std::fs::File::create(&err_path)?)));
+    let files =
+        std::fs::File::create(&out_path).and_then(|o| Ok((o, std::fs::File::create(&err_path)?)));
     let child = files.and_then(|(o, e)| {
         cmd.stdout(o).stderr(e);
         cmd.spawn()
@@ -178,7 +198,10 @@ pub fn run_job(case: &Case, runner: Runner, method: StartMethod, tools: &Tools) 
                     Ok(None) if Instant::now() >= deadline => {
                         let _ = child.kill();
                         let _ = child.wait();
-                        failures.push(format!("{tag}: no answer within {} s (killed)", case.timeout_s));
+                        failures.push(format!(
+                            "{tag}: no answer within {} s (killed)",
+                            case.timeout_s
+                        ));
                         break;
                     }
                     Ok(None) => std::thread::sleep(Duration::from_millis(5)),
@@ -200,17 +223,35 @@ pub fn run_job(case: &Case, runner: Runner, method: StartMethod, tools: &Tools) 
         }
         stderr = format!("...{}", &stderr[cut..]);
     }
-    let raw: Option<RawTrace> = std::fs::read_to_string(&trace_path).ok().and_then(|t| serde_json::from_str(&t).ok());
+    let raw: Option<RawTrace> = std::fs::read_to_string(&trace_path)
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok());
     let Some(raw) = raw else {
         if failures.is_empty() {
             failures.push(format!("{tag}: no trace written"));
         }
-        return RunOutcome { trace: None, failures, measured: Default::default(), timeline: Vec::new(), wall_ms, stderr, version: None };
+        return RunOutcome {
+            trace: None,
+            failures,
+            measured: Default::default(),
+            timeline: Vec::new(),
+            wall_ms,
+            stderr,
+            version: None,
+        };
     };
     let (trace, measured, more) = trace::normalise(case, &raw, &stdout);
     failures.extend(more);
     let timeline = read_timeline(&timeline_path, raw.t_start_us);
-    RunOutcome { trace: Some(trace), failures, measured, timeline, wall_ms, stderr, version: raw.version }
+    RunOutcome {
+        trace: Some(trace),
+        failures,
+        measured,
+        timeline,
+        wall_ms,
+        stderr,
+        version: raw.version,
+    }
 }
 
 /// Which reference to run.
@@ -254,17 +295,29 @@ pub fn load(opts: &Options) -> (Vec<Case>, Vec<CaseError>) {
 
 /// Runs every loaded case: ours under each method, and the reference. `progress(done, total,
 /// what)` is called after each run.
-pub fn run_suite(opts: &Options, tools: &Tools, progress: &(dyn Fn(usize, usize, &str) + Sync)) -> Result<Report, SetupError> {
+pub fn run_suite(
+    opts: &Options,
+    tools: &Tools,
+    progress: &(dyn Fn(usize, usize, &str) + Sync),
+) -> Result<Report, SetupError> {
     let started = Instant::now();
     let (cases, bad) = load(opts);
     let (python, notice) = match opts.reference {
-        Reference::None => (None, Some("CPython reference: not run (--reference none)".to_string())),
+        Reference::None => (
+            None,
+            Some("CPython reference: not run (--reference none)".to_string()),
+        ),
         Reference::Auto | Reference::Python => match tools.python.as_deref().and_then(python_ok) {
             Some(v) => (Some(v), None),
             None if opts.reference == Reference::Python => {
-                return Err(SetupError("--reference python: python3 (3.11 or newer) was not found".into()))
+                return Err(SetupError(
+                    "--reference python: python3 (3.11 or newer) was not found".into(),
+                ))
             }
-            None => (None, Some("CPython reference: skipped (python3 3.11+ not found)".to_string())),
+            None => (
+                None,
+                Some("CPython reference: skipped (python3 3.11+ not found)".to_string()),
+            ),
         },
     };
     let mut jobs: Vec<(usize, Runner, StartMethod)> = Vec::new();
@@ -280,7 +333,14 @@ pub fn run_suite(opts: &Options, tools: &Tools, progress: &(dyn Fn(usize, usize,
         }
     }
     // Longest first keeps the two lanes busy to the end.
-    jobs.sort_by_key(|(i, r, _)| (std::cmp::Reverse(cases[*i].timeout_s.min(5) as usize + (*r == Runner::Cpython) as usize), *i));
+    jobs.sort_by_key(|(i, r, _)| {
+        (
+            std::cmp::Reverse(
+                cases[*i].timeout_s.min(5) as usize + (*r == Runner::Cpython) as usize,
+            ),
+            *i,
+        )
+    });
     let total = jobs.len();
     let next = AtomicUsize::new(0);
     let done = AtomicUsize::new(0);
@@ -291,8 +351,20 @@ pub fn run_suite(opts: &Options, tools: &Tools, progress: &(dyn Fn(usize, usize,
                 let k = next.fetch_add(1, Ordering::SeqCst);
                 let Some(&(i, r, m)) = jobs.get(k) else { break };
                 let out = run_job(&cases[i], r, m, tools);
-                let what = format!("{} {} {}", cases[i].id(), if r == Runner::Mproc { "mproc" } else { "cpython" }, m);
-                results.lock().unwrap_or_else(|p| p.into_inner()).push((i, r, m, out));
+                let what = format!(
+                    "{} {} {}",
+                    cases[i].id(),
+                    if r == Runner::Mproc {
+                        "mproc"
+                    } else {
+                        "cpython"
+                    },
+                    m
+                );
+                results
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push((i, r, m, out));
                 progress(done.fetch_add(1, Ordering::SeqCst) + 1, total, &what);
             });
         }
@@ -304,7 +376,10 @@ pub fn run_suite(opts: &Options, tools: &Tools, progress: &(dyn Fn(usize, usize,
         let mut runs = Vec::new();
         let mut refs = Vec::new();
         for (_, r, m, out) in results.iter().filter(|(j, ..)| *j == i) {
-            let rr = RunReport { method: m.as_str().to_string(), outcome: out.clone() };
+            let rr = RunReport {
+                method: m.as_str().to_string(),
+                outcome: out.clone(),
+            };
             if *r == Runner::Mproc {
                 runs.push(rr);
             } else {
@@ -327,7 +402,12 @@ pub fn run_suite(opts: &Options, tools: &Tools, progress: &(dyn Fn(usize, usize,
 }
 
 /// Compares the runs of one case across methods and with CPython, and decides the verdicts.
-pub fn judge(c: &Case, mut runs: Vec<RunReport>, refs: Vec<RunReport>, with_reference: bool) -> CaseReport {
+pub fn judge(
+    c: &Case,
+    mut runs: Vec<RunReport>,
+    refs: Vec<RunReport>,
+    with_reference: bool,
+) -> CaseReport {
     // Agreement across start methods.
     let mut method_diff = None;
     if let Some(first) = runs.first().and_then(|r| r.outcome.trace.clone()) {
@@ -345,12 +425,19 @@ pub fn judge(c: &Case, mut runs: Vec<RunReport>, refs: Vec<RunReport>, with_refe
     }
     // CPython.
     let cpython = if !with_reference {
-        CpythonVerdict { verdict: "skipped".into(), diffs: Vec::new(), note: None }
+        CpythonVerdict {
+            verdict: "skipped".into(),
+            diffs: Vec::new(),
+            note: None,
+        }
     } else {
         let mut diffs = Vec::new();
         let mut errors = Vec::new();
         for py in &refs {
-            let ours = runs.iter().find(|r| r.method == py.method).and_then(|r| r.outcome.trace.as_ref());
+            let ours = runs
+                .iter()
+                .find(|r| r.method == py.method)
+                .and_then(|r| r.outcome.trace.as_ref());
             match (&py.outcome.trace, ours) {
                 (Some(pt), Some(ot)) => {
                     let d = trace::diff(pt, ot);
@@ -358,18 +445,27 @@ pub fn judge(c: &Case, mut runs: Vec<RunReport>, refs: Vec<RunReport>, with_refe
                         diffs.push((py.method.clone(), d));
                     }
                 }
-                (None, _) => errors.push(format!("{}: {}", py.method, py.outcome.failures.join("; "))),
+                (None, _) => {
+                    errors.push(format!("{}: {}", py.method, py.outcome.failures.join("; ")))
+                }
                 _ => {}
             }
         }
         let differs = !diffs.is_empty() || !errors.is_empty();
         let (verdict, note) = match (differs, &c.differs_from_cpython) {
             (false, None) => ("agree", None),
-            (false, Some(_)) => ("agree", Some("declared difference not observed".to_string())),
+            (false, Some(_)) => (
+                "agree",
+                Some("declared difference not observed".to_string()),
+            ),
             (true, Some(_)) => ("intended difference", None),
             (true, None) => ("differs", (!errors.is_empty()).then(|| errors.join("\n"))),
         };
-        CpythonVerdict { verdict: verdict.into(), diffs, note }
+        CpythonVerdict {
+            verdict: verdict.into(),
+            diffs,
+            note,
+        }
     };
     let passed = runs.iter().all(|r| r.outcome.failures.is_empty()) && cpython.verdict != "differs";
     CaseReport {

@@ -81,8 +81,19 @@ fn redact(line: &str, pids: &[u64]) -> String {
 }
 
 fn span_ms(raw: &RawTrace, what: &Span2) -> Option<f64> {
-    let first = |l: &str| raw.events.iter().find(|e| e.label.as_deref() == Some(l)).map(|e| e.t0_us);
-    let last = |l: &str| raw.events.iter().rev().find(|e| e.label.as_deref() == Some(l)).map(|e| e.t1_us);
+    let first = |l: &str| {
+        raw.events
+            .iter()
+            .find(|e| e.label.as_deref() == Some(l))
+            .map(|e| e.t0_us)
+    };
+    let last = |l: &str| {
+        raw.events
+            .iter()
+            .rev()
+            .find(|e| e.label.as_deref() == Some(l))
+            .map(|e| e.t1_us)
+    };
     let (a, b) = match what {
         Span2::Elapsed => (raw.t_start_us, raw.t_end_us),
         Span2::Step(l) => (first(l)?, last(l)?),
@@ -97,19 +108,38 @@ pub fn normalise(case: &Case, raw: &RawTrace, stdout: &str) -> (Trace, Measured,
     let mut failures = Vec::new();
     let mut events = Vec::new();
     for e in &raw.events {
-        let returns = vocab::op(&e.op).map(|o| o.returns).unwrap_or(Returns::Nothing);
+        let returns = vocab::op(&e.op)
+            .map(|o| o.returns)
+            .unwrap_or(Returns::Nothing);
         events.push(Event {
             op: e.op.clone(),
             id: e.id.clone(),
             label: e.label.clone(),
-            value: if returns == Returns::Nothing || e.error.is_some() { None } else { Some(e.value.clone().unwrap_or(Value::Null)) },
+            value: if returns == Returns::Nothing || e.error.is_some() {
+                None
+            } else {
+                Some(e.value.clone().unwrap_or(Value::Null))
+            },
             error: e.error.clone(),
         });
-        let what = format!("step {} `{}`{}", e.step, e.op, e.id.as_ref().map(|i| format!(" {i}")).unwrap_or_default());
+        let what = format!(
+            "step {} `{}`{}",
+            e.step,
+            e.op,
+            e.id.as_ref().map(|i| format!(" {i}")).unwrap_or_default()
+        );
         match (&e.expected_error, &e.error) {
-            (Some(want), Some(got)) if want != got => failures.push(format!("{what}: expected error {want}, got {got} ({})", e.message.clone().unwrap_or_default())),
-            (Some(want), None) => failures.push(format!("{what}: expected error {want}, but it succeeded")),
-            (None, Some(got)) => failures.push(format!("{what}: unexpected error {got}: {}", e.message.clone().unwrap_or_default())),
+            (Some(want), Some(got)) if want != got => failures.push(format!(
+                "{what}: expected error {want}, got {got} ({})",
+                e.message.clone().unwrap_or_default()
+            )),
+            (Some(want), None) => {
+                failures.push(format!("{what}: expected error {want}, but it succeeded"))
+            }
+            (None, Some(got)) => failures.push(format!(
+                "{what}: unexpected error {got}: {}",
+                e.message.clone().unwrap_or_default()
+            )),
             _ => {}
         }
     }
@@ -126,13 +156,27 @@ pub fn normalise(case: &Case, raw: &RawTrace, stdout: &str) -> (Trace, Measured,
             failures.push(format!("timing {name}: its steps did not run"));
             continue;
         };
-        let lo = t.at_least.as_ref().and_then(|(_, e)| expr::eval(e, &case.params).ok());
-        let hi = t.at_most.as_ref().and_then(|(_, e)| expr::eval(e, &case.params).ok());
+        let lo = t
+            .at_least
+            .as_ref()
+            .and_then(|(_, e)| expr::eval(e, &case.params).ok());
+        let hi = t
+            .at_most
+            .as_ref()
+            .and_then(|(_, e)| expr::eval(e, &case.params).ok());
         let verdict = if lo.is_some_and(|lo| ms < lo) {
-            failures.push(format!("timing {name}: {ms:.1} ms is below at_least {} = {:.1} ms", t.at_least.as_ref().map(|x| x.0.as_str()).unwrap_or(""), lo.unwrap_or(0.0)));
+            failures.push(format!(
+                "timing {name}: {ms:.1} ms is below at_least {} = {:.1} ms",
+                t.at_least.as_ref().map(|x| x.0.as_str()).unwrap_or(""),
+                lo.unwrap_or(0.0)
+            ));
             "below at_least"
         } else if hi.is_some_and(|hi| ms > hi) {
-            failures.push(format!("timing {name}: {ms:.1} ms is above at_most {} = {:.1} ms", t.at_most.as_ref().map(|x| x.0.as_str()).unwrap_or(""), hi.unwrap_or(0.0)));
+            failures.push(format!(
+                "timing {name}: {ms:.1} ms is above at_most {} = {:.1} ms",
+                t.at_most.as_ref().map(|x| x.0.as_str()).unwrap_or(""),
+                hi.unwrap_or(0.0)
+            ));
             "above at_most"
         } else {
             "ok"
@@ -166,15 +210,26 @@ fn check(case: &Case, t: &Trace, method: &str, failures: &mut Vec<String>) {
         let got: Vec<Value> = t
             .events
             .iter()
-            .filter(|ev| vocab::op(&ev.op).map(|o| o.returns) == Some(Returns::Result) && ev.error.is_none())
+            .filter(|ev| {
+                vocab::op(&ev.op).map(|o| o.returns) == Some(Returns::Result) && ev.error.is_none()
+            })
             .map(|ev| ev.value.clone().unwrap_or(Value::Null))
             .collect();
         if &got != want {
-            failures.push(format!("results: expected {}, got {}", Value::from(want.clone()), Value::from(got)));
+            failures.push(format!(
+                "results: expected {}, got {}",
+                Value::from(want.clone()),
+                Value::from(got)
+            ));
         }
     }
     for (label, want) in &e.values {
-        match t.events.iter().rev().find(|ev| ev.label.as_deref() == Some(label)) {
+        match t
+            .events
+            .iter()
+            .rev()
+            .find(|ev| ev.label.as_deref() == Some(label))
+        {
             None => failures.push(format!("value of `{label}`: the step did not run")),
             Some(ev) => {
                 let got = ev.value.clone().unwrap_or(Value::Null);
@@ -185,7 +240,13 @@ fn check(case: &Case, t: &Trace, method: &str, failures: &mut Vec<String>) {
         }
     }
     for (id, want) in &e.exitcodes {
-        let got = t.exitcodes.get(id).cloned().flatten().map(Value::from).unwrap_or(Value::Null);
+        let got = t
+            .exitcodes
+            .get(id)
+            .cloned()
+            .flatten()
+            .map(Value::from)
+            .unwrap_or(Value::Null);
         if &got != want {
             failures.push(format!("exit code of `{id}`: expected {want}, got {got}"));
         }
@@ -202,7 +263,11 @@ fn check(case: &Case, t: &Trace, method: &str, failures: &mut Vec<String>) {
     if let Some(order) = &e.order {
         let pos: Vec<Option<usize>> = order
             .iter()
-            .map(|l| t.events.iter().position(|ev| ev.label.as_deref() == Some(l)))
+            .map(|l| {
+                t.events
+                    .iter()
+                    .position(|ev| ev.label.as_deref() == Some(l))
+            })
             .collect();
         let ok = pos.iter().all(Option::is_some) && pos.windows(2).all(|w| w[0] < w[1]);
         if !ok {
@@ -210,7 +275,10 @@ fn check(case: &Case, t: &Trace, method: &str, failures: &mut Vec<String>) {
         }
     }
     if !t.unreaped.is_empty() {
-        failures.push(format!("processes still running after the last step (killed): {:?}", t.unreaped));
+        failures.push(format!(
+            "processes still running after the last step (killed): {:?}",
+            t.unreaped
+        ));
     }
 }
 
@@ -233,7 +301,11 @@ pub fn line_diff(a: &str, b: &str) -> String {
     let mut l = vec![vec![0u32; m + 1]; n + 1];
     for i in (0..n).rev() {
         for j in (0..m).rev() {
-            l[i][j] = if a[i] == b[j] { l[i + 1][j + 1] + 1 } else { l[i + 1][j].max(l[i][j + 1]) };
+            l[i][j] = if a[i] == b[j] {
+                l[i + 1][j + 1] + 1
+            } else {
+                l[i + 1][j].max(l[i][j + 1])
+            };
         }
     }
     let mut out = String::new();
@@ -260,7 +332,10 @@ mod tests {
 
     #[test]
     fn redacts_only_known_pids() {
-        assert_eq!(redact("Run child process test (929)...", &[929]), "Run child process test (<pid>)...");
+        assert_eq!(
+            redact("Run child process test (929)...", &[929]),
+            "Run child process test (<pid>)..."
+        );
         assert_eq!(redact("hello world 9299", &[929]), "hello world 9299");
         assert_eq!(redact("x929 929", &[929]), "x929 <pid>");
     }

@@ -100,25 +100,96 @@ pub const PROCESS: &[OpSpec] = &[
 
 /// Pipes and connections.
 pub const IPC: &[OpSpec] = &[
-    OpSpec { name: "pipe", primary: None, fields: &[req("ids", Ty::Ids), opt("duplex", Ty::Bool)], returns: Returns::Nothing, doc: "make a pipe; ids = [a, b] (simplex: a reads, b writes)" },
-    OpSpec { name: "send", primary: None, fields: &[req("id", Ty::Id), req("value", Ty::Any)], returns: Returns::Nothing, doc: "send a value" },
-    OpSpec { name: "recv", primary: Some("id"), fields: &[req("id", Ty::Id)], returns: Returns::Result, doc: "receive a value" },
-    OpSpec { name: "send_bytes", primary: None, fields: &[req("id", Ty::Id), req("data", Ty::Str), opt("offset", Ty::Int), opt("size", Ty::Int)], returns: Returns::Nothing, doc: "send bytes (a UTF-8 string), optionally a slice" },
-    OpSpec { name: "recv_bytes", primary: Some("id"), fields: &[req("id", Ty::Id), opt("maxlen", Ty::Int)], returns: Returns::Result, doc: "receive bytes (as a string)" },
-    OpSpec { name: "poll", primary: Some("id"), fields: &[req("id", Ty::Id), opt("timeout_ms", Ty::Int)], returns: Returns::Observation, doc: "whether data is ready (timeout 0 when absent)" },
+    OpSpec {
+        name: "pipe",
+        primary: None,
+        fields: &[req("ids", Ty::Ids), opt("duplex", Ty::Bool)],
+        returns: Returns::Nothing,
+        doc: "make a pipe; ids = [a, b] (simplex: a reads, b writes)",
+    },
+    OpSpec {
+        name: "send",
+        primary: None,
+        fields: &[req("id", Ty::Id), req("value", Ty::Any)],
+        returns: Returns::Nothing,
+        doc: "send a value",
+    },
+    OpSpec {
+        name: "recv",
+        primary: Some("id"),
+        fields: &[req("id", Ty::Id)],
+        returns: Returns::Result,
+        doc: "receive a value",
+    },
+    OpSpec {
+        name: "send_bytes",
+        primary: None,
+        fields: &[
+            req("id", Ty::Id),
+            req("data", Ty::Str),
+            opt("offset", Ty::Int),
+            opt("size", Ty::Int),
+        ],
+        returns: Returns::Nothing,
+        doc: "send bytes (a UTF-8 string), optionally a slice",
+    },
+    OpSpec {
+        name: "recv_bytes",
+        primary: Some("id"),
+        fields: &[req("id", Ty::Id), opt("maxlen", Ty::Int)],
+        returns: Returns::Result,
+        doc: "receive bytes (as a string)",
+    },
+    OpSpec {
+        name: "poll",
+        primary: Some("id"),
+        fields: &[req("id", Ty::Id), opt("timeout_ms", Ty::Int)],
+        returns: Returns::Observation,
+        doc: "whether data is ready (timeout 0 when absent)",
+    },
 ];
 
 /// Contexts and start methods.
 pub const CONTEXTS: &[OpSpec] = &[
-    OpSpec { name: "set_start_method", primary: Some("method"), fields: &[req("method", Ty::Method), opt("force", Ty::Bool)], returns: Returns::Nothing, doc: "set the default start method (once, unless force)" },
-    OpSpec { name: "get_start_method", primary: None, fields: &[opt("allow_none", Ty::Bool)], returns: Returns::Observation, doc: "the default start method (null if unset and allow_none)" },
+    OpSpec {
+        name: "set_start_method",
+        primary: Some("method"),
+        fields: &[req("method", Ty::Method), opt("force", Ty::Bool)],
+        returns: Returns::Nothing,
+        doc: "set the default start method (once, unless force)",
+    },
+    OpSpec {
+        name: "get_start_method",
+        primary: None,
+        fields: &[opt("allow_none", Ty::Bool)],
+        returns: Returns::Observation,
+        doc: "the default start method (null if unset and allow_none)",
+    },
 ];
 
 /// Steps of the parent itself.
 pub const PARENT: &[OpSpec] = &[
-    OpSpec { name: "sleep_ms", primary: Some("ms"), fields: &[req("ms", Ty::Int)], returns: Returns::Nothing, doc: "the parent sleeps" },
-    OpSpec { name: "print", primary: Some("text"), fields: &[req("text", Ty::Str)], returns: Returns::Nothing, doc: "the parent prints a line (flushed)" },
-    OpSpec { name: "call", primary: None, fields: &[req("task", Ty::Task), opt("args", Ty::List)], returns: Returns::Result, doc: "call a catalogue task in the parent" },
+    OpSpec {
+        name: "sleep_ms",
+        primary: Some("ms"),
+        fields: &[req("ms", Ty::Int)],
+        returns: Returns::Nothing,
+        doc: "the parent sleeps",
+    },
+    OpSpec {
+        name: "print",
+        primary: Some("text"),
+        fields: &[req("text", Ty::Str)],
+        returns: Returns::Nothing,
+        doc: "the parent prints a line (flushed)",
+    },
+    OpSpec {
+        name: "call",
+        primary: None,
+        fields: &[req("task", Ty::Task), opt("args", Ty::List)],
+        returns: Returns::Result,
+        doc: "call a catalogue task in the parent",
+    },
 ];
 
 /// The vocabulary, module by module. Pool, Queue, locks and shared memory join here as the
@@ -144,4 +215,50 @@ pub fn op_names() -> Vec<&'static str> {
         .iter()
         .flat_map(|(_, ops)| ops.iter().map(|o| o.name))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalogue::TASKS;
+
+    const README: &str = include_str!("../../cases/README.md");
+    const REFERENCE: &str = include_str!("../py/reference.py");
+
+    #[test]
+    fn every_action_and_task_is_documented_and_mirrored_in_python() {
+        for (_, ops) in MODULES {
+            for op in *ops {
+                assert!(
+                    README.contains(&format!("`{}`", op.name)),
+                    "cases/README.md does not document `{}`",
+                    op.name
+                );
+                assert!(
+                    REFERENCE.contains(&format!("op == \"{}\"", op.name)),
+                    "reference.py does not run `{}`",
+                    op.name
+                );
+                if let Some(p) = op.primary {
+                    assert!(
+                        REFERENCE.contains(&format!("\"{}\": \"{p}\"", op.name)),
+                        "reference.py's PRIMARY lacks `{}`",
+                        op.name
+                    );
+                }
+            }
+        }
+        for t in TASKS {
+            assert!(
+                README.contains(&format!("`{}`", t.name)),
+                "cases/README.md does not document task `{}`",
+                t.name
+            );
+            assert!(
+                REFERENCE.contains(&format!("\"{}\":", t.name)),
+                "reference.py does not mirror task `{}`",
+                t.name
+            );
+        }
+    }
 }

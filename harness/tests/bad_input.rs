@@ -8,7 +8,9 @@ use std::path::PathBuf;
 const HEAD: &str = "title = \"t\"\nsource = \"s\"\n";
 
 fn tmp(name: &str) -> PathBuf {
-    let d = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("bad_input").join(name);
+    let d = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join("bad_input")
+        .join(name);
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(d.join("group")).expect("tmp dir");
     d
@@ -26,14 +28,23 @@ fn error_of(test: &str, text: &str) -> (String, String) {
 fn assert_at(test: &str, text: &str, line: usize, column: usize, message: &str) {
     let (path, err) = error_of(test, text);
     let prefix = format!("{path}:{line}:{column}: ");
-    assert!(err.starts_with(&prefix), "expected the prefix {prefix:?}, got {err:?}");
+    assert!(
+        err.starts_with(&prefix),
+        "expected the prefix {prefix:?}, got {err:?}"
+    );
     assert!(err.contains(message), "expected {message:?} in {err:?}");
 }
 
 #[test]
 fn toml_syntax_error() {
     let text = format!("{HEAD}[[step]]\nstart = \"p\nEOF\n");
-    assert_at("syntax", &text, 4, 11, "TOML syntax error: invalid basic string");
+    assert_at(
+        "syntax",
+        &text,
+        4,
+        11,
+        "TOML syntax error: invalid basic string",
+    );
 }
 
 #[test]
@@ -50,14 +61,28 @@ fn unknown_task() {
 
 #[test]
 fn wrong_type_of_a_field() {
-    let text = format!("{HEAD}[[step]]\njoin = {{ id = \"p\", timeout_ms = \"soon\" }}\n[expect]\nresults = []\n");
-    assert_at("wrong_type", &text, 4, 33, "wrong type: `join.timeout_ms` must be an integer");
+    let text = format!(
+        "{HEAD}[[step]]\njoin = {{ id = \"p\", timeout_ms = \"soon\" }}\n[expect]\nresults = []\n"
+    );
+    assert_at(
+        "wrong_type",
+        &text,
+        4,
+        33,
+        "wrong type: `join.timeout_ms` must be an integer",
+    );
 }
 
 #[test]
 fn wrong_type_of_a_task_argument() {
     let text = format!("{HEAD}[[step]]\nprocess = {{ id = \"p\", task = \"square\", args = [\"two\"] }}\n[expect]\nresults = []\n");
-    assert_at("wrong_arg", &text, 4, 48, "argument 1 of task `square` must be an integer");
+    assert_at(
+        "wrong_arg",
+        &text,
+        4,
+        48,
+        "argument 1 of task `square` must be an integer",
+    );
 }
 
 #[test]
@@ -69,12 +94,19 @@ fn missing_expectation() {
 #[test]
 fn empty_expectation() {
     let text = format!("{HEAD}[[step]]\nsleep_ms = 1\n[expect]\n");
-    assert_at("empty_expect", &text, 5, 1, "missing expectation: [expect] is empty");
+    assert_at(
+        "empty_expect",
+        &text,
+        5,
+        1,
+        "missing expectation: [expect] is empty",
+    );
 }
 
 #[test]
 fn unknown_label_in_expectation() {
-    let text = format!("{HEAD}[[step]]\nlabel = \"a\"\nsleep_ms = 1\n[expect]\nvalues = {{ b = 1 }}\n");
+    let text =
+        format!("{HEAD}[[step]]\nlabel = \"a\"\nsleep_ms = 1\n[expect]\nvalues = {{ b = 1 }}\n");
     assert_at("unknown_label", &text, 7, 12, "no step is labelled `b`");
 }
 
@@ -87,13 +119,23 @@ fn bad_timing_bound() {
 #[test]
 fn bad_cases_are_reported_and_the_others_still_run() {
     let dir = tmp("suite");
-    std::fs::write(dir.join("group").join("bad.toml"), format!("{HEAD}[[step]]\nstrat = \"p\"\n[expect]\nresults = []\n")).expect("write");
+    std::fs::write(
+        dir.join("group").join("bad.toml"),
+        format!("{HEAD}[[step]]\nstrat = \"p\"\n[expect]\nresults = []\n"),
+    )
+    .expect("write");
     std::fs::write(
         dir.join("group").join("good.toml"),
         format!("{HEAD}methods = [\"fork\"]\n[[step]]\nprocess = {{ id = \"p\", task = \"exit\", args = [5] }}\nstart = \"p\"\njoin = \"p\"\n[expect]\nexitcodes = {{ p = 5 }}\n"),
     )
     .expect("write");
-    let opts = Options { cases: dir.clone(), methods: Vec::new(), filter: None, reference: Reference::None, jobs: 1 };
+    let opts = Options {
+        cases: dir.clone(),
+        methods: Vec::new(),
+        filter: None,
+        reference: Reference::None,
+        jobs: 1,
+    };
     let tools = Tools {
         case_bin: PathBuf::from(env!("CARGO_BIN_EXE_mproc-case")),
         python: None,
@@ -102,9 +144,19 @@ fn bad_cases_are_reported_and_the_others_still_run() {
     };
     let report = suite::run_suite(&opts, &tools, &|_, _, _| {}).expect("suite runs");
     assert_eq!(report.bad.len(), 1);
-    assert!(report.bad[0].to_string().contains("bad.toml:4:1: unknown step `strat`"), "{}", report.bad[0]);
+    assert!(
+        report.bad[0]
+            .to_string()
+            .contains("bad.toml:4:1: unknown step `strat`"),
+        "{}",
+        report.bad[0]
+    );
     assert_eq!(report.cases.len(), 1);
     assert!(report.cases[0].passed, "{:?}", report.cases[0].runs);
     assert_eq!(report.exit_code(), 2);
-    assert!(report.table().contains("conformance: 1 passed, 1 failed"), "{}", report.table());
+    assert!(
+        report.table().contains("conformance: 1 passed, 1 failed"),
+        "{}",
+        report.table()
+    );
 }

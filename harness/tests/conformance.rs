@@ -16,7 +16,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace")
+        .to_path_buf()
 }
 
 fn run(case: &Case, method: mproc::StartMethod, tools: &Tools) -> Result<(), Failed> {
@@ -56,7 +59,9 @@ fn main() {
     let mut trials = Vec::new();
     for e in bad {
         let name = e.path.clone();
-        trials.push(Trial::test(format!("bad_case::{name}"), move || Err(e.to_string().into())));
+        trials.push(Trial::test(format!("bad_case::{name}"), move || {
+            Err(e.to_string().into())
+        }));
     }
     for c in cases {
         let c = Arc::new(c);

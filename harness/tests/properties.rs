@@ -4,9 +4,9 @@
 //! each child's fate, every started process is reaped, and starting all children before joining
 //! is never slower than starting each after the last ended (beyond noise).
 
-use mproc_harness::case::Case;
-use mproc_harness::suite::{self, Runner, RunOutcome, Tools};
 use mproc::StartMethod;
+use mproc_harness::case::Case;
+use mproc_harness::suite::{self, RunOutcome, Runner, Tools};
 use proptest::prelude::*;
 use std::fmt::Write;
 use std::path::PathBuf;
@@ -27,12 +27,17 @@ fn tools(work: PathBuf) -> Tools {
 fn run(text: &str, method: StartMethod) -> RunOutcome {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
         .join("properties")
-        .join(format!("{}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst)))
+        .join(format!(
+            "{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        ))
         .join("generated");
     std::fs::create_dir_all(&dir).expect("dir");
     let path = dir.join("case.toml");
     std::fs::write(&path, text).expect("write");
-    let case = Case::load(&path).unwrap_or_else(|e| panic!("generated case is invalid: {e}\n{text}"));
+    let case =
+        Case::load(&path).unwrap_or_else(|e| panic!("generated case is invalid: {e}\n{text}"));
     let out = suite::run_job(&case, Runner::Mproc, method, &tools(dir.join("work")));
     let _ = std::fs::remove_dir_all(dir.parent().expect("parent"));
     out
@@ -83,7 +88,11 @@ fn fate() -> impl Strategy<Value = Fate> {
 }
 
 fn method() -> impl Strategy<Value = StartMethod> {
-    prop_oneof![Just(StartMethod::Fork), Just(StartMethod::Spawn), Just(StartMethod::Forkserver)]
+    prop_oneof![
+        Just(StartMethod::Fork),
+        Just(StartMethod::Spawn),
+        Just(StartMethod::Forkserver)
+    ]
 }
 
 fn squares_case(xs: &[i64], fates: &[Fate]) -> String {
@@ -92,10 +101,20 @@ fn squares_case(xs: &[i64], fates: &[Fate]) -> String {
     let n = xs.len();
     let _ = writeln!(t, "[[step]]\neach = {{ i = \"0..{n}\" }}\npipe = {{ ids = [\"a$i\", \"b$i\"] }}\nprocess = {{ id = \"p$i\", task = \"recv_square\", args = [\"b$i\"] }}\nstart = \"p$i\"");
     for (j, f) in fates.iter().enumerate() {
-        let _ = writeln!(t, "[[step]]\nprocess = {{ id = \"f{j}\", {} }}\nstart = \"f{j}\"", f.task());
+        let _ = writeln!(
+            t,
+            "[[step]]\nprocess = {{ id = \"f{j}\", {} }}\nstart = \"f{j}\"",
+            f.task()
+        );
     }
-    let _ = writeln!(t, "[[step]]\neach = {{ i = \"0..{n}\" }}\nsend = {{ id = \"a$i\", value = \"$xs[$i]\" }}");
-    let _ = writeln!(t, "[[step]]\neach = {{ i = \"0..{n}\" }}\nrecv = \"a$i\"\njoin = \"p$i\"");
+    let _ = writeln!(
+        t,
+        "[[step]]\neach = {{ i = \"0..{n}\" }}\nsend = {{ id = \"a$i\", value = \"$xs[$i]\" }}"
+    );
+    let _ = writeln!(
+        t,
+        "[[step]]\neach = {{ i = \"0..{n}\" }}\nrecv = \"a$i\"\njoin = \"p$i\""
+    );
     for (j, f) in fates.iter().enumerate() {
         if matches!(f, Fate::Terminated) {
             let _ = writeln!(t, "[[step]]\nterminate = \"f{j}\"");
@@ -121,7 +140,11 @@ fn timing_case(sleeps: &[i64], parallel: bool) -> String {
 }
 
 fn elapsed(out: &RunOutcome) -> f64 {
-    out.measured.timings.get("elapsed").map(|t| t.0).expect("elapsed measured")
+    out.measured
+        .timings
+        .get("elapsed")
+        .map(|t| t.0)
+        .expect("elapsed measured")
 }
 
 proptest! {

@@ -10,16 +10,30 @@ use std::time::{Duration, Instant};
 const CHROMIUM: &str = "/usr/bin/chromium";
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace")
+        .to_path_buf()
 }
 
 /// Runs chromium headless with a fresh profile; its stdout, or a failure after 90 s.
 fn chromium(args: &[String]) -> String {
-    let profile = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("chromium-profile-{}", std::process::id()));
+    let profile = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("chromium-profile-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&profile);
     let mut child = Command::new(CHROMIUM)
-        .args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run"])
-        .args(["--disable-background-networking", "--disable-component-update", "--disable-sync"])
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+        ])
+        .args([
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+        ])
         .arg(format!("--user-data-dir={}", profile.display()))
         .args(args)
         .stdin(Stdio::null())
@@ -50,7 +64,8 @@ fn chromium(args: &[String]) -> String {
 }
 
 fn staircase(bars: &[Bar]) -> bool {
-    bars.windows(2).all(|w| w[0].end_ms.is_some_and(|e| w[1].start_ms >= e))
+    bars.windows(2)
+        .all(|w| w[0].end_ms.is_some_and(|e| w[1].start_ms >= e))
 }
 
 #[test]
@@ -82,9 +97,19 @@ fn report_renders_in_chromium_with_matrix_and_timelines() {
             let bars = &r.outcome.timeline;
             assert_eq!(bars.len(), 3, "{} {}: {bars:?}", c.id, r.method);
             if c.id.ends_with("sequential_children") {
-                assert!(staircase(bars), "{} {}: not a staircase: {bars:?}", c.id, r.method);
+                assert!(
+                    staircase(bars),
+                    "{} {}: not a staircase: {bars:?}",
+                    c.id,
+                    r.method
+                );
             } else if c.id.ends_with("parallel_children") {
-                assert!(!staircase(bars), "{} {}: did not overlap: {bars:?}", c.id, r.method);
+                assert!(
+                    !staircase(bars),
+                    "{} {}: did not overlap: {bars:?}",
+                    c.id,
+                    r.method
+                );
             }
         }
     }
@@ -100,12 +125,26 @@ fn report_renders_in_chromium_with_matrix_and_timelines() {
     assert!(dom.contains("id=\"matrix\""), "no matrix in the DOM");
     let rows = dom.matches("class=\"case-row\"").count();
     assert_eq!(rows, report.cases.len(), "one matrix row per case");
-    assert!(dom.matches("<figure class=\"timeline\"").count() >= 6, "a timeline per run");
-    assert!(dom.matches("<rect class=\"bar\"").count() >= 18, "task bars in the timelines");
+    assert!(
+        dom.matches("<figure class=\"timeline\"").count() >= 6,
+        "a timeline per run"
+    );
+    assert!(
+        dom.matches("<rect class=\"bar\"").count() >= 18,
+        "task bars in the timelines"
+    );
 
     let shot = root().join("target").join("report-screenshot.png");
     let _ = std::fs::remove_file(&shot);
-    chromium(&["--window-size=1200,1600".to_string(), format!("--screenshot={}", shot.display()), url]);
+    chromium(&[
+        "--window-size=1200,1600".to_string(),
+        format!("--screenshot={}", shot.display()),
+        url,
+    ]);
     let len = std::fs::metadata(&shot).map(|m| m.len()).unwrap_or(0);
-    assert!(len > 10_000, "screenshot {} is missing or empty", shot.display());
+    assert!(
+        len > 10_000,
+        "screenshot {} is missing or empty",
+        shot.display()
+    );
 }

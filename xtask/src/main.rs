@@ -146,12 +146,19 @@ fn conformance_inner(args: &[String]) -> Result<u8, String> {
     let mut json = false;
     let mut it = args.iter();
     while let Some(a) = it.next() {
-        let mut value = || it.next().cloned().ok_or_else(|| format!("{a} needs a value"));
+        let mut value = || {
+            it.next()
+                .cloned()
+                .ok_or_else(|| format!("{a} needs a value"))
+        };
         match a.as_str() {
             "--cases" => opts.cases = PathBuf::from(value()?),
             "--method" => {
                 let m = value()?;
-                opts.methods.push(m.parse().map_err(|_| format!("unknown start method {m:?}"))?);
+                opts.methods.push(
+                    m.parse()
+                        .map_err(|_| format!("unknown start method {m:?}"))?,
+                );
             }
             "--filter" => opts.filter = Some(value()?),
             "--reference" => {
@@ -159,7 +166,11 @@ fn conformance_inner(args: &[String]) -> Result<u8, String> {
                     "auto" => Reference::Auto,
                     "python" => Reference::Python,
                     "none" => Reference::None,
-                    other => return Err(format!("--reference {other:?}: expected auto, python or none")),
+                    other => {
+                        return Err(format!(
+                            "--reference {other:?}: expected auto, python or none"
+                        ))
+                    }
                 }
             }
             "--format" => {
@@ -169,7 +180,11 @@ fn conformance_inner(args: &[String]) -> Result<u8, String> {
                     other => return Err(format!("--format {other:?}: expected human or json")),
                 }
             }
-            "--jobs" => opts.jobs = value()?.parse().map_err(|_| "--jobs takes a number".to_string())?,
+            "--jobs" => {
+                opts.jobs = value()?
+                    .parse()
+                    .map_err(|_| "--jobs takes a number".to_string())?
+            }
             "-h" | "--help" => {
                 println!("{CONFORMANCE_HELP}");
                 return Ok(0);
@@ -181,7 +196,14 @@ fn conformance_inner(args: &[String]) -> Result<u8, String> {
         return Err(format!("--cases {}: not a folder", opts.cases.display()));
     }
     let mut build = cargo();
-    build.args(["build", "--quiet", "-p", "mproc-harness", "--bin", "mproc-case"]);
+    build.args([
+        "build",
+        "--quiet",
+        "-p",
+        "mproc-harness",
+        "--bin",
+        "mproc-case",
+    ]);
     run("build mproc-case", build)?;
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
@@ -213,7 +235,15 @@ fn conformance_inner(args: &[String]) -> Result<u8, String> {
             b.set_message(what.to_string());
         }
     };
-    let report = suite::run_suite(&opts, &tools, &progress).map_err(|e| e.0)?;
+    let mut report = suite::run_suite(&opts, &tools, &progress).map_err(|e| e.0)?;
+    // Paths relative to the workspace read better (and equal on every machine).
+    let rel = |p: &mut String| {
+        if let Ok(r) = Path::new(p.as_str()).strip_prefix(&root) {
+            *p = r.display().to_string();
+        }
+    };
+    report.cases.iter_mut().for_each(|c| rel(&mut c.path));
+    report.bad.iter_mut().for_each(|b| rel(&mut b.path));
     if let Some(b) = &bar {
         b.finish_and_clear();
     }

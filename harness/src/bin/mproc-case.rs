@@ -6,9 +6,9 @@
 //!   expectation failed).
 //! - `mproc-case check CASE...`: load the cases and report any error as `path:line:column`.
 
+use mproc::StartMethod;
 use mproc_harness::case::Case;
 use mproc_harness::suite::{self, Runner, Tools};
-use mproc::StartMethod;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -25,7 +25,9 @@ fn main() -> ExitCode {
 }
 
 fn flag(args: &[String], name: &str) -> Option<String> {
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1).cloned())
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
 }
 
 fn method(args: &[String]) -> Result<StartMethod, String> {
@@ -64,11 +66,18 @@ fn run(args: &[String]) -> Result<ExitCode, String> {
             };
             let out = suite::run_job(&case, Runner::Mproc, m, &tools);
             let _ = std::fs::remove_dir_all(&work);
-            println!("{}", serde_json::to_string_pretty(&out.trace).map_err(|e| e.to_string())?);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&out.trace).map_err(|e| e.to_string())?
+            );
             for f in &out.failures {
                 eprintln!("{}: {f}", case.path);
             }
-            Ok(if out.failures.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+            Ok(if out.failures.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
         }
         Some("check") => {
             let mut bad = false;
@@ -78,8 +87,14 @@ fn run(args: &[String]) -> Result<ExitCode, String> {
                     bad = true;
                 }
             }
-            Ok(if bad { ExitCode::from(2) } else { ExitCode::SUCCESS })
+            Ok(if bad {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            })
         }
-        _ => Err("usage: mproc-case exec|run CASE --method M [--trace-out FILE] | check CASE...".into()),
+        _ => Err(
+            "usage: mproc-case exec|run CASE --method M [--trace-out FILE] | check CASE...".into(),
+        ),
     }
 }
