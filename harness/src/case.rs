@@ -696,19 +696,20 @@ impl Loader<'_> {
         params: &BTreeMap<String, Value>,
     ) -> Result<Option<(String, Expr)>, CaseError> {
         let Some(n) = n else { return Ok(None) };
-        let text =
-            match &n.kind {
-                NodeKind::Str(s) => s.clone(),
-                NodeKind::Int(i) => i.to_string(),
-                NodeKind::Float(f) => f.to_string(),
-                k => return Err(self.err(
+        let text = match &n.kind {
+            NodeKind::Str(s) => s.clone(),
+            NodeKind::Int(i) => i.to_string(),
+            NodeKind::Float(f) => f.to_string(),
+            k => {
+                return Err(self.err(
                     &n.span,
                     format!(
                         "wrong type: a bound must be a number or an expression string, found {}",
                         k.type_name()
                     ),
-                )),
-            };
+                ))
+            }
+        };
         let e = expr::parse(&text)
             .map_err(|m| self.err(&n.span, format!("bad bound {text:?}: {m}")))?;
         expr::eval(&e, params)
