@@ -299,6 +299,42 @@ fn every_shipped_workload_file_loads() {
     }
 }
 
+/// The workloads speak the conformance vocabulary (`mproc_harness::vocab`): every action is
+/// one of its actions, with its fields, except the documented bench extensions (`bytes` on
+/// `send_bytes`) and the pool/queue/value actions, which are checked against the vocabulary as
+/// soon as it has them.
+#[test]
+fn workload_actions_use_the_case_vocabulary() {
+    use mproc_harness::vocab;
+    let not_yet_in_vocab = ["pool", "map", "apply_async", "get", "queue", "value"];
+    let (ws, bad) = mproc_harness::bench::workload::load_dir(&root().join("cases/bench"));
+    assert!(bad.is_empty(), "{bad:?}");
+    for w in &ws {
+        for s in &w.steps {
+            for a in &s.actions {
+                let at = format!("{}: step {} `{}`", w.path.display(), s.index, a.op);
+                match vocab::op(&a.op) {
+                    Some(spec) => {
+                        if let Some(t) = a.value.as_table() {
+                            for k in t.keys() {
+                                let known = spec.fields.iter().any(|f| f.name == k)
+                                    || (a.op == "send_bytes" && k == "bytes");
+                                assert!(known, "{at}: field `{k}` is not in the vocabulary");
+                            }
+                        } else {
+                            assert!(spec.primary.is_some(), "{at}: needs a table");
+                        }
+                    }
+                    None => assert!(
+                        not_yet_in_vocab.contains(&a.op.as_str()),
+                        "{at}: not an action of the vocabulary"
+                    ),
+                }
+            }
+        }
+    }
+}
+
 fn small_run(out: &Path, baseline: &Path) -> Options {
     let mut o = Options::new(&root());
     o.quick = true;
