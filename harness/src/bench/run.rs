@@ -601,6 +601,13 @@ pub fn run(o: &Options, peers: &[PeerSpec]) -> i32 {
     let (mut metrics, n) = run_ours(o, &plan, &pb);
     notices.extend(n);
 
+    // The gate, which may measure failing metrics again: before the peers, whose threads
+    // (procspawn's pool) would otherwise be in this process while it forks.
+    let mut code = 0;
+    if o.gate {
+        pb.suspend(|| code = run_gate(o, &plan, &mut metrics));
+    }
+
     // 3. procspawn.
     let mut peer_metrics = BTreeMap::new();
     let mut procspawn = PeerInfo {
@@ -660,11 +667,6 @@ pub fn run(o: &Options, peers: &[PeerSpec]) -> i32 {
     };
     pb.finish_and_clear();
 
-    // 5. The gate, which may measure failing metrics again.
-    let mut code = 0;
-    if o.gate {
-        code = run_gate(o, &plan, &mut metrics);
-    }
 
     let mut results = Results {
         schema: SCHEMA.into(),
