@@ -113,9 +113,9 @@ pub fn render(r: &Results) -> String {
         r#"<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>mproc benchmarks</title><style>
 body{{font-family:system-ui,sans-serif;margin:2em;max-width:1100px;color:#222}}
 table{{border-collapse:collapse;margin:1em 0;font-size:14px}}td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}
-td:first-child,th:first-child{{text-align:left}}.met{{background:#dfd}}.missed{{background:#fdd}}
+td:first-child,th:first-child,#targets td:nth-child(2){{text-align:left}}.met{{background:#dfd}}.missed{{background:#fdd}}
 .chart{{margin:1.5em 0}}figcaption{{font-weight:600;margin-bottom:.3em}}
-.bar.mproc{{fill:#3465a4}}.bar.cpython{{fill:#f57900}}.bar.procspawn{{fill:#4e9a06}}.bar.limit{{fill:#888a85}}
+.bar.mproc{{fill:#3465a4}}.bar.cpython{{fill:#f57900}}.bar.procspawn{{fill:#4e9a06}}.bar.limit{{fill:#888a85}}.bar.reference{{fill:#babdb6}}
 .lbl,.val,.axis{{font-size:12px;fill:#222}}.axis{{fill:#666}}.legend span{{display:inline-block;padding:0 .6em;margin-right:.5em;color:#fff}}
 </style></head><body><h1>mproc benchmarks</h1>"#
     );
@@ -151,7 +151,7 @@ td:first-child,th:first-child{{text-align:left}}.met{{background:#dfd}}.missed{{
         }
         s.push_str("</ul>");
     }
-    s.push_str(r#"<p class="legend"><span style="background:#3465a4">mproc</span><span style="background:#f57900">CPython</span><span style="background:#4e9a06">procspawn</span><span style="background:#888a85">raw limit</span></p>"#);
+    s.push_str(r#"<p class="legend"><span style="background:#3465a4">mproc</span><span style="background:#f57900">CPython</span><span style="background:#4e9a06">procspawn</span><span style="background:#888a85">raw limit</span><span style="background:#babdb6">Rust reference (gate)</span></p>"#);
 
     // Targets.
     s.push_str("<h2>Targets</h2><table id=\"targets\"><tr><th>metric</th><th>what</th><th>target</th><th>reached</th></tr>");
@@ -169,7 +169,11 @@ td:first-child,th:first-child{{text-align:left}}.met{{background:#dfd}}.missed{{
             esc(&t.cmp),
             t.bound,
             t.value
-                .map(|v| format!("{v:.2}"))
+                .map(|v| if v >= 1e4 {
+                    format!("{v:.3e}")
+                } else {
+                    format!("{v:.2}")
+                })
                 .unwrap_or_else(|| "not measured".into())
         );
     }
@@ -218,6 +222,15 @@ td:first-child,th:first-child{{text-align:left}}.met{{background:#dfd}}.missed{{
                         label: format!("limit {l}"),
                         cost: c,
                         class: "limit",
+                    });
+                }
+            } else if let (Some(r), Some(c)) = (&m.reference, m.reference_cost_s) {
+                if !seen.contains(r) {
+                    seen.push(r.clone());
+                    bars.push(Bar {
+                        label: format!("reference {r}"),
+                        cost: c,
+                        class: "reference",
                     });
                 }
             }

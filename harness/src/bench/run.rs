@@ -667,7 +667,6 @@ pub fn run(o: &Options, peers: &[PeerSpec]) -> i32 {
     };
     pb.finish_and_clear();
 
-
     let mut results = Results {
         schema: SCHEMA.into(),
         created_unix: now_unix(),
