@@ -21,7 +21,7 @@ use crate::sys::{self, Interest};
 use crate::Context;
 use std::collections::VecDeque;
 use std::io::ErrorKind;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -63,6 +63,12 @@ struct Worker {
     name: String,
     sock: Arc<OwnedFd>,
     sentinel: Arc<OwnedFd>,
+    /// A duplicate of the worker's own end of the socket: it keeps what the worker has not read
+    /// yet in the socket after the worker dies, so that [`Inner::bury_worker`] can tell whether
+    /// the worker had started its oldest task.
+    peer: OwnedFd,
+    /// A stop frame was queued after the worker's tasks.
+    stop_queued: bool,
     rbuf: Vec<u8>,
     out: Vec<u8>,
     inflight: VecDeque<Job>,
@@ -162,9 +168,16 @@ impl Shared {
 
     fn start_worker(&self) -> Result<Worker> {
         let (ours, theirs) = sys::socketpair()?;
+        let peer = theirs.try_clone()?;
+        let close_after_fork = if self.ctx.start_method() == crate::StartMethod::Fork {
+            vec![ours.as_raw_fd(), peer.as_raw_fd()]
+        } else {
+            Vec::new()
+        };
         let cfg = WorkerConfig {
             has_init: self.has_init,
             maxtasks: self.maxtasks,
+            close_after_fork,
         };
         let process = self.factory.make(self.ctx, WorkerChannel(theirs), cfg);
         let name = process.get_name().replacen("Process", "PoolWorker", 1);
@@ -187,6 +200,8 @@ impl Shared {
             name,
             sock: Arc::new(ours),
             sentinel: Arc::new(sentinel),
+            peer,
+            stop_queued: false,
             rbuf: Vec::with_capacity(64 * 1024),
             out: Vec::new(),
             inflight: VecDeque::new(),
@@ -279,6 +294,7 @@ impl Inner {
                 let start = worker::begin_frame(&mut w.out, worker::P_STOP);
                 let _ = worker::end_frame(&mut w.out, start);
                 w.stopping = true;
+                w.stop_queued = true;
             }
         }
         let mut left = false;
@@ -380,7 +396,8 @@ impl Inner {
         let mut w = self.workers.swap_remove(i);
         let _ = w.process.join(Some(Duration::from_millis(200)));
         let exitcode = w.process.exitcode().ok().flatten().unwrap_or(1);
-        if let Some(job) = w.inflight.pop_front() {
+        if started_oldest(&w) {
+            let job = w.inflight.pop_front().expect("started_oldest checks it");
             let failure = match &self.broken {
                 Some(e) => init_failed(e.clone()),
                 None => Failure::WorkerLost {
@@ -401,6 +418,25 @@ impl Inner {
         }
         work.dead.push(w.process);
     }
+}
+
+/// Whether the (dead) worker had read the whole of its oldest unanswered task, and so started
+/// it. A worker killed while idle had not: that task goes back to the queue, untouched.
+fn started_oldest(w: &Worker) -> bool {
+    let Some(first) = w.inflight.front() else {
+        return false;
+    };
+    let Ok(unread) = sys::unread_bytes(w.peer.as_fd()) else {
+        // Cannot tell: count it as started (the safe report: it may have run).
+        return true;
+    };
+    // The bytes sent since the oldest unanswered task began: the tasks in flight, then perhaps
+    // a stop frame, less what is still waiting in our own buffer.
+    let stop = if w.stop_queued { 5 } else { 0 };
+    let queued: usize = w.inflight.iter().map(|j| j.msg.len()).sum::<usize>() + stop;
+    let written = queued.saturating_sub(w.out.len());
+    let consumed = written.saturating_sub(unread);
+    consumed >= first.msg.len()
 }
 
 /// Writes as much of the worker's output as its socket takes now. `false` if some is left.
@@ -490,7 +526,6 @@ pub(crate) fn run_handler(shared: Arc<Shared>) {
             }
         };
         let ready_fds: Vec<i32> = {
-            use std::os::fd::AsRawFd;
             watch
                 .iter()
                 .zip(&ready)
@@ -506,7 +541,6 @@ pub(crate) fn run_handler(shared: Arc<Shared>) {
 
         let mut work = Work::default();
         let (wanted, finished) = {
-            use std::os::fd::AsRawFd;
             let mut inner = shared.lock();
             if inner.state == PoolState::Terminate {
                 drop(inner);

@@ -104,9 +104,12 @@ pub(crate) fn decode_items<T: DeserializeOwned>(outcome: Outcome, n: usize) -> V
 /// they should be quick, as they hold up every other result meanwhile. A panic in a callback is
 /// caught and ignored.
 pub struct Callbacks<T> {
-    callback: Option<Box<dyn FnOnce(&T) + Send>>,
-    error_callback: Option<Box<dyn FnOnce(&Error) + Send>>,
+    callback: Option<OnValue<T>>,
+    error_callback: Option<OnError>,
 }
+
+type OnValue<T> = Box<dyn FnOnce(&T) + Send>;
+type OnError = Box<dyn FnOnce(&Error) + Send>;
 
 impl<T> std::fmt::Debug for Callbacks<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

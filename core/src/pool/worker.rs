@@ -14,8 +14,10 @@
 //! value or [`ITEM_ERR`] and a [`RemoteErr`]; or [`OUT_TASK_ERR`] and one [`RemoteErr`] for the
 //! whole task (its arguments could not be decoded, say).
 //!
-//! The worker answers tasks in the order they arrived, so the pool knows at every moment which
-//! task a worker is running: the oldest unanswered one.
+//! The worker answers tasks in the order they arrived, and sends each answer before it starts
+//! the next task, so the pool knows at every moment which task a worker is running: the oldest
+//! unanswered one, if the worker has read it (the pool keeps a duplicate of the worker's end of
+//! the socket and asks how many bytes are still unread there).
 
 use crate::bootstrap::ExitRequest;
 use crate::error::Error;
@@ -29,7 +31,7 @@ use std::cell::{Cell, RefCell};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 pub(crate) const P_TASK: u8 = 1;
 pub(crate) const P_STOP: u8 = 2;
@@ -41,13 +43,6 @@ pub(crate) const OUT_ITEMS: u8 = 0;
 pub(crate) const OUT_TASK_ERR: u8 = 1;
 pub(crate) const ITEM_OK: u8 = 0;
 pub(crate) const ITEM_ERR: u8 = 1;
-
-/// A worker sends its finished results at the latest when this many are waiting...
-const FLUSH_RESULTS: usize = 64;
-/// ...or when the oldest waiting one is this old...
-const FLUSH_AGE: Duration = Duration::from_micros(100);
-/// ...or when this many bytes are waiting (and always before it blocks for more work).
-const FLUSH_BYTES: usize = 256 * 1024;
 
 /// A failure in a worker, carried back as text.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -124,6 +119,10 @@ pub(crate) struct WorkerConfig {
     pub has_init: bool,
     /// Leave after this many tasks (Python's `maxtasksperchild`).
     pub maxtasks: Option<u64>,
+    /// Fork workers only: the numbers of the pool's own descriptors for this worker's socket,
+    /// which a fork child inherits and must close (else it would hold its own socket's other
+    /// end, and never see end of file when the pool goes away).
+    pub close_after_fork: Vec<i32>,
 }
 
 /// The initializer's arguments, shared by every worker the pool starts. A spawn or forkserver
@@ -311,6 +310,9 @@ where
     F: Target<A>,
     A: Send + 'static,
 {
+    for &fd in &cfg.close_after_fork {
+        sys::close_inherited(fd);
+    }
     install_panic_capture();
     let fd = chan.0;
     let mut wbuf: Vec<u8> = Vec::with_capacity(64 * 1024);
@@ -341,20 +343,10 @@ where
 
     let mut rbuf: Vec<u8> = Vec::with_capacity(64 * 1024);
     let mut rpos = 0usize;
-    let mut waiting = 0usize;
-    let mut oldest: Option<Instant> = None;
     let mut done: u64 = 0;
     loop {
         let Some((tag, body, total)) = parse_frame(&rbuf[rpos..]) else {
-            // Nothing complete buffered: send what we have, then wait for more.
-            if !wbuf.is_empty() {
-                if !write_all(fd.as_fd(), &wbuf) {
-                    return;
-                }
-                wbuf.clear();
-                waiting = 0;
-                oldest = None;
-            }
+            // Nothing complete buffered: wait for more.
             if rpos > 0 {
                 rbuf.drain(..rpos);
                 rpos = 0;
@@ -407,22 +399,14 @@ where
                 }
                 rpos += total;
                 done += 1;
-                if cfg.maxtasks.is_some_and(|m| done >= m) {
-                    write_all(fd.as_fd(), &wbuf);
+                // Every result goes out before the next task starts: if this worker dies in the
+                // next task, the pool knows that this one finished.
+                if !write_all(fd.as_fd(), &wbuf) {
                     return;
                 }
-                waiting += 1;
-                let first = *oldest.get_or_insert(t0);
-                if waiting >= FLUSH_RESULTS
-                    || wbuf.len() >= FLUSH_BYTES
-                    || now.duration_since(first) >= FLUSH_AGE
-                {
-                    if !write_all(fd.as_fd(), &wbuf) {
-                        return;
-                    }
-                    wbuf.clear();
-                    waiting = 0;
-                    oldest = None;
+                wbuf.clear();
+                if cfg.maxtasks.is_some_and(|m| done >= m) {
+                    return;
                 }
             }
             P_STOP => {
