@@ -122,7 +122,10 @@ impl Gates {
     fn wait_for(&mut self, ids: &[u32]) {
         let deadline = Instant::now() + Duration::from_secs(30);
         while !ids.iter().all(|id| self.waiting.contains_key(id)) {
-            assert!(Instant::now() < deadline, "gated tasks {ids:?} never arrived");
+            assert!(
+                Instant::now() < deadline,
+                "gated tasks {ids:?} never arrived"
+            );
             match self.listener.accept() {
                 Ok((mut s, _)) => {
                     s.set_nonblocking(false).unwrap();
@@ -244,7 +247,10 @@ fn workers_are_named_as_python_names_them(
         assert!(w.daemon);
     }
     let (pid, name) = p.apply(whoami, ()).unwrap();
-    let w = workers.iter().find(|w| w.pid == pid).expect("a worker ran it");
+    let w = workers
+        .iter()
+        .find(|w| w.pid == pid)
+        .expect("a worker ran it");
     assert_eq!(name, w.name);
     p.close().unwrap();
     p.join().unwrap();
@@ -350,7 +356,9 @@ fn maxtasksperchild_gives_distinct_worker_pids(
         .maxtasksperchild(1)
         .build()
         .unwrap();
-    let rs: Vec<_> = (0..6).map(|i| p.apply_async(my_pid, (i,)).unwrap()).collect();
+    let rs: Vec<_> = (0..6)
+        .map(|i| p.apply_async(my_pid, (i,)).unwrap())
+        .collect();
     let pids: HashSet<u32> = rs.iter().map(|r| r.get(LONG).unwrap()).collect();
     assert_eq!(pids.len(), 6, "one task per worker: {pids:?}");
     // With two tasks per worker, a map of 8 single-item chunks sees 4 distinct workers.
@@ -396,7 +404,10 @@ fn initializer_runs_once_in_every_worker(
         .unwrap();
     let mut inited = HashSet::new();
     for _ in 0..3 {
-        assert!(rx.poll(LONG).unwrap(), "every worker reports its initializer");
+        assert!(
+            rx.poll(LONG).unwrap(),
+            "every worker reports its initializer"
+        );
         let (pid, tag): (u32, String) = rx.recv().unwrap();
         assert_eq!(tag, "hello");
         inited.insert(pid);
@@ -690,10 +701,7 @@ fn a_worker_killed_while_idle_never_wedges_the_pool(
     if let Some(pid) = next {
         mproc::sys::kill(pid, 9).unwrap();
     }
-    assert_eq!(
-        p.apply_async(square, (7,)).unwrap().get(LONG).unwrap(),
-        49
-    );
+    assert_eq!(p.apply_async(square, (7,)).unwrap().get(LONG).unwrap(), 49);
     p.close().unwrap();
     p.join().unwrap();
     assert!(common::zombie_children().is_empty());
@@ -710,10 +718,7 @@ fn killing_a_worker_mid_map_loses_only_its_chunk(
         x
     }
     let p = pool(m, 2);
-    let results: Vec<_> = p
-        .imap(maybe_die, 0..40u32, 1)
-        .unwrap()
-        .collect::<Vec<_>>();
+    let results: Vec<_> = p.imap(maybe_die, 0..40u32, 1).unwrap().collect::<Vec<_>>();
     assert_eq!(results.len(), 40);
     for (i, r) in results.into_iter().enumerate() {
         if i == 13 {
@@ -901,10 +906,17 @@ fn imap_unordered_yields_the_same_multiset(
 // ---- the examples ----
 
 fn example(name: &str, args: &[&str]) -> String {
-    let deps = std::env::current_exe().unwrap().parent().unwrap().to_path_buf();
+    let deps = std::env::current_exe()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .to_path_buf();
     let path = deps.parent().unwrap().join("examples").join(name);
     assert!(path.exists(), "example {name} not built");
-    let out = std::process::Command::new(path).args(args).output().unwrap();
+    let out = std::process::Command::new(path)
+        .args(args)
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{name} {args:?}: {out:?}");
     String::from_utf8(out.stdout).unwrap()
 }
@@ -915,22 +927,34 @@ fn example_pool_basic(#[values("fork", "spawn", "forkserver")] m: &str) {
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.len(), 13, "{out}");
     assert!(lines[0].starts_with("Parent process "), "{out}");
-    assert!(lines.contains(&"Waiting for all subprocesses done..."), "{out}");
+    assert!(
+        lines.contains(&"Waiting for all subprocesses done..."),
+        "{out}"
+    );
     assert_eq!(lines[12], "All subprocesses done.");
     for i in 0..5 {
         assert_eq!(
-            lines.iter().filter(|l| l.starts_with(&format!("Run task {i} ("))).count(),
+            lines
+                .iter()
+                .filter(|l| l.starts_with(&format!("Run task {i} (")))
+                .count(),
             1,
             "{out}"
         );
         assert_eq!(
-            lines.iter().filter(|l| l.starts_with(&format!("Task {i} runs "))).count(),
+            lines
+                .iter()
+                .filter(|l| l.starts_with(&format!("Task {i} runs ")))
+                .count(),
             1,
             "{out}"
         );
     }
     // Task 4 starts only once one of the first four has ended.
-    let start4 = lines.iter().position(|l| l.starts_with("Run task 4 (")).unwrap();
+    let start4 = lines
+        .iter()
+        .position(|l| l.starts_with("Run task 4 ("))
+        .unwrap();
     let first_end = lines.iter().position(|l| l.starts_with("Task ")).unwrap();
     assert!(first_end < start4, "{out}");
 }
