@@ -189,24 +189,9 @@ impl PoolBuilder {
             has_init,
             factory,
         )?;
-        process::internal_thread_started();
-        let for_thread = Arc::clone(&shared);
-        let spawned = std::thread::Builder::new()
-            .name("mproc-pool".into())
-            .spawn(move || handler::run_handler(for_thread));
-        let handle = match spawned {
-            Ok(h) => h,
-            Err(e) => {
-                process::internal_thread_stopped();
-                shared.lock().state = PoolState::Terminate;
-                let stopper = Arc::clone(&shared);
-                handler::run_handler(stopper);
-                return Err(e.into());
-            }
-        };
         Ok(Pool {
             shared,
-            handler: Mutex::new(Some(handle)),
+            handler: Mutex::new(HandlerSlot::Idle),
             ctx,
         })
     }
@@ -230,8 +215,17 @@ impl Context {
 /// All methods take `&self`; a pool may be shared between threads.
 pub struct Pool {
     shared: Arc<Shared>,
-    handler: Mutex<Option<JoinHandle<()>>>,
+    handler: Mutex<HandlerSlot>,
     ctx: Context,
+}
+
+/// The pool's result-handling thread: started by the first submission. A pool that never got
+/// work runs the handler's loop on the thread that joins or terminates it instead, which saves
+/// a thread (and its wake-ups) for a pool that is made and closed.
+enum HandlerSlot {
+    Idle,
+    Running(JoinHandle<()>),
+    Done,
 }
 
 impl std::fmt::Debug for Pool {
@@ -378,7 +372,7 @@ impl Pool {
             callbacks,
         });
         let job = self.job::<F, A>(std::slice::from_ref(&args), sink)?;
-        self.shared.submit(vec![job])?;
+        self.submit(vec![job])?;
         Ok(AsyncResult::new(cell))
     }
 
@@ -502,7 +496,7 @@ impl Pool {
             });
             jobs.push(self.job::<F, A>(chunk, sink)?);
         }
-        self.shared.submit(jobs)?;
+        self.submit(jobs)?;
         Ok(AsyncResult::new(cell))
     }
 
@@ -565,7 +559,7 @@ impl Pool {
             jobs.push(self.job::<F, (T,)>(chunk, sink)?);
         }
         if !jobs.is_empty() {
-            self.shared.submit(jobs)?;
+            self.submit(jobs)?;
         }
         Ok(IMapIterator::new(shared))
     }
@@ -604,24 +598,71 @@ impl Pool {
         Ok(())
     }
 
-    fn join_handler(&self) {
-        let mut handler = self.handler.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(h) = handler.take() {
-            let _ = h.join();
-            process::internal_thread_stopped();
+    /// Starts the result-handling thread if it is not running yet (after a submission).
+    fn ensure_handler(&self) -> Result<()> {
+        let mut slot = self.handler.lock().unwrap_or_else(|p| p.into_inner());
+        if !matches!(*slot, HandlerSlot::Idle) {
+            return Ok(());
         }
+        process::internal_thread_started();
+        let shared = Arc::clone(&self.shared);
+        match std::thread::Builder::new()
+            .name("mproc-pool".into())
+            .spawn(move || handler::run_handler(shared))
+        {
+            Ok(h) => {
+                *slot = HandlerSlot::Running(h);
+                Ok(())
+            }
+            Err(e) => {
+                process::internal_thread_stopped();
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Waits for the handler's loop to end (running it here if no thread was started).
+    fn join_handler(&self) {
+        let mut slot = self.handler.lock().unwrap_or_else(|p| p.into_inner());
+        match std::mem::replace(&mut *slot, HandlerSlot::Done) {
+            HandlerSlot::Running(h) => {
+                if h.thread().id() == std::thread::current().id() {
+                    // Called from a callback, in the handler thread itself: it ends by itself
+                    // once the callback returns.
+                    *slot = HandlerSlot::Running(h);
+                    return;
+                }
+                let _ = h.join();
+                process::internal_thread_stopped();
+            }
+            HandlerSlot::Idle => handler::run_handler(Arc::clone(&self.shared)),
+            HandlerSlot::Done => {}
+        }
+    }
+
+    fn submit(&self, jobs: Vec<Job>) -> Result<()> {
+        self.shared.submit(jobs)?;
+        self.ensure_handler()
     }
 }
 
 impl Drop for Pool {
     fn drop(&mut self) {
-        let running = self
-            .handler
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .is_some();
+        let running = !matches!(
+            *self.handler.lock().unwrap_or_else(|p| p.into_inner()),
+            HandlerSlot::Done
+        );
         if running {
             let _ = self.terminate();
+        }
+        let slot = std::mem::replace(
+            &mut *self.handler.lock().unwrap_or_else(|p| p.into_inner()),
+            HandlerSlot::Done,
+        );
+        if let HandlerSlot::Running(_) = slot {
+            // Dropped by a callback, in the handler thread itself, which ends right after:
+            // it is detached, and no longer counted.
+            process::internal_thread_stopped();
         }
     }
 }
