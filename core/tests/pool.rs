@@ -268,6 +268,77 @@ fn default_context_pool() {
     assert_eq!(p.processes(), mproc::cpu_count());
 }
 
+fn reverse_bytes(mut v: Vec<u8>) -> Vec<u8> {
+    v.reverse();
+    v
+}
+
+#[rstest]
+fn large_arguments_and_results(
+    #[values(StartMethod::Fork, StartMethod::Spawn, StartMethod::Forkserver)] m: StartMethod,
+) {
+    let p = pool(m, 2);
+    let big: Vec<u8> = (0..1_000_000u32).map(|i| (i % 251) as u8).collect();
+    let mut want = big.clone();
+    want.reverse();
+    let rs: Vec<_> = (0..2)
+        .map(|_| p.apply_async(reverse_bytes, (big.clone(),)).unwrap())
+        .collect();
+    for r in rs {
+        assert!(r.get(LONG).unwrap() == want);
+    }
+    p.close().unwrap();
+    p.join().unwrap();
+}
+
+#[test]
+fn pools_and_results_cross_threads() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Pool>();
+    assert_send_sync::<mproc::AsyncResult<u64>>();
+    fn assert_send<T: Send>() {}
+    assert_send::<mproc::IMapIterator<u64>>();
+    let p = std::sync::Arc::new(pool(StartMethod::Fork, 2));
+    let handles: Vec<_> = (0..4u64)
+        .map(|t| {
+            let p = std::sync::Arc::clone(&p);
+            std::thread::spawn(move || {
+                (0..25u64)
+                    .map(|i| p.apply(square, (t * 100 + i,)).unwrap())
+                    .sum::<u64>()
+            })
+        })
+        .collect();
+    let total: u64 = handles.into_iter().map(|h| h.join().unwrap()).sum();
+    let want: u64 = (0..4u64)
+        .flat_map(|t| (0..25u64).map(move |i| (t * 100 + i) * (t * 100 + i)))
+        .sum();
+    assert_eq!(total, want);
+}
+
+#[rstest]
+fn terminate_from_a_callback_does_not_deadlock(
+    #[values(StartMethod::Fork, StartMethod::Spawn, StartMethod::Forkserver)] m: StartMethod,
+) {
+    let p = std::sync::Arc::new(pool(m, 1));
+    let (tx, rx) = mpsc::channel();
+    let inner = std::sync::Arc::clone(&p);
+    let r = p
+        .apply_async_with(
+            square,
+            (2,),
+            Callbacks::new().callback(move |_: &u64| {
+                inner.terminate().unwrap();
+                tx.send(()).unwrap();
+            }),
+        )
+        .unwrap();
+    rx.recv_timeout(Duration::from_secs(30)).unwrap();
+    assert_eq!(r.get(LONG).unwrap(), 4);
+    p.join().unwrap();
+    assert!(matches!(p.apply(square, (1,)), Err(Error::PoolNotRunning)));
+}
+
 // ---- Python's lifecycle rules ----
 
 #[rstest]

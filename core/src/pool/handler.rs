@@ -140,15 +140,51 @@ impl Shared {
             has_init,
             next_id: AtomicU64::new(1),
         });
-        for _ in 0..processes {
-            match shared.start_worker() {
-                Ok(w) => shared.lock().workers.push(w),
-                Err(e) => {
-                    let workers = std::mem::take(&mut shared.lock().workers);
-                    stop_workers(workers);
-                    return Err(e);
+        // A fork start is quick, and forking from several threads would be unwise; the other
+        // methods wait for an exec (or the forkserver) per worker, so they start workers from
+        // up to `cpu_count` threads at once.
+        let threads = if ctx.start_method() == crate::StartMethod::Fork {
+            1
+        } else {
+            processes.min(crate::cpu_count()).max(1)
+        };
+        let start_share = |share: usize| -> Vec<Result<Worker>> {
+            (0..share).map(|_| shared.start_worker()).collect()
+        };
+        let shares: Vec<usize> = (0..threads)
+            .map(|t| processes / threads + usize::from(t < processes % threads))
+            .collect();
+        let results: Vec<Result<Worker>> = if threads == 1 {
+            start_share(processes)
+        } else {
+            std::thread::scope(|scope| {
+                let helpers: Vec<_> = shares[1..]
+                    .iter()
+                    .map(|&n| scope.spawn(move || start_share(n)))
+                    .collect();
+                let mut all = start_share(shares[0]);
+                for h in helpers {
+                    match h.join() {
+                        Ok(r) => all.extend(r),
+                        Err(_) => all.push(Err(Error::Io(std::io::Error::other(
+                            "a thread starting pool workers panicked",
+                        )))),
+                    }
                 }
+                all
+            })
+        };
+        let mut error = None;
+        for r in results {
+            match r {
+                Ok(w) => shared.lock().workers.push(w),
+                Err(e) => error = error.or(Some(e)),
             }
+        }
+        if let Some(e) = error {
+            let workers = std::mem::take(&mut shared.lock().workers);
+            stop_workers(workers);
+            return Err(e);
         }
         Ok(shared)
     }

@@ -43,6 +43,8 @@ pub(crate) trait Sink: Send {
 
 /// Decodes the `n` item outcomes of a task.
 pub(crate) fn decode_items<T: DeserializeOwned>(outcome: Outcome, n: usize) -> Vec<Result<T>> {
+    use bincode::Options;
+    use serde::Deserialize;
     let bytes = match outcome {
         Ok(b) => b,
         Err(f) => return (0..n).map(|_| Err(f.clone().into())).collect(),
@@ -52,12 +54,19 @@ pub(crate) fn decode_items<T: DeserializeOwned>(outcome: Outcome, n: usize) -> V
             .map(|_| Err(Error::Deserialize(why.clone())))
             .collect()
     };
-    let mut rest: &[u8] = &bytes;
-    match rest.first() {
-        Some(&OUT_ITEMS) => rest = &rest[1..],
-        Some(&OUT_TASK_ERR) => {
-            rest = &rest[1..];
-            return match bincode::deserialize_from::<_, RemoteErr>(&mut rest) {
+    // The options of `bincode::serialize`, which the worker used.
+    let options = bincode::DefaultOptions::new()
+        .with_fixint_encoding()
+        .allow_trailing_bytes();
+    let (status, rest) = match bytes.split_first() {
+        Some((&s, rest)) => (s, rest),
+        None => return bad("empty task outcome".into()),
+    };
+    let mut de = bincode::Deserializer::from_slice(rest, options);
+    match status {
+        OUT_ITEMS => {}
+        OUT_TASK_ERR => {
+            return match RemoteErr::deserialize(&mut de) {
                 Ok(e) => (0..n).map(|_| Err(e.clone().into())).collect(),
                 Err(e) => bad(e.to_string()),
             };
@@ -65,23 +74,15 @@ pub(crate) fn decode_items<T: DeserializeOwned>(outcome: Outcome, n: usize) -> V
         _ => return bad("malformed task outcome".into()),
     }
     let mut out = Vec::with_capacity(n);
-    for _ in 0..n {
-        let tag = match rest.first() {
-            Some(&t) => t,
-            None => {
-                out.push(Err(Error::Deserialize("truncated task outcome".into())));
-                continue;
-            }
-        };
-        rest = &rest[1..];
-        let item = match tag {
-            ITEM_OK => bincode::deserialize_from::<_, T>(&mut rest)
-                .map_err(|e| Error::Deserialize(e.to_string())),
-            ITEM_ERR => match bincode::deserialize_from::<_, RemoteErr>(&mut rest) {
+    while out.len() < n {
+        let item = match u8::deserialize(&mut de) {
+            Ok(ITEM_OK) => T::deserialize(&mut de).map_err(|e| Error::Deserialize(e.to_string())),
+            Ok(ITEM_ERR) => match RemoteErr::deserialize(&mut de) {
                 Ok(e) => Err(e.into()),
                 Err(e) => Err(Error::Deserialize(e.to_string())),
             },
-            _ => Err(Error::Deserialize("malformed task outcome".into())),
+            Ok(_) => Err(Error::Deserialize("malformed task outcome".into())),
+            Err(e) => Err(Error::Deserialize(e.to_string())),
         };
         let broken = matches!(item, Err(Error::Deserialize(_)));
         out.push(item);
@@ -92,7 +93,6 @@ pub(crate) fn decode_items<T: DeserializeOwned>(outcome: Outcome, n: usize) -> V
                     "an earlier result of the same chunk could not be read".into(),
                 )));
             }
-            break;
         }
     }
     out
