@@ -608,6 +608,9 @@ impl Pool {
         let shared = Arc::clone(&self.shared);
         match std::thread::Builder::new()
             .name("mproc-pool".into())
+            // Under fork, replacement workers are forked from this thread and run their tasks
+            // on a copy of its stack: give it the size of a main thread's.
+            .stack_size(8 << 20)
             .spawn(move || handler::run_handler(shared))
         {
             Ok(h) => {

@@ -157,7 +157,10 @@ impl Shared {
         let results: Vec<Result<Worker>> = if threads == 1 {
             start_share(processes)
         } else {
-            std::thread::scope(|scope| {
+            for _ in 1..threads {
+                crate::process::internal_thread_started();
+            }
+            let all = std::thread::scope(|scope| {
                 let helpers: Vec<_> = shares[1..]
                     .iter()
                     .map(|&n| scope.spawn(move || start_share(n)))
@@ -172,7 +175,11 @@ impl Shared {
                     }
                 }
                 all
-            })
+            });
+            for _ in 1..threads {
+                crate::process::internal_thread_stopped();
+            }
+            all
         };
         let mut error = None;
         for r in results {
@@ -203,9 +210,14 @@ impl Shared {
     }
 
     fn start_worker(&self) -> Result<Worker> {
+        let fork = self.ctx.start_method() == crate::StartMethod::Fork;
+        // Under fork, hold the standard streams' locks across the fork, so that no other thread
+        // holds them at that instant: the child's only thread then owns its copies (they are
+        // re-entrant) and can print, even if a user thread was printing meanwhile.
+        let _streams = fork.then(|| (std::io::stdout().lock(), std::io::stderr().lock()));
         let (ours, theirs) = sys::socketpair()?;
         let peer = theirs.try_clone()?;
-        let close_after_fork = if self.ctx.start_method() == crate::StartMethod::Fork {
+        let close_after_fork = if fork {
             vec![ours.as_raw_fd(), peer.as_raw_fd()]
         } else {
             Vec::new()

@@ -101,8 +101,9 @@ pub(crate) fn decode_items<T: DeserializeOwned>(outcome: Outcome, n: usize) -> V
 /// What to run in the parent's result-handling thread when a result is ready: `callback` with
 /// the value, or `error_callback` with the error (Python's `apply_async(..., callback,
 /// error_callback)`). They run before the result becomes ready to `get`, in completion order;
-/// they should be quick, as they hold up every other result meanwhile. A panic in a callback is
-/// caught and ignored.
+/// they should be quick, as they hold up every other result meanwhile. A callback must not wait
+/// for another result of its pool (`get`, `apply`, `map`): that result would be delivered by the
+/// very thread the callback is blocking. A panic in a callback is caught and ignored.
 pub struct Callbacks<T> {
     callback: Option<OnValue<T>>,
     error_callback: Option<OnError>,
