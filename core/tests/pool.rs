@@ -802,6 +802,77 @@ fn killing_a_worker_mid_map_loses_only_its_chunk(
     p.join().unwrap();
 }
 
+fn sleep_then_echo(ms: u64, x: u32) -> u32 {
+    std::thread::sleep(Duration::from_millis(ms));
+    x
+}
+
+#[rstest]
+fn killing_workers_at_any_moment_never_hangs_get_or_join(
+    #[values(StartMethod::Fork, StartMethod::Spawn, StartMethod::Forkserver)] m: StartMethod,
+) {
+    let p = std::sync::Arc::new(pool(m, 2));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let killer = {
+        let (p, stop) = (std::sync::Arc::clone(&p), std::sync::Arc::clone(&stop));
+        std::thread::spawn(move || {
+            let mut kills = 0u32;
+            let mut n = 0u64;
+            while !stop.load(Ordering::SeqCst) {
+                // Load generation, not synchronisation: kill some worker every few ms.
+                std::thread::sleep(Duration::from_millis(3 + n % 7));
+                n += 1;
+                let workers = p.workers();
+                if let Some(w) = workers.get(n as usize % workers.len().max(1)) {
+                    if mproc::sys::kill(w.pid, 9).is_ok() {
+                        kills += 1;
+                    }
+                }
+            }
+            kills
+        })
+    };
+    let total = 150u32;
+    // A map fails as a whole if one of its tasks was lost, but it always ends.
+    let whole = p
+        .starmap_async(
+            sleep_then_echo,
+            (0..total).map(|i| (u64::from(i % 3), i)),
+            Some(1),
+        )
+        .unwrap();
+    match whole.get(Some(Duration::from_secs(60))) {
+        Ok(v) => assert_eq!(v, (0..total).collect::<Vec<_>>()),
+        Err(e) => assert!(matches!(e, Error::WorkerLost { .. }), "{e:?}"),
+    }
+    // Item by item: every result is right or lost with its worker.
+    let mut items = p
+        .imap(
+            |(ms, x): (u64, u32)| sleep_then_echo(ms, x),
+            (0..total).map(|i| (u64::from(i % 3), i)),
+            1,
+        )
+        .unwrap();
+    let mut lost = 0;
+    for i in 0..total {
+        match items.next_timeout(Some(Duration::from_secs(60))) {
+            Some(Ok(x)) => assert_eq!(x, i),
+            Some(Err(Error::WorkerLost { .. })) => lost += 1,
+            other => panic!("item {i}: {other:?}"),
+        }
+    }
+    assert!(items.next().is_none());
+    stop.store(true, Ordering::SeqCst);
+    let kills = killer.join().unwrap();
+    assert!(kills > 0, "the killer never struck");
+    assert!(lost <= kills, "{lost} lost, {kills} kills");
+    // Still serving, and close + join end.
+    assert_eq!(p.apply(square, (9,)).unwrap(), 81);
+    p.close().unwrap();
+    p.join().unwrap();
+    assert!(common::zombie_children().is_empty());
+}
+
 // ---- terminate, drop, leaks ----
 
 #[rstest]
