@@ -5,7 +5,8 @@
 //! `cargo run -p mproc --example get_before_join -- --method fork|spawn|forkserver [--max-sleep-ms N]`
 //! (`N` defaults to 3000).
 
-use mproc::StartMethod;
+mod common;
+
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 fn f(x: u64, max_sleep_ms: u64, seed: u64) -> u64 {
@@ -16,12 +17,8 @@ fn f(x: u64, max_sleep_ms: u64, seed: u64) -> u64 {
 
 fn main() -> mproc::Result<()> {
     mproc::init();
-    let ctx = mproc::get_context(
-        arg("--method").map_or(Ok(StartMethod::platform_default()), |m| m.parse())?,
-    );
-    let max_sleep_ms = arg("--max-sleep-ms")
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(3000);
+    let ctx = mproc::get_context(common::method()?);
+    let max_sleep_ms: u64 = common::number("--max-sleep-ms", 3000)?;
     let seed = time_seed();
     let pool = ctx.pool().processes(4).build()?;
     let t_start = Instant::now();
@@ -33,14 +30,6 @@ fn main() -> mproc::Result<()> {
     pool.join()?;
     println!("elapsed_ms: {}", t_start.elapsed().as_millis());
     Ok(())
-}
-
-/// The value after `--name` on the command line.
-fn arg(name: &str) -> Option<String> {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1).cloned())
 }
 
 fn time_seed() -> u64 {

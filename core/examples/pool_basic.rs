@@ -5,7 +5,8 @@
 //! `cargo run -p mproc --example pool_basic -- --method fork|spawn|forkserver [--max-sleep-ms N]`
 //! (`N` defaults to 3000, the notes' `random.random() * 3` seconds).
 
-use mproc::StartMethod;
+mod common;
+
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 fn long_time_task(name: u32, max_sleep_ms: u64, seed: u64) {
@@ -24,12 +25,8 @@ fn long_time_task(name: u32, max_sleep_ms: u64, seed: u64) {
 
 fn main() -> mproc::Result<()> {
     mproc::init();
-    let ctx = mproc::get_context(
-        arg("--method").map_or(Ok(StartMethod::platform_default()), |m| m.parse())?,
-    );
-    let max_sleep_ms = arg("--max-sleep-ms")
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(3000);
+    let ctx = mproc::get_context(common::method()?);
+    let max_sleep_ms: u64 = common::number("--max-sleep-ms", 3000)?;
     let seed = time_seed();
     println!("Parent process {}.", std::process::id());
     let p = ctx.pool().processes(4).build()?;
@@ -45,14 +42,6 @@ fn main() -> mproc::Result<()> {
     }
     println!("All subprocesses done.");
     Ok(())
-}
-
-/// The value after `--name` on the command line.
-fn arg(name: &str) -> Option<String> {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1).cloned())
 }
 
 fn time_seed() -> u64 {

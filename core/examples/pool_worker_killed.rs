@@ -6,7 +6,8 @@
 //!
 //! Prints `1`, `lost: WorkerLost`, `4`, `9` (one per line, in submission order).
 
-use mproc::StartMethod;
+mod common;
+
 use std::time::Duration;
 
 fn square(x: u64) -> u64 {
@@ -27,9 +28,7 @@ fn libc_sigkill() -> i32 {
 
 fn main() -> mproc::Result<()> {
     mproc::init();
-    let ctx = mproc::get_context(
-        arg("--method").map_or(Ok(StartMethod::platform_default()), |m| m.parse())?,
-    );
+    let ctx = mproc::get_context(common::method()?);
     let pool = ctx.pool().processes(2).build()?;
     let results = vec![
         pool.apply_async(square, (1,))?,
@@ -46,12 +45,4 @@ fn main() -> mproc::Result<()> {
     pool.close()?;
     pool.join()?;
     Ok(())
-}
-
-/// The value after `--name` on the command line.
-fn arg(name: &str) -> Option<String> {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1).cloned())
 }

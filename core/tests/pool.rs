@@ -1048,19 +1048,7 @@ fn imap_unordered_yields_the_same_multiset(
 // ---- the examples ----
 
 fn example(name: &str, args: &[&str]) -> String {
-    let deps = std::env::current_exe()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .to_path_buf();
-    let path = deps.parent().unwrap().join("examples").join(name);
-    assert!(path.exists(), "example {name} not built");
-    let out = std::process::Command::new(path)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{name} {args:?}: {out:?}");
-    String::from_utf8(out.stdout).unwrap()
+    common::run_example(name, args)
 }
 
 #[rstest]
