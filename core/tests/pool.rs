@@ -494,6 +494,32 @@ fn initializer_runs_once_in_every_worker(
     p.join().unwrap();
 }
 
+fn init_with_queue(q: mproc::Queue<u32>) {
+    q.put(std::process::id(), true, None).unwrap();
+}
+
+#[rstest]
+fn a_queue_in_initargs_reaches_every_worker(
+    #[values(StartMethod::Fork, StartMethod::Spawn, StartMethod::Forkserver)] m: StartMethod,
+) {
+    let ctx = mproc::get_context(m);
+    let q = ctx.queue::<u32>(None).unwrap();
+    let p = ctx
+        .pool()
+        .processes(2)
+        .initializer(init_with_queue, (q.clone(),))
+        .build()
+        .unwrap();
+    let mut pids = HashSet::new();
+    for _ in 0..2 {
+        pids.insert(q.get(true, LONG).unwrap());
+    }
+    let workers: HashSet<u32> = p.workers().iter().map(|w| w.pid).collect();
+    assert_eq!(pids, workers);
+    p.close().unwrap();
+    p.join().unwrap();
+}
+
 fn failing_init() {
     panic!("init refuses")
 }
