@@ -28,8 +28,25 @@
 //! start method.
 //!
 //! Beyond CPython: a worker that dies while running a task (killed, aborted, or exiting) fails
-//! exactly that task with [`Error::WorkerLost`], is replaced, and the pool keeps serving; a
-//! result that cannot be serialised fails that result only.
+//! exactly that task with [`Error::WorkerLost`], is replaced, and the pool keeps serving (tasks
+//! it had been handed but had not started go to other workers; a worker killed while idle costs
+//! nothing); a result that cannot be serialised fails that result only; an initializer that
+//! panics breaks the pool with a clear error instead of restarting workers forever.
+//!
+//! ## How it works, and what it costs
+//! Each worker is an mproc [`Process`] (named `ForkPoolWorker-N`, `SpawnPoolWorker-N` or
+//! `ForkServerPoolWorker-N`, daemonic as in Python) with one duplex socketpair to the pool. A
+//! task travels as the offset of a function monomorphised for its callable and argument types
+//! plus its bincode arguments, so the same code runs under fork, spawn and forkserver. A
+//! submitting thread writes its task straight to an idle worker; one result-handling thread per
+//! pool (started by the first submission) reads results, hands out queued tasks, runs the
+//! callbacks and replaces dead workers. While tasks are short, a worker is handed several at
+//! once; while they are long (200 µs or more, as measured by the workers), one at a time, so
+//! that an idle worker never waits behind a busy one.
+//!
+//! Under fork, replacement workers are forked from the result-handling thread. That thread holds
+//! no lock a child needs, so it does not count as "another thread" for the fork warning; threads
+//! of your own still do.
 
 mod handler;
 mod results;
