@@ -1013,6 +1013,51 @@ fn pool_threads_do_not_trigger_the_fork_warning() {
     assert_eq!(after.matches("is multi-threaded").count(), 1, "{stderr}");
 }
 
+fn print_from_a_thread(x: u32) -> u32 {
+    let t = std::thread::spawn(move || {
+        println!("worker thread prints {x}");
+        eprintln!("worker thread prints {x}");
+    });
+    t.join().unwrap();
+    println!("task prints {x}");
+    x
+}
+
+#[test]
+fn fork_workers_print_while_user_threads_print() {
+    // A user thread prints all the time while the pool forks workers (maxtasksperchild = 1: a
+    // new worker per task, forked by the pool's own thread); the workers and threads they start
+    // print too. Nothing may hang on a standard stream's lock.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let printer = {
+        let stop = std::sync::Arc::clone(&stop);
+        std::thread::spawn(move || {
+            let mut n = 0u64;
+            while !stop.load(Ordering::SeqCst) {
+                println!("user thread line {n}");
+                eprintln!("user thread line {n}");
+                n += 1;
+            }
+        })
+    };
+    let p = mproc::get_context(StartMethod::Fork)
+        .pool()
+        .processes(2)
+        .maxtasksperchild(1)
+        .build()
+        .unwrap();
+    let rs: Vec<_> = (0..20u32)
+        .map(|i| p.apply_async(print_from_a_thread, (i,)).unwrap())
+        .collect();
+    for (i, r) in rs.iter().enumerate() {
+        assert_eq!(r.get(LONG).unwrap(), i as u32);
+    }
+    stop.store(true, Ordering::SeqCst);
+    printer.join().unwrap();
+    p.close().unwrap();
+    p.join().unwrap();
+}
+
 // ---- properties ----
 
 #[rstest]

@@ -211,10 +211,17 @@ impl Shared {
 
     fn start_worker(&self) -> Result<Worker> {
         let fork = self.ctx.start_method() == crate::StartMethod::Fork;
-        // Under fork, hold the standard streams' locks across the fork, so that no other thread
-        // holds them at that instant: the child's only thread then owns its copies (they are
-        // re-entrant) and can print, even if a user thread was printing meanwhile.
-        let _streams = fork.then(|| (std::io::stdout().lock(), std::io::stderr().lock()));
+        if fork {
+            // No other thread may hold the standard streams' locks at the instant of the fork;
+            // the child releases its copies first thing (see `worker::hold_std_streams`).
+            worker::hold_std_streams();
+        }
+        let r = self.start_worker_inner(fork);
+        worker::release_std_streams();
+        r
+    }
+
+    fn start_worker_inner(&self, fork: bool) -> Result<Worker> {
         let (ours, theirs) = sys::socketpair()?;
         let peer = theirs.try_clone()?;
         let close_after_fork = if fork {

@@ -28,6 +28,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::backtrace::Backtrace;
 use std::cell::{Cell, RefCell};
+use std::io::{StderrLock, StdoutLock};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::{Arc, Mutex};
@@ -156,6 +157,27 @@ impl<'de, A: Deserialize<'de>> Deserialize<'de> for InitArgs<A> {
         let a = Option::<A>::deserialize(d)?;
         Ok(InitArgs(Arc::new(Mutex::new(a))))
     }
+}
+
+thread_local! {
+    /// The standard streams' locks, held by a thread that forks a worker.
+    static HELD_STREAMS: RefCell<Option<(StdoutLock<'static>, StderrLock<'static>)>> =
+        const { RefCell::new(None) };
+}
+
+/// Takes the standard streams' locks before forking a worker, so that no other thread holds
+/// them at the instant of the fork (a fork child would wait forever for a lock held by a thread
+/// that does not exist in it). The child inherits them held by its only thread, and
+/// [`worker_main`] releases them first thing; the parent releases them with
+/// [`release_std_streams`] once the worker is started.
+pub(crate) fn hold_std_streams() {
+    let locks = (std::io::stdout().lock(), std::io::stderr().lock());
+    HELD_STREAMS.with(|h| *h.borrow_mut() = Some(locks));
+}
+
+/// Releases the locks taken by [`hold_std_streams`] on this thread, if any.
+pub(crate) fn release_std_streams() {
+    HELD_STREAMS.with(|h| h.borrow_mut().take());
 }
 
 thread_local! {
@@ -310,6 +332,7 @@ where
     F: Target<A>,
     A: Send + 'static,
 {
+    release_std_streams();
     for &fd in &cfg.close_after_fork {
         sys::close_inherited(fd);
     }
