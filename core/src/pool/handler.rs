@@ -361,7 +361,8 @@ impl Inner {
         left
     }
 
-    /// How many workers to start now.
+    /// How many workers to start now: never more than `processes` alive at once (a worker that
+    /// is leaving, after `maxtasksperchild` tasks or a stop, is replaced once it has left).
     fn wanted(&self, processes: usize) -> usize {
         if self.broken.is_some() || self.state == PoolState::Terminate {
             return 0;
@@ -371,12 +372,7 @@ impl Inner {
         } else {
             0
         };
-        let active = self
-            .workers
-            .iter()
-            .filter(|w| !w.stopping && !w.eof)
-            .count();
-        target.saturating_sub(active)
+        target.saturating_sub(self.workers.len())
     }
 
     /// Reads what worker `i` sent and handles every complete frame.
