@@ -30,7 +30,8 @@
 //! Beyond CPython: a worker that dies while running a task (killed, aborted, or exiting) fails
 //! exactly that task with [`Error::WorkerLost`], is replaced, and the pool keeps serving (tasks
 //! it had been handed but had not started go to other workers; a worker killed while idle costs
-//! nothing); a result that cannot be serialised fails that result only; an initializer that
+//! nothing, though one killed in the very instant a task reaches it may count as having started
+//! it); a result that cannot be serialised fails that result only; an initializer that
 //! panics breaks the pool with a clear error instead of restarting workers forever.
 //!
 //! ## How it works, and what it costs

@@ -783,6 +783,28 @@ fn a_worker_that_exits_fails_its_task_with_its_exit_code(
     p.join().unwrap();
 }
 
+/// Kills `pid` and waits (at most 30 s) until the kernel has ended it (a zombie, or gone), so
+/// that it is idle for good: a task written to its socket afterwards is never read.
+fn kill_and_wait(pid: u32) {
+    mproc::sys::kill(pid, 9).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            return;
+        };
+        let state = stat
+            .rsplit(')')
+            .next()
+            .and_then(|r| r.trim_start().chars().next());
+        if matches!(state, Some('Z') | Some('X')) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{pid} survived SIGKILL");
+        // Polls /proc for an event the kernel does not announce to non-parents; orders nothing.
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
 #[rstest]
 fn a_worker_killed_while_idle_never_wedges_the_pool(
     #[values(StartMethod::Fork, StartMethod::Spawn, StartMethod::Forkserver)] m: StartMethod,
@@ -790,13 +812,13 @@ fn a_worker_killed_while_idle_never_wedges_the_pool(
     let p = pool(m, 1);
     assert_eq!(p.apply(square, (2,)).unwrap(), 4);
     let victim = p.workers()[0].pid;
-    mproc::sys::kill(victim, 9).unwrap();
+    kill_and_wait(victim);
     let r = p.apply_async(square, (6,)).unwrap();
     assert_eq!(r.get(LONG).unwrap(), 36);
     // And again, right after the replacement started (it may not be ready yet).
     let next = p.workers().iter().map(|w| w.pid).find(|&pid| pid != victim);
     if let Some(pid) = next {
-        mproc::sys::kill(pid, 9).unwrap();
+        kill_and_wait(pid);
     }
     assert_eq!(p.apply_async(square, (7,)).unwrap().get(LONG).unwrap(), 49);
     p.close().unwrap();
@@ -977,7 +999,7 @@ fn fork_warning_scenario() {
     let p = pool(StartMethod::Fork, 2);
     assert_eq!(p.apply(square, (3,)).unwrap(), 9);
     // The handler thread forks a replacement worker too.
-    mproc::sys::kill(p.workers()[0].pid, 9).unwrap();
+    kill_and_wait(p.workers()[0].pid);
     assert_eq!(p.apply(square, (4,)).unwrap(), 16);
     let c = mproc::get_context(StartMethod::Fork).process(noop, ());
     c.start().unwrap();
