@@ -356,7 +356,9 @@ impl Pool {
         self.apply_async(f, args)?.get(None)
     }
 
-    /// Submits `f(args...)` and returns at once (Python's `apply_async`). Errors now:
+    /// Submits `f(args...)` and returns at once (Python's `apply_async`). The task's return value
+    /// comes back whole: a task returning `Result<T, E>` gives `Ok(Err(e))` for its own error,
+    /// while a panic gives [`Error::Remote`] (kind `"panic"`). Errors now:
     /// [`Error::PoolNotRunning`] after `close`/`terminate`, [`Error::NotSpawnable`] for a closure
     /// that captures state, [`Error::Serialize`] for arguments that cannot be serialised.
     pub fn apply_async<F, A>(&self, f: F, args: A) -> Result<AsyncResult<F::Output>>
