@@ -1,6 +1,7 @@
 //! Quick pool timings against their raw counterparts, measured in one run (medians).
 //!
 //! `cargo run --release -p mproc --example pool_speed -- [--method fork|spawn|forkserver]`
+//! (`python3 core/examples/pool_speed.py fork spawn forkserver` measures CPython alike)
 //!
 //! Prints, per start method: the round trip of 8 bytes over a socketpair to a child (raw), an
 //! `apply_async(..).get()` round trip, `Pool.map` of 10 000 trivial items (default chunks and
