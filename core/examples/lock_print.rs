@@ -3,7 +3,9 @@
 //!
 //! `cargo run -p mproc --example lock_print -- --method fork|spawn|forkserver`
 
-use mproc::{Lock, StartMethod};
+mod common;
+
+use mproc::Lock;
 
 fn f(l: Lock, i: u32) -> mproc::Result<()> {
     let _guard = l.acquire(true, None)?;
@@ -13,7 +15,7 @@ fn f(l: Lock, i: u32) -> mproc::Result<()> {
 
 fn main() -> mproc::Result<()> {
     mproc::init();
-    let ctx = mproc::get_context(method_from_args()?);
+    let ctx = mproc::get_context(common::method()?);
     let lock = ctx.lock()?;
     let mut procs = Vec::new();
     for num in 0..10 {
@@ -25,13 +27,4 @@ fn main() -> mproc::Result<()> {
         p.join(None)?;
     }
     Ok(())
-}
-
-/// `--method M` from the command line, or the platform default.
-fn method_from_args() -> mproc::Result<StartMethod> {
-    let args: Vec<String> = std::env::args().collect();
-    match args.iter().position(|a| a == "--method") {
-        Some(i) => args.get(i + 1).map(String::as_str).unwrap_or("").parse(),
-        None => Ok(StartMethod::platform_default()),
-    }
 }

@@ -4,7 +4,9 @@
 //!
 //! `cargo run -p mproc --example queue_rw -- --method fork|spawn|forkserver`
 
-use mproc::{Queue, StartMethod};
+mod common;
+
+use mproc::Queue;
 use std::time::Duration;
 
 fn write(q: Queue<String>) -> mproc::Result<()> {
@@ -29,7 +31,7 @@ fn read(q: Queue<String>) -> mproc::Result<()> {
 
 fn main() -> mproc::Result<()> {
     mproc::init();
-    let ctx = mproc::get_context(method_from_args()?);
+    let ctx = mproc::get_context(common::method()?);
     // The parent makes the queue and passes it to both children.
     let q = ctx.queue::<String>(None)?;
     let pw = ctx.process(write, (q.clone(),));
@@ -41,13 +43,4 @@ fn main() -> mproc::Result<()> {
     pr.terminate()?;
     pr.join(None)?;
     Ok(())
-}
-
-/// `--method M` from the command line, or the platform default.
-fn method_from_args() -> mproc::Result<StartMethod> {
-    let args: Vec<String> = std::env::args().collect();
-    match args.iter().position(|a| a == "--method") {
-        Some(i) => args.get(i + 1).map(String::as_str).unwrap_or("").parse(),
-        None => Ok(StartMethod::platform_default()),
-    }
 }

@@ -3,7 +3,9 @@
 //!
 //! `cargo run --release -p mproc --example queue_throughput -- --method fork --n 2000000`
 
-use mproc::{Queue, StartMethod};
+mod common;
+
+use mproc::Queue;
 use std::time::Instant;
 
 fn produce(q: Queue<u64>, n: u64) -> mproc::Result<()> {
@@ -15,17 +17,8 @@ fn produce(q: Queue<u64>, n: u64) -> mproc::Result<()> {
 
 fn main() -> mproc::Result<()> {
     mproc::init();
-    let args: Vec<String> = std::env::args().collect();
-    let arg = |name: &str| {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1).cloned())
-    };
-    let method: StartMethod = match arg("--method") {
-        Some(m) => m.parse()?,
-        None => StartMethod::platform_default(),
-    };
-    let n: u64 = arg("--n").and_then(|s| s.parse().ok()).unwrap_or(2_000_000);
+    let method = common::method()?;
+    let n: u64 = common::number("--n", 2_000_000)?;
     let ctx = mproc::get_context(method);
     let q = ctx.queue::<u64>(None)?;
     let p = ctx.process(produce, (q.clone(), n));

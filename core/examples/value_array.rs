@@ -7,7 +7,9 @@
 // The notes' literal 3.1415927, not π.
 #![allow(clippy::approx_constant)]
 
-use mproc::{Array, StartMethod, Value};
+mod common;
+
+use mproc::{Array, Value};
 
 fn f(n: Value<f64>, a: Array<i32>) -> mproc::Result<()> {
     n.set(3.1415927);
@@ -19,7 +21,7 @@ fn f(n: Value<f64>, a: Array<i32>) -> mproc::Result<()> {
 
 fn main() -> mproc::Result<()> {
     mproc::init();
-    let ctx = mproc::get_context(method_from_args()?);
+    let ctx = mproc::get_context(common::method()?);
     let num = ctx.value::<f64>(0.0)?;
     let arr = ctx.array::<i32>(0..10)?;
     let p = ctx.process(f, (num.clone(), arr.clone()));
@@ -28,13 +30,4 @@ fn main() -> mproc::Result<()> {
     println!("{}", num.get());
     println!("{:?}", arr.to_vec());
     Ok(())
-}
-
-/// `--method M` from the command line, or the platform default.
-fn method_from_args() -> mproc::Result<StartMethod> {
-    let args: Vec<String> = std::env::args().collect();
-    match args.iter().position(|a| a == "--method") {
-        Some(i) => args.get(i + 1).map(String::as_str).unwrap_or("").parse(),
-        None => Ok(StartMethod::platform_default()),
-    }
 }

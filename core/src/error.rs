@@ -96,6 +96,10 @@ pub enum Error {
     PoolStillRunning,
     /// `successful()` on a result that is not ready yet.
     NotReady,
+    /// The pool was terminated (or dropped while running) before this task finished.
+    PoolTerminated,
+    /// `get()` on a result whose value an earlier `get()` already took.
+    ResultTaken,
     /// A process started by the spawn method ran the program's `main` without calling
     /// [`crate::init`] first.
     NotInitialized,
@@ -151,6 +155,8 @@ impl Error {
             Error::PoolNotRunning => "PoolNotRunning",
             Error::PoolStillRunning => "PoolStillRunning",
             Error::NotReady => "NotReady",
+            Error::PoolTerminated => "PoolTerminated",
+            Error::ResultTaken => "ResultTaken",
             Error::NotInitialized => "NotInitialized",
             Error::Forkserver(_) => "Forkserver",
             Error::NotOwner(_) => "NotOwner",
@@ -208,6 +214,10 @@ impl fmt::Display for Error {
             Error::PoolNotRunning => f.write_str("Pool not running"),
             Error::PoolStillRunning => f.write_str("pool is still running: call close() or terminate() before join()"),
             Error::NotReady => f.write_str("result is not ready"),
+            Error::PoolTerminated => {
+                f.write_str("the pool was terminated before the task finished")
+            }
+            Error::ResultTaken => f.write_str("the result was already taken by an earlier get()"),
             Error::NotInitialized => f.write_str(
                 "this process was started by mproc's spawn method but main() did not call mproc::init() first",
             ),

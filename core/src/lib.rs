@@ -55,6 +55,7 @@ mod connection;
 mod context;
 mod error;
 mod forkserver;
+mod pool;
 mod popen;
 mod process;
 mod queues;
@@ -73,6 +74,7 @@ pub use context::{
     Context, StartMethod,
 };
 pub use error::{Error, Result};
+pub use pool::{AsyncResult, Callbacks, IMapIterator, MapResult, Pool, PoolBuilder};
 pub use process::{
     active_children, current_process, parent_process, set_fork_warning, ChildInfo, CurrentProcess,
     Process,

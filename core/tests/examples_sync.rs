@@ -1,27 +1,12 @@
 //! The notes' Queue, Lock and Value/Array examples print what the notes say, under every start
 //! method. `cargo test` builds the examples next to the test binaries; this runs them.
 
+mod common;
+
 use rstest::rstest;
-use std::path::PathBuf;
-use std::process::Command;
 
 fn run(name: &str, args: &[&str]) -> String {
-    // target/<profile>/deps/<this test> -> target/<profile>/examples/<name>
-    let exe = std::env::current_exe().expect("test path");
-    let path: PathBuf = exe
-        .parent()
-        .and_then(|d| d.parent())
-        .expect("profile dir")
-        .join("examples")
-        .join(name);
-    assert!(
-        path.exists(),
-        "example {name} not built at {}",
-        path.display()
-    );
-    let out = Command::new(path).args(args).output().expect("run example");
-    assert!(out.status.success(), "{name} {args:?} failed: {out:?}");
-    String::from_utf8(out.stdout).expect("utf-8 output")
+    common::run_example(name, args)
 }
 
 #[rstest]
