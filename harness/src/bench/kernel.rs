@@ -7,7 +7,7 @@
 
 use super::probe::Probe;
 use super::workload::{resolve_int, Workload};
-use mproc::{Connection, Context, Process, Queue, StartMethod, Value};
+use mproc::{AsyncResult, Connection, Context, Pool, Process, Queue, StartMethod, Value};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -89,6 +89,12 @@ pub enum Obj {
     Queue(Queue<i64>),
     /// A shared integer with its lock.
     Value(Value<i64>),
+    /// A pool.
+    Pool(Pool),
+    /// The result of `apply_async` of a task returning nothing.
+    Unit(AsyncResult<()>),
+    /// The result of `apply_async` of a task returning an integer.
+    Int(AsyncResult<i64>),
 }
 
 /// An argument, resolved at compile time.
@@ -182,6 +188,12 @@ impl Env {
         match &self.slots[slot] {
             Obj::Queue(q) => Ok(q),
             other => Err(format!("slot {slot} is not a queue: {other:?}")),
+        }
+    }
+    fn pool(&self, slot: usize) -> Result<&Pool, String> {
+        match &self.slots[slot] {
+            Obj::Pool(p) => Ok(p),
+            other => Err(format!("slot {slot} is not a pool: {other:?}")),
         }
     }
     fn value(&self, slot: usize) -> Result<&Value<i64>, String> {
@@ -410,6 +422,80 @@ impl Compiler<'_> {
                     Ok(())
                 })
             }
+            "pool" => {
+                let id = self.slot(self.str_field(v, "id")?);
+                let n = match v.get("processes") {
+                    Some(x) => Some(self.int(x)?.max(1) as usize),
+                    None => None,
+                };
+                Box::new(move |env: &mut Env| {
+                    let mut b = env.ctx.pool();
+                    if let Some(n) = n {
+                        b = b.processes(n);
+                    }
+                    env.slots[id] = Obj::Pool(b.build().map_err(|e| e.to_string())?);
+                    Ok(())
+                })
+            }
+            "map" => {
+                let pool = self.existing(self.str_field(v, "pool")?)?;
+                let task = self.str_field(v, "task")?.to_string();
+                if task != "identity" {
+                    return Err(format!("the bench maps the task `identity`, not `{task}`"));
+                }
+                let items = self.str_field(v, "items")?;
+                let (a, b) = items
+                    .split_once("..")
+                    .ok_or_else(|| format!("bad range {items:?}: expected \"A..B\""))?;
+                let num = |s: &str| -> Result<i64, String> {
+                    let s = s.trim();
+                    match s.parse::<i64>() {
+                        Ok(i) => Ok(i),
+                        Err(_) => self.int(&toml::Value::String(s.to_string())),
+                    }
+                };
+                let (a, b) = (num(a)?, num(b)?);
+                let chunksize = match v.get("chunksize") {
+                    Some(x) => Some(self.int(x)?.max(1) as usize),
+                    None => None,
+                };
+                Box::new(move |env: &mut Env| {
+                    let p = env.pool(pool)?;
+                    let out = p.map(identity, a..b, chunksize).map_err(|e| e.to_string())?;
+                    if out.len() as i64 != b - a {
+                        return Err(format!("map returned {} results for {} items", out.len(), b - a));
+                    }
+                    std::hint::black_box(out);
+                    Ok(())
+                })
+            }
+            "apply_async" => {
+                let pool = self.existing(self.str_field(v, "pool")?)?;
+                let task = self.str_field(v, "task")?.to_string();
+                let args = self.args(v)?;
+                let id = self.slot(self.str_field(v, "id")?);
+                Box::new(move |env: &mut Env| {
+                    let p = env.pool(pool)?;
+                    let r = match task.as_str() {
+                        "noop" => Obj::Unit(p.apply_async(noop, ()).map_err(|e| e.to_string())?),
+                        "identity" => Obj::Int(
+                            p.apply_async(identity, (Env::int(&args, 0)?,))
+                                .map_err(|e| e.to_string())?,
+                        ),
+                        other => return Err(format!("unknown bench task `{other}` for a pool")),
+                    };
+                    env.slots[id] = r;
+                    Ok(())
+                })
+            }
+            "get" => {
+                let id = self.existing(self.primary(v, "result")?)?;
+                Box::new(move |env: &mut Env| match &env.slots[id] {
+                    Obj::Unit(r) => r.get(Some(WAIT)).map_err(|e| e.to_string()),
+                    Obj::Int(r) => r.get(Some(WAIT)).map(drop).map_err(|e| e.to_string()),
+                    other => Err(format!("slot {id} is not a result: {other:?}")),
+                })
+            }
             other => return Err(format!("unknown step `{other}` for the bench")),
         })
     }
@@ -430,7 +516,10 @@ fn join(env: &mut Env, id: usize) -> Result<(), String> {
 }
 
 fn join_ext(_env: &Env, id: usize, other: &Obj) -> Result<(), String> {
-    Err(format!("cannot join slot {id}: {other:?}"))
+    match other {
+        Obj::Pool(p) => p.join().map_err(|e| e.to_string()),
+        other => Err(format!("cannot join slot {id}: {other:?}")),
+    }
 }
 
 fn close(env: &mut Env, id: usize) -> Result<(), String> {
@@ -444,7 +533,13 @@ fn close(env: &mut Env, id: usize) -> Result<(), String> {
             q.close();
             Ok(())
         }
-        Obj::Value(_) | Obj::Empty => Ok(()),
+        Obj::Pool(p) => {
+            // Closed, not dropped: `join` comes next and needs it.
+            let r = p.close().map_err(|e| e.to_string());
+            env.slots[id] = Obj::Pool(p);
+            r
+        }
+        Obj::Value(_) | Obj::Unit(_) | Obj::Int(_) | Obj::Empty => Ok(()),
     }
 }
 
@@ -526,6 +621,10 @@ impl Kernel {
                     let _ = p.kill();
                 }
                 let _ = p.join(Some(WAIT));
+            }
+            if let Obj::Pool(p) = s {
+                let _ = p.terminate();
+                let _ = p.join();
             }
             *s = Obj::Empty;
         }
