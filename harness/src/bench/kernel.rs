@@ -461,9 +461,15 @@ impl Compiler<'_> {
                 };
                 Box::new(move |env: &mut Env| {
                     let p = env.pool(pool)?;
-                    let out = p.map(identity, a..b, chunksize).map_err(|e| e.to_string())?;
+                    let out = p
+                        .map(identity, a..b, chunksize)
+                        .map_err(|e| e.to_string())?;
                     if out.len() as i64 != b - a {
-                        return Err(format!("map returned {} results for {} items", out.len(), b - a));
+                        return Err(format!(
+                            "map returned {} results for {} items",
+                            out.len(),
+                            b - a
+                        ));
                     }
                     std::hint::black_box(out);
                     Ok(())
