@@ -548,6 +548,13 @@ fn write(path: &Path, text: &str) -> Result<(), String> {
 /// Runs everything `o` asks for. Returns the process exit code: 0, 1 (a regression), 2 (bad
 /// input or a failed run).
 pub fn run(o: &Options, peers: &[PeerSpec]) -> i32 {
+    let t0 = std::time::Instant::now();
+    let code = run_inner(o, peers);
+    eprintln!("bench: took {:.0} s", t0.elapsed().as_secs_f64());
+    code
+}
+
+fn run_inner(o: &Options, peers: &[PeerSpec]) -> i32 {
     let (plan, mut notices) = plan(o);
     for n in &notices {
         eprintln!("bench: {n}");
