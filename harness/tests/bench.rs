@@ -299,20 +299,23 @@ fn every_shipped_workload_file_loads() {
     }
 }
 
-/// The workloads speak the conformance vocabulary (`mproc_harness::vocab`): every action is
-/// one of its actions, with its fields, except the documented bench extensions (`bytes` on
-/// `send_bytes`) and the pool/queue/value actions, which are checked against the vocabulary as
-/// soon as it has them.
+/// The workloads speak the conformance vocabulary (`mproc_harness::vocab`): every process, ipc
+/// and parent action is one of its actions, with its fields, except the documented bench
+/// extension (`bytes` on `send_bytes`). The pool/queue/value actions are the bench's own (see
+/// `cases/bench/README.md`) until the vocabulary settles them.
 #[test]
 fn workload_actions_use_the_case_vocabulary() {
     use mproc_harness::vocab;
-    let not_yet_in_vocab = ["pool", "map", "apply_async", "get", "queue", "value"];
+    let bench_own = ["pool", "map", "apply_async", "get", "queue", "value"];
     let (ws, bad) = mproc_harness::bench::workload::load_dir(&root().join("cases/bench"));
     assert!(bad.is_empty(), "{bad:?}");
     for w in &ws {
         for s in &w.steps {
             for a in &s.actions {
                 let at = format!("{}: step {} `{}`", w.path.display(), s.index, a.op);
+                if bench_own.contains(&a.op.as_str()) {
+                    continue;
+                }
                 match vocab::op(&a.op) {
                     Some(spec) => {
                         if let Some(t) = a.value.as_table() {
@@ -325,10 +328,7 @@ fn workload_actions_use_the_case_vocabulary() {
                             assert!(spec.primary.is_some(), "{at}: needs a table");
                         }
                     }
-                    None => assert!(
-                        not_yet_in_vocab.contains(&a.op.as_str()),
-                        "{at}: not an action of the vocabulary"
-                    ),
+                    None => panic!("{at}: not an action of the vocabulary"),
                 }
             }
         }
