@@ -176,8 +176,8 @@ fn median(v: &mut [f64]) -> f64 {
     }
 }
 
-/// Sets each metric's baseline ratio (the median of the runs) and threshold (the widest
-/// deviation seen from that median, times [`MARGIN`], clamped to
+/// Sets each metric's baseline ratio (the median of the runs) and threshold (the largest ratio
+/// seen ÷ that median, times [`MARGIN`], clamped to
 /// [`MIN_THRESHOLD`]..=[`MAX_THRESHOLD`]) from several runs of an unchanged tree.
 pub fn calibrate(runs: &[BTreeMap<String, Current>]) -> BTreeMap<String, BaseMetric> {
     let mut out = BTreeMap::new();
@@ -194,7 +194,9 @@ pub fn calibrate(runs: &[BTreeMap<String, Current>]) -> BTreeMap<String, BaseMet
         }
         let ratio = median(&mut ratios);
         let (min, max) = (ratios[0], ratios[ratios.len() - 1]);
-        let spread = (max / ratio).max(ratio / min);
+        // Only a run slower than the baseline can fail the gate, so only the upward spread
+        // counts.
+        let spread = max / ratio;
         let wanted = spread * MARGIN;
         out.insert(
             id.clone(),
