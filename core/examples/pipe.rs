@@ -4,7 +4,9 @@
 //!
 //! `cargo run -p mproc --example pipe -- --method spawn`
 
-use mproc::{Connection, StartMethod};
+mod common;
+
+use mproc::Connection;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -34,11 +36,7 @@ fn f(mut conn: Connection) -> mproc::Result<()> {
 
 fn main() -> mproc::Result<()> {
     mproc::init();
-    let args: Vec<String> = std::env::args().collect();
-    let method: StartMethod = match args.iter().position(|a| a == "--method") {
-        Some(i) => args.get(i + 1).map(String::as_str).unwrap_or("").parse()?,
-        None => StartMethod::platform_default(),
-    };
+    let method = common::method()?;
     let ctx = mproc::get_context(method);
     let (parent_conn, child_conn) = ctx.pipe(true)?;
     let p = ctx.process(f, (child_conn,));

@@ -3,7 +3,7 @@
 //!
 //! `cargo run -p mproc --example process_basic -- --method fork|spawn|forkserver`
 
-use mproc::StartMethod;
+mod common;
 
 fn run_proc(name: String) {
     println!("Run child process {name} ({})...", std::process::id());
@@ -11,7 +11,7 @@ fn run_proc(name: String) {
 
 fn main() -> mproc::Result<()> {
     mproc::init();
-    let ctx = mproc::get_context(method_from_args()?);
+    let ctx = mproc::get_context(common::method()?);
     println!("Parent process {}.", std::process::id());
     let p = ctx.process(run_proc, ("test".to_string(),));
     println!("Child process will start.");
@@ -19,13 +19,4 @@ fn main() -> mproc::Result<()> {
     p.join(None)?;
     println!("Child process end.");
     Ok(())
-}
-
-/// `--method M` from the command line, or the platform default.
-fn method_from_args() -> mproc::Result<StartMethod> {
-    let args: Vec<String> = std::env::args().collect();
-    match args.iter().position(|a| a == "--method") {
-        Some(i) => args.get(i + 1).map(String::as_str).unwrap_or("").parse(),
-        None => Ok(StartMethod::platform_default()),
-    }
 }

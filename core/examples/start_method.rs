@@ -3,7 +3,9 @@
 //!
 //! `cargo run -p mproc --example start_method -- --method forkserver`
 
-use mproc::{Connection, StartMethod};
+mod common;
+
+use mproc::Connection;
 
 fn foo(conn: Connection) -> mproc::Result<()> {
     conn.send("hello")
@@ -14,10 +16,10 @@ fn main() -> mproc::Result<()> {
     let default = mproc::get_start_method(false).expect("allow_none is false");
     println!("default start method: {default}");
 
-    let args: Vec<String> = std::env::args().collect();
-    let method: StartMethod = match args.iter().position(|a| a == "--method") {
-        Some(i) => args.get(i + 1).map(String::as_str).unwrap_or("").parse()?,
-        None => default,
+    let method = if std::env::args().any(|a| a == "--method") {
+        common::method()?
+    } else {
+        default
     };
     let ctx = mproc::get_context(method);
     let (parent_conn, child_conn) = ctx.pipe(true)?;

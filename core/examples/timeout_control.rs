@@ -4,6 +4,8 @@
 //! `cargo run -p mproc --example timeout_control -- --method spawn --timeout-ms 500 --task-ms 2000`
 //! prints `task exceeded 500 ms` and `exitcode: -15`; with `--task-ms 100` it prints `exitcode: 0`.
 
+mod common;
+
 use mproc::StartMethod;
 use std::time::Duration;
 
@@ -14,12 +16,13 @@ fn test_func(task_name: String, task_ms: u64) {
 
 fn main() -> mproc::Result<()> {
     mproc::init();
-    let method: StartMethod = arg("--method")
-        .map(|m| m.parse())
-        .transpose()?
-        .unwrap_or(StartMethod::Spawn);
-    let timeout_ms: u64 = number(arg("--timeout-ms"), 5000)?;
-    let task_ms: u64 = number(arg("--task-ms"), 1000)?;
+    // The notes use get_context("spawn"); --method picks another.
+    let method: StartMethod = match common::arg("--method") {
+        Some(_) => common::method()?,
+        None => StartMethod::Spawn,
+    };
+    let timeout_ms: u64 = common::number("--timeout-ms", 5000)?;
+    let task_ms: u64 = common::number("--task-ms", 1000)?;
 
     let ctx = mproc::get_context(method);
     let process = ctx
@@ -37,20 +40,4 @@ fn main() -> mproc::Result<()> {
         None => println!("exitcode: None"),
     }
     Ok(())
-}
-
-fn arg(flag: &str) -> Option<String> {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == flag)
-        .and_then(|i| args.get(i + 1).cloned())
-}
-
-fn number(value: Option<String>, default: u64) -> mproc::Result<u64> {
-    match value {
-        None => Ok(default),
-        Some(v) => v.parse().map_err(|_| {
-            mproc::Error::InvalidArgument(format!("not a number of milliseconds: {v:?}"))
-        }),
-    }
 }

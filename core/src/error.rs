@@ -96,11 +96,28 @@ pub enum Error {
     PoolStillRunning,
     /// `successful()` on a result that is not ready yet.
     NotReady,
+    /// The pool was terminated (or dropped while running) before this task finished.
+    PoolTerminated,
+    /// `get()` on a result whose value an earlier `get()` already took.
+    ResultTaken,
     /// A process started by the spawn method ran the program's `main` without calling
     /// [`crate::init`] first.
     NotInitialized,
     /// The forkserver died or broke the protocol.
     Forkserver(String),
+    /// A lock (or the lock of a condition) was released, waited on or notified by a thread
+    /// that does not hold it (Python's `RuntimeError: cannot release un-acquired lock`).
+    NotOwner(String),
+    /// A barrier was broken (aborted, reset while threads waited, or a wait timed out), as
+    /// Python's `BrokenBarrierError`.
+    BrokenBarrier,
+    /// An index outside a shared array (Python's `IndexError`).
+    IndexOutOfRange {
+        /// The index asked for.
+        index: usize,
+        /// The array's length.
+        len: usize,
+    },
     /// An operating-system error.
     Io(io::Error),
 }
@@ -138,8 +155,13 @@ impl Error {
             Error::PoolNotRunning => "PoolNotRunning",
             Error::PoolStillRunning => "PoolStillRunning",
             Error::NotReady => "NotReady",
+            Error::PoolTerminated => "PoolTerminated",
+            Error::ResultTaken => "ResultTaken",
             Error::NotInitialized => "NotInitialized",
             Error::Forkserver(_) => "Forkserver",
+            Error::NotOwner(_) => "NotOwner",
+            Error::BrokenBarrier => "BrokenBarrier",
+            Error::IndexOutOfRange { .. } => "IndexOutOfRange",
             Error::Io(_) => "Io",
         }
     }
@@ -192,10 +214,19 @@ impl fmt::Display for Error {
             Error::PoolNotRunning => f.write_str("Pool not running"),
             Error::PoolStillRunning => f.write_str("pool is still running: call close() or terminate() before join()"),
             Error::NotReady => f.write_str("result is not ready"),
+            Error::PoolTerminated => {
+                f.write_str("the pool was terminated before the task finished")
+            }
+            Error::ResultTaken => f.write_str("the result was already taken by an earlier get()"),
             Error::NotInitialized => f.write_str(
                 "this process was started by mproc's spawn method but main() did not call mproc::init() first",
             ),
             Error::Forkserver(why) => write!(f, "forkserver: {why}"),
+            Error::NotOwner(why) => f.write_str(why),
+            Error::BrokenBarrier => f.write_str("the barrier is broken"),
+            Error::IndexOutOfRange { index, len } => {
+                write!(f, "index {index} out of range for an array of length {len}")
+            }
             Error::Io(e) => write!(f, "{e}"),
         }
     }

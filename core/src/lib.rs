@@ -3,7 +3,12 @@
 //! Real processes with Python's model: start methods ([`StartMethod::Fork`],
 //! [`StartMethod::Spawn`], [`StartMethod::Forkserver`]) chosen per [`Context`];
 //! [`Process`] with `join(timeout)`, `is_alive`, `terminate`, `kill` and Python's exit codes;
-//! [`Pipe`](pipe)s of [`Connection`]s framed as CPython frames them.
+//! [`Pipe`](pipe)s of [`Connection`]s framed as CPython frames them; [`Queue`],
+//! [`SimpleQueue`] and [`JoinableQueue`] over a shared-memory ring (no feeder thread: what `put`
+//! accepted is delivered exactly once, even if the putter exits at once); the locks and their
+//! kin ([`Lock`], [`RLock`], [`Semaphore`], [`BoundedSemaphore`], [`Condition`], [`Event`],
+//! [`Barrier`]), robust against a dead owner; shared [`Value`]s and [`Array`]s by Python
+//! typecode, and named [`SharedMemory`].
 //!
 //! ```no_run
 //! use mproc::StartMethod;
@@ -50,10 +55,15 @@ mod connection;
 mod context;
 mod error;
 mod forkserver;
+mod pool;
 mod popen;
 mod process;
+mod queues;
 mod reduction;
+mod region;
+mod sharedctypes;
 mod state;
+mod synchronize;
 #[doc(hidden)]
 pub mod sys;
 mod target;
@@ -64,9 +74,18 @@ pub use context::{
     Context, StartMethod,
 };
 pub use error::{Error, Result};
+pub use pool::{AsyncResult, Callbacks, IMapIterator, MapResult, Pool, PoolBuilder};
 pub use process::{
     active_children, current_process, parent_process, set_fork_warning, ChildInfo, CurrentProcess,
     Process,
+};
+pub use queues::{JoinableQueue, PutError, Queue, SimpleQueue, DEFAULT_CAPACITY};
+pub use sharedctypes::{
+    Array, CChar, DynArray, Number, RawArray, RawValue, Scalar, SharedMemory, TypeCode, Value,
+};
+pub use synchronize::{
+    Barrier, BoundedSemaphore, Condition, ConditionGuard, ConditionLock, Event, Lock, LockGuard,
+    RLock, RLockGuard, Semaphore, SemaphoreGuard,
 };
 pub use target::{Target, Termination};
 

@@ -14,7 +14,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::io::Write;
 use std::os::fd::{AsFd, RawFd};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -380,6 +380,13 @@ impl Process {
         Ok(child.popen.sentinel().as_raw_fd())
     }
 
+    /// A duplicate of the [`sentinel`](Process::sentinel), owned by the caller (so that it can
+    /// be polled without holding this process object).
+    pub(crate) fn sentinel_owned(&self) -> Result<std::os::fd::OwnedFd> {
+        let child = self.started_child()?;
+        Ok(child.popen.sentinel().try_clone_to_owned()?)
+    }
+
     /// Releases the process's resources. An error while the child is still running; afterwards
     /// every method except the name accessors returns [`Error::ProcessClosed`].
     pub fn close(&self) -> Result<()> {
@@ -466,6 +473,21 @@ fn check_contexts(contexts: &[StartMethod], process: StartMethod) -> Result<()> 
 
 static FORK_WARNING: AtomicBool = AtomicBool::new(true);
 
+/// How many threads of mproc's own machinery (pool handler threads) are running: they do not
+/// count as "other threads" for the fork warning, because they never hold a lock that a fork
+/// child needs (a pool thread only holds its pool's own mutex, which no child touches).
+static INTERNAL_THREADS: AtomicUsize = AtomicUsize::new(0);
+
+/// Records that one of mproc's internal threads is about to start (call before spawning it).
+pub(crate) fn internal_thread_started() {
+    INTERNAL_THREADS.fetch_add(1, Ordering::SeqCst);
+}
+
+/// Records that one of mproc's internal threads has ended (call after joining it).
+pub(crate) fn internal_thread_stopped() {
+    INTERNAL_THREADS.fetch_sub(1, Ordering::SeqCst);
+}
+
 /// Turns off (or back on) the warning printed before a fork in a multithreaded process. It is
 /// also off when the environment variable `MPROC_NO_FORK_WARNING` is set.
 pub fn set_fork_warning(enabled: bool) {
@@ -478,7 +500,8 @@ fn warn_if_threaded() {
         return;
     }
     let threads = sys::thread_count();
-    if threads > 1 && FORK_WARNING.swap(false, Ordering::Relaxed) {
+    let ours = INTERNAL_THREADS.load(Ordering::SeqCst);
+    if threads.saturating_sub(ours) > 1 && FORK_WARNING.swap(false, Ordering::Relaxed) {
         // Python 3.12 warns here with a DeprecationWarning; we print once per process.
         eprintln!(
             "mproc: warning: this process (pid={}) is multi-threaded ({threads} threads), use of fork() may lead to deadlocks in the child.",

@@ -87,6 +87,17 @@ pub(crate) fn serialize_fd<S: Serializer>(
     }
 }
 
+/// Records, while [`encode`] runs, that an object of the context with start method `method` is
+/// part of the value (for the context-mismatch check at `start()`). Outside [`encode`] it does
+/// nothing.
+pub(crate) fn note_context(method: StartMethod) {
+    OUTGOING.with(|o| {
+        if let Some(out) = o.borrow_mut().as_mut() {
+            out.contexts.push(method);
+        }
+    });
+}
+
 /// Deserialises a descriptor serialised by [`serialize_fd`], taking ownership of it.
 pub(crate) fn deserialize_fd<'de, D: Deserializer<'de>>(d: D) -> Result<OwnedFd, D::Error> {
     let idx = u32::deserialize(d)? as usize;

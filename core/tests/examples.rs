@@ -1,34 +1,14 @@
 //! The notes' examples print what the notes (and the issues) say, under every start method.
 //! `cargo test` builds the examples next to the test binaries; this runs them.
 
-use rstest::rstest;
-use std::path::PathBuf;
-use std::process::Command;
+mod common;
 
-fn example(name: &str) -> Command {
-    // target/<profile>/deps/<this test> -> target/<profile>/examples/<name>
-    let deps = std::env::current_exe()
-        .expect("test path")
-        .parent()
-        .expect("deps dir")
-        .to_path_buf();
-    let path: PathBuf = deps
-        .parent()
-        .expect("profile dir")
-        .join("examples")
-        .join(name);
-    assert!(
-        path.exists(),
-        "example {name} not built at {}",
-        path.display()
-    );
-    Command::new(path)
-}
+use rstest::rstest;
+
+use common::example;
 
 fn run(name: &str, args: &[&str]) -> String {
-    let out = example(name).args(args).output().expect("run example");
-    assert!(out.status.success(), "{name} {args:?} failed: {out:?}");
-    String::from_utf8(out.stdout).expect("utf-8 output")
+    common::run_example(name, args)
 }
 
 #[rstest]

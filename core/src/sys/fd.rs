@@ -243,3 +243,26 @@ pub fn dup_inheritable(fd: BorrowedFd<'_>) -> io::Result<OwnedFd> {
     // SAFETY: `fcntl` succeeded, so `new` is open and owned by nobody else.
     Ok(unsafe { OwnedFd::from_raw_fd(new) })
 }
+
+/// How many bytes are waiting, unread, in the receive queue of the socket or pipe `fd`
+/// (`FIONREAD`).
+pub fn unread_bytes(fd: BorrowedFd<'_>) -> io::Result<usize> {
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int through the pointer, which points at `n`, live and writable
+    // for the duration of the call.
+    cvt(unsafe { libc::ioctl(fd.as_raw_fd(), libc::FIONREAD, &mut n as *mut libc::c_int) })?;
+    Ok(n.max(0) as usize)
+}
+
+/// Closes descriptor `fd`, which this process inherited through `fork()` and will never use.
+///
+/// For a fork child (a pool worker) that holds copies of its parent's private descriptors by
+/// number only: the objects that owned them in the parent exist in the child's copy of memory
+/// but are never used or dropped there (the child leaves with `_exit`). Errors are ignored.
+pub fn close_inherited(fd: RawFd) {
+    // SAFETY: `close` takes an integer and touches no memory of ours. Per this function's
+    // contract the number names a descriptor inherited by fork whose owning object (in the copy
+    // of the parent's memory) is never used in this process, so no live object loses its
+    // descriptor.
+    unsafe { libc::close(fd) };
+}

@@ -8,6 +8,20 @@ use serde::{Deserialize, Serialize};
 /// returns the exit code.
 pub type EntryFn = fn(&[u8]) -> i32;
 
+/// The signature of a pool task's entry point: it receives the task's serialised arguments and
+/// appends the serialised outcome to the buffer.
+pub type TaskFn = fn(&[u8], &mut Vec<u8>);
+
+/// Which signature an [`EntryOffset`] points at: checked before the call, so that an offset made
+/// for one signature is never called through the other.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+enum EntryKind {
+    /// An [`EntryFn`].
+    Process,
+    /// A [`TaskFn`].
+    Task,
+}
+
 #[inline(never)]
 fn anchor() -> usize {
     0x00a1_1ce5
@@ -33,6 +47,7 @@ pub fn image_fingerprint() -> i64 {
 pub struct EntryOffset {
     offset: i64,
     fingerprint: i64,
+    kind: EntryKind,
 }
 
 impl EntryOffset {
@@ -41,21 +56,57 @@ impl EntryOffset {
         EntryOffset {
             offset: f as *const () as usize as i64 - anchor as *const () as usize as i64,
             fingerprint: image_fingerprint(),
+            kind: EntryKind::Process,
         }
     }
 
-    /// Calls the entry point with `args`, or returns `None` if the sender's image is not ours.
-    pub fn call(self, args: &[u8]) -> Option<i32> {
-        if self.fingerprint != image_fingerprint() {
+    /// The offset of the pool task entry point `f` in this image.
+    pub fn of_task(f: TaskFn) -> Self {
+        EntryOffset {
+            offset: f as *const () as usize as i64 - anchor as *const () as usize as i64,
+            fingerprint: image_fingerprint(),
+            kind: EntryKind::Task,
+        }
+    }
+
+    /// The address of the function in this image, if the sender's image is ours and the offset
+    /// was made for the signature `kind`.
+    fn address(self, kind: EntryKind) -> Option<usize> {
+        if self.fingerprint != image_fingerprint() || self.kind != kind {
             return None;
         }
-        let addr = (anchor as *const () as usize as i64 + self.offset) as usize;
-        // SAFETY: an `EntryOffset` is made only by `of` from a real `EntryFn` of this image, then
-        // carried unchanged over a private channel to a process running the same executable
-        // (checked just above by the fingerprint). The same image puts the same function at the
-        // same distance from `anchor`, so `addr` is the address of that `EntryFn` here.
+        Some((anchor as *const () as usize as i64 + self.offset) as usize)
+    }
+
+    /// Calls the entry point with `args`, or returns `None` if the sender's image is not ours
+    /// (or the offset names a task entry point, not a process one).
+    pub fn call(self, args: &[u8]) -> Option<i32> {
+        let addr = self.address(EntryKind::Process)?;
+        // SAFETY: an `EntryOffset` of kind `Process` is made only by `of` from a real `EntryFn`
+        // of this image, then carried unchanged over a private channel to a process running the
+        // same executable (checked by the fingerprint in `address`). The same image puts the
+        // same function at the same distance from `anchor`, so `addr` is the address of that
+        // `EntryFn` here.
         let f: EntryFn = unsafe { std::mem::transmute::<usize, EntryFn>(addr) };
         Some(f(args))
+    }
+
+    /// Calls the pool task entry point with `args`, appending its outcome to `out`. Returns
+    /// `false` (calling nothing) if the sender's image is not ours or the offset names a process
+    /// entry point.
+    pub fn call_task(self, args: &[u8], out: &mut Vec<u8>) -> bool {
+        let Some(addr) = self.address(EntryKind::Task) else {
+            return false;
+        };
+        // SAFETY: an `EntryOffset` of kind `Task` is made only by `of_task` from a real `TaskFn`
+        // of this image, then carried unchanged over a private channel (a pool worker's
+        // socketpair) to a process running the same executable (checked by the fingerprint in
+        // `address`); under fork it is the very same image. The same image puts the same
+        // function at the same distance from `anchor`, so `addr` is the address of that
+        // `TaskFn` here.
+        let f: TaskFn = unsafe { std::mem::transmute::<usize, TaskFn>(addr) };
+        f(args, out);
+        true
     }
 }
 

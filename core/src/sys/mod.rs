@@ -14,12 +14,16 @@
 
 pub mod fd;
 pub mod fnptr;
+pub mod futex;
 pub mod proc;
 pub mod scm;
+pub mod shm;
 
 pub use fd::*;
+pub use futex::*;
 pub use proc::*;
 pub use scm::*;
+pub use shm::*;
 
 use std::io;
 

@@ -49,3 +49,28 @@ pub fn zombie_children() -> Vec<u32> {
     }
     out
 }
+
+/// A command for the example `name`, which `cargo test` builds next to the test binaries
+/// (`target/<profile>/deps/<test>` -> `target/<profile>/examples/<name>`).
+pub fn example(name: &str) -> Command {
+    let exe = std::env::current_exe().expect("test binary path");
+    let path = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .expect("profile dir")
+        .join("examples")
+        .join(name);
+    assert!(
+        path.exists(),
+        "example {name} not built at {}",
+        path.display()
+    );
+    Command::new(path)
+}
+
+/// Runs the example `name` with `args`, requires success, and returns its standard output.
+pub fn run_example(name: &str, args: &[&str]) -> String {
+    let out = example(name).args(args).output().expect("run example");
+    assert!(out.status.success(), "{name} {args:?} failed: {out:?}");
+    String::from_utf8(out.stdout).expect("utf-8 output")
+}

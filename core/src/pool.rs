@@ -1,0 +1,691 @@
+//! `Pool`: a pool of worker processes, as Python's `multiprocessing.Pool`, under every start
+//! method.
+//!
+//! ```no_run
+//! use mproc::StartMethod;
+//! use std::time::Duration;
+//!
+//! fn square(x: u64) -> u64 {
+//!     x * x
+//! }
+//!
+//! fn main() -> mproc::Result<()> {
+//!     mproc::init();
+//!     let ctx = mproc::get_context(StartMethod::Spawn);
+//!     let pool = ctx.pool().processes(4).build()?;
+//!     let r = pool.apply_async(square, (7,))?;
+//!     assert_eq!(r.get(Some(Duration::from_secs(5)))?, 49);
+//!     assert_eq!(pool.map(square, 0..5, None)?, vec![0, 1, 4, 9, 16]);
+//!     pool.close()?;
+//!     pool.join()?;
+//!     Ok(())
+//! }
+//! ```
+//!
+//! Tasks are functions (or closures that capture nothing) with serde arguments and a serde
+//! result, as [`Process`](crate::Process) targets are: workers outlive the call that submits a
+//! task, so a closure that captures state is refused ([`Error::NotSpawnable`]) under every
+//! start method.
+//!
+//! Beyond CPython: a worker that dies while running a task (killed, aborted, or exiting) fails
+//! exactly that task with [`Error::WorkerLost`], is replaced, and the pool keeps serving (tasks
+//! it had been handed but had not started go to other workers; a worker killed while idle costs
+//! nothing, though one killed in the very instant a task reaches it may count as having started
+//! it); a result that cannot be serialised fails that result only; an initializer that
+//! panics breaks the pool with a clear error instead of restarting workers forever.
+//!
+//! ## How it works, and what it costs
+//! Each worker is an mproc [`Process`] (named `ForkPoolWorker-N`, `SpawnPoolWorker-N` or
+//! `ForkServerPoolWorker-N`, daemonic as in Python) with one duplex socketpair to the pool. A
+//! task travels as the offset of a function monomorphised for its callable and argument types
+//! plus its bincode arguments, so the same code runs under fork, spawn and forkserver. A
+//! submitting thread writes its task straight to an idle worker; one result-handling thread per
+//! pool (started by the first submission) reads results, hands out queued tasks, runs the
+//! callbacks and replaces dead workers. While tasks are short, a worker is handed several at
+//! once; while they are long (200 µs or more, as measured by the workers), one at a time, so
+//! that an idle worker never waits behind a busy one.
+//!
+//! Under fork, replacement workers are forked from the result-handling thread. That thread holds
+//! no lock a child needs, so it does not count as "another thread" for the fork warning; threads
+//! of your own still do.
+
+mod handler;
+mod results;
+mod worker;
+
+pub use results::{AsyncResult, Callbacks, IMapIterator, MapResult};
+
+use crate::context::Context;
+use crate::error::{Error, Result};
+use crate::process::{self, ChildInfo, Process};
+use crate::sys::fnptr::{EntryOffset, TaskFn};
+use crate::target::Target;
+use handler::{Job, PoolState, Shared, WorkerFactory};
+use results::{ApplySink, ImapShared, ImapSink, MapChunkSink, MapCollector, ResultCell, Sink};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::marker::PhantomData;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use worker::{InitArgs, WorkerChannel, WorkerConfig};
+
+/// Makes workers whose initializer is `F(A)`.
+struct Factory<F, A> {
+    init: InitArgs<A>,
+    _f: PhantomData<fn() -> F>,
+}
+
+impl<F, A> WorkerFactory for Factory<F, A>
+where
+    F: Target<A>,
+    A: Serialize + DeserializeOwned + Send + 'static,
+{
+    fn make(&self, ctx: Context, chan: WorkerChannel, cfg: WorkerConfig) -> Process {
+        ctx.process(worker::worker_main::<F, A>, (chan, cfg, self.init.clone()))
+    }
+}
+
+fn factory_of<F, A>(args: Option<A>) -> Box<dyn WorkerFactory>
+where
+    F: Target<A>,
+    A: Serialize + DeserializeOwned + Send + 'static,
+{
+    Box::new(Factory::<F, A> {
+        init: InitArgs(Arc::new(Mutex::new(args))),
+        _f: PhantomData,
+    })
+}
+
+fn no_init_factory() -> Box<dyn WorkerFactory> {
+    fn make<F: Target<()>>(_: F) -> Box<dyn WorkerFactory> {
+        factory_of::<F, ()>(None)
+    }
+    make(worker::no_init)
+}
+
+fn captures_state(what: &str) -> Error {
+    Error::NotSpawnable(format!(
+        "{what} captures state: pool workers outlive the call that submits work, so tasks and \
+         initializers must be functions (or closures that capture nothing) with their arguments"
+    ))
+}
+
+/// Configures a [`Pool`]: made by [`Context::pool`] or [`Pool::builder`].
+pub struct PoolBuilder {
+    ctx: Context,
+    processes: Option<usize>,
+    maxtasks: Option<usize>,
+    factory: Option<Box<dyn WorkerFactory>>,
+    error: Option<Error>,
+}
+
+impl std::fmt::Debug for PoolBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PoolBuilder")
+            .field("ctx", &self.ctx)
+            .field("processes", &self.processes)
+            .field("maxtasksperchild", &self.maxtasks)
+            .field("initializer", &self.factory.is_some())
+            .finish()
+    }
+}
+
+impl PoolBuilder {
+    fn new(ctx: Context) -> PoolBuilder {
+        PoolBuilder {
+            ctx,
+            processes: None,
+            maxtasks: None,
+            factory: None,
+            error: None,
+        }
+    }
+
+    /// The number of workers (default: [`crate::cpu_count`]); 0 is an error at
+    /// [`build`](PoolBuilder::build).
+    pub fn processes(mut self, n: usize) -> Self {
+        self.processes = Some(n);
+        self
+    }
+
+    /// A function every worker calls once with `args` when it starts (Python's `initializer`
+    /// and `initargs`). The arguments may hold descriptors (a [`Connection`](crate::Connection)):
+    /// they travel to each worker as a start argument does. If the initializer panics, the pool
+    /// is broken: its queued tasks fail with that panic as an [`Error::Remote`], and so does
+    /// every later submission.
+    pub fn initializer<F, A>(mut self, f: F, args: A) -> Self
+    where
+        F: Target<A>,
+        A: Serialize + DeserializeOwned + Send + 'static,
+    {
+        if std::mem::size_of::<F>() != 0 {
+            self.error = Some(captures_state(&format!(
+                "the initializer {}",
+                std::any::type_name::<F>()
+            )));
+        } else {
+            let _ = f;
+            self.factory = Some(factory_of::<F, A>(Some(args)));
+        }
+        self
+    }
+
+    /// A worker leaves after this many tasks and is replaced by a fresh one (Python's
+    /// `maxtasksperchild`; default: never). 0 is an error at [`build`](PoolBuilder::build).
+    pub fn maxtasksperchild(mut self, n: usize) -> Self {
+        self.maxtasks = Some(n);
+        self
+    }
+
+    /// Starts the workers. Errors: [`Error::InvalidArgument`] for 0 processes or 0
+    /// `maxtasksperchild` (Python's `ValueError`), [`Error::NotSpawnable`] for an initializer
+    /// that captures state, and whatever starting a process can fail with.
+    pub fn build(self) -> Result<Pool> {
+        if let Some(e) = self.error {
+            return Err(e);
+        }
+        let processes = self.processes.unwrap_or_else(crate::cpu_count);
+        if processes < 1 {
+            return Err(Error::InvalidArgument(
+                "Number of processes must be at least 1".into(),
+            ));
+        }
+        if self.maxtasks == Some(0) {
+            return Err(Error::InvalidArgument(
+                "maxtasksperchild must be a positive int or None".into(),
+            ));
+        }
+        // As Python, a pool of the default context uses the concrete context in force, so its
+        // workers are named `ForkPoolWorker-N` and so on.
+        let ctx = crate::get_context(self.ctx.start_method());
+        let has_init = self.factory.is_some();
+        let factory = self.factory.unwrap_or_else(no_init_factory);
+        let shared = Shared::new(
+            ctx,
+            processes,
+            self.maxtasks.map(|m| m as u64),
+            has_init,
+            factory,
+        )?;
+        Ok(Pool {
+            shared,
+            handler: Mutex::new(HandlerSlot::Idle),
+            ctx,
+        })
+    }
+}
+
+impl Context {
+    /// A pool builder of this context (Python's `ctx.Pool(...)`).
+    pub fn pool(&self) -> PoolBuilder {
+        PoolBuilder::new(*self)
+    }
+}
+
+/// A pool of worker processes (Python's `multiprocessing.Pool`).
+///
+/// Submit work with [`apply`](Pool::apply), [`apply_async`](Pool::apply_async),
+/// [`map`](Pool::map), [`starmap`](Pool::starmap), [`imap`](Pool::imap) and
+/// [`imap_unordered`](Pool::imap_unordered); then [`close`](Pool::close) (or
+/// [`terminate`](Pool::terminate)) and [`join`](Pool::join). Dropping a pool that was not joined
+/// terminates it, as leaving Python's `with Pool() as p:` block does.
+///
+/// All methods take `&self`; a pool may be shared between threads.
+pub struct Pool {
+    shared: Arc<Shared>,
+    handler: Mutex<HandlerSlot>,
+    ctx: Context,
+}
+
+/// The pool's result-handling thread: started by the first submission. A pool that never got
+/// work runs the handler's loop on the thread that joins or terminates it instead, which saves
+/// a thread (and its wake-ups) for a pool that is made and closed.
+enum HandlerSlot {
+    Idle,
+    Running(JoinHandle<()>),
+    Done,
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool")
+            .field("context", &self.ctx)
+            .field("processes", &self.shared.processes)
+            .field("state", &self.shared.lock().state)
+            .finish()
+    }
+}
+
+/// Python's default chunk size for `map`: `ceil(len / (4 * workers))`.
+fn default_chunksize(len: usize, workers: usize) -> usize {
+    len.div_ceil(4 * workers).max(1)
+}
+
+fn check_chunksize(c: usize) -> Result<usize> {
+    if c < 1 {
+        return Err(Error::InvalidArgument(format!(
+            "Chunksize must be 1+, not {c}"
+        )));
+    }
+    Ok(c)
+}
+
+impl Pool {
+    /// A pool of the default context with `processes` workers (`None`: [`crate::cpu_count`]),
+    /// as Python's `Pool(processes)`.
+    pub fn new(processes: impl Into<Option<usize>>) -> Result<Pool> {
+        let mut b = Pool::builder();
+        if let Some(n) = processes.into() {
+            b = b.processes(n);
+        }
+        b.build()
+    }
+
+    /// A builder for a pool of the default context.
+    pub fn builder() -> PoolBuilder {
+        PoolBuilder::new(crate::default_context())
+    }
+
+    /// The context the workers are started by.
+    pub fn context(&self) -> Context {
+        self.ctx
+    }
+
+    /// The number of workers the pool keeps.
+    pub fn processes(&self) -> usize {
+        self.shared.processes
+    }
+
+    /// The workers running now: names (`ForkPoolWorker-N`, `SpawnPoolWorker-N`,
+    /// `ForkServerPoolWorker-N`) and pids.
+    pub fn workers(&self) -> Vec<ChildInfo> {
+        self.shared
+            .workers()
+            .into_iter()
+            .map(|(name, pid)| ChildInfo {
+                name,
+                pid,
+                daemon: true,
+            })
+            .collect()
+    }
+
+    fn check_running(&self) -> Result<()> {
+        if self.shared.lock().state != PoolState::Run {
+            return Err(Error::PoolNotRunning);
+        }
+        Ok(())
+    }
+
+    /// The frame of a task calling `F` on each of `items`.
+    fn job<F, A>(&self, items: &[A], sink: Box<dyn Sink>) -> Result<Job>
+    where
+        F: Target<A>,
+        F::Output: Serialize + DeserializeOwned + Send + 'static,
+        A: Serialize + DeserializeOwned + Send + 'static,
+    {
+        let id = self.shared.next_id();
+        let mut msg = Vec::with_capacity(64);
+        let start = worker::begin_frame(&mut msg, worker::P_TASK);
+        msg.extend_from_slice(&id.to_le_bytes());
+        let entry = EntryOffset::of_task(worker::task_trampoline::<F, A> as TaskFn);
+        bincode::serialize_into(&mut msg, &entry).map_err(|e| Error::Serialize(e.to_string()))?;
+        bincode::serialize_into(&mut msg, items).map_err(|e| Error::Serialize(e.to_string()))?;
+        worker::end_frame(&mut msg, start)
+            .ok_or_else(|| Error::Serialize("a task's arguments must be under 4 GiB".into()))?;
+        Ok(Job { msg, sink })
+    }
+
+    fn check_task<F>() -> Result<()> {
+        if std::mem::size_of::<F>() != 0 {
+            return Err(captures_state(&format!(
+                "the task {}",
+                std::any::type_name::<F>()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Calls `f(args...)` in a worker and waits for the result (Python's `apply`).
+    pub fn apply<F, A>(&self, f: F, args: A) -> Result<F::Output>
+    where
+        F: Target<A>,
+        F::Output: Serialize + DeserializeOwned + Send + 'static,
+        A: Serialize + DeserializeOwned + Send + 'static,
+    {
+        self.apply_async(f, args)?.get(None)
+    }
+
+    /// Submits `f(args...)` and returns at once (Python's `apply_async`). The task's return value
+    /// comes back whole: a task returning `Result<T, E>` gives `Ok(Err(e))` for its own error,
+    /// while a panic gives [`Error::Remote`] (kind `"panic"`). Errors now:
+    /// [`Error::PoolNotRunning`] after `close`/`terminate`, [`Error::NotSpawnable`] for a closure
+    /// that captures state, [`Error::Serialize`] for arguments that cannot be serialised.
+    pub fn apply_async<F, A>(&self, f: F, args: A) -> Result<AsyncResult<F::Output>>
+    where
+        F: Target<A>,
+        F::Output: Serialize + DeserializeOwned + Send + 'static,
+        A: Serialize + DeserializeOwned + Send + 'static,
+    {
+        self.apply_async_with(f, args, Callbacks::new())
+    }
+
+    /// [`apply_async`](Pool::apply_async) with a `callback` and/or `error_callback`, run in the
+    /// pool's result-handling thread in completion order (see [`Callbacks`]).
+    pub fn apply_async_with<F, A>(
+        &self,
+        f: F,
+        args: A,
+        callbacks: Callbacks<F::Output>,
+    ) -> Result<AsyncResult<F::Output>>
+    where
+        F: Target<A>,
+        F::Output: Serialize + DeserializeOwned + Send + 'static,
+        A: Serialize + DeserializeOwned + Send + 'static,
+    {
+        let _ = f;
+        Self::check_task::<F>()?;
+        self.check_running()?;
+        let cell = ResultCell::new();
+        let sink = Box::new(ApplySink {
+            cell: Arc::clone(&cell),
+            callbacks,
+        });
+        let job = self.job::<F, A>(std::slice::from_ref(&args), sink)?;
+        self.submit(vec![job])?;
+        Ok(AsyncResult::new(cell))
+    }
+
+    /// Calls `f(item)` for every item, in chunks of `chunksize` items per task (`None`: Python's
+    /// default, `ceil(len / (4 * processes))`), and waits for all results, in input order
+    /// (Python's `map`). If some calls failed, the error of the first one (in input order) is
+    /// returned once all tasks finished.
+    pub fn map<F, T, I>(&self, f: F, items: I, chunksize: Option<usize>) -> Result<Vec<F::Output>>
+    where
+        F: Target<(T,)>,
+        F::Output: Serialize + DeserializeOwned + Send + 'static,
+        T: Serialize + DeserializeOwned + Send + 'static,
+        I: IntoIterator<Item = T>,
+    {
+        self.map_async(f, items, chunksize)?.get(None)
+    }
+
+    /// The asynchronous [`map`](Pool::map) (Python's `map_async`).
+    pub fn map_async<F, T, I>(
+        &self,
+        f: F,
+        items: I,
+        chunksize: Option<usize>,
+    ) -> Result<MapResult<F::Output>>
+    where
+        F: Target<(T,)>,
+        F::Output: Serialize + DeserializeOwned + Send + 'static,
+        T: Serialize + DeserializeOwned + Send + 'static,
+        I: IntoIterator<Item = T>,
+    {
+        self.map_async_with(f, items, chunksize, Callbacks::new())
+    }
+
+    /// [`map_async`](Pool::map_async) with callbacks, called once with all the results (or the
+    /// first error).
+    pub fn map_async_with<F, T, I>(
+        &self,
+        f: F,
+        items: I,
+        chunksize: Option<usize>,
+        callbacks: Callbacks<Vec<F::Output>>,
+    ) -> Result<MapResult<F::Output>>
+    where
+        F: Target<(T,)>,
+        F::Output: Serialize + DeserializeOwned + Send + 'static,
+        T: Serialize + DeserializeOwned + Send + 'static,
+        I: IntoIterator<Item = T>,
+    {
+        let items: Vec<(T,)> = items.into_iter().map(|t| (t,)).collect();
+        self.starmap_async_with(f, items, chunksize, callbacks)
+    }
+
+    /// Calls `f(args...)` for every argument tuple and waits for all results, in input order
+    /// (Python's `starmap`); see [`map`](Pool::map).
+    pub fn starmap<F, A, I>(
+        &self,
+        f: F,
+        items: I,
+        chunksize: Option<usize>,
+    ) -> Result<Vec<F::Output>>
+    where
+        F: Target<A>,
+        F::Output: Serialize + DeserializeOwned + Send + 'static,
+        A: Serialize + DeserializeOwned + Send + 'static,
+        I: IntoIterator<Item = A>,
+    {
+        self.starmap_async(f, items, chunksize)?.get(None)
+    }
+
+    /// The asynchronous [`starmap`](Pool::starmap) (Python's `starmap_async`).
+    pub fn starmap_async<F, A, I>(
+        &self,
+        f: F,
+        items: I,
+        chunksize: Option<usize>,
+    ) -> Result<MapResult<F::Output>>
+    where
+        F: Target<A>,
+        F::Output: Serialize + DeserializeOwned + Send + 'static,
+        A: Serialize + DeserializeOwned + Send + 'static,
+        I: IntoIterator<Item = A>,
+    {
+        self.starmap_async_with(f, items, chunksize, Callbacks::new())
+    }
+
+    /// [`starmap_async`](Pool::starmap_async) with callbacks.
+    pub fn starmap_async_with<F, A, I>(
+        &self,
+        f: F,
+        items: I,
+        chunksize: Option<usize>,
+        callbacks: Callbacks<Vec<F::Output>>,
+    ) -> Result<MapResult<F::Output>>
+    where
+        F: Target<A>,
+        F::Output: Serialize + DeserializeOwned + Send + 'static,
+        A: Serialize + DeserializeOwned + Send + 'static,
+        I: IntoIterator<Item = A>,
+    {
+        let _ = f;
+        Self::check_task::<F>()?;
+        self.check_running()?;
+        let items: Vec<A> = items.into_iter().collect();
+        let cell = ResultCell::new();
+        if items.is_empty() {
+            cell.set(Ok(Vec::new()), callbacks);
+            return Ok(AsyncResult::new(cell));
+        }
+        let c = match chunksize {
+            Some(c) => check_chunksize(c)?,
+            None => default_chunksize(items.len(), self.shared.processes),
+        };
+        let chunks = items.len().div_ceil(c);
+        let collector = MapCollector::new(items.len(), chunks, Arc::clone(&cell), callbacks);
+        let mut jobs = Vec::with_capacity(chunks);
+        for (k, chunk) in items.chunks(c).enumerate() {
+            let sink = Box::new(MapChunkSink {
+                collector: Arc::clone(&collector),
+                start: k * c,
+                len: chunk.len(),
+            });
+            jobs.push(self.job::<F, A>(chunk, sink)?);
+        }
+        self.submit(jobs)?;
+        Ok(AsyncResult::new(cell))
+    }
+
+    /// Calls `f(item)` for every item, in chunks of `chunksize` (Python's default is 1), and
+    /// returns an iterator over the results in input order, each available as soon as it (and
+    /// those before it) finished (Python's `imap`). The items are taken from `items` now.
+    pub fn imap<F, T, I>(&self, f: F, items: I, chunksize: usize) -> Result<IMapIterator<F::Output>>
+    where
+        F: Target<(T,)>,
+        F::Output: Serialize + DeserializeOwned + Send + 'static,
+        T: Serialize + DeserializeOwned + Send + 'static,
+        I: IntoIterator<Item = T>,
+    {
+        self.imap_impl(f, items, chunksize, true)
+    }
+
+    /// As [`imap`](Pool::imap), but the results come in completion order (Python's
+    /// `imap_unordered`).
+    pub fn imap_unordered<F, T, I>(
+        &self,
+        f: F,
+        items: I,
+        chunksize: usize,
+    ) -> Result<IMapIterator<F::Output>>
+    where
+        F: Target<(T,)>,
+        F::Output: Serialize + DeserializeOwned + Send + 'static,
+        T: Serialize + DeserializeOwned + Send + 'static,
+        I: IntoIterator<Item = T>,
+    {
+        self.imap_impl(f, items, chunksize, false)
+    }
+
+    fn imap_impl<F, T, I>(
+        &self,
+        f: F,
+        items: I,
+        chunksize: usize,
+        ordered: bool,
+    ) -> Result<IMapIterator<F::Output>>
+    where
+        F: Target<(T,)>,
+        F::Output: Serialize + DeserializeOwned + Send + 'static,
+        T: Serialize + DeserializeOwned + Send + 'static,
+        I: IntoIterator<Item = T>,
+    {
+        let _ = f;
+        Self::check_task::<F>()?;
+        let c = check_chunksize(chunksize)?;
+        self.check_running()?;
+        let items: Vec<(T,)> = items.into_iter().map(|t| (t,)).collect();
+        let shared = ImapShared::new(items.len(), ordered);
+        let mut jobs = Vec::with_capacity(items.len().div_ceil(c));
+        for (k, chunk) in items.chunks(c).enumerate() {
+            let sink = Box::new(ImapSink {
+                shared: Arc::clone(&shared),
+                start: k * c,
+                len: chunk.len(),
+            });
+            jobs.push(self.job::<F, (T,)>(chunk, sink)?);
+        }
+        if !jobs.is_empty() {
+            self.submit(jobs)?;
+        }
+        Ok(IMapIterator::new(shared))
+    }
+
+    /// No more work may be submitted; the workers leave once every queued task is done
+    /// (Python's `close`).
+    pub fn close(&self) -> Result<()> {
+        {
+            let mut inner = self.shared.lock();
+            if inner.state == PoolState::Run {
+                inner.state = PoolState::Close;
+                inner.dispatch();
+            }
+        }
+        self.shared.wake();
+        Ok(())
+    }
+
+    /// Stops the workers now (Python's `terminate`): queued and running tasks are dropped and
+    /// their results fail with [`Error::PoolTerminated`]. Returns once every worker is reaped.
+    pub fn terminate(&self) -> Result<()> {
+        self.shared.lock().state = PoolState::Terminate;
+        self.shared.wake();
+        self.join_handler();
+        Ok(())
+    }
+
+    /// Waits until every worker has left (Python's `join`): an error
+    /// ([`Error::PoolStillRunning`]) unless [`close`](Pool::close) or
+    /// [`terminate`](Pool::terminate) was called first.
+    pub fn join(&self) -> Result<()> {
+        if self.shared.lock().state == PoolState::Run {
+            return Err(Error::PoolStillRunning);
+        }
+        self.join_handler();
+        Ok(())
+    }
+
+    /// Starts the result-handling thread if it is not running yet (after a submission).
+    fn ensure_handler(&self) -> Result<()> {
+        let mut slot = self.handler.lock().unwrap_or_else(|p| p.into_inner());
+        if !matches!(*slot, HandlerSlot::Idle) {
+            return Ok(());
+        }
+        process::internal_thread_started();
+        let shared = Arc::clone(&self.shared);
+        match std::thread::Builder::new()
+            .name("mproc-pool".into())
+            // Under fork, replacement workers are forked from this thread and run their tasks
+            // on a copy of its stack: give it the size of a main thread's.
+            .stack_size(8 << 20)
+            .spawn(move || handler::run_handler(shared))
+        {
+            Ok(h) => {
+                *slot = HandlerSlot::Running(h);
+                Ok(())
+            }
+            Err(e) => {
+                process::internal_thread_stopped();
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Waits for the handler's loop to end (running it here if no thread was started).
+    fn join_handler(&self) {
+        let mut slot = self.handler.lock().unwrap_or_else(|p| p.into_inner());
+        match std::mem::replace(&mut *slot, HandlerSlot::Done) {
+            HandlerSlot::Running(h) => {
+                if h.thread().id() == std::thread::current().id() {
+                    // Called from a callback, in the handler thread itself: it ends by itself
+                    // once the callback returns.
+                    *slot = HandlerSlot::Running(h);
+                    return;
+                }
+                let _ = h.join();
+                process::internal_thread_stopped();
+            }
+            HandlerSlot::Idle => handler::run_handler(Arc::clone(&self.shared)),
+            HandlerSlot::Done => {}
+        }
+    }
+
+    fn submit(&self, jobs: Vec<Job>) -> Result<()> {
+        self.shared.submit(jobs)?;
+        self.ensure_handler()
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        let running = !matches!(
+            *self.handler.lock().unwrap_or_else(|p| p.into_inner()),
+            HandlerSlot::Done
+        );
+        if running {
+            let _ = self.terminate();
+        }
+        let slot = std::mem::replace(
+            &mut *self.handler.lock().unwrap_or_else(|p| p.into_inner()),
+            HandlerSlot::Done,
+        );
+        if let HandlerSlot::Running(_) = slot {
+            // Dropped by a callback, in the handler thread itself, which ends right after:
+            // it is detached, and no longer counted.
+            process::internal_thread_stopped();
+        }
+    }
+}
