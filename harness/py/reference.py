@@ -93,8 +93,9 @@ def _increment_value(value, n):
             value.value += 1
 
 
-def _hold_lock(lock, ms):
+def _hold_lock(lock, event, ms):
     with lock:
+        event.set()
         time.sleep(ms / 1000)
 
 
@@ -118,7 +119,9 @@ def _timeline(ev, task, label):
 
 
 def _print(text):
-    print(text, flush=True)
+    # One write per line, as the Rust side does: lines of different processes never merge.
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
 
 
 def _hang():
@@ -235,7 +238,7 @@ OBJ_ARGS = {"send": [0], "send_all": [0], "sleep_send": [0], "send_bytes": [0], 
             "recv_square": [0], "send_self": [0], "send_parent": [0], "try_child": [0],
             "put": [0], "put_all": [0], "notes_write": [0], "notes_read": [0],
             "square_queue": [0, 1], "consume": [0], "print_under_lock": [0],
-            "increment_under_lock": [0, 1], "increment_value": [0], "hold_lock": [0],
+            "increment_under_lock": [0, 1], "increment_value": [0], "hold_lock": [0, 1],
             "notes_negate": [0, 1], "set_event": [0], "wait_event": [0, 1]}
 
 

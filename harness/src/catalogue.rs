@@ -74,7 +74,7 @@ pub const TASKS: &[TaskSpec] = &[
     TaskSpec { name: "print_under_lock", args: &[Obj, Int], doc: "the notes' f(l, i): prints `hello world I` holding the lock" },
     TaskSpec { name: "increment_under_lock", args: &[Obj, Obj, Int], doc: "n times: takes the lock, adds 1 to the Value, releases" },
     TaskSpec { name: "increment_value", args: &[Obj, Int], doc: "n times: adds 1 to the Value under its own lock (get_lock)" },
-    TaskSpec { name: "hold_lock", args: &[Obj, Int], doc: "takes the lock (or one semaphore unit), holds it ms, releases" },
+    TaskSpec { name: "hold_lock", args: &[Obj, Obj, Int], doc: "takes the lock (or one semaphore unit), sets the Event, holds it ms, releases" },
     TaskSpec { name: "notes_negate", args: &[Obj, Obj], doc: "the notes' f(n, a): n.value = 3.1415927; a[i] = -a[i]" },
     TaskSpec { name: "set_event", args: &[Obj], doc: "sets the Event" },
     TaskSpec { name: "wait_event", args: &[Obj, Conn], doc: "waits (up to 10 s) for the Event, sends whether it is set" },
@@ -177,7 +177,9 @@ impl Args {
         }
     }
     fn obj(&mut self) -> Result<Arg, TaskFailure> {
-        self.0.next().ok_or_else(|| TaskFailure("missing argument".into()))
+        self.0
+            .next()
+            .ok_or_else(|| TaskFailure("missing argument".into()))
     }
     fn conn(&mut self) -> Result<Connection, TaskFailure> {
         match self.0.next() {
@@ -358,7 +360,9 @@ fn dispatch(task: &str, mut a: Args) -> Result<Value, TaskFailure> {
         "consume" => {
             let q = a.obj()?;
             let n = a.int();
-            let Arg::JoinableQueue(q) = q else { return Err(TaskFailure("expected a joinable queue".into())) };
+            let Arg::JoinableQueue(q) = q else {
+                return Err(TaskFailure("expected a joinable queue".into()));
+            };
             for _ in 0..n {
                 q.get(true, None).map_err(fail)?;
                 q.task_done().map_err(fail)?;
@@ -373,7 +377,9 @@ fn dispatch(task: &str, mut a: Args) -> Result<Value, TaskFailure> {
         }
         "increment_under_lock" => {
             let (l, v, n) = (a.obj()?, a.obj()?, a.int());
-            let Arg::ValueI32(v) = v else { return Err(TaskFailure("expected a Value('i')".into())) };
+            let Arg::ValueI32(v) = v else {
+                return Err(TaskFailure("expected a Value('i')".into()));
+            };
             for _ in 0..n {
                 // get + set under the lock: without it, increments would be lost.
                 with_lock(&l, || v.get_obj().set(v.get_obj().get() + 1))?;
@@ -383,16 +389,23 @@ fn dispatch(task: &str, mut a: Args) -> Result<Value, TaskFailure> {
         "increment_value" => {
             let v = a.obj()?;
             let n = a.int();
-            let Arg::ValueI32(v) = v else { return Err(TaskFailure("expected a Value('i')".into())) };
+            let Arg::ValueI32(v) = v else {
+                return Err(TaskFailure("expected a Value('i')".into()));
+            };
             for _ in 0..n {
                 v.update(|x| x + 1).map_err(fail)?;
             }
             Value::Null
         }
         "hold_lock" => {
-            let l = a.obj()?;
-            let ms = a.int();
-            with_lock(&l, || sleep(ms))?;
+            let (l, e, ms) = (a.obj()?, a.obj()?, a.int());
+            let Arg::Event(e) = e else {
+                return Err(TaskFailure("expected an Event".into()));
+            };
+            with_lock(&l, || {
+                e.set();
+                sleep(ms)
+            })?;
             Value::Null
         }
         "notes_negate" => {
@@ -408,12 +421,16 @@ fn dispatch(task: &str, mut a: Args) -> Result<Value, TaskFailure> {
             Value::Null
         }
         "set_event" => {
-            let Arg::Event(e) = a.obj()? else { return Err(TaskFailure("expected an Event".into())) };
+            let Arg::Event(e) = a.obj()? else {
+                return Err(TaskFailure("expected an Event".into()));
+            };
             e.set();
             Value::Null
         }
         "wait_event" => {
-            let Arg::Event(e) = a.obj()? else { return Err(TaskFailure("expected an Event".into())) };
+            let Arg::Event(e) = a.obj()? else {
+                return Err(TaskFailure("expected an Event".into()));
+            };
             let c = a.conn()?;
             let set = e.wait(Some(Duration::from_secs(10))).map_err(fail)?;
             send(&c, &json!(set))?;

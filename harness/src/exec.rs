@@ -290,7 +290,11 @@ impl Exec<'_> {
                 let id = a.as_str().unwrap_or_default();
                 match self.objs.get(id) {
                     Some(Obj::Shared(x)) => out.push(clone_arg(x).expect("shared objects clone")),
-                    _ => return Err(harness(format!("no queue, lock, event, value or array `{id}`"))),
+                    _ => {
+                        return Err(harness(format!(
+                            "no queue, lock, event, value or array `{id}`"
+                        )))
+                    }
                 }
             } else if *kind == ArgKind::Conn {
                 let id = a.as_str().unwrap_or_default();
@@ -529,7 +533,9 @@ impl Exec<'_> {
     fn shared(&self, id: &str) -> Result<&Arg, Fail> {
         match self.objs.get(id) {
             Some(Obj::Shared(a)) => Ok(a),
-            _ => Err(harness(format!("no queue, lock, event, value or array `{id}`"))),
+            _ => Err(harness(format!(
+                "no queue, lock, event, value or array `{id}`"
+            ))),
         }
     }
 
@@ -539,19 +545,43 @@ impl Exec<'_> {
         items
             .iter()
             .map(|it| {
-                let args = if star { it.as_array().cloned().unwrap_or_default() } else { vec![it.clone()] };
+                let args = if star {
+                    it.as_array().cloned().unwrap_or_default()
+                } else {
+                    vec![it.clone()]
+                };
                 self.call(task, &args)
             })
             .collect()
     }
 
-    fn act_more(&mut self, op: &str, f: &serde_json::Map<String, Value>) -> Result<Option<Value>, Fail> {
-        let s = |k: &str| f.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
-        let ms = |k: &str| f.get(k).and_then(Value::as_i64).map(|m| Duration::from_millis(m.max(0) as u64));
+    fn act_more(
+        &mut self,
+        op: &str,
+        f: &serde_json::Map<String, Value>,
+    ) -> Result<Option<Value>, Fail> {
+        let s = |k: &str| {
+            f.get(k)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string()
+        };
+        let ms = |k: &str| {
+            f.get(k)
+                .and_then(Value::as_i64)
+                .map(|m| Duration::from_millis(m.max(0) as u64))
+        };
         let b = |k: &str, d: bool| f.get(k).and_then(Value::as_bool).unwrap_or(d);
         let id = s("id");
-        let items = f.get("items").and_then(Value::as_array).cloned().unwrap_or_default();
-        let chunk = f.get("chunksize").and_then(Value::as_i64).map(|c| c.max(0) as usize);
+        let items = f
+            .get("items")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        let chunk = f
+            .get("chunksize")
+            .and_then(Value::as_i64)
+            .map(|c| c.max(0) as usize);
         match op {
             "pool" => {
                 let mut builder = self.ctx.pool();
@@ -562,7 +592,11 @@ impl Exec<'_> {
                     builder = builder.maxtasksperchild(n.max(0) as usize);
                 }
                 if let Some(t) = f.get("initializer").and_then(Value::as_str) {
-                    let args = f.get("initargs").and_then(Value::as_array).cloned().unwrap_or_default();
+                    let args = f
+                        .get("initargs")
+                        .and_then(Value::as_array)
+                        .cloned()
+                        .unwrap_or_default();
                     let call = self.call(t, &args)?;
                     builder = builder.initializer(catalogue::init_main, (call,));
                 }
@@ -571,33 +605,59 @@ impl Exec<'_> {
                 Ok(None)
             }
             "apply" => {
-                let call = self.call(&s("task"), &f.get("args").and_then(Value::as_array).cloned().unwrap_or_default())?;
+                let call = self.call(
+                    &s("task"),
+                    &f.get("args")
+                        .and_then(Value::as_array)
+                        .cloned()
+                        .unwrap_or_default(),
+                )?;
                 let r = self.pool(f)?.apply(catalogue::pool_main, (call,))?;
                 Ok(Some(parse_json(&r)))
             }
             "apply_async" => {
-                let call = self.call(&s("task"), &f.get("args").and_then(Value::as_array).cloned().unwrap_or_default())?;
+                let call = self.call(
+                    &s("task"),
+                    &f.get("args")
+                        .and_then(Value::as_array)
+                        .cloned()
+                        .unwrap_or_default(),
+                )?;
                 let mut cbs = mproc::Callbacks::new();
                 if b("callback", false) {
                     let (log, rid) = (std::sync::Arc::clone(&self.callbacks), id.clone());
-                    cbs = cbs.callback(move |v: &String| log.lock().unwrap_or_else(|p| p.into_inner()).push(format!("callback {rid}: {v}")));
+                    cbs = cbs.callback(move |v: &String| {
+                        log.lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .push(format!("callback {rid}: {v}"))
+                    });
                 }
                 if b("error_callback", false) {
                     let (log, rid) = (std::sync::Arc::clone(&self.callbacks), id.clone());
-                    cbs = cbs.error_callback(move |e: &mproc::Error| log.lock().unwrap_or_else(|p| p.into_inner()).push(format!("error_callback {rid}: {}", e.kind_name())));
+                    cbs = cbs.error_callback(move |e: &mproc::Error| {
+                        log.lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .push(format!("error_callback {rid}: {}", e.kind_name()))
+                    });
                 }
-                let r = self.pool(f)?.apply_async_with(catalogue::pool_main, (call,), cbs)?;
+                let r = self
+                    .pool(f)?
+                    .apply_async_with(catalogue::pool_main, (call,), cbs)?;
                 self.objs.insert(id, Obj::One(r));
                 Ok(None)
             }
             "map" | "starmap" => {
                 let calls = self.calls(&s("task"), &items, op == "starmap")?;
                 let r = self.pool(f)?.map(catalogue::pool_main, calls, chunk)?;
-                Ok(Some(Value::Array(r.iter().map(|x| parse_json(x)).collect())))
+                Ok(Some(Value::Array(
+                    r.iter().map(|x| parse_json(x)).collect(),
+                )))
             }
             "map_async" => {
                 let calls = self.calls(&s("task"), &items, false)?;
-                let r = self.pool(f)?.map_async(catalogue::pool_main, calls, chunk)?;
+                let r = self
+                    .pool(f)?
+                    .map_async(catalogue::pool_main, calls, chunk)?;
                 self.objs.insert(id, Obj::Many(r));
                 Ok(None)
             }
@@ -620,9 +680,18 @@ impl Exec<'_> {
             }
             "get" => match self.objs.get(&id) {
                 Some(Obj::One(r)) => Ok(Some(parse_json(&r.get(ms("timeout_ms"))?))),
-                Some(Obj::Many(r)) => Ok(Some(Value::Array(r.get(ms("timeout_ms"))?.iter().map(|x| parse_json(x)).collect()))),
-                Some(Obj::Shared(Arg::Queue(q))) => Ok(Some(parse_json(&q.get(b("block", true), ms("timeout_ms"))?))),
-                Some(Obj::Shared(Arg::JoinableQueue(q))) => Ok(Some(parse_json(&q.get(b("block", true), ms("timeout_ms"))?))),
+                Some(Obj::Many(r)) => Ok(Some(Value::Array(
+                    r.get(ms("timeout_ms"))?
+                        .iter()
+                        .map(|x| parse_json(x))
+                        .collect(),
+                ))),
+                Some(Obj::Shared(Arg::Queue(q))) => Ok(Some(parse_json(
+                    &q.get(b("block", true), ms("timeout_ms"))?,
+                ))),
+                Some(Obj::Shared(Arg::JoinableQueue(q))) => Ok(Some(parse_json(
+                    &q.get(b("block", true), ms("timeout_ms"))?,
+                ))),
                 _ => Err(harness(format!("no result or queue `{id}`"))),
             },
             "wait" | "ready" | "successful" => {
@@ -631,25 +700,46 @@ impl Exec<'_> {
                         if op == "wait" {
                             r.wait(ms("timeout_ms"));
                         }
-                        (r.ready(), if op == "successful" { Some(r.successful()?) } else { None })
+                        (
+                            r.ready(),
+                            if op == "successful" {
+                                Some(r.successful()?)
+                            } else {
+                                None
+                            },
+                        )
                     }
                     Some(Obj::Many(r)) => {
                         if op == "wait" {
                             r.wait(ms("timeout_ms"));
                         }
-                        (r.ready(), if op == "successful" { Some(r.successful()?) } else { None })
+                        (
+                            r.ready(),
+                            if op == "successful" {
+                                Some(r.successful()?)
+                            } else {
+                                None
+                            },
+                        )
                     }
                     _ => return Err(harness(format!("no result `{id}`"))),
                 };
                 Ok(Some(json!(ok.unwrap_or(ready))))
             }
             "callbacks" => {
-                let mut v = self.callbacks.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                let mut v = self
+                    .callbacks
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone();
                 v.sort();
                 Ok(Some(json!(v)))
             }
             "queue" => {
-                let max = f.get("maxsize").and_then(Value::as_i64).map(|m| m.max(0) as usize);
+                let max = f
+                    .get("maxsize")
+                    .and_then(Value::as_i64)
+                    .map(|m| m.max(0) as usize);
                 let q = if b("joinable", false) {
                     Arg::JoinableQueue(self.ctx.joinable_queue(max)?)
                 } else {
@@ -731,7 +821,9 @@ impl Exec<'_> {
                 Ok(None)
             }
             "event_set" | "event_clear" | "event_is_set" | "event_wait" => {
-                let Arg::Event(e) = self.shared(&id)? else { return Err(harness(format!("`{id}` is not an event"))) };
+                let Arg::Event(e) = self.shared(&id)? else {
+                    return Err(harness(format!("`{id}` is not an event")));
+                };
                 Ok(match op {
                     "event_set" => {
                         e.set();
@@ -742,17 +834,39 @@ impl Exec<'_> {
                         None
                     }
                     "event_is_set" => Some(json!(e.is_set())),
-                    _ => Some(json!(e.wait(Some(ms("timeout_ms").unwrap_or(Duration::ZERO)))?)),
+                    _ => Some(json!(
+                        e.wait(Some(ms("timeout_ms").unwrap_or(Duration::ZERO)))?
+                    )),
                 })
             }
             "value" | "array" => {
                 let init = f.get("init").cloned().unwrap_or(Value::Null);
                 let arg = match (op, s("typecode").as_str()) {
                     ("value", "d") => Arg::ValueF64(self.ctx.value(init.as_f64().unwrap_or(0.0))?),
-                    ("value", "i") => Arg::ValueI32(self.ctx.value(init.as_i64().unwrap_or(0) as i32)?),
-                    ("array", "d") => Arg::ArrayF64(self.ctx.array(init.as_array().into_iter().flatten().map(|v| v.as_f64().unwrap_or(0.0)))?),
-                    ("array", "i") => Arg::ArrayI32(self.ctx.array(init.as_array().into_iter().flatten().map(|v| v.as_i64().unwrap_or(0) as i32))?),
-                    (_, tc) => return Err(harness(format!("typecode {tc:?}: the harness knows 'd' and 'i'"))),
+                    ("value", "i") => {
+                        Arg::ValueI32(self.ctx.value(init.as_i64().unwrap_or(0) as i32)?)
+                    }
+                    ("array", "d") => Arg::ArrayF64(
+                        self.ctx.array(
+                            init.as_array()
+                                .into_iter()
+                                .flatten()
+                                .map(|v| v.as_f64().unwrap_or(0.0)),
+                        )?,
+                    ),
+                    ("array", "i") => Arg::ArrayI32(
+                        self.ctx.array(
+                            init.as_array()
+                                .into_iter()
+                                .flatten()
+                                .map(|v| v.as_i64().unwrap_or(0) as i32),
+                        )?,
+                    ),
+                    (_, tc) => {
+                        return Err(harness(format!(
+                            "typecode {tc:?}: the harness knows 'd' and 'i'"
+                        )))
+                    }
                 };
                 self.objs.insert(id, Obj::Shared(arg));
                 Ok(None)
@@ -770,11 +884,21 @@ impl Exec<'_> {
                     Arg::ValueF64(x) => x.set(v.as_f64().unwrap_or(0.0)),
                     Arg::ValueI32(x) => x.set(v.as_i64().unwrap_or(0) as i32),
                     Arg::ArrayI32(a) => {
-                        let items: Vec<i32> = v.as_array().into_iter().flatten().map(|x| x.as_i64().unwrap_or(0) as i32).collect();
+                        let items: Vec<i32> = v
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .map(|x| x.as_i64().unwrap_or(0) as i32)
+                            .collect();
                         a.set_slice(0, &items)?
                     }
                     Arg::ArrayF64(a) => {
-                        let items: Vec<f64> = v.as_array().into_iter().flatten().map(|x| x.as_f64().unwrap_or(0.0)).collect();
+                        let items: Vec<f64> = v
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .map(|x| x.as_f64().unwrap_or(0.0))
+                            .collect();
                         a.set_slice(0, &items)?
                     }
                     _ => return Err(harness(format!("`{id}` is not a Value or Array"))),

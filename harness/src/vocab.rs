@@ -186,32 +186,166 @@ pub const POOL: &[OpSpec] = &[
 
 /// Queues.
 pub const QUEUE: &[OpSpec] = &[
-    OpSpec { name: "queue", primary: None, fields: &[req("id", Ty::Str), opt("maxsize", Ty::Int), opt("joinable", Ty::Bool)], returns: Returns::Nothing, doc: "create a Queue (or a JoinableQueue)" },
-    OpSpec { name: "put", primary: None, fields: &[req("id", Ty::Id), req("value", Ty::Any), opt("block", Ty::Bool), opt("timeout_ms", Ty::Int)], returns: Returns::Nothing, doc: "put a value" },
-    OpSpec { name: "qsize", primary: Some("id"), fields: &[req("id", Ty::Id)], returns: Returns::Observation, doc: "the approximate size" },
-    OpSpec { name: "empty", primary: Some("id"), fields: &[req("id", Ty::Id)], returns: Returns::Observation, doc: "whether the queue is empty" },
-    OpSpec { name: "full", primary: Some("id"), fields: &[req("id", Ty::Id)], returns: Returns::Observation, doc: "whether the queue is full" },
-    OpSpec { name: "task_done", primary: Some("id"), fields: &[req("id", Ty::Id)], returns: Returns::Nothing, doc: "mark a JoinableQueue item done" },
+    OpSpec {
+        name: "queue",
+        primary: None,
+        fields: &[
+            req("id", Ty::Str),
+            opt("maxsize", Ty::Int),
+            opt("joinable", Ty::Bool),
+        ],
+        returns: Returns::Nothing,
+        doc: "create a Queue (or a JoinableQueue)",
+    },
+    OpSpec {
+        name: "put",
+        primary: None,
+        fields: &[
+            req("id", Ty::Id),
+            req("value", Ty::Any),
+            opt("block", Ty::Bool),
+            opt("timeout_ms", Ty::Int),
+        ],
+        returns: Returns::Nothing,
+        doc: "put a value",
+    },
+    OpSpec {
+        name: "qsize",
+        primary: Some("id"),
+        fields: &[req("id", Ty::Id)],
+        returns: Returns::Observation,
+        doc: "the approximate size",
+    },
+    OpSpec {
+        name: "empty",
+        primary: Some("id"),
+        fields: &[req("id", Ty::Id)],
+        returns: Returns::Observation,
+        doc: "whether the queue is empty",
+    },
+    OpSpec {
+        name: "full",
+        primary: Some("id"),
+        fields: &[req("id", Ty::Id)],
+        returns: Returns::Observation,
+        doc: "whether the queue is full",
+    },
+    OpSpec {
+        name: "task_done",
+        primary: Some("id"),
+        fields: &[req("id", Ty::Id)],
+        returns: Returns::Nothing,
+        doc: "mark a JoinableQueue item done",
+    },
 ];
 
 /// Locks, semaphores, events.
 pub const SYNC: &[OpSpec] = &[
-    OpSpec { name: "lock", primary: None, fields: &[req("id", Ty::Str), opt("kind", Ty::Str), opt("value", Ty::Int), opt("context", Ty::Str)], returns: Returns::Nothing, doc: "create a Lock, RLock, Semaphore or BoundedSemaphore (kind; value for semaphores)" },
-    OpSpec { name: "acquire", primary: Some("id"), fields: &[req("id", Ty::Id), opt("block", Ty::Bool), opt("timeout_ms", Ty::Int)], returns: Returns::Observation, doc: "acquire; the value is whether it was acquired" },
-    OpSpec { name: "release", primary: Some("id"), fields: &[req("id", Ty::Id)], returns: Returns::Nothing, doc: "release" },
-    OpSpec { name: "event", primary: Some("id"), fields: &[req("id", Ty::Str)], returns: Returns::Nothing, doc: "create an Event" },
-    OpSpec { name: "event_set", primary: Some("id"), fields: &[req("id", Ty::Id)], returns: Returns::Nothing, doc: "set an Event" },
-    OpSpec { name: "event_clear", primary: Some("id"), fields: &[req("id", Ty::Id)], returns: Returns::Nothing, doc: "clear an Event" },
-    OpSpec { name: "event_is_set", primary: Some("id"), fields: &[req("id", Ty::Id)], returns: Returns::Observation, doc: "whether the Event is set" },
-    OpSpec { name: "event_wait", primary: Some("id"), fields: &[req("id", Ty::Id), opt("timeout_ms", Ty::Int)], returns: Returns::Observation, doc: "wait for the Event; the value is whether it is set" },
+    OpSpec {
+        name: "lock",
+        primary: None,
+        fields: &[
+            req("id", Ty::Str),
+            opt("kind", Ty::Str),
+            opt("value", Ty::Int),
+            opt("context", Ty::Str),
+        ],
+        returns: Returns::Nothing,
+        doc: "create a Lock, RLock, Semaphore or BoundedSemaphore (kind; value for semaphores)",
+    },
+    OpSpec {
+        name: "acquire",
+        primary: Some("id"),
+        fields: &[
+            req("id", Ty::Id),
+            opt("block", Ty::Bool),
+            opt("timeout_ms", Ty::Int),
+        ],
+        returns: Returns::Observation,
+        doc: "acquire; the value is whether it was acquired",
+    },
+    OpSpec {
+        name: "release",
+        primary: Some("id"),
+        fields: &[req("id", Ty::Id)],
+        returns: Returns::Nothing,
+        doc: "release",
+    },
+    OpSpec {
+        name: "event",
+        primary: Some("id"),
+        fields: &[req("id", Ty::Str)],
+        returns: Returns::Nothing,
+        doc: "create an Event",
+    },
+    OpSpec {
+        name: "event_set",
+        primary: Some("id"),
+        fields: &[req("id", Ty::Id)],
+        returns: Returns::Nothing,
+        doc: "set an Event",
+    },
+    OpSpec {
+        name: "event_clear",
+        primary: Some("id"),
+        fields: &[req("id", Ty::Id)],
+        returns: Returns::Nothing,
+        doc: "clear an Event",
+    },
+    OpSpec {
+        name: "event_is_set",
+        primary: Some("id"),
+        fields: &[req("id", Ty::Id)],
+        returns: Returns::Observation,
+        doc: "whether the Event is set",
+    },
+    OpSpec {
+        name: "event_wait",
+        primary: Some("id"),
+        fields: &[req("id", Ty::Id), opt("timeout_ms", Ty::Int)],
+        returns: Returns::Observation,
+        doc: "wait for the Event; the value is whether it is set",
+    },
 ];
 
 /// Shared memory: Value and Array.
 pub const SHARED: &[OpSpec] = &[
-    OpSpec { name: "value", primary: None, fields: &[req("id", Ty::Str), req("typecode", Ty::Str), req("init", Ty::Any)], returns: Returns::Nothing, doc: "create a Value ('d' or 'i')" },
-    OpSpec { name: "array", primary: None, fields: &[req("id", Ty::Str), req("typecode", Ty::Str), req("init", Ty::List)], returns: Returns::Nothing, doc: "create an Array ('d' or 'i')" },
-    OpSpec { name: "read", primary: Some("id"), fields: &[req("id", Ty::Id)], returns: Returns::Observation, doc: "the Value's value or the Array's items" },
-    OpSpec { name: "write", primary: None, fields: &[req("id", Ty::Id), req("value", Ty::Any)], returns: Returns::Nothing, doc: "set the Value (or the Array's items)" },
+    OpSpec {
+        name: "value",
+        primary: None,
+        fields: &[
+            req("id", Ty::Str),
+            req("typecode", Ty::Str),
+            req("init", Ty::Any),
+        ],
+        returns: Returns::Nothing,
+        doc: "create a Value ('d' or 'i')",
+    },
+    OpSpec {
+        name: "array",
+        primary: None,
+        fields: &[
+            req("id", Ty::Str),
+            req("typecode", Ty::Str),
+            req("init", Ty::List),
+        ],
+        returns: Returns::Nothing,
+        doc: "create an Array ('d' or 'i')",
+    },
+    OpSpec {
+        name: "read",
+        primary: Some("id"),
+        fields: &[req("id", Ty::Id)],
+        returns: Returns::Observation,
+        doc: "the Value's value or the Array's items",
+    },
+    OpSpec {
+        name: "write",
+        primary: None,
+        fields: &[req("id", Ty::Id), req("value", Ty::Any)],
+        returns: Returns::Nothing,
+        doc: "set the Value (or the Array's items)",
+    },
 ];
 
 /// Steps of the parent itself.
