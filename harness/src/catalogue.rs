@@ -413,6 +413,8 @@ fn dispatch(task: &str, mut a: Args) -> Result<Value, TaskFailure> {
             let (Arg::ValueF64(n), Arg::ArrayI32(arr)) = (n, arr) else {
                 return Err(TaskFailure("expected Value('d') and Array('i')".into()));
             };
+            // The notes' literal, not PI: the trace must show exactly this value.
+            #[allow(clippy::approx_constant)]
             n.set(3.1415927);
             for i in 0..arr.len() {
                 let x = arr.get(i).map_err(fail)?;
