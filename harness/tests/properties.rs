@@ -244,7 +244,10 @@ fn permutation(n: usize) -> impl Strategy<Value = Vec<usize>> {
     Just((0..n).collect::<Vec<_>>()).prop_shuffle()
 }
 
-fn pool_inputs() -> impl Strategy<Value = (usize, Vec<(i64, i64, bool)>, Vec<usize>, Vec<usize>)> {
+/// A pool size, the tasks `(x, ms, fails)`, a submission order and a get order.
+type PoolInputs = (usize, Vec<(i64, i64, bool)>, Vec<usize>, Vec<usize>);
+
+fn pool_inputs() -> impl Strategy<Value = PoolInputs> {
     (
         1usize..4,
         proptest::collection::vec(
