@@ -518,6 +518,9 @@ class Exec:
         if op == "close":
             self.obj(f["id"]).close()
             return NOTHING
+        if op == "join_current":
+            multiprocessing.current_process().join()
+            return NOTHING
         if op == "active_children":
             return len(multiprocessing.active_children())
         if op == "current_process":

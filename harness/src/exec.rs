@@ -417,6 +417,10 @@ impl Exec<'_> {
                 none
             }
             "active_children" => Ok(Some(json!(mproc::active_children().len()))),
+            "join_current" => {
+                mproc::current_process().join(None)?;
+                none
+            }
             "current_process" => {
                 let me = mproc::current_process();
                 Ok(Some(json!({"name": me.name, "daemon": me.daemon})))

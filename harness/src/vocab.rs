@@ -96,6 +96,13 @@ pub const PROCESS: &[OpSpec] = &[
     OpSpec { name: "close", primary: Some("id"), fields: &[req("id", Ty::Id)], returns: Returns::Nothing, doc: "close a process, a connection, a pool or a queue" },
     OpSpec { name: "active_children", primary: None, fields: &[], returns: Returns::Observation, doc: "the number of running children" },
     OpSpec { name: "current_process", primary: None, fields: &[], returns: Returns::Observation, doc: "the current process's name and daemon flag" },
+    OpSpec {
+        name: "join_current",
+        primary: None,
+        fields: &[],
+        returns: Returns::Nothing,
+        doc: "the current process joins itself (an error)",
+    },
 ];
 
 /// Pipes and connections.
