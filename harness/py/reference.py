@@ -22,6 +22,7 @@ import queue
 import re
 import signal
 import sys
+import threading
 import time
 import tomllib
 
@@ -103,6 +104,14 @@ def _notes_negate(n, a):
     n.value = 3.1415927
     for i in range(len(a)):
         a[i] = -a[i]
+
+
+def _wait_barrier(b, conn):
+    try:
+        b.wait(10)
+        conn.send("passed")
+    except BaseException as e:  # noqa: BLE001 - the kind is the answer
+        conn.send(kind_of(e))
 
 
 def _wait_event(ev, conn):
@@ -230,6 +239,7 @@ TASKS = {
     "notes_negate": _notes_negate,
     "set_event": lambda ev: ev.set(),
     "wait_event": _wait_event,
+    "wait_barrier": _wait_barrier,
 }
 
 # Which arguments are objects (connections, queues, locks, ...), by task (mirrors ArgKind::Conn
@@ -239,7 +249,8 @@ OBJ_ARGS = {"send": [0], "send_all": [0], "sleep_send": [0], "send_bytes": [0], 
             "put": [0], "put_all": [0], "notes_write": [0], "notes_read": [0],
             "square_queue": [0, 1], "consume": [0], "print_under_lock": [0],
             "increment_under_lock": [0, 1], "increment_value": [0], "hold_lock": [0, 1],
-            "notes_negate": [0, 1], "set_event": [0], "wait_event": [0, 1]}
+            "notes_negate": [0, 1], "set_event": [0], "wait_event": [0, 1],
+            "wait_barrier": [0, 1]}
 
 
 def run_task(task, args):
@@ -303,6 +314,8 @@ def kind_of(e):
         return "Empty"
     if isinstance(e, queue.Full):
         return "Full"
+    if isinstance(e, threading.BrokenBarrierError):
+        return "BrokenBarrier"
     if isinstance(e, (TaskFailure, TaskPanic)):
         return "Remote"
     if isinstance(e, ValueError):
@@ -329,7 +342,7 @@ PRIMARY = {
     "get": "id", "wait": "id", "ready": "id", "successful": "id", "qsize": "id", "empty": "id",
     "full": "id", "task_done": "id", "acquire": "id", "release": "id", "event": "id",
     "event_set": "id", "event_clear": "id", "event_is_set": "id", "event_wait": "id",
-    "read": "id",
+    "read": "id", "barrier_wait": "id", "broken": "id", "barrier_reset": "id",
 }
 
 REF = re.compile(r"\$([A-Za-z0-9_]+)(?:\[(\$?[A-Za-z0-9_]+)\])?")
@@ -668,6 +681,17 @@ class Exec:
             return self.obj(f["id"]).is_set()
         if op == "event_wait":
             return self.obj(f["id"]).wait(secs("timeout_ms") or 0)
+        if op == "barrier":
+            self.objs[f["id"]] = self.ctx.Barrier(f["parties"])
+            return NOTHING
+        if op == "barrier_wait":
+            self.obj(f["id"]).wait(secs("timeout_ms"))
+            return NOTHING
+        if op == "broken":
+            return self.obj(f["id"]).broken
+        if op == "barrier_reset":
+            self.obj(f["id"]).reset()
+            return NOTHING
         if op == "value":
             self.objs[f["id"]] = self.ctx.Value(f["typecode"], f["init"])
             return NOTHING

@@ -77,6 +77,7 @@ pub const TASKS: &[TaskSpec] = &[
     TaskSpec { name: "hold_lock", args: &[Obj, Obj, Int], doc: "takes the lock (or one semaphore unit), sets the Event, holds it ms, releases" },
     TaskSpec { name: "notes_negate", args: &[Obj, Obj], doc: "the notes' f(n, a): n.value = 3.1415927; a[i] = -a[i]" },
     TaskSpec { name: "set_event", args: &[Obj], doc: "sets the Event" },
+    TaskSpec { name: "wait_barrier", args: &[Obj, Conn], doc: "waits (up to 10 s) at the Barrier, sends \"passed\" or the error kind" },
     TaskSpec { name: "wait_event", args: &[Obj, Conn], doc: "waits (up to 10 s) for the Event, sends whether it is set" },
     TaskSpec { name: "try_child", args: &[Conn], doc: "tries to start a child (noop) and sends \"ok\" or the error kind" },
 ];
@@ -108,6 +109,8 @@ pub enum Arg {
     BoundedSemaphore(mproc::BoundedSemaphore),
     /// An event.
     Event(mproc::Event),
+    /// A barrier.
+    Barrier(mproc::Barrier),
     /// A shared double.
     ValueF64(mproc::Value<f64>),
     /// A shared int.
@@ -420,6 +423,18 @@ fn dispatch(task: &str, mut a: Args) -> Result<Value, TaskFailure> {
                 let x = arr.get(i).map_err(fail)?;
                 arr.set(i, -x).map_err(fail)?;
             }
+            Value::Null
+        }
+        "wait_barrier" => {
+            let Arg::Barrier(b) = a.obj()? else {
+                return Err(TaskFailure("expected a Barrier".into()));
+            };
+            let c = a.conn()?;
+            let r = match b.wait(Some(Duration::from_secs(10))) {
+                Ok(_) => "passed".to_string(),
+                Err(e) => e.kind_name().to_string(),
+            };
+            send(&c, &json!(r))?;
             Value::Null
         }
         "set_event" => {

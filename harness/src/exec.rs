@@ -100,6 +100,7 @@ fn clone_arg(a: &Arg) -> Option<Arg> {
         Arg::Semaphore(l) => Arg::Semaphore(l.clone()),
         Arg::BoundedSemaphore(l) => Arg::BoundedSemaphore(l.clone()),
         Arg::Event(e) => Arg::Event(e.clone()),
+        Arg::Barrier(b) => Arg::Barrier(b.clone()),
         Arg::ValueF64(v) => Arg::ValueF64(v.clone()),
         Arg::ValueI32(v) => Arg::ValueI32(v.clone()),
         Arg::ArrayF64(v) => Arg::ArrayF64(v.clone()),
@@ -841,6 +842,28 @@ impl Exec<'_> {
                     _ => Some(json!(
                         e.wait(Some(ms("timeout_ms").unwrap_or(Duration::ZERO)))?
                     )),
+                })
+            }
+            "barrier" => {
+                let parties = f.get("parties").and_then(Value::as_i64).unwrap_or(1).max(0) as u32;
+                let b = self.ctx.barrier(parties)?;
+                self.objs.insert(id, Obj::Shared(Arg::Barrier(b)));
+                Ok(None)
+            }
+            "barrier_wait" | "broken" | "barrier_reset" => {
+                let Arg::Barrier(b) = self.shared(&id)? else {
+                    return Err(harness(format!("`{id}` is not a barrier")));
+                };
+                Ok(match op {
+                    "barrier_wait" => {
+                        b.wait(ms("timeout_ms"))?;
+                        None
+                    }
+                    "broken" => Some(json!(b.broken())),
+                    _ => {
+                        b.reset()?;
+                        None
+                    }
                 })
             }
             "value" | "array" => {

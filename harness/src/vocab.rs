@@ -313,6 +313,34 @@ pub const SYNC: &[OpSpec] = &[
         returns: Returns::Observation,
         doc: "wait for the Event; the value is whether it is set",
     },
+    OpSpec {
+        name: "barrier",
+        primary: None,
+        fields: &[req("id", Ty::Str), req("parties", Ty::Int)],
+        returns: Returns::Nothing,
+        doc: "create a Barrier for `parties` parties",
+    },
+    OpSpec {
+        name: "barrier_wait",
+        primary: Some("id"),
+        fields: &[req("id", Ty::Id), opt("timeout_ms", Ty::Int)],
+        returns: Returns::Nothing,
+        doc: "wait at the barrier (a timeout breaks it)",
+    },
+    OpSpec {
+        name: "broken",
+        primary: Some("id"),
+        fields: &[req("id", Ty::Id)],
+        returns: Returns::Observation,
+        doc: "whether the barrier is broken",
+    },
+    OpSpec {
+        name: "barrier_reset",
+        primary: Some("id"),
+        fields: &[req("id", Ty::Id)],
+        returns: Returns::Nothing,
+        doc: "reset the barrier",
+    },
 ];
 
 /// Shared memory: Value and Array.
