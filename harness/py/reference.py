@@ -114,6 +114,13 @@ def _wait_barrier(b, conn):
         conn.send(kind_of(e))
 
 
+def _condition_wait(cond, ev, conn):
+    with cond:
+        ev.set()
+        notified = cond.wait(10)
+    conn.send(notified)
+
+
 def _wait_event(ev, conn):
     conn.send(ev.wait(10))
 
@@ -240,6 +247,7 @@ TASKS = {
     "set_event": lambda ev: ev.set(),
     "wait_event": _wait_event,
     "wait_barrier": _wait_barrier,
+    "condition_wait": _condition_wait,
 }
 
 # Which arguments are objects (connections, queues, locks, ...), by task (mirrors ArgKind::Conn
@@ -250,7 +258,7 @@ OBJ_ARGS = {"send": [0], "send_all": [0], "sleep_send": [0], "send_bytes": [0], 
             "square_queue": [0, 1], "consume": [0], "print_under_lock": [0],
             "increment_under_lock": [0, 1], "increment_value": [0], "hold_lock": [0, 1],
             "notes_negate": [0, 1], "set_event": [0], "wait_event": [0, 1],
-            "wait_barrier": [0, 1]}
+            "wait_barrier": [0, 1], "condition_wait": [0, 1, 2]}
 
 
 def run_task(task, args):
@@ -328,6 +336,8 @@ def kind_of(e):
                 return kind
     if isinstance(e, RuntimeError) and "context has already been set" in msg:
         return "StartMethodAlreadySet"
+    if isinstance(e, RuntimeError) and "un-acquired lock" in msg:
+        return "NotOwner"
     return "py:" + type(e).__name__
 
 
@@ -343,6 +353,7 @@ PRIMARY = {
     "full": "id", "task_done": "id", "acquire": "id", "release": "id", "event": "id",
     "event_set": "id", "event_clear": "id", "event_is_set": "id", "event_wait": "id",
     "read": "id", "barrier_wait": "id", "broken": "id", "barrier_reset": "id",
+    "condition": "id", "condition_wait": "id", "notify": "id", "notify_all": "id",
 }
 
 REF = re.compile(r"\$([A-Za-z0-9_]+)(?:\[(\$?[A-Za-z0-9_]+)\])?")
@@ -681,6 +692,17 @@ class Exec:
             return self.obj(f["id"]).is_set()
         if op == "event_wait":
             return self.obj(f["id"]).wait(secs("timeout_ms") or 0)
+        if op == "condition":
+            self.objs[f["id"]] = self.ctx.Condition()
+            return NOTHING
+        if op == "condition_wait":
+            return self.obj(f["id"]).wait(secs("timeout_ms"))
+        if op == "notify":
+            self.obj(f["id"]).notify(get("n", 1))
+            return NOTHING
+        if op == "notify_all":
+            self.obj(f["id"]).notify_all()
+            return NOTHING
         if op == "barrier":
             self.objs[f["id"]] = self.ctx.Barrier(f["parties"])
             return NOTHING

@@ -77,6 +77,7 @@ pub const TASKS: &[TaskSpec] = &[
     TaskSpec { name: "hold_lock", args: &[Obj, Obj, Int], doc: "takes the lock (or one semaphore unit), sets the Event, holds it ms, releases" },
     TaskSpec { name: "notes_negate", args: &[Obj, Obj], doc: "the notes' f(n, a): n.value = 3.1415927; a[i] = -a[i]" },
     TaskSpec { name: "set_event", args: &[Obj], doc: "sets the Event" },
+    TaskSpec { name: "condition_wait", args: &[Obj, Obj, Conn], doc: "holding the Condition, sets the Event, waits (up to 10 s) to be notified, sends whether it was" },
     TaskSpec { name: "wait_barrier", args: &[Obj, Conn], doc: "waits (up to 10 s) at the Barrier, sends \"passed\" or the error kind" },
     TaskSpec { name: "wait_event", args: &[Obj, Conn], doc: "waits (up to 10 s) for the Event, sends whether it is set" },
     TaskSpec { name: "try_child", args: &[Conn], doc: "tries to start a child (noop) and sends \"ok\" or the error kind" },
@@ -111,6 +112,8 @@ pub enum Arg {
     Event(mproc::Event),
     /// A barrier.
     Barrier(mproc::Barrier),
+    /// A condition variable.
+    Condition(mproc::Condition),
     /// A shared double.
     ValueF64(mproc::Value<f64>),
     /// A shared int.
@@ -435,6 +438,20 @@ fn dispatch(task: &str, mut a: Args) -> Result<Value, TaskFailure> {
                 Err(e) => e.kind_name().to_string(),
             };
             send(&c, &json!(r))?;
+            Value::Null
+        }
+        "condition_wait" => {
+            let (c, e) = (a.obj()?, a.obj()?);
+            let (Arg::Condition(c), Arg::Event(e)) = (c, e) else {
+                return Err(TaskFailure("expected a Condition and an Event".into()));
+            };
+            let conn = a.conn()?;
+            let notified = {
+                let _g = c.lock().map_err(fail)?;
+                e.set();
+                c.wait(Some(Duration::from_secs(10))).map_err(fail)?
+            };
+            send(&conn, &json!(notified))?;
             Value::Null
         }
         "set_event" => {

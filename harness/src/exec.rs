@@ -101,6 +101,7 @@ fn clone_arg(a: &Arg) -> Option<Arg> {
         Arg::BoundedSemaphore(l) => Arg::BoundedSemaphore(l.clone()),
         Arg::Event(e) => Arg::Event(e.clone()),
         Arg::Barrier(b) => Arg::Barrier(b.clone()),
+        Arg::Condition(c) => Arg::Condition(c.clone()),
         Arg::ValueF64(v) => Arg::ValueF64(v.clone()),
         Arg::ValueI32(v) => Arg::ValueI32(v.clone()),
         Arg::ArrayF64(v) => Arg::ArrayF64(v.clone()),
@@ -806,6 +807,13 @@ impl Exec<'_> {
                     Arg::RLock(l) => l.acquire(block, t)?.map(|g| g.forget()).is_some(),
                     Arg::Semaphore(l) => l.acquire(block, t)?.map(|g| g.forget()).is_some(),
                     Arg::BoundedSemaphore(l) => l.acquire(block, t)?.map(|g| g.forget()).is_some(),
+                    Arg::Condition(c) => c
+                        .acquire(block, t)?
+                        .map(|g| match g {
+                            mproc::ConditionGuard::Lock(g) => g.forget(),
+                            mproc::ConditionGuard::RLock(g) => g.forget(),
+                        })
+                        .is_some(),
                     _ => return Err(harness(format!("`{id}` is not a lock"))),
                 };
                 Ok(Some(json!(got)))
@@ -816,6 +824,10 @@ impl Exec<'_> {
                     Arg::RLock(l) => l.release()?,
                     Arg::Semaphore(l) => l.release(1)?,
                     Arg::BoundedSemaphore(l) => l.release(1)?,
+                    Arg::Condition(c) => match c.get_lock() {
+                        mproc::ConditionLock::Lock(l) => l.release()?,
+                        mproc::ConditionLock::RLock(l) => l.release()?,
+                    },
                     _ => return Err(harness(format!("`{id}` is not a lock"))),
                 }
                 Ok(None)
@@ -842,6 +854,27 @@ impl Exec<'_> {
                     _ => Some(json!(
                         e.wait(Some(ms("timeout_ms").unwrap_or(Duration::ZERO)))?
                     )),
+                })
+            }
+            "condition" => {
+                let c = self.ctx.condition(None)?;
+                self.objs.insert(id, Obj::Shared(Arg::Condition(c)));
+                Ok(None)
+            }
+            "condition_wait" | "notify" | "notify_all" => {
+                let Arg::Condition(c) = self.shared(&id)? else {
+                    return Err(harness(format!("`{id}` is not a condition")));
+                };
+                Ok(match op {
+                    "condition_wait" => Some(json!(c.wait(ms("timeout_ms"))?)),
+                    "notify" => {
+                        c.notify(f.get("n").and_then(Value::as_i64).unwrap_or(1).max(0) as usize)?;
+                        None
+                    }
+                    _ => {
+                        c.notify_all()?;
+                        None
+                    }
                 })
             }
             "barrier" => {

@@ -341,6 +341,34 @@ pub const SYNC: &[OpSpec] = &[
         returns: Returns::Nothing,
         doc: "reset the barrier",
     },
+    OpSpec {
+        name: "condition",
+        primary: Some("id"),
+        fields: &[req("id", Ty::Str)],
+        returns: Returns::Nothing,
+        doc: "create a Condition (acquire and release it like a lock)",
+    },
+    OpSpec {
+        name: "condition_wait",
+        primary: Some("id"),
+        fields: &[req("id", Ty::Id), opt("timeout_ms", Ty::Int)],
+        returns: Returns::Observation,
+        doc: "wait to be notified (holding the condition); the value is false on timeout",
+    },
+    OpSpec {
+        name: "notify",
+        primary: Some("id"),
+        fields: &[req("id", Ty::Id), opt("n", Ty::Int)],
+        returns: Returns::Nothing,
+        doc: "wake up to n waiters (default 1; holding the condition)",
+    },
+    OpSpec {
+        name: "notify_all",
+        primary: Some("id"),
+        fields: &[req("id", Ty::Id)],
+        returns: Returns::Nothing,
+        doc: "wake every waiter (holding the condition)",
+    },
 ];
 
 /// Shared memory: Value and Array.
