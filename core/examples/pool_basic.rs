@@ -7,7 +7,8 @@
 
 mod common;
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use common::{random_below, time_seed};
+use std::time::{Duration, Instant};
 
 fn long_time_task(name: u32, max_sleep_ms: u64, seed: u64) {
     println!("Run task {name} ({})...", std::process::id());
@@ -42,22 +43,4 @@ fn main() -> mproc::Result<()> {
     }
     println!("All subprocesses done.");
     Ok(())
-}
-
-fn time_seed() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0x2545_f491_4f6c_dd1d)
-}
-
-/// A xorshift64* draw from `seed`, uniform enough in `0..=max`.
-fn random_below(seed: u64, max: u64) -> u64 {
-    let mut x = seed | 1;
-    for _ in 0..4 {
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-    }
-    x.wrapping_mul(0x2545_f491_4f6c_dd1d) % (max + 1)
 }

@@ -786,23 +786,21 @@ fn a_worker_that_exits_fails_its_task_with_its_exit_code(
 /// Kills `pid` and waits (at most 30 s) until the kernel has ended it (a zombie, or gone), so
 /// that it is idle for good: a task written to its socket afterwards is never read.
 fn kill_and_wait(pid: u32) {
+    use std::os::fd::AsFd;
+    // A pidfd (it works for processes that are not our children) turns readable when the
+    // process has ended: wait for exactly that event.
+    let pidfd = match mproc::sys::pidfd_open(pid) {
+        Ok(fd) => fd,
+        Err(_) => return, // already gone
+    };
     mproc::sys::kill(pid, 9).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            return;
-        };
-        let state = stat
-            .rsplit(')')
-            .next()
-            .and_then(|r| r.trim_start().chars().next());
-        if matches!(state, Some('Z') | Some('X')) {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{pid} survived SIGKILL");
-        // Polls /proc for an event the kernel does not announce to non-parents; orders nothing.
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    let ended = mproc::sys::poll_one(
+        pidfd.as_fd(),
+        mproc::sys::Interest::Read,
+        Some(Duration::from_secs(30)),
+    )
+    .unwrap();
+    assert!(ended, "{pid} survived SIGKILL");
 }
 
 #[rstest]

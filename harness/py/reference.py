@@ -16,11 +16,13 @@ recorded as ``py:<ExceptionClass>``.
 
 import json
 import multiprocessing
+import multiprocessing.pool
 import os
 import queue
 import re
 import signal
 import sys
+import threading
 import time
 import tomllib
 
@@ -30,6 +32,97 @@ import tomllib
 
 class TaskFailure(Exception):
     """A task's failure (the catalogue's `fail`)."""
+
+
+class TaskPanic(Exception):
+    """A task's panic (the catalogue's `panic`)."""
+
+
+def _json(v):
+    return json.dumps(v, separators=(",", ":"), sort_keys=True)
+
+
+def _text(v):
+    return v if isinstance(v, str) else _json(v)
+
+
+def _put_all(q, values):
+    for v in values:
+        q.put(v)
+
+
+def _notes_write(q, values):
+    _print("Process to write: %s" % os.getpid())
+    for v in values:
+        _print("Put %s to queue..." % _text(v))
+        q.put(v)
+
+
+def _notes_read(q):
+    _print("Process to read: %s" % os.getpid())
+    while True:
+        v = q.get(True)
+        _print("Get %s from queue." % _text(v))
+
+
+def _square_queue(qin, qout, n):
+    for _ in range(n):
+        x = qin.get()
+        qout.put(x * x)
+
+
+def _consume(q, n):
+    for _ in range(n):
+        q.get()
+        q.task_done()
+
+
+def _print_under_lock(lock, i):
+    with lock:
+        _print("hello world %d" % i)
+
+
+def _increment_under_lock(lock, value, n):
+    for _ in range(n):
+        with lock:
+            value.value += 1
+
+
+def _increment_value(value, n):
+    for _ in range(n):
+        with value.get_lock():
+            value.value += 1
+
+
+def _hold_lock(lock, event, ms):
+    with lock:
+        event.set()
+        time.sleep(ms / 1000)
+
+
+def _notes_negate(n, a):
+    n.value = 3.1415927
+    for i in range(len(a)):
+        a[i] = -a[i]
+
+
+def _wait_barrier(b, conn):
+    try:
+        b.wait(10)
+        conn.send("passed")
+    except BaseException as e:  # noqa: BLE001 - the kind is the answer
+        conn.send(kind_of(e))
+
+
+def _condition_wait(cond, ev, conn):
+    with cond:
+        ev.set()
+        notified = cond.wait(10)
+    conn.send(notified)
+
+
+def _wait_event(ev, conn):
+    conn.send(ev.wait(10))
 
 
 def _timeline(ev, task, label):
@@ -42,7 +135,9 @@ def _timeline(ev, task, label):
 
 
 def _print(text):
-    print(text, flush=True)
+    # One write per line, as the Rust side does: lines of different processes never merge.
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
 
 
 def _hang():
@@ -101,7 +196,7 @@ def _fail(msg):
 
 
 def _panic(msg):
-    raise RuntimeError(msg)
+    raise TaskPanic(msg)
 
 
 def _kill_self(sig):
@@ -138,16 +233,37 @@ TASKS = {
                                          "daemon": multiprocessing.current_process().daemon}),
     "send_parent": lambda conn: conn.send(multiprocessing.parent_process().name),
     "try_child": _try_child,
+    "put": lambda q, v: q.put(v),
+    "put_all": _put_all,
+    "notes_write": _notes_write,
+    "notes_read": _notes_read,
+    "square_queue": _square_queue,
+    "consume": _consume,
+    "print_under_lock": _print_under_lock,
+    "increment_under_lock": _increment_under_lock,
+    "increment_value": _increment_value,
+    "hold_lock": _hold_lock,
+    "notes_negate": _notes_negate,
+    "set_event": lambda ev: ev.set(),
+    "wait_event": _wait_event,
+    "wait_barrier": _wait_barrier,
+    "condition_wait": _condition_wait,
 }
 
-# Which arguments are objects (connections), by task (mirrors ArgKind::Conn).
-CONN_ARGS = {"send": [0], "send_all": [0], "sleep_send": [0], "send_bytes": [0], "echo_conn": [0],
-             "recv_square": [0], "send_self": [0], "send_parent": [0], "try_child": [0]}
+# Which arguments are objects (connections, queues, locks, ...), by task (mirrors ArgKind::Conn
+# and ArgKind::Obj).
+OBJ_ARGS = {"send": [0], "send_all": [0], "sleep_send": [0], "send_bytes": [0], "echo_conn": [0],
+            "recv_square": [0], "send_self": [0], "send_parent": [0], "try_child": [0],
+            "put": [0], "put_all": [0], "notes_write": [0], "notes_read": [0],
+            "square_queue": [0, 1], "consume": [0], "print_under_lock": [0],
+            "increment_under_lock": [0, 1], "increment_value": [0], "hold_lock": [0, 1],
+            "notes_negate": [0, 1], "set_event": [0], "wait_event": [0, 1],
+            "wait_barrier": [0, 1], "condition_wait": [0, 1, 2]}
 
 
 def run_task(task, args):
     label = ",".join(json.dumps(a, separators=(",", ":")) for i, a in enumerate(args)
-                     if i not in CONN_ARGS.get(task, []))
+                     if i not in OBJ_ARGS.get(task, []))
     _timeline("start", task, label)
     try:
         return TASKS[task](*args)
@@ -157,6 +273,14 @@ def run_task(task, args):
 
 def process_main(task, args):
     run_task(task, args)
+
+
+def pool_main(task, args):
+    return run_task(task, args)
+
+
+def pool_main1(call):
+    return run_task(call[0], call[1])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -169,6 +293,10 @@ VALUE_ERRORS = [
     ("not ready", "NotReady"),
     ("cannot find context", "UnknownStartMethod"),
     ("buffer length <", "BadRange"),
+    ("Pool is still running", "PoolStillRunning"),
+    ("released too many times", "InvalidArgument"),
+    ("task_done() called too many times", "InvalidArgument"),
+    ("is closed", "Closed"),
 ]
 OS_ERRORS = [
     ("handle is closed", "Closed"),
@@ -194,7 +322,9 @@ def kind_of(e):
         return "Empty"
     if isinstance(e, queue.Full):
         return "Full"
-    if isinstance(e, TaskFailure):
+    if isinstance(e, threading.BrokenBarrierError):
+        return "BrokenBarrier"
+    if isinstance(e, (TaskFailure, TaskPanic)):
         return "Remote"
     if isinstance(e, ValueError):
         for text, kind in VALUE_ERRORS:
@@ -206,6 +336,8 @@ def kind_of(e):
                 return kind
     if isinstance(e, RuntimeError) and "context has already been set" in msg:
         return "StartMethodAlreadySet"
+    if isinstance(e, RuntimeError) and "un-acquired lock" in msg:
+        return "NotOwner"
     return "py:" + type(e).__name__
 
 
@@ -217,6 +349,11 @@ PRIMARY = {
     "is_daemon": "id", "has_pid": "id", "terminate": "id", "kill": "id", "close": "id",
     "recv": "id", "recv_bytes": "id", "poll": "id", "set_start_method": "method",
     "sleep_ms": "ms", "print": "text",
+    "get": "id", "wait": "id", "ready": "id", "successful": "id", "qsize": "id", "empty": "id",
+    "full": "id", "task_done": "id", "acquire": "id", "release": "id", "event": "id",
+    "event_set": "id", "event_clear": "id", "event_is_set": "id", "event_wait": "id",
+    "read": "id", "barrier_wait": "id", "broken": "id", "barrier_reset": "id",
+    "condition": "id", "condition_wait": "id", "notify": "id", "notify_all": "id",
 }
 
 REF = re.compile(r"\$([A-Za-z0-9_]+)(?:\[(\$?[A-Za-z0-9_]+)\])?")
@@ -265,6 +402,8 @@ class Exec:
         self.env.update({"method": method, "null": None, "pid": os.getpid()})
         self.objs = {}
         self.order = []
+        self.pools = []
+        self.callbacks = []
         self.trace = {"runner": "cpython", "method": method, "version": sys.version.split()[0],
                       "events": [], "exitcodes": {}, "unreaped": [], "aborted": None,
                       "pids": [os.getpid()], "t_start_us": now_us(), "t_end_us": 0}
@@ -324,6 +463,8 @@ class Exec:
                         return
 
     def finish(self):
+        for pool in self.pools:
+            pool.terminate()
         for pid_ in self.order:
             p = self.objs.get(pid_)
             try:
@@ -344,7 +485,7 @@ class Exec:
         if task not in TASKS:
             raise HarnessError("unknown task " + task)
         out = list(args)
-        for i in CONN_ARGS.get(task, []):
+        for i in OBJ_ARGS.get(task, []):
             out[i] = self.obj(args[i])
         return out
 
@@ -370,7 +511,11 @@ class Exec:
             self.trace["pids"].append(p.pid)
             return NOTHING
         if op == "join":
-            self.obj(f["id"]).join(secs("timeout_ms"))
+            o = self.obj(f["id"])
+            if isinstance(o, multiprocessing.pool.Pool) or hasattr(o, "task_done"):
+                o.join()
+            else:
+                o.join(secs("timeout_ms"))
             return NOTHING
         if op == "is_alive":
             return self.obj(f["id"]).is_alive()
@@ -396,6 +541,9 @@ class Exec:
             return NOTHING
         if op == "close":
             self.obj(f["id"]).close()
+            return NOTHING
+        if op == "join_current":
+            multiprocessing.current_process().join()
             return NOTHING
         if op == "active_children":
             return len(multiprocessing.active_children())
@@ -432,6 +580,156 @@ class Exec:
             return NOTHING
         if op == "call":
             return run_task(f["task"], self.task_args(f["task"], get("args", [])))
+        return self.act_more(op, f)
+
+    def calls(self, task, items, star=False):
+        if task not in TASKS:
+            raise HarnessError("unknown task " + task)
+        return [(task, list(it) if star else [it]) for it in items]
+
+    def act_more(self, op, f):
+        get = f.get
+        secs = (lambda k: None if get(k) is None else get(k) / 1000)
+        if op == "pool":
+            kw = {}
+            if get("initializer") is not None:
+                kw["initializer"] = process_main
+                kw["initargs"] = (get("initializer"), get("initargs", []))
+            if get("maxtasksperchild") is not None:
+                kw["maxtasksperchild"] = get("maxtasksperchild")
+            p = self.ctx.Pool(get("processes"), **kw)
+            self.pools.append(p)
+            self.objs[f["id"]] = p
+            return NOTHING
+        if op == "apply":
+            return self.obj(f["pool"]).apply(pool_main, (f["task"], get("args", [])))
+        if op == "apply_async":
+            kw = {}
+            rid = f["id"]
+            if get("callback"):
+                kw["callback"] = lambda v: self.callbacks.append("callback %s: %s" % (rid, _json(v)))
+            if get("error_callback"):
+                kw["error_callback"] = lambda e: self.callbacks.append("error_callback %s: %s" % (rid, kind_of(e)))
+            self.objs[rid] = self.obj(f["pool"]).apply_async(pool_main, (f["task"], get("args", [])), **kw)
+            return NOTHING
+        if op in ("map", "starmap"):
+            calls = self.calls(f["task"], f["items"], op == "starmap")
+            return self.obj(f["pool"]).map(pool_main1, calls, get("chunksize"))
+        if op == "map_async":
+            calls = self.calls(f["task"], f["items"])
+            self.objs[f["id"]] = self.obj(f["pool"]).map_async(pool_main1, calls, get("chunksize"))
+            return NOTHING
+        if op in ("imap", "imap_unordered"):
+            calls = self.calls(f["task"], f["items"])
+            pool = self.obj(f["pool"])
+            it = (pool.imap if op == "imap" else pool.imap_unordered)(pool_main1, calls, get("chunksize") or 1)
+            out = list(it)
+            if op == "imap_unordered":
+                out.sort(key=_json)
+            return out
+        if op == "get":
+            o = self.obj(f["id"])
+            if isinstance(o, multiprocessing.pool.AsyncResult):
+                return o.get(secs("timeout_ms"))
+            return o.get(get("block", True), secs("timeout_ms"))
+        if op in ("wait", "ready", "successful"):
+            o = self.obj(f["id"])
+            if op == "wait":
+                o.wait(secs("timeout_ms"))
+                return o.ready()
+            if op == "ready":
+                return o.ready()
+            return o.successful()
+        if op == "callbacks":
+            return sorted(self.callbacks)
+        if op == "queue":
+            maxsize = get("maxsize") or 0
+            q = self.ctx.JoinableQueue(maxsize) if get("joinable") else self.ctx.Queue(maxsize)
+            self.objs[f["id"]] = q
+            return NOTHING
+        if op == "put":
+            self.obj(f["id"]).put(get("value"), get("block", True), secs("timeout_ms"))
+            return NOTHING
+        if op == "qsize":
+            return self.obj(f["id"]).qsize()
+        if op == "empty":
+            return self.obj(f["id"]).empty()
+        if op == "full":
+            return self.obj(f["id"]).full()
+        if op == "task_done":
+            self.obj(f["id"]).task_done()
+            return NOTHING
+        if op == "lock":
+            kind = get("kind", "Lock")
+            ctx = self.ctx
+            if get("context") == "default":
+                ctx = multiprocessing
+            elif get("context") not in (None, "case"):
+                ctx = multiprocessing.get_context(get("context"))
+            if kind in ("Semaphore", "BoundedSemaphore"):
+                o = getattr(ctx, kind)(get("value", 1))
+            else:
+                o = getattr(ctx, kind)()
+            self.objs[f["id"]] = o
+            return NOTHING
+        if op == "acquire":
+            block = get("block", True)
+            t = secs("timeout_ms")
+            return self.obj(f["id"]).acquire(block, t) if block else self.obj(f["id"]).acquire(False)
+        if op == "release":
+            self.obj(f["id"]).release()
+            return NOTHING
+        if op == "event":
+            self.objs[f["id"]] = self.ctx.Event()
+            return NOTHING
+        if op == "event_set":
+            self.obj(f["id"]).set()
+            return NOTHING
+        if op == "event_clear":
+            self.obj(f["id"]).clear()
+            return NOTHING
+        if op == "event_is_set":
+            return self.obj(f["id"]).is_set()
+        if op == "event_wait":
+            return self.obj(f["id"]).wait(secs("timeout_ms") or 0)
+        if op == "condition":
+            self.objs[f["id"]] = self.ctx.Condition()
+            return NOTHING
+        if op == "condition_wait":
+            return self.obj(f["id"]).wait(secs("timeout_ms"))
+        if op == "notify":
+            self.obj(f["id"]).notify(get("n", 1))
+            return NOTHING
+        if op == "notify_all":
+            self.obj(f["id"]).notify_all()
+            return NOTHING
+        if op == "barrier":
+            self.objs[f["id"]] = self.ctx.Barrier(f["parties"])
+            return NOTHING
+        if op == "barrier_wait":
+            self.obj(f["id"]).wait(secs("timeout_ms"))
+            return NOTHING
+        if op == "broken":
+            return self.obj(f["id"]).broken
+        if op == "barrier_reset":
+            self.obj(f["id"]).reset()
+            return NOTHING
+        if op == "value":
+            self.objs[f["id"]] = self.ctx.Value(f["typecode"], f["init"])
+            return NOTHING
+        if op == "array":
+            self.objs[f["id"]] = self.ctx.Array(f["typecode"], f["init"])
+            return NOTHING
+        if op == "read":
+            o = self.obj(f["id"])
+            return o[:] if hasattr(o, "__len__") else o.value
+        if op == "write":
+            o = self.obj(f["id"])
+            if hasattr(o, "__len__"):
+                o[:len(f["value"])] = f["value"]
+            else:
+                o.value = f["value"]
+            return NOTHING
         raise HarnessError("the CPython runner has no `%s`" % op)
 
 

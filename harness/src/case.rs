@@ -44,6 +44,11 @@ pub const ERROR_KINDS: &[&str] = &[
     "PoolNotRunning",
     "PoolStillRunning",
     "NotReady",
+    "PoolTerminated",
+    "ResultTaken",
+    "NotOwner",
+    "BrokenBarrier",
+    "IndexOutOfRange",
     "NotInitialized",
     "Forkserver",
     "Io",
@@ -570,7 +575,23 @@ impl Loader<'_> {
             }
         }
         if let Some(task) = v.get("task") {
-            self.check_task(task, v.get("args"))?;
+            if matches!(
+                spec.name,
+                "map" | "map_async" | "imap" | "imap_unordered" | "starmap"
+            ) {
+                self.check_task(task, None).or_else(|e| {
+                    if e.message.contains("argument") {
+                        Ok(())
+                    } else {
+                        Err(e)
+                    }
+                })?;
+            } else {
+                self.check_task(task, v.get("args"))?;
+            }
+        }
+        if let Some(task) = v.get("initializer") {
+            self.check_task(task, v.get("initargs"))?;
         }
         Ok(Action {
             op: spec.name.to_string(),
@@ -623,7 +644,9 @@ impl Loader<'_> {
             }
             let ok = match kind {
                 ArgKind::Int => matches!(item.kind, NodeKind::Int(_)),
-                ArgKind::Str | ArgKind::Conn => matches!(item.kind, NodeKind::Str(_)),
+                ArgKind::Str | ArgKind::Conn | ArgKind::Obj => {
+                    matches!(item.kind, NodeKind::Str(_))
+                }
                 ArgKind::List => matches!(item.kind, NodeKind::Array(_)),
                 ArgKind::Any => true,
             };
@@ -632,6 +655,7 @@ impl Loader<'_> {
                     ArgKind::Int => "an integer",
                     ArgKind::Str => "a string",
                     ArgKind::Conn => "a connection id (a string)",
+                    ArgKind::Obj => "an object id (a string)",
                     ArgKind::List => "an array",
                     ArgKind::Any => "a value",
                 };

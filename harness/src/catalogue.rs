@@ -25,6 +25,8 @@ pub enum ArgKind {
     List,
     /// A connection (the id of a pipe end made by an earlier step).
     Conn,
+    /// A queue, lock, event, Value or Array (the id of an object made by an earlier step).
+    Obj,
 }
 
 /// A task of the catalogue.
@@ -63,6 +65,21 @@ pub const TASKS: &[TaskSpec] = &[
     TaskSpec { name: "recv_square", args: &[Conn], doc: "receives one integer and sends back its square" },
     TaskSpec { name: "send_self", args: &[Conn], doc: "sends {name, daemon} of the current process" },
     TaskSpec { name: "send_parent", args: &[Conn], doc: "sends the name of the parent process" },
+    TaskSpec { name: "put", args: &[Obj, Any], doc: "puts the value on the queue" },
+    TaskSpec { name: "put_all", args: &[Obj, List], doc: "puts each value on the queue in turn" },
+    TaskSpec { name: "notes_write", args: &[Obj, List], doc: "the notes' writer: prints `Process to write: PID`, then `Put X to queue...` and puts each" },
+    TaskSpec { name: "notes_read", args: &[Obj], doc: "the notes' reader: prints `Process to read: PID`, then `Get X from queue.` for ever" },
+    TaskSpec { name: "square_queue", args: &[Obj, Obj, Int], doc: "n times: gets x from the first queue, puts x*x on the second" },
+    TaskSpec { name: "consume", args: &[Obj, Int], doc: "gets n items from a JoinableQueue, calling task_done for each" },
+    TaskSpec { name: "print_under_lock", args: &[Obj, Int], doc: "the notes' f(l, i): prints `hello world I` holding the lock" },
+    TaskSpec { name: "increment_under_lock", args: &[Obj, Obj, Int], doc: "n times: takes the lock, adds 1 to the Value, releases" },
+    TaskSpec { name: "increment_value", args: &[Obj, Int], doc: "n times: adds 1 to the Value under its own lock (get_lock)" },
+    TaskSpec { name: "hold_lock", args: &[Obj, Obj, Int], doc: "takes the lock (or one semaphore unit), sets the Event, holds it ms, releases" },
+    TaskSpec { name: "notes_negate", args: &[Obj, Obj], doc: "the notes' f(n, a): n.value = 3.1415927; a[i] = -a[i]" },
+    TaskSpec { name: "set_event", args: &[Obj], doc: "sets the Event" },
+    TaskSpec { name: "condition_wait", args: &[Obj, Obj, Conn], doc: "holding the Condition, sets the Event, waits (up to 10 s) to be notified, sends whether it was" },
+    TaskSpec { name: "wait_barrier", args: &[Obj, Conn], doc: "waits (up to 10 s) at the Barrier, sends \"passed\" or the error kind" },
+    TaskSpec { name: "wait_event", args: &[Obj, Conn], doc: "waits (up to 10 s) for the Event, sends whether it is set" },
     TaskSpec { name: "try_child", args: &[Conn], doc: "tries to start a child (noop) and sends \"ok\" or the error kind" },
 ];
 
@@ -79,6 +96,32 @@ pub enum Arg {
     Json(String),
     /// A pipe end.
     Conn(Connection),
+    /// A queue (items are JSON text).
+    Queue(mproc::Queue<String>),
+    /// A joinable queue.
+    JoinableQueue(mproc::JoinableQueue<String>),
+    /// A lock.
+    Lock(mproc::Lock),
+    /// A recursive lock.
+    RLock(mproc::RLock),
+    /// A semaphore.
+    Semaphore(mproc::Semaphore),
+    /// A bounded semaphore.
+    BoundedSemaphore(mproc::BoundedSemaphore),
+    /// An event.
+    Event(mproc::Event),
+    /// A barrier.
+    Barrier(mproc::Barrier),
+    /// A condition variable.
+    Condition(mproc::Condition),
+    /// A shared double.
+    ValueF64(mproc::Value<f64>),
+    /// A shared int.
+    ValueI32(mproc::Value<i32>),
+    /// A shared array of doubles.
+    ArrayF64(mproc::Array<f64>),
+    /// A shared array of ints.
+    ArrayI32(mproc::Array<i32>),
 }
 
 /// A call of a task: what a child (or a pool worker) is asked to run.
@@ -105,6 +148,22 @@ pub fn process_main(call: TaskCall) -> Result<(), String> {
     run(call).map(drop).map_err(|e| e.to_string())
 }
 
+/// The pool task: runs the call and returns its result as JSON text; a failure panics, which
+/// the pool reports as `Error::Remote` (as CPython re-raises the task's exception).
+pub fn pool_main(call: TaskCall) -> String {
+    match run(call) {
+        Ok(v) => v.to_string(),
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// A pool initializer: runs the call (its result is dropped).
+pub fn init_main(call: TaskCall) {
+    if let Err(e) = run(call) {
+        panic!("{e}");
+    }
+}
+
 struct Args(std::vec::IntoIter<Arg>);
 
 impl Args {
@@ -122,6 +181,11 @@ impl Args {
             Value::String(s) => s,
             other => other.to_string(),
         }
+    }
+    fn obj(&mut self) -> Result<Arg, TaskFailure> {
+        self.0
+            .next()
+            .ok_or_else(|| TaskFailure("missing argument".into()))
     }
     fn conn(&mut self) -> Result<Connection, TaskFailure> {
         match self.0.next() {
@@ -158,7 +222,7 @@ pub fn run(call: TaskCall) -> Result<Value, TaskFailure> {
         .iter()
         .filter_map(|a| match a {
             Arg::Json(s) => Some(s.clone()),
-            Arg::Conn(_) => None,
+            _ => None,
         })
         .collect::<Vec<_>>()
         .join(",");
@@ -263,6 +327,149 @@ fn dispatch(task: &str, mut a: Args) -> Result<Value, TaskFailure> {
             send(&c, &json!(name))?;
             Value::Null
         }
+        "put" => {
+            let q = a.obj()?;
+            put(&q, &a.json())?;
+            Value::Null
+        }
+        "put_all" | "notes_write" => {
+            let q = a.obj()?;
+            if task == "notes_write" {
+                print_line(&format!("Process to write: {}", std::process::id()));
+            }
+            if let Value::Array(items) = a.json() {
+                for v in &items {
+                    if task == "notes_write" {
+                        print_line(&format!("Put {} to queue...", text(v)));
+                    }
+                    put(&q, v)?;
+                }
+            }
+            Value::Null
+        }
+        "notes_read" => {
+            let q = a.obj()?;
+            print_line(&format!("Process to read: {}", std::process::id()));
+            loop {
+                let v = get(&q)?;
+                print_line(&format!("Get {} from queue.", text(&v)));
+            }
+        }
+        "square_queue" => {
+            let (qin, qout, n) = (a.obj()?, a.obj()?, a.int());
+            for _ in 0..n {
+                let x = get(&qin)?.as_i64().unwrap_or(0);
+                put(&qout, &json!(square(x)))?;
+            }
+            Value::Null
+        }
+        "consume" => {
+            let q = a.obj()?;
+            let n = a.int();
+            let Arg::JoinableQueue(q) = q else {
+                return Err(TaskFailure("expected a joinable queue".into()));
+            };
+            for _ in 0..n {
+                q.get(true, None).map_err(fail)?;
+                q.task_done().map_err(fail)?;
+            }
+            Value::Null
+        }
+        "print_under_lock" => {
+            let l = a.obj()?;
+            let i = a.int();
+            with_lock(&l, || print_line(&format!("hello world {i}")))?;
+            Value::Null
+        }
+        "increment_under_lock" => {
+            let (l, v, n) = (a.obj()?, a.obj()?, a.int());
+            let Arg::ValueI32(v) = v else {
+                return Err(TaskFailure("expected a Value('i')".into()));
+            };
+            for _ in 0..n {
+                // get + set under the lock: without it, increments would be lost.
+                with_lock(&l, || v.get_obj().set(v.get_obj().get() + 1))?;
+            }
+            Value::Null
+        }
+        "increment_value" => {
+            let v = a.obj()?;
+            let n = a.int();
+            let Arg::ValueI32(v) = v else {
+                return Err(TaskFailure("expected a Value('i')".into()));
+            };
+            for _ in 0..n {
+                v.update(|x| x + 1).map_err(fail)?;
+            }
+            Value::Null
+        }
+        "hold_lock" => {
+            let (l, e, ms) = (a.obj()?, a.obj()?, a.int());
+            let Arg::Event(e) = e else {
+                return Err(TaskFailure("expected an Event".into()));
+            };
+            with_lock(&l, || {
+                e.set();
+                sleep(ms)
+            })?;
+            Value::Null
+        }
+        "notes_negate" => {
+            let (n, arr) = (a.obj()?, a.obj()?);
+            let (Arg::ValueF64(n), Arg::ArrayI32(arr)) = (n, arr) else {
+                return Err(TaskFailure("expected Value('d') and Array('i')".into()));
+            };
+            // The notes' literal, not PI: the trace must show exactly this value.
+            #[allow(clippy::approx_constant)]
+            n.set(3.1415927);
+            for i in 0..arr.len() {
+                let x = arr.get(i).map_err(fail)?;
+                arr.set(i, -x).map_err(fail)?;
+            }
+            Value::Null
+        }
+        "wait_barrier" => {
+            let Arg::Barrier(b) = a.obj()? else {
+                return Err(TaskFailure("expected a Barrier".into()));
+            };
+            let c = a.conn()?;
+            let r = match b.wait(Some(Duration::from_secs(10))) {
+                Ok(_) => "passed".to_string(),
+                Err(e) => e.kind_name().to_string(),
+            };
+            send(&c, &json!(r))?;
+            Value::Null
+        }
+        "condition_wait" => {
+            let (c, e) = (a.obj()?, a.obj()?);
+            let (Arg::Condition(c), Arg::Event(e)) = (c, e) else {
+                return Err(TaskFailure("expected a Condition and an Event".into()));
+            };
+            let conn = a.conn()?;
+            let notified = {
+                let _g = c.lock().map_err(fail)?;
+                e.set();
+                c.wait(Some(Duration::from_secs(10))).map_err(fail)?
+            };
+            send(&conn, &json!(notified))?;
+            Value::Null
+        }
+        "set_event" => {
+            let Arg::Event(e) = a.obj()? else {
+                return Err(TaskFailure("expected an Event".into()));
+            };
+            e.set();
+            Value::Null
+        }
+        "wait_event" => {
+            let Arg::Event(e) = a.obj()? else {
+                return Err(TaskFailure("expected an Event".into()));
+            };
+            let c = a.conn()?;
+            let set = e.wait(Some(Duration::from_secs(10))).map_err(fail)?;
+            send(&c, &json!(set))?;
+            Value::Null
+        }
         "try_child" => {
             let c = a.conn()?;
             let call = TaskCall {
@@ -281,6 +488,55 @@ fn dispatch(task: &str, mut a: Args) -> Result<Value, TaskFailure> {
             Value::Null
         }
         other => return Err(TaskFailure(format!("unknown task {other}"))),
+    })
+}
+
+fn text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn put(q: &Arg, v: &Value) -> Result<(), TaskFailure> {
+    let r = match q {
+        Arg::Queue(q) => q.put(v.to_string(), true, None),
+        Arg::JoinableQueue(q) => q.put(v.to_string(), true, None),
+        _ => return Err(TaskFailure("expected a queue".into())),
+    };
+    r.map_err(|e| fail(e.error))
+}
+
+fn get(q: &Arg) -> Result<Value, TaskFailure> {
+    let s = match q {
+        Arg::Queue(q) => q.get(true, None),
+        Arg::JoinableQueue(q) => q.get(true, None),
+        _ => return Err(TaskFailure("expected a queue".into())),
+    }
+    .map_err(fail)?;
+    Ok(serde_json::from_str(&s).unwrap_or(Value::String(s)))
+}
+
+/// Runs `f` holding the lock (or one unit of the semaphore).
+fn with_lock<R>(l: &Arg, f: impl FnOnce() -> R) -> Result<R, TaskFailure> {
+    Ok(match l {
+        Arg::Lock(l) => {
+            let _g = l.lock().map_err(fail)?;
+            f()
+        }
+        Arg::RLock(l) => {
+            let _g = l.lock().map_err(fail)?;
+            f()
+        }
+        Arg::Semaphore(s) => {
+            let _g = s.acquire(true, None).map_err(fail)?;
+            f()
+        }
+        Arg::BoundedSemaphore(s) => {
+            let _g = s.acquire(true, None).map_err(fail)?;
+            f()
+        }
+        _ => return Err(TaskFailure("expected a lock".into())),
     })
 }
 

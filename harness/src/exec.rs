@@ -79,6 +79,35 @@ enum Obj {
     Process(Process),
     /// `None` once given to a process (it moved into the child's arguments).
     Conn(Option<Connection>),
+    Pool(mproc::Pool),
+    One(mproc::AsyncResult<String>),
+    Many(mproc::AsyncResult<Vec<String>>),
+    /// Queues, locks, events, Values and Arrays: cloned into task arguments (the parent keeps
+    /// its handle, as in CPython).
+    Shared(Arg),
+}
+
+fn parse_json(s: &str) -> Value {
+    serde_json::from_str(s).unwrap_or_else(|_| Value::String(s.to_string()))
+}
+
+fn clone_arg(a: &Arg) -> Option<Arg> {
+    Some(match a {
+        Arg::Queue(q) => Arg::Queue(q.clone()),
+        Arg::JoinableQueue(q) => Arg::JoinableQueue(q.clone()),
+        Arg::Lock(l) => Arg::Lock(l.clone()),
+        Arg::RLock(l) => Arg::RLock(l.clone()),
+        Arg::Semaphore(l) => Arg::Semaphore(l.clone()),
+        Arg::BoundedSemaphore(l) => Arg::BoundedSemaphore(l.clone()),
+        Arg::Event(e) => Arg::Event(e.clone()),
+        Arg::Barrier(b) => Arg::Barrier(b.clone()),
+        Arg::Condition(c) => Arg::Condition(c.clone()),
+        Arg::ValueF64(v) => Arg::ValueF64(v.clone()),
+        Arg::ValueI32(v) => Arg::ValueI32(v.clone()),
+        Arg::ArrayF64(v) => Arg::ArrayF64(v.clone()),
+        Arg::ArrayI32(v) => Arg::ArrayI32(v.clone()),
+        Arg::Json(_) | Arg::Conn(_) => return None,
+    })
 }
 
 /// An action's failure: the error kind and message.
@@ -105,6 +134,7 @@ fn harness(msg: impl Into<String>) -> Fail {
 
 struct Exec<'a> {
     case: &'a Case,
+    callbacks: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
     ctx: Context,
     vars: BTreeMap<String, Value>,
     objs: BTreeMap<String, Obj>,
@@ -121,6 +151,7 @@ pub fn run(case: &Case, method: StartMethod) -> RawTrace {
     vars.insert("pid".into(), json!(std::process::id()));
     let mut ex = Exec {
         case,
+        callbacks: Default::default(),
         ctx: mproc::get_context(method),
         vars,
         objs: BTreeMap::new(),
@@ -211,6 +242,12 @@ impl Exec<'_> {
     }
 
     fn finish(&mut self) {
+        // Pools left running are terminated (as CPython's Pool.__del__ does).
+        for obj in self.objs.values() {
+            if let Obj::Pool(p) = obj {
+                let _ = p.terminate();
+            }
+        }
         for id in self.order.clone() {
             if let Some(Obj::Process(p)) = self.objs.get(&id) {
                 if let Ok(true) = p.is_alive() {
@@ -251,7 +288,17 @@ impl Exec<'_> {
         }
         let mut out = Vec::new();
         for (a, kind) in args.iter().zip(spec.args) {
-            if *kind == ArgKind::Conn {
+            if *kind == ArgKind::Obj {
+                let id = a.as_str().unwrap_or_default();
+                match self.objs.get(id) {
+                    Some(Obj::Shared(x)) => out.push(clone_arg(x).expect("shared objects clone")),
+                    _ => {
+                        return Err(harness(format!(
+                            "no queue, lock, event, value or array `{id}`"
+                        )))
+                    }
+                }
+            } else if *kind == ArgKind::Conn {
                 let id = a.as_str().unwrap_or_default();
                 match self.objs.get_mut(id) {
                     Some(Obj::Conn(c)) => {
@@ -323,7 +370,11 @@ impl Exec<'_> {
                 none
             }
             "join" => {
-                self.process(&id)?.join(ms("timeout_ms"))?;
+                match self.objs.get(&id) {
+                    Some(Obj::Pool(p)) => p.join()?,
+                    Some(Obj::Shared(Arg::JoinableQueue(q))) => q.join(ms("timeout_ms"))?,
+                    _ => self.process(&id)?.join(ms("timeout_ms"))?,
+                }
                 none
             }
             "is_alive" => Ok(Some(json!(self.process(&id)?.is_alive()?))),
@@ -341,7 +392,10 @@ impl Exec<'_> {
             }
             "has_pid" => Ok(Some(json!(self.process(&id)?.pid().is_some()))),
             "terminate" => {
-                self.process(&id)?.terminate()?;
+                match self.objs.get(&id) {
+                    Some(Obj::Pool(p)) => p.terminate()?,
+                    _ => self.process(&id)?.terminate()?,
+                }
                 none
             }
             "kill" => {
@@ -356,11 +410,19 @@ impl Exec<'_> {
                             c.close();
                         }
                     }
+                    Some(Obj::Pool(p)) => p.close()?,
+                    Some(Obj::Shared(Arg::Queue(q))) => q.close(),
+                    Some(Obj::Shared(Arg::JoinableQueue(q))) => q.close(),
+                    Some(_) => return Err(harness(format!("`{id}` cannot be closed"))),
                     None => return Err(harness(format!("no object `{id}`"))),
                 }
                 none
             }
             "active_children" => Ok(Some(json!(mproc::active_children().len()))),
+            "join_current" => {
+                mproc::current_process().join(None)?;
+                none
+            }
             "current_process" => {
                 let me = mproc::current_process();
                 Ok(Some(json!({"name": me.name, "daemon": me.daemon})))
@@ -459,6 +521,449 @@ impl Exec<'_> {
                         message: e.to_string(),
                     }),
                 }
+            }
+            other => self.act_more(other, f),
+        }
+    }
+}
+
+impl Exec<'_> {
+    fn pool(&self, f: &serde_json::Map<String, Value>) -> Result<&mproc::Pool, Fail> {
+        let id = f.get("pool").and_then(Value::as_str).unwrap_or_default();
+        match self.objs.get(id) {
+            Some(Obj::Pool(p)) => Ok(p),
+            _ => Err(harness(format!("no pool `{id}`"))),
+        }
+    }
+
+    fn shared(&self, id: &str) -> Result<&Arg, Fail> {
+        match self.objs.get(id) {
+            Some(Obj::Shared(a)) => Ok(a),
+            _ => Err(harness(format!(
+                "no queue, lock, event, value or array `{id}`"
+            ))),
+        }
+    }
+
+    /// The calls of a map over `items`: each item is the one argument, or (starmap) the list
+    /// of arguments.
+    fn calls(&mut self, task: &str, items: &[Value], star: bool) -> Result<Vec<TaskCall>, Fail> {
+        items
+            .iter()
+            .map(|it| {
+                let args = if star {
+                    it.as_array().cloned().unwrap_or_default()
+                } else {
+                    vec![it.clone()]
+                };
+                self.call(task, &args)
+            })
+            .collect()
+    }
+
+    fn act_more(
+        &mut self,
+        op: &str,
+        f: &serde_json::Map<String, Value>,
+    ) -> Result<Option<Value>, Fail> {
+        let s = |k: &str| {
+            f.get(k)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string()
+        };
+        let ms = |k: &str| {
+            f.get(k)
+                .and_then(Value::as_i64)
+                .map(|m| Duration::from_millis(m.max(0) as u64))
+        };
+        let b = |k: &str, d: bool| f.get(k).and_then(Value::as_bool).unwrap_or(d);
+        let id = s("id");
+        let items = f
+            .get("items")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        let chunk = f
+            .get("chunksize")
+            .and_then(Value::as_i64)
+            .map(|c| c.max(0) as usize);
+        match op {
+            "pool" => {
+                let mut builder = self.ctx.pool();
+                if let Some(n) = f.get("processes").and_then(Value::as_i64) {
+                    builder = builder.processes(n.max(0) as usize);
+                }
+                if let Some(n) = f.get("maxtasksperchild").and_then(Value::as_i64) {
+                    builder = builder.maxtasksperchild(n.max(0) as usize);
+                }
+                if let Some(t) = f.get("initializer").and_then(Value::as_str) {
+                    let args = f
+                        .get("initargs")
+                        .and_then(Value::as_array)
+                        .cloned()
+                        .unwrap_or_default();
+                    let call = self.call(t, &args)?;
+                    builder = builder.initializer(catalogue::init_main, (call,));
+                }
+                let pool = builder.build()?;
+                self.objs.insert(id, Obj::Pool(pool));
+                Ok(None)
+            }
+            "apply" => {
+                let call = self.call(
+                    &s("task"),
+                    &f.get("args")
+                        .and_then(Value::as_array)
+                        .cloned()
+                        .unwrap_or_default(),
+                )?;
+                let r = self.pool(f)?.apply(catalogue::pool_main, (call,))?;
+                Ok(Some(parse_json(&r)))
+            }
+            "apply_async" => {
+                let call = self.call(
+                    &s("task"),
+                    &f.get("args")
+                        .and_then(Value::as_array)
+                        .cloned()
+                        .unwrap_or_default(),
+                )?;
+                let mut cbs = mproc::Callbacks::new();
+                if b("callback", false) {
+                    let (log, rid) = (std::sync::Arc::clone(&self.callbacks), id.clone());
+                    cbs = cbs.callback(move |v: &String| {
+                        log.lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .push(format!("callback {rid}: {v}"))
+                    });
+                }
+                if b("error_callback", false) {
+                    let (log, rid) = (std::sync::Arc::clone(&self.callbacks), id.clone());
+                    cbs = cbs.error_callback(move |e: &mproc::Error| {
+                        log.lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .push(format!("error_callback {rid}: {}", e.kind_name()))
+                    });
+                }
+                let r = self
+                    .pool(f)?
+                    .apply_async_with(catalogue::pool_main, (call,), cbs)?;
+                self.objs.insert(id, Obj::One(r));
+                Ok(None)
+            }
+            "map" | "starmap" => {
+                let calls = self.calls(&s("task"), &items, op == "starmap")?;
+                let r = self.pool(f)?.map(catalogue::pool_main, calls, chunk)?;
+                Ok(Some(Value::Array(
+                    r.iter().map(|x| parse_json(x)).collect(),
+                )))
+            }
+            "map_async" => {
+                let calls = self.calls(&s("task"), &items, false)?;
+                let r = self
+                    .pool(f)?
+                    .map_async(catalogue::pool_main, calls, chunk)?;
+                self.objs.insert(id, Obj::Many(r));
+                Ok(None)
+            }
+            "imap" | "imap_unordered" => {
+                let calls = self.calls(&s("task"), &items, false)?;
+                let pool = self.pool(f)?;
+                let it = if op == "imap" {
+                    pool.imap(catalogue::pool_main, calls, chunk.unwrap_or(1))?
+                } else {
+                    pool.imap_unordered(catalogue::pool_main, calls, chunk.unwrap_or(1))?
+                };
+                let mut out = Vec::new();
+                for r in it {
+                    out.push(parse_json(&r?));
+                }
+                if op == "imap_unordered" {
+                    out.sort_by_key(|v| v.to_string());
+                }
+                Ok(Some(Value::Array(out)))
+            }
+            "get" => match self.objs.get(&id) {
+                Some(Obj::One(r)) => Ok(Some(parse_json(&r.get(ms("timeout_ms"))?))),
+                Some(Obj::Many(r)) => Ok(Some(Value::Array(
+                    r.get(ms("timeout_ms"))?
+                        .iter()
+                        .map(|x| parse_json(x))
+                        .collect(),
+                ))),
+                Some(Obj::Shared(Arg::Queue(q))) => Ok(Some(parse_json(
+                    &q.get(b("block", true), ms("timeout_ms"))?,
+                ))),
+                Some(Obj::Shared(Arg::JoinableQueue(q))) => Ok(Some(parse_json(
+                    &q.get(b("block", true), ms("timeout_ms"))?,
+                ))),
+                _ => Err(harness(format!("no result or queue `{id}`"))),
+            },
+            "wait" | "ready" | "successful" => {
+                let (ready, ok) = match self.objs.get(&id) {
+                    Some(Obj::One(r)) => {
+                        if op == "wait" {
+                            r.wait(ms("timeout_ms"));
+                        }
+                        (
+                            r.ready(),
+                            if op == "successful" {
+                                Some(r.successful()?)
+                            } else {
+                                None
+                            },
+                        )
+                    }
+                    Some(Obj::Many(r)) => {
+                        if op == "wait" {
+                            r.wait(ms("timeout_ms"));
+                        }
+                        (
+                            r.ready(),
+                            if op == "successful" {
+                                Some(r.successful()?)
+                            } else {
+                                None
+                            },
+                        )
+                    }
+                    _ => return Err(harness(format!("no result `{id}`"))),
+                };
+                Ok(Some(json!(ok.unwrap_or(ready))))
+            }
+            "callbacks" => {
+                let mut v = self
+                    .callbacks
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone();
+                v.sort();
+                Ok(Some(json!(v)))
+            }
+            "queue" => {
+                let max = f
+                    .get("maxsize")
+                    .and_then(Value::as_i64)
+                    .map(|m| m.max(0) as usize);
+                let q = if b("joinable", false) {
+                    Arg::JoinableQueue(self.ctx.joinable_queue(max)?)
+                } else {
+                    Arg::Queue(self.ctx.queue(max)?)
+                };
+                self.objs.insert(id, Obj::Shared(q));
+                Ok(None)
+            }
+            "put" => {
+                let v = f.get("value").cloned().unwrap_or(Value::Null).to_string();
+                let r = match self.shared(&id)? {
+                    Arg::Queue(q) => q.put(v, b("block", true), ms("timeout_ms")),
+                    Arg::JoinableQueue(q) => q.put(v, b("block", true), ms("timeout_ms")),
+                    _ => return Err(harness(format!("`{id}` is not a queue"))),
+                };
+                r.map_err(|e| Fail::from(e.error))?;
+                Ok(None)
+            }
+            "qsize" | "empty" | "full" => {
+                let q: &mproc::Queue<String> = match self.shared(&id)? {
+                    Arg::Queue(q) => q,
+                    Arg::JoinableQueue(q) => q,
+                    _ => return Err(harness(format!("`{id}` is not a queue"))),
+                };
+                Ok(Some(match op {
+                    "qsize" => json!(q.qsize()),
+                    "empty" => json!(q.empty()),
+                    _ => json!(q.full()),
+                }))
+            }
+            "task_done" => match self.shared(&id)? {
+                Arg::JoinableQueue(q) => {
+                    q.task_done()?;
+                    Ok(None)
+                }
+                _ => Err(harness(format!("`{id}` is not a joinable queue"))),
+            },
+            "lock" => {
+                let value = f.get("value").and_then(Value::as_i64).unwrap_or(1).max(0) as u32;
+                let ctx = match f.get("context").and_then(Value::as_str) {
+                    None | Some("case") => self.ctx,
+                    Some("default") => mproc::default_context(),
+                    Some(m) => mproc::get_context(m.parse::<StartMethod>()?),
+                };
+                let l = match f.get("kind").and_then(Value::as_str).unwrap_or("Lock") {
+                    "Lock" => Arg::Lock(ctx.lock()?),
+                    "RLock" => Arg::RLock(ctx.rlock()?),
+                    "Semaphore" => Arg::Semaphore(ctx.semaphore(value)?),
+                    "BoundedSemaphore" => Arg::BoundedSemaphore(ctx.bounded_semaphore(value)?),
+                    other => return Err(harness(format!("unknown lock kind {other:?}"))),
+                };
+                self.objs.insert(id, Obj::Shared(l));
+                Ok(None)
+            }
+            "acquire" => {
+                let (block, t) = (b("block", true), ms("timeout_ms"));
+                let got = match self.shared(&id)? {
+                    Arg::Lock(l) => l.acquire(block, t)?.map(|g| g.forget()).is_some(),
+                    Arg::RLock(l) => l.acquire(block, t)?.map(|g| g.forget()).is_some(),
+                    Arg::Semaphore(l) => l.acquire(block, t)?.map(|g| g.forget()).is_some(),
+                    Arg::BoundedSemaphore(l) => l.acquire(block, t)?.map(|g| g.forget()).is_some(),
+                    Arg::Condition(c) => c
+                        .acquire(block, t)?
+                        .map(|g| match g {
+                            mproc::ConditionGuard::Lock(g) => g.forget(),
+                            mproc::ConditionGuard::RLock(g) => g.forget(),
+                        })
+                        .is_some(),
+                    _ => return Err(harness(format!("`{id}` is not a lock"))),
+                };
+                Ok(Some(json!(got)))
+            }
+            "release" => {
+                match self.shared(&id)? {
+                    Arg::Lock(l) => l.release()?,
+                    Arg::RLock(l) => l.release()?,
+                    Arg::Semaphore(l) => l.release(1)?,
+                    Arg::BoundedSemaphore(l) => l.release(1)?,
+                    Arg::Condition(c) => match c.get_lock() {
+                        mproc::ConditionLock::Lock(l) => l.release()?,
+                        mproc::ConditionLock::RLock(l) => l.release()?,
+                    },
+                    _ => return Err(harness(format!("`{id}` is not a lock"))),
+                }
+                Ok(None)
+            }
+            "event" => {
+                let e = self.ctx.event()?;
+                self.objs.insert(id, Obj::Shared(Arg::Event(e)));
+                Ok(None)
+            }
+            "event_set" | "event_clear" | "event_is_set" | "event_wait" => {
+                let Arg::Event(e) = self.shared(&id)? else {
+                    return Err(harness(format!("`{id}` is not an event")));
+                };
+                Ok(match op {
+                    "event_set" => {
+                        e.set();
+                        None
+                    }
+                    "event_clear" => {
+                        e.clear();
+                        None
+                    }
+                    "event_is_set" => Some(json!(e.is_set())),
+                    _ => Some(json!(
+                        e.wait(Some(ms("timeout_ms").unwrap_or(Duration::ZERO)))?
+                    )),
+                })
+            }
+            "condition" => {
+                let c = self.ctx.condition(None)?;
+                self.objs.insert(id, Obj::Shared(Arg::Condition(c)));
+                Ok(None)
+            }
+            "condition_wait" | "notify" | "notify_all" => {
+                let Arg::Condition(c) = self.shared(&id)? else {
+                    return Err(harness(format!("`{id}` is not a condition")));
+                };
+                Ok(match op {
+                    "condition_wait" => Some(json!(c.wait(ms("timeout_ms"))?)),
+                    "notify" => {
+                        c.notify(f.get("n").and_then(Value::as_i64).unwrap_or(1).max(0) as usize)?;
+                        None
+                    }
+                    _ => {
+                        c.notify_all()?;
+                        None
+                    }
+                })
+            }
+            "barrier" => {
+                let parties = f.get("parties").and_then(Value::as_i64).unwrap_or(1).max(0) as u32;
+                let b = self.ctx.barrier(parties)?;
+                self.objs.insert(id, Obj::Shared(Arg::Barrier(b)));
+                Ok(None)
+            }
+            "barrier_wait" | "broken" | "barrier_reset" => {
+                let Arg::Barrier(b) = self.shared(&id)? else {
+                    return Err(harness(format!("`{id}` is not a barrier")));
+                };
+                Ok(match op {
+                    "barrier_wait" => {
+                        b.wait(ms("timeout_ms"))?;
+                        None
+                    }
+                    "broken" => Some(json!(b.broken())),
+                    _ => {
+                        b.reset()?;
+                        None
+                    }
+                })
+            }
+            "value" | "array" => {
+                let init = f.get("init").cloned().unwrap_or(Value::Null);
+                let arg = match (op, s("typecode").as_str()) {
+                    ("value", "d") => Arg::ValueF64(self.ctx.value(init.as_f64().unwrap_or(0.0))?),
+                    ("value", "i") => {
+                        Arg::ValueI32(self.ctx.value(init.as_i64().unwrap_or(0) as i32)?)
+                    }
+                    ("array", "d") => Arg::ArrayF64(
+                        self.ctx.array(
+                            init.as_array()
+                                .into_iter()
+                                .flatten()
+                                .map(|v| v.as_f64().unwrap_or(0.0)),
+                        )?,
+                    ),
+                    ("array", "i") => Arg::ArrayI32(
+                        self.ctx.array(
+                            init.as_array()
+                                .into_iter()
+                                .flatten()
+                                .map(|v| v.as_i64().unwrap_or(0) as i32),
+                        )?,
+                    ),
+                    (_, tc) => {
+                        return Err(harness(format!(
+                            "typecode {tc:?}: the harness knows 'd' and 'i'"
+                        )))
+                    }
+                };
+                self.objs.insert(id, Obj::Shared(arg));
+                Ok(None)
+            }
+            "read" => Ok(Some(match self.shared(&id)? {
+                Arg::ValueF64(v) => json!(v.get()),
+                Arg::ValueI32(v) => json!(v.get()),
+                Arg::ArrayF64(a) => json!(a.to_vec()),
+                Arg::ArrayI32(a) => json!(a.to_vec()),
+                _ => return Err(harness(format!("`{id}` is not a Value or Array"))),
+            })),
+            "write" => {
+                let v = f.get("value").cloned().unwrap_or(Value::Null);
+                match self.shared(&id)? {
+                    Arg::ValueF64(x) => x.set(v.as_f64().unwrap_or(0.0)),
+                    Arg::ValueI32(x) => x.set(v.as_i64().unwrap_or(0) as i32),
+                    Arg::ArrayI32(a) => {
+                        let items: Vec<i32> = v
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .map(|x| x.as_i64().unwrap_or(0) as i32)
+                            .collect();
+                        a.set_slice(0, &items)?
+                    }
+                    Arg::ArrayF64(a) => {
+                        let items: Vec<f64> = v
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .map(|x| x.as_f64().unwrap_or(0.0))
+                            .collect();
+                        a.set_slice(0, &items)?
+                    }
+                    _ => return Err(harness(format!("`{id}` is not a Value or Array"))),
+                }
+                Ok(None)
             }
             other => Err(harness(format!("the mproc runner has no `{other}` yet"))),
         }

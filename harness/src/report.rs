@@ -373,7 +373,19 @@ fn timeline_svg(s: &mut String, title: &str, bars: &[Bar]) {
             b.end_ms.map(|e| format!("{e:.0}")).unwrap_or_else(|| "never returned".into())
         );
     }
-    let _ = write!(s, "<text x=\"{left}\" y=\"{:.1}\" class=\"axis\">0</text><text x=\"{:.1}\" y=\"{:.1}\" class=\"axis\" text-anchor=\"end\">{end:.0} ms</text></svg></figure>", h - 6.0, w - 10.0, h - 6.0);
+    let _ = write!(s, "<text x=\"{left}\" y=\"{:.1}\" class=\"axis\">0</text><text x=\"{:.1}\" y=\"{:.1}\" class=\"axis\" text-anchor=\"end\">{end:.0} ms</text></svg>", h - 6.0, w - 10.0, h - 6.0);
+    // The same bars one row per task, in start order: serialised work is a staircase even when
+    // one worker ran every task.
+    let row_h = 9.0;
+    let th = 6.0 + bars.len() as f64 * row_h;
+    let _ = write!(s, "<svg xmlns=\"http://www.w3.org/2000/svg\" class=\"by-task\" width=\"{w}\" height=\"{th}\" role=\"img\"><text x=\"4\" y=\"10\" class=\"lane\">tasks</text>");
+    for (i, b) in bars.iter().enumerate() {
+        let y = 3.0 + i as f64 * row_h;
+        let x = left + b.start_ms * scale;
+        let wid = ((b.end_ms.unwrap_or(end) - b.start_ms) * scale).max(2.0);
+        let _ = write!(s, "<rect class=\"task\" x=\"{x:.1}\" y=\"{y:.1}\" width=\"{wid:.1}\" height=\"{:.1}\"><title>worker {}: {} ({})</title></rect>", row_h - 2.0, b.lane, esc(&b.task), esc(&b.label));
+    }
+    s.push_str("</svg></figure>");
 }
 
 fn diff_html(d: &str) -> String {
@@ -420,7 +432,7 @@ section.case{border-top:1px solid #ddd;margin-top:1em}
 pre{background:#f6f6f6;padding:6px;font-size:12px;overflow:auto;max-height:30em}
 .diff .add{color:#060}.diff .del{color:#a00}
 .timelines{display:flex;flex-wrap:wrap;gap:8px}figure.timeline{margin:0}
-figcaption{font-size:12px;color:#444}svg .bar{fill:#4a7fd4}svg .bar.open{fill:#d48a4a}
+figcaption{font-size:12px;color:#444}svg .bar{fill:#4a7fd4}svg .bar.open{fill:#d48a4a}svg .task{fill:#7a9a3a}
 svg text{font-size:11px;fill:#333}
 ";
 

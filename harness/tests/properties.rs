@@ -193,3 +193,110 @@ proptest! {
         prop_assert!(p <= s + 150.0, "{m}: parallel {p:.0} ms slower than serial {s:.0} ms");
     }
 }
+
+/// A pool case: `tasks[i] = (x, ms, fails)`, submitted in `submit` order, fetched in `fetch`
+/// order, with every `get` before `join` (serialised) or after it.
+fn pool_case(
+    processes: usize,
+    tasks: &[(i64, i64, bool)],
+    submit: &[usize],
+    fetch: &[usize],
+    get_first: bool,
+) -> String {
+    let mut t = String::from("title = \"generated\"\nsource = \"proptest\"\n");
+    let _ = writeln!(
+        t,
+        "[[step]]\npool = {{ id = \"p\", processes = {processes} }}"
+    );
+    let submit_step = |t: &mut String, i: usize| {
+        let (x, ms, fails) = tasks[i];
+        let _ = if fails {
+            writeln!(t, "[[step]]\napply_async = {{ pool = \"p\", task = \"fail\", args = [\"task {i}\"], id = \"r{i}\" }}")
+        } else {
+            writeln!(t, "[[step]]\napply_async = {{ pool = \"p\", task = \"sleep_square\", args = [{x}, {ms}], id = \"r{i}\" }}")
+        };
+    };
+    let get_step = |t: &mut String, i: usize| {
+        let err = if tasks[i].2 {
+            ", error = \"Remote\""
+        } else {
+            ""
+        };
+        let _ = writeln!(t, "[[step]]\nget = {{ id = \"r{i}\"{err} }}");
+    };
+    for &i in submit {
+        submit_step(&mut t, i);
+        if get_first {
+            get_step(&mut t, i);
+        }
+    }
+    let _ = writeln!(t, "[[step]]\nclose = \"p\"\n[[step]]\njoin = \"p\"");
+    if !get_first {
+        for &i in fetch {
+            get_step(&mut t, i);
+        }
+    }
+    let _ = writeln!(t, "[expect]\nelapsed = {{ at_least = 0 }}");
+    t
+}
+
+fn permutation(n: usize) -> impl Strategy<Value = Vec<usize>> {
+    Just((0..n).collect::<Vec<_>>()).prop_shuffle()
+}
+
+/// A pool size, the tasks `(x, ms, fails)`, a submission order and a get order.
+type PoolInputs = (usize, Vec<(i64, i64, bool)>, Vec<usize>, Vec<usize>);
+
+fn pool_inputs() -> impl Strategy<Value = PoolInputs> {
+    (
+        1usize..4,
+        proptest::collection::vec(
+            (0i64..100, 100i64..250, proptest::bool::weighted(0.2)),
+            1..6,
+        ),
+    )
+        .prop_flat_map(|(procs, tasks)| {
+            let n = tasks.len();
+            (Just(procs), Just(tasks), permutation(n), permutation(n))
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 4, failure_persistence: None, ..ProptestConfig::default() })]
+
+    /// Whatever the pool size, submission order and get order: each result is the sequential
+    /// answer (x² or the task's failure), under every start method; and fetching after join is
+    /// never slower than fetching inside the submit loop, beyond noise.
+    #[test]
+    fn pool_results_equal_the_sequential_answer((procs, tasks, submit, fetch) in pool_inputs()) {
+        mproc::init();
+        for m in [StartMethod::Fork, StartMethod::Spawn, StartMethod::Forkserver] {
+            let mut elapsed_by_order = Vec::new();
+            for get_first in [true, false] {
+                let text = pool_case(procs, &tasks, &submit, &fetch, get_first);
+                let out = run(&text, m);
+                prop_assert!(out.failures.is_empty(), "{m}: {:?}\n{}\n{text}", out.failures, out.stderr);
+                let trace = out.trace.clone().expect("trace");
+                prop_assert!(trace.unreaped.is_empty());
+                let order = if get_first { &submit } else { &fetch };
+                let gets: Vec<_> = trace.events.iter().filter(|e| e.op == "get").collect();
+                prop_assert_eq!(gets.len(), tasks.len());
+                for (ev, &i) in gets.iter().zip(order.iter()) {
+                    let (x, _, fails) = tasks[i];
+                    if fails {
+                        prop_assert_eq!(ev.error.as_deref(), Some("Remote"));
+                    } else {
+                        prop_assert_eq!(ev.value.clone(), Some(serde_json::json!(x * x)));
+                    }
+                }
+                elapsed_by_order.push(elapsed(&out));
+            }
+            let (serial, overlapped) = (elapsed_by_order[0], elapsed_by_order[1]);
+            // get-before-join runs the tasks one after another: at least the sum of their sleeps.
+            let sum: i64 = tasks.iter().filter(|t| !t.2).map(|t| t.1).sum();
+            prop_assert!(serial >= sum as f64, "{m}: get-before-join {serial:.0} ms < sum {sum} ms");
+            // Generous margins: two cores shared with other tests, workers starting and exiting.
+            prop_assert!(overlapped <= 1.5 * serial + 500.0, "{m}: join-before-get {overlapped:.0} ms, get-before-join {serial:.0} ms");
+        }
+    }
+}

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 use mproc::{Error, StartMethod};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 /// The value after `flag` on the command line, if any.
 pub fn arg(flag: &str) -> Option<String> {
@@ -34,4 +35,23 @@ pub fn number<T: std::str::FromStr>(flag: &str, default: T) -> mproc::Result<T> 
             .parse()
             .map_err(|_| Error::InvalidArgument(format!("{flag} needs a number, got {v:?}"))),
     }
+}
+
+/// A seed for the examples' random sleeps: the clock's nanoseconds.
+pub fn time_seed() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0x2545_f491_4f6c_dd1d)
+}
+
+/// A xorshift64* draw from `seed`, uniform enough in `0..=max`.
+pub fn random_below(seed: u64, max: u64) -> u64 {
+    let mut x = seed | 1;
+    for _ in 0..4 {
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+    }
+    x.wrapping_mul(0x2545_f491_4f6c_dd1d) % (max + 1)
 }
