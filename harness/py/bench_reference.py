@@ -208,7 +208,7 @@ class Env:
                 self.objs[i] = self.objs[p].apply_async(task, self.args(v))
             return f
         if op == "get":
-            i = _primary(v, "result")
+            i = _primary(v, "id")
             return lambda: self.objs[i].get(WAIT)
         if op == "queue":
             i = v["id"]
@@ -220,7 +220,7 @@ class Env:
             i = v["id"]
 
             def f():
-                self.objs[i] = self.ctx.Value(v.get("typecode", "q"), v.get("value", 0))
+                self.objs[i] = self.ctx.Value(v.get("typecode", "q"), v.get("init", 0))
             return f
         raise ValueError(f"unknown step {op!r}")
 

@@ -412,11 +412,7 @@ impl Compiler<'_> {
                         return Err(format!("the bench's values are typecode \"q\", not {t:?}"))
                     }
                 }
-                let init = v
-                    .get("value")
-                    .map(|x| self.int(x))
-                    .transpose()?
-                    .unwrap_or(0);
+                let init = v.get("init").map(|x| self.int(x)).transpose()?.unwrap_or(0);
                 Box::new(move |env: &mut Env| {
                     env.slots[id] = Obj::Value(env.ctx.value(init).map_err(|e| e.to_string())?);
                     Ok(())
@@ -495,7 +491,7 @@ impl Compiler<'_> {
                 })
             }
             "get" => {
-                let id = self.existing(self.primary(v, "result")?)?;
+                let id = self.existing(self.primary(v, "id")?)?;
                 Box::new(move |env: &mut Env| match &env.slots[id] {
                     Obj::Unit(r) => r.get(Some(WAIT)).map_err(|e| e.to_string()),
                     Obj::Int(r) => r.get(Some(WAIT)).map(drop).map_err(|e| e.to_string()),
