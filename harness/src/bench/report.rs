@@ -54,7 +54,7 @@ fn chart(title: &str, bars: &[Bar]) -> String {
     if bars.is_empty() {
         return String::new();
     }
-    let (w, label_w, row) = (760.0, 220.0, 22.0);
+    let (w, label_w, row) = (900.0, 320.0, 22.0);
     let h = bars.len() as f64 * row + 30.0;
     let lo = bars
         .iter()
