@@ -26,12 +26,13 @@ const READ_CHUNK: usize = 64 * 1024;
 /// argument, whole.
 pub struct Connection {
     fd: Option<OwnedFd>,
-    readable: bool,
+    /// A `Cell`: a duplex end stops being readable after an over-long message, as in Python.
+    readable: Cell<bool>,
     writable: bool,
     /// Bytes read from the descriptor but not yet returned as (part of) a message.
     rbuf: RefCell<Vec<u8>>,
     rpos: Cell<usize>,
-    /// Set when a receive left the stream in the middle of a message: the end is unusable.
+    /// Set when a receive left a read-only end in the middle of a message: the end is closed.
     broken: Cell<bool>,
     _not_sync: PhantomData<Cell<()>>,
 }
@@ -40,7 +41,7 @@ impl std::fmt::Debug for Connection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Connection")
             .field("fd", &self.fd.as_ref().map(|fd| fd.as_raw_fd()))
-            .field("readable", &self.readable)
+            .field("readable", &self.readable.get())
             .field("writable", &self.writable)
             .finish()
     }
@@ -76,7 +77,7 @@ impl Connection {
     fn new(fd: OwnedFd, readable: bool, writable: bool) -> Connection {
         Connection {
             fd: Some(fd),
-            readable,
+            readable: Cell::new(readable),
             writable,
             rbuf: RefCell::new(Vec::new()),
             rpos: Cell::new(0),
@@ -93,7 +94,7 @@ impl Connection {
 
     /// Whether this end can receive.
     pub fn readable(&self) -> bool {
-        self.readable
+        self.readable.get()
     }
 
     /// Whether this end can send.
@@ -128,7 +129,7 @@ impl Connection {
 
     fn check_readable(&self) -> Result<BorrowedFd<'_>> {
         let fd = self.fd()?;
-        if !self.readable {
+        if !self.readable.get() {
             return Err(Error::NotReadable);
         }
         Ok(fd)
@@ -182,17 +183,23 @@ impl Connection {
     }
 
     /// Receives one message as bytes. With `maxlen`, a longer message is
-    /// [`Error::MessageTooLong`] and the connection is closed, as Python does.
+    /// [`Error::MessageTooLong`], after which (as in Python) a duplex end is no longer readable
+    /// ([`Error::NotReadable`]) but can still send, and a read-only end is closed.
     pub fn recv_bytes(&self, maxlen: Option<usize>) -> Result<Vec<u8>> {
         let fd = self.check_readable()?;
         let len = self.read_header(fd)?;
         if let Some(max) = maxlen {
             if len > max as u64 {
-                // Python closes the connection here: the stream is no longer at a message
-                // boundary. This end refuses further use; its descriptor is released on drop.
+                // The stream is no longer at a message boundary. As Python's
+                // `_bad_message_length`: a duplex end stops being readable but can still send; a
+                // read-only end is closed (its descriptor is released on drop).
                 self.rbuf.borrow_mut().clear();
                 self.rpos.set(0);
-                self.broken.set(true);
+                if self.writable {
+                    self.readable.set(false);
+                } else {
+                    self.broken.set(true);
+                }
                 return Err(Error::MessageTooLong { len, maxlen: max });
             }
         }
@@ -334,7 +341,7 @@ impl Serialize for Connection {
             buf[self.rpos.get()..].to_vec()
         };
         let wire = ConnectionWire {
-            readable: self.readable,
+            readable: self.readable.get(),
             writable: self.writable,
             buffered,
         };

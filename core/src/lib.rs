@@ -118,3 +118,8 @@ pub fn cpu_count() -> usize {
         .map(|n| n.get())
         .unwrap_or(1)
 }
+
+/// The README's example, compiled as a doc test so that it stays true to the API.
+#[doc = include_str!("../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

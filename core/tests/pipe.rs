@@ -105,7 +105,9 @@ fn eof_after_the_other_end_closes(#[values(true, false)] duplex: bool) {
 }
 
 #[test]
-fn maxlen_closes_the_connection() {
+fn maxlen_stops_reading_as_python_does() {
+    // Duplex: the end is no longer readable, but it can still send (Python's
+    // `_bad_message_length`).
     let (a, b) = mproc::pipe(true).unwrap();
     a.send_bytes(&[0u8; 100]).unwrap();
     match b.recv_bytes(Some(10)) {
@@ -115,8 +117,20 @@ fn maxlen_closes_the_connection() {
         }) => {}
         other => panic!("expected MessageTooLong, got {other:?}"),
     }
-    assert!(b.closed());
-    assert!(matches!(b.recv_bytes(None), Err(Error::Closed)));
+    assert!(!b.closed() && !b.readable() && b.writable());
+    assert!(matches!(b.recv_bytes(None), Err(Error::NotReadable)));
+    b.send_bytes(b"still here").unwrap();
+    assert_eq!(a.recv_bytes(None).unwrap(), b"still here");
+    // Read-only: the end is closed.
+    let (r, w) = mproc::pipe(false).unwrap();
+    w.send_bytes(&[0u8; 100]).unwrap();
+    assert!(matches!(
+        r.recv_bytes(Some(10)),
+        Err(Error::MessageTooLong { .. })
+    ));
+    assert!(r.closed());
+    assert!(matches!(r.recv_bytes(None), Err(Error::Closed)));
+    // A message within the limit is fine.
     let (a, b) = mproc::pipe(true).unwrap();
     a.send_bytes(&[9u8; 10]).unwrap();
     assert_eq!(b.recv_bytes(Some(10)).unwrap(), [9u8; 10]);
