@@ -494,13 +494,26 @@ pub fn set_fork_warning(enabled: bool) {
     FORK_WARNING.store(enabled, Ordering::Relaxed);
 }
 
+/// How many times the thread count is taken again before the fork warning is printed.
+const THREAD_RECOUNTS: usize = 8;
+
 fn warn_if_threaded() {
     if !FORK_WARNING.load(Ordering::Relaxed) || std::env::var_os("MPROC_NO_FORK_WARNING").is_some()
     {
         return;
     }
-    let threads = sys::thread_count();
     let ours = INTERNAL_THREADS.load(Ordering::SeqCst);
+    let mut threads = sys::thread_count();
+    // A thread that was just joined (a pool's handler after `Pool::join`) is still counted by the
+    // kernel for a moment after `pthread_join` returns: look again a few times before warning.
+    // This costs something only until the warning has been printed once.
+    for _ in 0..THREAD_RECOUNTS {
+        if threads.saturating_sub(ours) <= 1 {
+            break;
+        }
+        std::thread::yield_now();
+        threads = sys::thread_count();
+    }
     if threads.saturating_sub(ours) > 1 && FORK_WARNING.swap(false, Ordering::Relaxed) {
         // Python 3.12 warns here with a DeprecationWarning; we print once per process.
         eprintln!(
