@@ -313,6 +313,7 @@ def main():
                 metrics[mid] = {"samples_s": sample(w, method, max(n, 1))}
             except Exception as e:
                 errors[mid] = f"{type(e).__name__}: {e}"
+    os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
     with open(a.out, "w") as fh:
         json.dump({"version": sys.version.split()[0], "metrics": metrics, "errors": errors}, fh, indent=1)
 

@@ -444,6 +444,10 @@ fn run_cpython(o: &Options) -> (BTreeMap<String, Vec<f64>>, PeerInfo) {
         );
     };
     let out_file = o.out_dir.join("cpython.json");
+    // On a fresh clone nothing has made the output directory yet.
+    if let Err(e) = std::fs::create_dir_all(&o.out_dir) {
+        eprintln!("bench: cannot create {}: {e}", o.out_dir.display());
+    }
     let mut cmd = std::process::Command::new(&python);
     cmd.arg(&script)
         .arg("--cases")
