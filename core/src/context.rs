@@ -10,7 +10,7 @@ use std::str::FromStr;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
 pub enum StartMethod {
     /// `fork()`: the child starts as a copy of the parent, inheriting all memory and descriptors.
-    /// Fast; unsafe to combine with threads in the parent (mproc warns, as Python 3.12 does).
+    /// Fast; hazardous to combine with threads in the parent (mproc warns, as Python 3.12 does).
     Fork,
     /// A fresh exec of the same binary, which branches in [`crate::init`] and runs only the
     /// target. It inherits only the descriptors it needs; its stdin is `/dev/null`.

@@ -209,9 +209,8 @@ pub fn close_all_from_except(first: RawFd, keep: &[RawFd]) {
 }
 
 fn close_range(lo: RawFd, hi: RawFd) {
-    // SAFETY: `close_range` only closes descriptors; callers guarantee that nothing in this
-    // process still uses the descriptors in the range (they run right after fork, before any
-    // other code of the child owns them).
+    // SAFETY: `close_range` only closes descriptors; callers run right after fork, where nothing
+    // in this process uses the descriptors in the range any more.
     unsafe {
         libc::syscall(
             libc::SYS_close_range,
@@ -260,9 +259,8 @@ pub fn unread_bytes(fd: BorrowedFd<'_>) -> io::Result<usize> {
 /// number only: the objects that owned them in the parent exist in the child's copy of memory
 /// but are never used or dropped there (the child leaves with `_exit`). Errors are ignored.
 pub fn close_inherited(fd: RawFd) {
-    // SAFETY: `close` takes an integer and touches no memory of ours. Per this function's
-    // contract the number names a descriptor inherited by fork whose owning object (in the copy
-    // of the parent's memory) is never used in this process, so no live object loses its
-    // descriptor.
+    // The number names a descriptor inherited by fork whose owning object (in the copy of the
+    // parent's memory) is never used in this process, so no live object loses its descriptor.
+    // SAFETY: `close` takes an integer and touches no memory of ours; see the note above.
     unsafe { libc::close(fd) };
 }
