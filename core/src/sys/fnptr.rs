@@ -82,11 +82,11 @@ impl EntryOffset {
     /// (or the offset names a task entry point, not a process one).
     pub fn call(self, args: &[u8]) -> Option<i32> {
         let addr = self.address(EntryKind::Process)?;
-        // SAFETY: an `EntryOffset` of kind `Process` is made only by `of` from a real `EntryFn`
-        // of this image, then carried unchanged over a private channel to a process running the
-        // same executable (checked by the fingerprint in `address`). The same image puts the
-        // same function at the same distance from `anchor`, so `addr` is the address of that
-        // `EntryFn` here.
+        // An `EntryOffset` of kind `Process` is made only by `of` from a real `EntryFn` of this
+        // image, then carried unchanged over a private channel to a process running the same
+        // executable (checked by the fingerprint in `address`). The same image puts the same
+        // function at the same distance from `anchor`.
+        // SAFETY: so `addr` is the address of that `EntryFn` in this process.
         let f: EntryFn = unsafe { std::mem::transmute::<usize, EntryFn>(addr) };
         Some(f(args))
     }
@@ -98,12 +98,12 @@ impl EntryOffset {
         let Some(addr) = self.address(EntryKind::Task) else {
             return false;
         };
-        // SAFETY: an `EntryOffset` of kind `Task` is made only by `of_task` from a real `TaskFn`
-        // of this image, then carried unchanged over a private channel (a pool worker's
-        // socketpair) to a process running the same executable (checked by the fingerprint in
-        // `address`); under fork it is the very same image. The same image puts the same
-        // function at the same distance from `anchor`, so `addr` is the address of that
-        // `TaskFn` here.
+        // An `EntryOffset` of kind `Task` is made only by `of_task` from a real `TaskFn` of this
+        // image, then carried unchanged over a private channel (a pool worker's socketpair) to a
+        // process running the same executable (checked by the fingerprint in `address`); under
+        // fork it is the very same image. The same image puts the same function at the same
+        // distance from `anchor`.
+        // SAFETY: so `addr` is the address of that `TaskFn` in this process.
         let f: TaskFn = unsafe { std::mem::transmute::<usize, TaskFn>(addr) };
         f(args, out);
         true
@@ -118,12 +118,12 @@ pub fn conjure_zst_fn<F: Copy + 'static>() -> Option<F> {
     if std::mem::size_of::<F>() != 0 {
         return None;
     }
-    // SAFETY: `F` has size zero, so reading one from a dangling, well-aligned pointer reads no
-    // bytes. The callers bound `F` by the
-    // `Fn*` traits, which only function items, closures and function pointers implement, and of
-    // those only function items and closures capturing nothing (or only other such values) are
-    // zero-sized: none of them has a validity invariant. `Copy` rules out duplicating a captured
-    // move-only token.
+    // The callers bound `F` by the `Fn*` traits, which only function items, closures and function
+    // pointers implement; of those only function items and closures capturing nothing (or only
+    // other such values) are zero-sized, and none of them has a validity invariant. `Copy` rules
+    // out duplicating a captured move-only token.
+    // SAFETY: `F` has size zero and no invariant (above): reading one from a dangling,
+    // well-aligned pointer reads no bytes.
     Some(unsafe { std::ptr::NonNull::<F>::dangling().as_ptr().read() })
 }
 

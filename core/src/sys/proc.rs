@@ -34,11 +34,11 @@ impl WaitStatus {
 /// thread held at the moment of the fork; that is why callers warn about multithreaded parents
 /// and hold their own global locks across the fork (see `crate::state`).
 pub fn fork_run<F: FnOnce() -> i32>(child: F) -> io::Result<(u32, OwnedFd)> {
-    // SAFETY: `fork` has no memory-safety preconditions of its own. The child continues on a copy
-    // of this thread only: it runs `child` and then leaves with `_exit`, never returning into the
-    // caller's frames (a panic is caught below, so unwinding cannot escape into them either).
-    // Locks held by other threads stay locked in the child; that can deadlock but not corrupt
-    // memory, and is the documented hazard of the fork start method.
+    // The child continues on a copy of this thread only: it runs `child` and then leaves with
+    // `_exit`, never returning into the caller's frames (a panic is caught below, so unwinding
+    // cannot escape into them either). Locks held by other threads stay locked in the child; that
+    // can deadlock but not corrupt memory, and is the documented hazard of the fork start method.
+    // SAFETY: `fork` has no memory-safety preconditions of its own; the child's path is above.
     let pid = cvt(unsafe { libc::fork() })?;
     if pid == 0 {
         let code = catch_unwind(AssertUnwindSafe(child)).unwrap_or(1);
@@ -221,10 +221,10 @@ pub fn spawn_exec(
     // SAFETY: see the comment on the child branch; the parent branch only reads the error pipe.
     let pid = cvt(unsafe { libc::fork() })?;
     if pid == 0 {
-        // SAFETY: in the child, until `execve` or `_exit`, only async-signal-safe calls
-        // (fcntl, dup2, dup3, pthread_sigmask, syscall(close_range), execve, write, _exit) on
-        // integers and on the plan's buffers and the empty signal set, all built before the fork
-        // and not mutated.
+        // Until `execve` or `_exit` the child makes only async-signal-safe calls (fcntl, dup2,
+        // dup3, pthread_sigmask, syscall(close_range), execve, write, _exit) on integers and on
+        // the plan's buffers and the empty signal set, all built before the fork, never mutated.
+        // SAFETY: async-signal-safe calls only, on memory that outlives them (see above).
         unsafe {
             // Lift every source descriptor above the target numbers 0..=4 first, so that no
             // dup2 below overwrites a source that happens to sit on a target number.

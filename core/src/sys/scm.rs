@@ -78,9 +78,9 @@ pub fn recv_with_fds(sock: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<(usize,
     // SAFETY: `msg` points at `buf` and `cbuf`, both valid for writes for the whole call.
     let n = cvt_r(|| unsafe { libc::recvmsg(sock.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) })?;
     let mut fds = Vec::new();
-    // SAFETY: after a successful `recvmsg`, the CMSG_* walk stays within `msg_controllen` bytes of
-    // the control buffer the kernel filled; every SCM_RIGHTS payload is an array of fresh
-    // descriptors that this process now owns.
+    // After a successful `recvmsg` every SCM_RIGHTS payload is an array of fresh descriptors that
+    // this process now owns.
+    // SAFETY: the CMSG_* walk stays within the `msg_controllen` bytes the kernel filled.
     unsafe {
         let mut c = libc::CMSG_FIRSTHDR(&msg);
         while !c.is_null() {

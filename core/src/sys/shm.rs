@@ -214,9 +214,9 @@ impl Mapping {
                 Err(io::Error::from_raw_os_error(r))
             }
         };
-        // SAFETY: `attr` is initialised by pthread_mutexattr_init before the other calls use it
-        // and destroyed at the end; `m` points at MUTEX_SIZE bytes of this mapping that nothing
-        // else can be using (we hold `&mut self` and the mapping is fresh).
+        // `attr` is initialised by pthread_mutexattr_init before the other calls use it and
+        // destroyed at the end.
+        // SAFETY: `m` points at MUTEX_SIZE bytes of this fresh mapping, unused by anyone else.
         unsafe {
             err(libc::pthread_mutexattr_init(attr.as_mut_ptr()))?;
             let a = attr.as_mut_ptr();
