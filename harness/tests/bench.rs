@@ -3,6 +3,9 @@
 //! fails a run with a synthetic 2× slowdown of one workload), workload-file errors, and the HTML
 //! report in headless Chromium (skipped with a notice where `/usr/bin/chromium` is absent).
 
+mod common;
+
+use common::{chromium, CHROMIUM};
 use mproc_harness::bench::gate::{self, BaseMetric, Baseline, Current, Verdict};
 use mproc_harness::bench::report;
 use mproc_harness::bench::results::{self, Metric, Results, Samples};
@@ -10,8 +13,6 @@ use mproc_harness::bench::run::{self, Options};
 use mproc_harness::bench::workload::{Kind, Workload};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 mproc::enable_test_support!();
 mproc_harness::enable_bench_support!();
@@ -400,52 +401,6 @@ fn a_real_run_writes_results_in_the_schema() {
     assert!(m["vs_limit"].as_f64().unwrap() > 0.0);
     let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
     assert!(html.contains("start_join/fork"));
-}
-
-const CHROMIUM: &str = "/usr/bin/chromium";
-
-/// Runs chromium headless with a fresh profile; its stdout, or a failure after 90 s.
-fn chromium(args: &[String]) -> String {
-    let profile = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("bench-chromium-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&profile);
-    let mut child = Command::new(CHROMIUM)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-        ])
-        .args([
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-        ])
-        .arg(format!("--user-data-dir={}", profile.display()))
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("chromium starts");
-    let mut out = child.stdout.take().expect("piped");
-    let reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = std::io::Read::read_to_string(&mut out, &mut s);
-        s
-    });
-    let deadline = Instant::now() + Duration::from_secs(90);
-    while child.try_wait().expect("wait").is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("chromium did not finish within 90 s");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let _ = std::fs::remove_dir_all(&profile);
-    reader.join().expect("reader")
 }
 
 #[test]
