@@ -68,7 +68,7 @@ mod synchronize;
 pub mod sys;
 mod target;
 
-pub use connection::{pipe, Connection};
+pub use connection::{pipe, Connection, DEFAULT_MAX_MESSAGE_SIZE};
 pub use context::{
     default_context, get_all_start_methods, get_context, get_start_method, set_start_method,
     Context, StartMethod,
