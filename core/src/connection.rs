@@ -1,4 +1,12 @@
-//! `Pipe` and `Connection`: message-oriented channels between processes.
+//! `mproc::connection`: message-oriented channels between processes, CPython's
+//! `multiprocessing.connection`.
+//!
+//! - [`pipe`] and [`Connection`]: the two ends of a socketpair or a pipe.
+//! - [`Listener`] and [`Client`]: connections between processes that share no parent, over Unix
+//!   sockets (paths and abstract names) and TCP (IPv4 and IPv6), authenticated by CPython's HMAC
+//!   handshake (both generations: see [`deliver_challenge`]). They speak to CPython's own
+//!   `Listener` and `Client`.
+//! - [`wait`]: readiness of connections, listeners, process sentinels and sockets at once.
 //!
 //! Framing is CPython's `multiprocessing.connection`: each message is a 4-byte big-endian signed
 //! length followed by the bytes; a message longer than `0x7fffffff` bytes is announced by a length
@@ -18,6 +26,18 @@
 //! ([`DEFAULT_MAX_MESSAGE_SIZE`] unless changed) is refused at once with
 //! [`Error::MessageTooLong`]. Values are decoded within bounds too (see `reduction`): a frame
 //! that declares a `Vec<()>` of 2^40 elements is an [`Error::Deserialize`], not a spin.
+
+mod address;
+mod auth;
+mod listener;
+mod wait;
+
+pub use address::{Address, ToAddress};
+pub use auth::{
+    answer_challenge, answer_challenge_timeout, deliver_challenge, deliver_challenge_timeout,
+};
+pub use listener::{Client, Listener, ListenerBuilder, DEFAULT_BACKLOG, DEFAULT_HANDSHAKE_TIMEOUT};
+pub use wait::{wait, Waitable};
 
 use crate::error::{Error, Result};
 use crate::reduction;
@@ -127,7 +147,6 @@ impl Connection {
     /// Marks this end as the server side of a TCP connection: `TCP_QUICKACK` is set before each
     /// read, so that a peer whose small writes wait for our ACK (Nagle) does not stall for the
     /// delayed-ACK time.
-    #[allow(dead_code)] // DEADCODE-PLACEHOLDER
     pub(crate) fn set_quickack(&mut self, on: bool) {
         self.quickack = on;
     }
@@ -345,6 +364,11 @@ impl Connection {
         Ok(sys::poll_one(fd, Interest::Read, timeout)?)
     }
 
+    /// Whether bytes of a message are waiting in this end's buffers.
+    pub(crate) fn has_buffered(&self) -> bool {
+        self.buffered() > 0 || self.partial.borrow().is_some()
+    }
+
     /// Buffered bytes not yet consumed.
     fn buffered(&self) -> usize {
         self.rbuf.borrow().len() - self.rpos.get()
@@ -360,7 +384,8 @@ impl Connection {
             }
         }
         if self.quickack {
-            // QUICKACK-PLACEHOLDER
+            // Advisory: a failure only costs latency.
+            let _ = sys::net::set_tcp_quickack(fd);
         }
         Ok(())
     }

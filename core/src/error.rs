@@ -120,6 +120,10 @@ pub enum Error {
     },
     /// An operating-system error.
     Io(io::Error),
+    /// The HMAC handshake of a [`Listener`](crate::connection::Listener) or
+    /// [`Client`](crate::connection::Client) failed: a wrong authentication key, or a peer that
+    /// does not speak the protocol (Python's `multiprocessing.AuthenticationError`).
+    AuthenticationError(String),
 }
 
 impl Error {
@@ -163,6 +167,7 @@ impl Error {
             Error::BrokenBarrier => "BrokenBarrier",
             Error::IndexOutOfRange { .. } => "IndexOutOfRange",
             Error::Io(_) => "Io",
+            Error::AuthenticationError(_) => "AuthenticationError",
         }
     }
 }
@@ -228,6 +233,7 @@ impl fmt::Display for Error {
                 write!(f, "index {index} out of range for an array of length {len}")
             }
             Error::Io(e) => write!(f, "{e}"),
+            Error::AuthenticationError(why) => f.write_str(why),
         }
     }
 }

@@ -51,7 +51,7 @@
 #![warn(missing_docs)]
 
 mod bootstrap;
-mod connection;
+pub mod connection;
 mod context;
 mod error;
 mod forkserver;

@@ -146,6 +146,13 @@ pub fn poll(
             revents: 0,
         })
         .collect();
+    poll_pollfds(&mut pfds, timeout)?;
+    Ok(pfds.iter().map(|p| p.revents != 0).collect())
+}
+
+/// `poll` over prepared `pollfd`s, retrying on `EINTR` and until `timeout` has fully passed
+/// (`None`: for ever). The ready ones have non-zero `revents`.
+pub(crate) fn poll_pollfds(pfds: &mut [libc::pollfd], timeout: Option<Duration>) -> io::Result<()> {
     let deadline = timeout.map(|t| Instant::now() + t);
     loop {
         let ms = match deadline {
@@ -173,7 +180,7 @@ pub fn poll(
                 }
             }
         }
-        return Ok(pfds.iter().map(|p| p.revents != 0).collect());
+        return Ok(());
     }
 }
 
