@@ -124,6 +124,9 @@ pub enum Error {
     /// [`Client`](crate::connection::Client) failed: a wrong authentication key, or a peer that
     /// does not speak the protocol (Python's `multiprocessing.AuthenticationError`).
     AuthenticationError(String),
+    /// A pickle could not be read, or a value could not be pickled
+    /// ([`mproc::pickle`](crate::pickle)).
+    Pickle(crate::pickle::PickleError),
 }
 
 impl Error {
@@ -168,6 +171,7 @@ impl Error {
             Error::IndexOutOfRange { .. } => "IndexOutOfRange",
             Error::Io(_) => "Io",
             Error::AuthenticationError(_) => "AuthenticationError",
+            Error::Pickle(_) => "Pickle",
         }
     }
 }
@@ -234,6 +238,7 @@ impl fmt::Display for Error {
             }
             Error::Io(e) => write!(f, "{e}"),
             Error::AuthenticationError(why) => f.write_str(why),
+            Error::Pickle(e) => write!(f, "pickle: {e}"),
         }
     }
 }
@@ -254,6 +259,7 @@ impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Error::Io(e) => Some(e),
+            Error::Pickle(e) => Some(e),
             _ => None,
         }
     }

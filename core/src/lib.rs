@@ -55,6 +55,7 @@ pub mod connection;
 mod context;
 mod error;
 mod forkserver;
+pub mod pickle;
 mod pool;
 mod popen;
 mod process;

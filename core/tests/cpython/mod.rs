@@ -3,7 +3,7 @@
 //! notice on stderr.
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
@@ -78,24 +78,41 @@ pub fn interpreters() -> Vec<Python> {
     out
 }
 
-/// Waits for `child` at most `timeout`, killing it if it overruns; returns its output.
+/// Waits for `child` at most `timeout`, killing it if it overruns; returns its output (read
+/// while it runs, so that a full pipe never stalls it).
 pub fn finish(mut child: Child, timeout: Duration) -> Output {
+    fn drain<R: Read + Send + 'static>(r: Option<R>) -> std::thread::JoinHandle<Vec<u8>> {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut r) = r {
+                let _ = r.read_to_end(&mut buf);
+            }
+            buf
+        })
+    }
+    let out = drain(child.stdout.take());
+    let err = drain(child.stderr.take());
     let deadline = Instant::now() + timeout;
-    loop {
+    let status = loop {
         match child.try_wait().unwrap() {
-            Some(_) => return child.wait_with_output().unwrap(),
+            Some(status) => break status,
             None if Instant::now() >= deadline => {
                 let _ = child.kill();
-                let out = child.wait_with_output().unwrap();
+                let _ = child.wait();
+                let stderr = err.join().unwrap_or_default();
                 panic!(
-                    "the Python process overran {timeout:?}\nstdout:\n{}\nstderr:\n{}",
-                    String::from_utf8_lossy(&out.stdout),
-                    String::from_utf8_lossy(&out.stderr)
+                    "the Python process overran {timeout:?}\nstderr:\n{}",
+                    String::from_utf8_lossy(&stderr)
                 );
             }
             // Bounded polling of a child's exit: this is a timeout path, not synchronisation.
             None => std::thread::sleep(Duration::from_millis(5)),
         }
+    };
+    Output {
+        status,
+        stdout: out.join().unwrap_or_default(),
+        stderr: err.join().unwrap_or_default(),
     }
 }
 
