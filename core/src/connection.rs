@@ -364,9 +364,10 @@ impl Connection {
         Ok(sys::poll_one(fd, Interest::Read, timeout)?)
     }
 
-    /// Whether bytes of a message are waiting in this end's buffers.
+    /// Whether received bytes wait in this end's buffer (the rest of a message kept by a receive
+    /// that timed out does not count: more of it must arrive first).
     pub(crate) fn has_buffered(&self) -> bool {
-        self.buffered() > 0 || self.partial.borrow().is_some()
+        self.buffered() > 0
     }
 
     /// Buffered bytes not yet consumed.

@@ -722,6 +722,24 @@ fn hostile_pickles_get_typed_errors() {
     let t0 = std::time::Instant::now();
     assert_eq!(kind_of(&laughs), K::TooLarge);
     assert!(t0.elapsed() < Duration::from_secs(30));
+    // Work quadratic in the input: one large memoized tuple given as arguments 100,000 times
+    // (each REDUCE copies its arguments), and one large dict state merged again and again.
+    let mut p = b"\x80\x04\x8c\x08builtins\x94\x8c\x03set\x94\x93\x94(".to_vec();
+    p.extend(b"K\x01".repeat(100_000));
+    p.extend(b"t\x94");
+    p.extend(b"h\x02h\x03R0".repeat(100_000));
+    p.extend(b"N.");
+    assert_eq!(kind_of(&p), K::TooLarge);
+    let mut p = b"\x80\x04\x8c\x01m\x94\x8c\x01C\x94\x93\x94)\x81\x94}\x94(".to_vec();
+    for i in 0..50_000u32 {
+        p.push(b'J');
+        p.extend(i.to_le_bytes());
+        p.push(b'N');
+    }
+    p.extend(b"u0"); // the dict, memoized, leaves the stack; the object is on top
+    p.extend(b"h\x04b".repeat(100_000));
+    p.extend(b".");
+    assert_eq!(kind_of(&p), K::TooLarge);
     // A list that contains itself.
     assert_eq!(kind_of(b"\x80\x04]\x94h\x00a."), K::Recursive);
     // An unhashable key.

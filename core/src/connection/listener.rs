@@ -340,6 +340,21 @@ mod tests {
     }
 
     #[test]
+    fn every_socket_is_close_on_exec_from_birth() {
+        use std::os::fd::AsRawFd;
+        for addr in [Address::localhost(), Address::unique_unix().unwrap()] {
+            let l = Listener::bind(&addr, None).unwrap();
+            let bound = l.address().clone();
+            let t = std::thread::spawn(move || Client::connect(&bound, None).unwrap());
+            let server = l.accept().unwrap();
+            let client = t.join().unwrap();
+            assert!(sys::fd_is_cloexec(l.as_fd().as_raw_fd()));
+            assert!(sys::fd_is_cloexec(server.fileno().unwrap()));
+            assert!(sys::fd_is_cloexec(client.fileno().unwrap()));
+        }
+    }
+
+    #[test]
     fn a_unix_listener_removes_its_file_when_closed() {
         let addr = Address::unique_unix().unwrap();
         let Address::Unix(path) = addr.clone() else {

@@ -154,6 +154,10 @@ struct Machine<'a> {
     marks: Vec<usize>,
     memo: HashMap<u64, Id>,
     opts: &'a ReadOptions,
+    /// How many more item references opcodes may copy (a `REDUCE` copies its arguments, a
+    /// `BUILD` merges dict states): bounded like the output, so that a short pickle repeating
+    /// one of them on a large memoized container cannot take memory quadratic in its length.
+    copies_left: usize,
 }
 
 /// Reads one pickle from `input` (which must hold exactly the pickle, or the pickle and then
@@ -169,20 +173,24 @@ pub fn loads_with(input: &[u8], opts: &ReadOptions) -> Result<Value, PickleError
         marks: Vec::new(),
         memo: HashMap::new(),
         opts,
+        copies_left: max_values(opts, input),
     };
     let root = m.run()?;
     let mut out = Builder {
         nodes: &m.nodes,
         active: vec![false; m.nodes.len()],
-        values_left: opts
-            .max_values
-            .unwrap_or_else(|| (input.len().saturating_mul(16)).max(1_000_000)),
+        values_left: max_values(opts, input),
         bytes_left: opts
             .max_bytes
             .unwrap_or_else(|| (input.len().saturating_mul(4)).max(64 << 20)),
         max_depth: opts.max_depth,
     };
     out.build(root, 0)
+}
+
+fn max_values(opts: &ReadOptions, input: &[u8]) -> usize {
+    opts.max_values
+        .unwrap_or_else(|| (input.len().saturating_mul(16)).max(1_000_000))
 }
 
 // Opcodes (pickletools' names).
@@ -307,6 +315,18 @@ impl<'a> Machine<'a> {
             }
             None => Err(self.err(Kind::Truncated, "a text argument without its newline")),
         }
+    }
+
+    fn charge_copies(&mut self, n: usize) -> Result<(), PickleError> {
+        if n > self.copies_left {
+            return Err(self.err(
+                Kind::TooLarge,
+                "the pickle copies more references than allowed (REDUCE, NEWOBJ or BUILD on \
+                 large shared containers)",
+            ));
+        }
+        self.copies_left -= n;
+        Ok(())
     }
 
     fn push_node(&mut self, n: Node) -> Result<(), PickleError> {
@@ -825,17 +845,31 @@ impl<'a> Machine<'a> {
         }
     }
 
-    fn tuple_items(&self, id: Id) -> Result<Vec<Id>, PickleError> {
+    fn tuple_items(&mut self, id: Id) -> Result<Vec<Id>, PickleError> {
+        let n = match &self.nodes[id as usize] {
+            Node::Tuple(items) => items.len(),
+            _ => return Err(self.err(Kind::Malformed, "arguments that are not a tuple")),
+        };
+        self.charge_copies(n)?;
         match &self.nodes[id as usize] {
             Node::Tuple(items) => Ok(items.clone()),
-            _ => Err(self.err(Kind::Malformed, "arguments that are not a tuple")),
+            _ => unreachable!("checked above"),
         }
     }
 
     /// `callable(*args)`: the reader's own interpretations, or an [`Object`].
-    fn reduce(&self, callable: Id, args: Id) -> Result<Node, PickleError> {
+    fn reduce(&mut self, callable: Id, args: Id) -> Result<Node, PickleError> {
         let g = self.class_of(callable)?;
         let items = self.tuple_items(args)?;
+        if let Some(&first) = items.first() {
+            if let Node::List(v) | Node::Tuple(v) | Node::Set(v) | Node::FrozenSet(v) =
+                &self.nodes[first as usize]
+            {
+                // `set(x)` and `frozenset(x)` copy x's items.
+                let n = v.len();
+                self.charge_copies(n)?;
+            }
+        }
         let atom = |i: usize| match items.get(i).map(|&id| &self.nodes[id as usize]) {
             Some(Node::Atom(v)) => Some(v),
             _ => None,
@@ -917,6 +951,7 @@ impl<'a> Machine<'a> {
         };
         let new_state = match merge {
             Some(items) => {
+                self.charge_copies(items.len())?;
                 let id = self.nodes.len() as Id;
                 self.nodes.push(Node::Dict(items));
                 id
