@@ -284,7 +284,7 @@ impl Connection {
     /// message has arrived within `timeout`. Part of a message that arrived in time is kept: the
     /// next receive continues it.
     pub fn recv_bytes_timeout(&self, maxlen: Option<usize>, timeout: Duration) -> Result<Vec<u8>> {
-        self.recv_message(maxlen, Some(Instant::now() + timeout))
+        self.recv_message(maxlen, Instant::now().checked_add(timeout))
     }
 
     fn recv_message(&self, maxlen: Option<usize>, deadline: Option<Instant>) -> Result<Vec<u8>> {

@@ -427,3 +427,14 @@ proptest! {
         drain::<Vec<()>>(stream, None, true);
     }
 }
+
+#[test]
+fn a_timeout_too_long_for_the_clock_waits_like_no_timeout() {
+    let (a, b) = mproc::pipe(true).unwrap();
+    a.send_bytes(b"x").unwrap();
+    assert_eq!(b.recv_bytes_timeout(None, Duration::MAX).unwrap(), b"x");
+    a.send(&1u8).unwrap();
+    assert_eq!(b.recv_timeout::<u8>(Duration::MAX).unwrap(), 1);
+    a.send_bytes(b"y").unwrap();
+    assert!(b.poll(Some(Duration::MAX)).unwrap());
+}

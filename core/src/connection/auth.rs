@@ -158,7 +158,7 @@ fn recv_frame(conn: &Connection, deadline: Option<Instant>) -> Result<Vec<u8>> {
 }
 
 fn deadline(timeout: Option<Duration>) -> Option<Instant> {
-    timeout.map(|t| Instant::now() + t)
+    timeout.and_then(|t| Instant::now().checked_add(t))
 }
 
 /// The server's half of the handshake: sends a `{sha256}` challenge and checks the answer,

@@ -207,7 +207,9 @@ impl Listener {
         let Some(key) = &self.authkey else {
             return Ok(());
         };
-        let deadline = self.handshake_timeout.map(|t| Instant::now() + t);
+        let deadline = self
+            .handshake_timeout
+            .and_then(|t| Instant::now().checked_add(t));
         auth::deliver_challenge_timeout(conn, key, left(deadline))?;
         auth::answer_challenge_timeout(conn, key, left(deadline))
     }
@@ -313,7 +315,7 @@ impl Client {
         let mut conn = Connection::from_fd(fd, true, true);
         conn.set_max_message_size(self.max_message_size);
         if let Some(key) = &self.authkey {
-            let deadline = self.timeout.map(|t| Instant::now() + t);
+            let deadline = self.timeout.and_then(|t| Instant::now().checked_add(t));
             auth::answer_challenge_timeout(&conn, key, left(deadline))?;
             auth::deliver_challenge_timeout(&conn, key, left(deadline))?;
         }

@@ -153,7 +153,8 @@ pub fn poll(
 /// `poll` over prepared `pollfd`s, retrying on `EINTR` and until `timeout` has fully passed
 /// (`None`: for ever). The ready ones have non-zero `revents`.
 pub(crate) fn poll_pollfds(pfds: &mut [libc::pollfd], timeout: Option<Duration>) -> io::Result<()> {
-    let deadline = timeout.map(|t| Instant::now() + t);
+    // A timeout too long to add to the clock waits for ever.
+    let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
     loop {
         let ms = match deadline {
             None => -1,

@@ -203,9 +203,11 @@ pub(crate) fn connect(addr: &SockAddr, timeout: Option<Duration>) -> io::Result<
         // deadline, as a blocking connect would wait.
         let full = e.raw_os_error() == Some(libc::EAGAIN);
         if full {
-            let deadline = Instant::now() + timeout;
+            let deadline = Instant::now().checked_add(timeout);
             loop {
-                let left = deadline.saturating_duration_since(Instant::now());
+                let left = deadline.map_or(Duration::MAX, |d| {
+                    d.saturating_duration_since(Instant::now())
+                });
                 if left.is_zero() {
                     return Err(io::Error::new(
                         io::ErrorKind::TimedOut,
