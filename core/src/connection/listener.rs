@@ -350,10 +350,22 @@ mod tests {
             let t = std::thread::spawn(move || Client::connect(&bound, None).unwrap());
             let server = l.accept().unwrap();
             let client = t.join().unwrap();
-            assert!(sys::fd_is_cloexec(l.as_fd().as_raw_fd()));
-            assert!(sys::fd_is_cloexec(server.fileno().unwrap()));
-            assert!(sys::fd_is_cloexec(client.fileno().unwrap()));
+            assert!(cloexec(l.as_fd().as_raw_fd()));
+            assert!(cloexec(server.fileno().unwrap()));
+            assert!(cloexec(client.fileno().unwrap()));
         }
+    }
+
+    /// Whether descriptor `fd` of this process is close-on-exec, from `/proc/self/fdinfo`
+    /// (`flags` in octal; `O_CLOEXEC` is `02000000`).
+    fn cloexec(fd: i32) -> bool {
+        let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")).unwrap();
+        let flags = info
+            .lines()
+            .find_map(|l| l.strip_prefix("flags:"))
+            .map(|f| u32::from_str_radix(f.trim(), 8).unwrap())
+            .unwrap();
+        flags & libc::O_CLOEXEC as u32 != 0
     }
 
     #[test]
