@@ -1,4 +1,12 @@
-//! `Pipe` and `Connection`: message-oriented channels between processes.
+//! `mproc::connection`: message-oriented channels between processes, CPython's
+//! `multiprocessing.connection`.
+//!
+//! - [`pipe`] and [`Connection`]: the two ends of a socketpair or a pipe.
+//! - [`Listener`] and [`Client`]: connections between processes that share no parent, over Unix
+//!   sockets (paths and abstract names) and TCP (IPv4 and IPv6), authenticated by CPython's HMAC
+//!   handshake (both generations: see [`deliver_challenge`]). They speak to CPython's own
+//!   `Listener` and `Client`.
+//! - [`wait`]: readiness of connections, listeners, process sentinels and sockets at once.
 //!
 //! Framing is CPython's `multiprocessing.connection`: each message is a 4-byte big-endian signed
 //! length followed by the bytes; a message longer than `0x7fffffff` bytes is announced by a length
@@ -6,6 +14,30 @@
 //! interoperate with Python's `Connection.send_bytes`/`recv_bytes` over the same socket.
 //! [`Connection::send`]/[`Connection::recv`] frame a value serialised with bincode (Python uses
 //! pickle there, so values do not cross to Python; bytes do).
+//!
+//! # What a peer can make a receiver do
+//!
+//! A frame's header is the peer's claim, not a fact. A receiver never allocates from it: a
+//! message's buffer grows as its bytes arrive (doubling from 64 KiB, as CPython's `_recv` reads
+//! chunk by chunk), through `try_reserve`, so a length of 2^62 followed by nothing costs nothing
+//! and ends in [`Error::Eof`] when the peer goes, and a message that really does not fit in
+//! memory is an [`Error::Io`] of kind `OutOfMemory` instead of an abort. A header above the
+//! connection's [maximum message size](Connection::set_max_message_size)
+//! ([`DEFAULT_MAX_MESSAGE_SIZE`] unless changed) is refused at once with
+//! [`Error::MessageTooLong`]. Values are decoded within bounds too (see `reduction`): a frame
+//! that declares a `Vec<()>` of 2^40 elements is an [`Error::Deserialize`], not a spin.
+
+mod address;
+mod auth;
+mod listener;
+mod wait;
+
+pub use address::{Address, ToAddress};
+pub use auth::{
+    answer_challenge, answer_challenge_timeout, deliver_challenge, deliver_challenge_timeout,
+};
+pub use listener::{Client, Listener, ListenerBuilder, DEFAULT_BACKLOG, DEFAULT_HANDSHAKE_TIMEOUT};
+pub use wait::{wait, Waitable};
 
 use crate::error::{Error, Result};
 use crate::reduction;
@@ -16,10 +48,26 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::cell::{Cell, RefCell};
 use std::marker::PhantomData;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Reads are done in chunks of this size, so that a small message usually costs one `read`.
 const READ_CHUNK: usize = 64 * 1024;
+
+/// The largest message a connection receives unless told otherwise (4 GiB).
+///
+/// CPython sets no limit; a limit there must be, or a header alone could make a receiver commit to
+/// any size. 4 GiB passes every message CPython frames with the 4-byte header (below 2 GiB) and
+/// long-form messages up to 4 GiB; a program that moves larger ones through one connection raises
+/// it with [`Connection::set_max_message_size`] (or lifts it with `None`). Servers that face
+/// untrusted peers lower it.
+pub const DEFAULT_MAX_MESSAGE_SIZE: u64 = 1 << 32;
+
+/// A message whose header has been read but whose body has not fully arrived (kept across a
+/// receive that timed out, so that the next receive continues where it stopped).
+struct Partial {
+    len: usize,
+    body: Vec<u8>,
+}
 
 /// One end of a pipe. Not thread-safe (`!Sync`), like Python's: two threads using the same end
 /// at once could interleave messages. Send it to another thread, or to a child process as a start
@@ -34,6 +82,12 @@ pub struct Connection {
     rpos: Cell<usize>,
     /// Set when a receive left a read-only end in the middle of a message: the end is closed.
     broken: Cell<bool>,
+    /// The largest message this end receives; `None`: no limit.
+    max_message_size: Option<u64>,
+    /// A message being received, when a receive with a timeout gave up in its middle.
+    partial: RefCell<Option<Partial>>,
+    /// Set `TCP_QUICKACK` before each read (the server side of a TCP connection).
+    quickack: bool,
     _not_sync: PhantomData<Cell<()>>,
 }
 
@@ -43,6 +97,7 @@ impl std::fmt::Debug for Connection {
             .field("fd", &self.fd.as_ref().map(|fd| fd.as_raw_fd()))
             .field("readable", &self.readable.get())
             .field("writable", &self.writable)
+            .field("max_message_size", &self.max_message_size)
             .finish()
     }
 }
@@ -82,8 +137,33 @@ impl Connection {
             rbuf: RefCell::new(Vec::new()),
             rpos: Cell::new(0),
             broken: Cell::new(false),
+            max_message_size: Some(DEFAULT_MAX_MESSAGE_SIZE),
+            partial: RefCell::new(None),
+            quickack: false,
             _not_sync: PhantomData,
         }
+    }
+
+    /// Marks this end as the server side of a TCP connection: `TCP_QUICKACK` is set before each
+    /// read, so that a peer whose small writes wait for our ACK (Nagle) does not stall for the
+    /// delayed-ACK time.
+    pub(crate) fn set_quickack(&mut self, on: bool) {
+        self.quickack = on;
+    }
+
+    /// The largest message this end will receive (`None`: no limit). See
+    /// [`set_max_message_size`](Connection::set_max_message_size).
+    pub fn max_message_size(&self) -> Option<u64> {
+        self.max_message_size
+    }
+
+    /// Sets the largest message this end will receive; `None` lifts the limit. A frame whose
+    /// header announces more is refused with [`Error::MessageTooLong`] before any of its body is
+    /// read, with the consequences a too-long message has (see
+    /// [`recv_bytes`](Connection::recv_bytes)). The default is [`DEFAULT_MAX_MESSAGE_SIZE`]. The
+    /// setting travels with the connection when it is passed to a child.
+    pub fn set_max_message_size(&mut self, limit: Option<u64>) {
+        self.max_message_size = limit;
     }
 
     /// Wraps a connected stream socket or pipe end (for example one end of a socket a Python
@@ -141,6 +221,7 @@ impl Connection {
         self.fd = None;
         self.rbuf.borrow_mut().clear();
         self.rpos.set(0);
+        *self.partial.borrow_mut() = None;
     }
 
     /// Sends a value (serialised) as one message.
@@ -157,6 +238,13 @@ impl Connection {
         reduction::from_bytes(&bytes)
     }
 
+    /// As [`recv`](Connection::recv), giving up with [`Error::Timeout`] when no whole message has
+    /// arrived within `timeout`. Part of a message that arrived in time is kept for the next
+    /// receive.
+    pub fn recv_timeout<T: DeserializeOwned>(&self, timeout: Duration) -> Result<T> {
+        let bytes = self.recv_bytes_timeout(None, timeout)?;
+        reduction::from_bytes(&bytes)
+    }
     /// Sends `buf` as one message.
     pub fn send_bytes(&self, buf: &[u8]) -> Result<()> {
         let fd = self.check_writable()?;
@@ -184,28 +272,85 @@ impl Connection {
 
     /// Receives one message as bytes. With `maxlen`, a longer message is
     /// [`Error::MessageTooLong`], after which (as in Python) a duplex end is no longer readable
-    /// ([`Error::NotReadable`]) but can still send, and a read-only end is closed.
+    /// ([`Error::NotReadable`]) but can still send, and a read-only end is closed. The same holds
+    /// for a message above the connection's [maximum
+    /// size](Connection::set_max_message_size), and for a message whose buffer cannot be
+    /// allocated ([`Error::Io`] of kind `OutOfMemory`).
     pub fn recv_bytes(&self, maxlen: Option<usize>) -> Result<Vec<u8>> {
+        self.recv_message(maxlen, None)
+    }
+
+    /// As [`recv_bytes`](Connection::recv_bytes), giving up with [`Error::Timeout`] when no whole
+    /// message has arrived within `timeout`. Part of a message that arrived in time is kept: the
+    /// next receive continues it.
+    pub fn recv_bytes_timeout(&self, maxlen: Option<usize>, timeout: Duration) -> Result<Vec<u8>> {
+        self.recv_message(maxlen, Instant::now().checked_add(timeout))
+    }
+
+    fn recv_message(&self, maxlen: Option<usize>, deadline: Option<Instant>) -> Result<Vec<u8>> {
         let fd = self.check_readable()?;
-        let len = self.read_header(fd)?;
+        let resumed = self.partial.borrow_mut().take();
+        let mut msg = match resumed {
+            Some(p) => p,
+            None => {
+                let len = self.read_header(fd, deadline)?;
+                Partial {
+                    len: self.check_length(len, maxlen)?,
+                    body: Vec::new(),
+                }
+            }
+        };
+        if resumed_too_long(&msg, maxlen) {
+            return Err(self.bad_message_length(msg.len as u64, maxlen.unwrap_or(usize::MAX)));
+        }
+        match self.read_body(fd, &mut msg, deadline) {
+            Ok(()) => Ok(msg.body),
+            Err(Error::Timeout) => {
+                *self.partial.borrow_mut() = Some(msg);
+                Err(Error::Timeout)
+            }
+            Err(Error::Io(e)) if e.kind() == std::io::ErrorKind::OutOfMemory => {
+                self.desync();
+                Err(Error::Io(e))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Checks a header's length against `maxlen` and the connection's maximum size.
+    fn check_length(&self, len: u64, maxlen: Option<usize>) -> Result<usize> {
         if let Some(max) = maxlen {
             if len > max as u64 {
-                // The stream is no longer at a message boundary. As Python's
-                // `_bad_message_length`: a duplex end stops being readable but can still send; a
-                // read-only end is closed (its descriptor is released on drop).
-                self.rbuf.borrow_mut().clear();
-                self.rpos.set(0);
-                if self.writable {
-                    self.readable.set(false);
-                } else {
-                    self.broken.set(true);
-                }
-                return Err(Error::MessageTooLong { len, maxlen: max });
+                return Err(self.bad_message_length(len, max));
             }
         }
-        let len =
-            usize::try_from(len).map_err(|_| Error::BadRange(format!("message of {len} bytes")))?;
-        self.read_body(fd, len)
+        if let Some(max) = self.max_message_size {
+            if len > max {
+                return Err(
+                    self.bad_message_length(len, usize::try_from(max).unwrap_or(usize::MAX))
+                );
+            }
+        }
+        usize::try_from(len).map_err(|_| self.bad_message_length(len, usize::MAX))
+    }
+
+    /// The stream is no longer at a message boundary. As Python's `_bad_message_length`: a duplex
+    /// end stops being readable but can still send; a read-only end is closed (its descriptor is
+    /// released on drop).
+    fn bad_message_length(&self, len: u64, maxlen: usize) -> Error {
+        self.desync();
+        Error::MessageTooLong { len, maxlen }
+    }
+
+    fn desync(&self) {
+        self.rbuf.borrow_mut().clear();
+        self.rpos.set(0);
+        *self.partial.borrow_mut() = None;
+        if self.writable {
+            self.readable.set(false);
+        } else {
+            self.broken.set(true);
+        }
     }
 
     /// Whether a message (or part of one) is ready to be received, waiting up to `timeout`
@@ -213,10 +358,16 @@ impl Connection {
     /// counts as ready: the next receive reports it.
     pub fn poll(&self, timeout: Option<Duration>) -> Result<bool> {
         let fd = self.check_readable()?;
-        if self.rbuf.borrow().len() > self.rpos.get() {
+        if self.buffered() > 0 {
             return Ok(true);
         }
         Ok(sys::poll_one(fd, Interest::Read, timeout)?)
+    }
+
+    /// Whether received bytes wait in this end's buffer (the rest of a message kept by a receive
+    /// that timed out does not count: more of it must arrive first).
+    pub(crate) fn has_buffered(&self) -> bool {
+        self.buffered() > 0
     }
 
     /// Buffered bytes not yet consumed.
@@ -224,9 +375,27 @@ impl Connection {
         self.rbuf.borrow().len() - self.rpos.get()
     }
 
-    /// Reads until at least `n` bytes are buffered; `Eof` if the stream ends first.
-    fn fill(&self, fd: BorrowedFd<'_>, n: usize) -> Result<()> {
+    /// Waits, if there is a deadline, until `fd` is readable; [`Error::Timeout`] when the deadline
+    /// passes first. Then, on the server side of a TCP connection, asks for quick ACKs.
+    fn before_read(&self, fd: BorrowedFd<'_>, deadline: Option<Instant>) -> Result<()> {
+        if let Some(d) = deadline {
+            let left = d.saturating_duration_since(Instant::now());
+            if !sys::poll_one(fd, Interest::Read, Some(left))? {
+                return Err(Error::Timeout);
+            }
+        }
+        if self.quickack {
+            // Advisory: a failure only costs latency.
+            let _ = sys::net::set_tcp_quickack(fd);
+        }
+        Ok(())
+    }
+
+    /// Reads until at least `n` bytes are buffered; `Eof` if the stream ends first. Bytes read
+    /// stay buffered if the deadline passes.
+    fn fill(&self, fd: BorrowedFd<'_>, n: usize, deadline: Option<Instant>) -> Result<()> {
         while self.buffered() < n {
+            self.before_read(fd, deadline)?;
             let mut buf = self.rbuf.borrow_mut();
             // Move what is left of a partly consumed buffer to the front, so that a steady stream
             // whose reads split messages never grows the buffer past one chunk and a message.
@@ -245,46 +414,88 @@ impl Connection {
         Ok(())
     }
 
-    /// Consumes `N` buffered bytes (the caller has made sure they are there).
-    fn take_array<const N: usize>(&self) -> [u8; N] {
+    /// The next `N` buffered bytes (the caller has made sure they are there).
+    fn peek_array<const N: usize>(&self, skip: usize) -> [u8; N] {
         let buf = self.rbuf.borrow();
-        let pos = self.rpos.get();
-        let out: [u8; N] = buf[pos..pos + N].try_into().expect("N bytes are buffered");
-        self.rpos.set(pos + N);
-        out
+        let pos = self.rpos.get() + skip;
+        buf[pos..pos + N].try_into().expect("N bytes are buffered")
     }
 
-    fn read_header(&self, fd: BorrowedFd<'_>) -> Result<u64> {
-        self.fill(fd, 4)?;
-        let n = i32::from_be_bytes(self.take_array::<4>());
+    /// Reads a header. Nothing is consumed until the whole header is there, so that a deadline
+    /// passing in its middle leaves the stream as it was.
+    fn read_header(&self, fd: BorrowedFd<'_>, deadline: Option<Instant>) -> Result<u64> {
+        self.fill(fd, 4, deadline)?;
+        let n = i32::from_be_bytes(self.peek_array::<4>(0));
         if n == -1 {
-            self.fill(fd, 8)?;
-            return Ok(u64::from_be_bytes(self.take_array::<8>()));
+            self.fill(fd, 12, deadline)?;
+            let len = u64::from_be_bytes(self.peek_array::<8>(4));
+            self.rpos.set(self.rpos.get() + 12);
+            return Ok(len);
         }
+        self.rpos.set(self.rpos.get() + 4);
         if n < 0 {
+            self.desync();
             return Err(Error::Deserialize(format!("bad message length {n}")));
         }
         Ok(n as u64)
     }
 
-    fn read_body(&self, fd: BorrowedFd<'_>, len: usize) -> Result<Vec<u8>> {
-        let have = self.buffered().min(len);
-        let mut out = Vec::with_capacity(len);
+    /// Reads the rest of `msg`'s body: first what is buffered, then straight from the
+    /// descriptor. The body grows as bytes arrive, never ahead of them by more than its own size
+    /// (or one chunk).
+    fn read_body(
+        &self,
+        fd: BorrowedFd<'_>,
+        msg: &mut Partial,
+        deadline: Option<Instant>,
+    ) -> Result<()> {
         {
             let buf = self.rbuf.borrow();
             let pos = self.rpos.get();
-            out.extend_from_slice(&buf[pos..pos + have]);
-            self.rpos.set(pos + have);
+            let have = (buf.len() - pos).min(msg.len - msg.body.len());
+            if have > 0 {
+                grow(&mut msg.body, msg.len, have)?;
+                msg.body.extend_from_slice(&buf[pos..pos + have]);
+                self.rpos.set(pos + have);
+            }
         }
-        // The rest goes straight into the message, without passing through the buffer.
-        while out.len() < len {
-            let want = len - out.len();
-            if sys::read_into_spare(fd, &mut out, want)? == 0 {
+        while msg.body.len() < msg.len {
+            self.before_read(fd, deadline)?;
+            if msg.body.len() == msg.body.capacity() {
+                grow(&mut msg.body, msg.len, 1)?;
+            }
+            let want = msg.len - msg.body.len();
+            if sys::read_into_spare(fd, &mut msg.body, want)? == 0 {
                 return Err(Error::Eof);
             }
         }
-        Ok(out)
+        Ok(())
     }
+}
+
+/// Whether a message resumed after a timeout is longer than the `maxlen` of this receive.
+fn resumed_too_long(msg: &Partial, maxlen: Option<usize>) -> bool {
+    maxlen.is_some_and(|max| msg.len > max)
+}
+
+/// Makes room in `body` (bound for `len` bytes) for at least `need` more bytes: double its
+/// capacity (at least one chunk), never past `len`. Allocation failure is an error, not an abort.
+fn grow(body: &mut Vec<u8>, len: usize, need: usize) -> Result<()> {
+    if body.capacity() - body.len() >= need {
+        return Ok(());
+    }
+    let target = body
+        .capacity()
+        .saturating_mul(2)
+        .max(READ_CHUNK)
+        .max(body.len() + need)
+        .min(len);
+    body.try_reserve_exact(target - body.len()).map_err(|e| {
+        Error::Io(std::io::Error::new(
+            std::io::ErrorKind::OutOfMemory,
+            format!("cannot allocate a buffer of {target} bytes for a message of {len} bytes: {e}"),
+        ))
+    })
 }
 
 fn send_frame(fd: BorrowedFd<'_>, body: &[u8]) -> Result<()> {
@@ -327,6 +538,8 @@ struct ConnectionWire {
     readable: bool,
     writable: bool,
     buffered: Vec<u8>,
+    max_message_size: Option<u64>,
+    quickack: bool,
 }
 
 impl Serialize for Connection {
@@ -336,6 +549,11 @@ impl Serialize for Connection {
             .fd
             .as_ref()
             .ok_or_else(|| serde::ser::Error::custom("cannot send a closed connection"))?;
+        if self.partial.borrow().is_some() {
+            return Err(serde::ser::Error::custom(
+                "cannot send a connection in the middle of receiving a message",
+            ));
+        }
         let buffered = {
             let buf = self.rbuf.borrow();
             buf[self.rpos.get()..].to_vec()
@@ -344,6 +562,8 @@ impl Serialize for Connection {
             readable: self.readable.get(),
             writable: self.writable,
             buffered,
+            max_message_size: self.max_message_size,
+            quickack: self.quickack,
         };
         let mut t = s.serialize_tuple(2)?;
         t.serialize_element(&wire)?;
@@ -371,8 +591,10 @@ impl<'de> Deserialize<'de> for FdOwned {
 impl<'de> Deserialize<'de> for Connection {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let (wire, fd): (ConnectionWire, FdOwned) = Deserialize::deserialize(d)?;
-        let c = Connection::new(fd.0, wire.readable, wire.writable);
+        let mut c = Connection::new(fd.0, wire.readable, wire.writable);
         *c.rbuf.borrow_mut() = wire.buffered;
+        c.max_message_size = wire.max_message_size;
+        c.quickack = wire.quickack;
         Ok(c)
     }
 }

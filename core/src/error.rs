@@ -120,6 +120,13 @@ pub enum Error {
     },
     /// An operating-system error.
     Io(io::Error),
+    /// The HMAC handshake of a [`Listener`](crate::connection::Listener) or
+    /// [`Client`](crate::connection::Client) failed: a wrong authentication key, or a peer that
+    /// does not speak the protocol (Python's `multiprocessing.AuthenticationError`).
+    AuthenticationError(String),
+    /// A pickle could not be read, or a value could not be pickled
+    /// ([`mproc::pickle`](crate::pickle)).
+    Pickle(crate::pickle::PickleError),
 }
 
 impl Error {
@@ -163,6 +170,8 @@ impl Error {
             Error::BrokenBarrier => "BrokenBarrier",
             Error::IndexOutOfRange { .. } => "IndexOutOfRange",
             Error::Io(_) => "Io",
+            Error::AuthenticationError(_) => "AuthenticationError",
+            Error::Pickle(_) => "Pickle",
         }
     }
 }
@@ -228,6 +237,8 @@ impl fmt::Display for Error {
                 write!(f, "index {index} out of range for an array of length {len}")
             }
             Error::Io(e) => write!(f, "{e}"),
+            Error::AuthenticationError(why) => f.write_str(why),
+            Error::Pickle(e) => write!(f, "pickle: {e}"),
         }
     }
 }
@@ -248,6 +259,7 @@ impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Error::Io(e) => Some(e),
+            Error::Pickle(e) => Some(e),
             _ => None,
         }
     }

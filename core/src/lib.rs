@@ -51,10 +51,11 @@
 #![warn(missing_docs)]
 
 mod bootstrap;
-mod connection;
+pub mod connection;
 mod context;
 mod error;
 mod forkserver;
+pub mod pickle;
 mod pool;
 mod popen;
 mod process;
@@ -68,7 +69,7 @@ mod synchronize;
 pub mod sys;
 mod target;
 
-pub use connection::{pipe, Connection};
+pub use connection::{pipe, Connection, DEFAULT_MAX_MESSAGE_SIZE};
 pub use context::{
     default_context, get_all_start_methods, get_context, get_start_method, set_start_method,
     Context, StartMethod,

@@ -5,9 +5,17 @@
 //! that side list in a thread-local while [`encode`] or [`decode`] runs (Python's
 //! `multiprocessing.reduction` plays the same part). Outside those calls such objects refuse to
 //! serialise, with a message saying so.
+//!
+//! Decoding is bounded ([`guard`]): bincode's own `with_limit` caps the bytes read, and the guard
+//! caps the elements of declared-length sequences that take no bytes and the nesting depth, so a
+//! hostile or corrupt message is a [`Error::Deserialize`], never an abort, a stack overflow or a
+//! spin.
+
+mod guard;
 
 use crate::error::{Error, Result};
 use crate::StartMethod;
+use bincode::Options;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::cell::RefCell;
@@ -51,9 +59,9 @@ pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Encoded> {
 /// the value did not claim are closed.
 pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8], fds: Vec<OwnedFd>) -> Result<T> {
     INCOMING.with(|i| *i.borrow_mut() = Some(fds.into_iter().map(Some).collect()));
-    let r = bincode::deserialize(bytes);
+    let r = from_bytes(bytes);
     INCOMING.with(|i| i.borrow_mut().take());
-    r.map_err(|e| Error::Deserialize(e.to_string()))
+    r
 }
 
 /// Serialises plain data (no descriptors) for the wire.
@@ -61,9 +69,18 @@ pub(crate) fn to_bytes<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
     bincode::serialize(value).map_err(|e| Error::Serialize(e.to_string()))
 }
 
-/// Deserialises plain data.
+/// Deserialises plain data, within the bounds described at the top of this module.
 pub(crate) fn from_bytes<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
-    bincode::deserialize(bytes).map_err(|e| Error::Deserialize(e.to_string()))
+    // The options of `bincode::deserialize` (and so of `bincode::serialize`'s format), with a
+    // limit on the bytes read.
+    let options = bincode::DefaultOptions::new()
+        .with_fixint_encoding()
+        .allow_trailing_bytes()
+        .with_limit(bytes.len() as u64);
+    let mut de = bincode::Deserializer::from_slice(bytes, options);
+    let limits = guard::Limits::for_input(bytes.len());
+    T::deserialize(guard::Guard::new(&mut de, &limits))
+        .map_err(|e| Error::Deserialize(e.to_string()))
 }
 
 /// Serialises a descriptor as its index in the side list. `what` names the object for the error

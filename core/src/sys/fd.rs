@@ -146,7 +146,15 @@ pub fn poll(
             revents: 0,
         })
         .collect();
-    let deadline = timeout.map(|t| Instant::now() + t);
+    poll_pollfds(&mut pfds, timeout)?;
+    Ok(pfds.iter().map(|p| p.revents != 0).collect())
+}
+
+/// `poll` over prepared `pollfd`s, retrying on `EINTR` and until `timeout` has fully passed
+/// (`None`: for ever). The ready ones have non-zero `revents`.
+pub(crate) fn poll_pollfds(pfds: &mut [libc::pollfd], timeout: Option<Duration>) -> io::Result<()> {
+    // A timeout too long to add to the clock waits for ever.
+    let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
     loop {
         let ms = match deadline {
             None => -1,
@@ -173,7 +181,7 @@ pub fn poll(
                 }
             }
         }
-        return Ok(pfds.iter().map(|p| p.revents != 0).collect());
+        return Ok(());
     }
 }
 

@@ -15,6 +15,7 @@
 pub mod fd;
 pub mod fnptr;
 pub mod futex;
+pub(crate) mod net;
 pub mod proc;
 pub mod scm;
 pub mod shm;

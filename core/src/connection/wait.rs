@@ -1,0 +1,84 @@
+//! `wait`: CPython's `multiprocessing.connection.wait` over connections, listeners, process
+//! sentinels and sockets.
+
+use super::Connection;
+use crate::error::Result;
+use crate::sys::{self, Interest};
+use crate::Process;
+use std::os::fd::{AsFd, AsRawFd, RawFd};
+use std::time::Duration;
+
+/// Something [`wait`] can wait on: it names a descriptor that becomes readable when the object
+/// is ready, and may know that it is ready already.
+pub trait Waitable {
+    /// The descriptor to poll for reading.
+    fn wait_fd(&self) -> Result<RawFd>;
+
+    /// Whether the object is ready without looking at the descriptor (a connection with
+    /// buffered bytes).
+    fn ready_now(&self) -> bool {
+        false
+    }
+}
+
+/// A connection is ready when a message (or part of one, or end of file) can be received.
+impl Waitable for Connection {
+    fn wait_fd(&self) -> Result<RawFd> {
+        self.fileno()
+    }
+
+    fn ready_now(&self) -> bool {
+        self.has_buffered()
+    }
+}
+
+/// A process is ready when it has ended (its [`sentinel`](Process::sentinel)).
+impl Waitable for Process {
+    fn wait_fd(&self) -> Result<RawFd> {
+        self.sentinel()
+    }
+}
+
+/// A socket, a pipe end, a [`Listener`](super::Listener) (ready when a client waits to be
+/// accepted): any descriptor, ready when readable.
+impl<T: AsFd> Waitable for T {
+    fn wait_fd(&self) -> Result<RawFd> {
+        Ok(self.as_fd().as_raw_fd())
+    }
+}
+
+/// Waits until at least one of `objects` is ready, or `timeout` passes (`None`: for ever), and
+/// returns the indices of the ready ones in order (empty on timeout): CPython's
+/// `multiprocessing.connection.wait`, which returns the ready objects themselves.
+///
+/// ```
+/// use mproc::connection::{wait, Waitable};
+/// use std::time::Duration;
+///
+/// # fn main() -> mproc::Result<()> {
+/// let (a, b) = mproc::pipe(true)?;
+/// let (c, d) = mproc::pipe(true)?;
+/// a.send_bytes(b"x")?;
+/// let ready = wait(&[&b as &dyn Waitable, &d], Some(Duration::from_secs(1)))?;
+/// assert_eq!(ready, [0]); // `b` has a message; `d` has none (`c` sent nothing)
+/// # drop(c);
+/// # Ok(())
+/// # }
+/// ```
+pub fn wait(objects: &[&dyn Waitable], timeout: Option<Duration>) -> Result<Vec<usize>> {
+    let fds = objects
+        .iter()
+        .map(|o| Ok((o.wait_fd()?, Interest::Read)))
+        .collect::<Result<Vec<_>>>()?;
+    // Objects ready already make the poll a mere look at the others.
+    let now = objects.iter().any(|o| o.ready_now());
+    let timeout = if now { Some(Duration::ZERO) } else { timeout };
+    let ready = sys::net::poll_numbers(&fds, timeout)?;
+    Ok(objects
+        .iter()
+        .zip(ready)
+        .enumerate()
+        .filter(|(_, (o, r))| *r || o.ready_now())
+        .map(|(i, _)| i)
+        .collect())
+}
