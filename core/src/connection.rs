@@ -7,10 +7,10 @@
 //! [`Connection::send`]/[`Connection::recv`] frame a value serialised with bincode (Python uses
 //! pickle there, so values do not cross to Python; bytes do).
 
+use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::reduction;
 use crate::sys::{self, Interest};
-use crate::Context;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::cell::{Cell, RefCell};

@@ -58,9 +58,9 @@ pub enum Error {
     /// An object made by one context was passed to a process of another.
     ContextMismatch {
         /// The start method of the object's context.
-        object: crate::StartMethod,
+        object: crate::method::StartMethod,
         /// The start method of the process it was passed to.
-        process: crate::StartMethod,
+        process: crate::method::StartMethod,
     },
     /// The other end of a connection or queue was closed: nothing more will arrive.
     Eof,

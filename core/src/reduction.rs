@@ -7,7 +7,7 @@
 //! serialise, with a message saying so.
 
 use crate::error::{Error, Result};
-use crate::StartMethod;
+use crate::method::StartMethod;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::cell::RefCell;
@@ -109,19 +109,4 @@ pub(crate) fn deserialize_fd<'de, D: Deserializer<'de>>(d: D) -> Result<OwnedFd,
     fd.ok_or_else(|| {
         serde::de::Error::custom(format!("descriptor #{idx} missing from the message"))
     })
-}
-
-thread_local! {
-    static STASH: RefCell<Option<Vec<OwnedFd>>> = const { RefCell::new(None) };
-}
-
-/// Keeps the descriptors a child received until its entry point decodes its arguments.
-pub(crate) fn stash_incoming(fds: Vec<OwnedFd>) {
-    STASH.with(|s| *s.borrow_mut() = Some(fds));
-}
-
-/// [`decode`] with the descriptors left by [`stash_incoming`].
-pub(crate) fn decode_stashed<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
-    let fds = STASH.with(|s| s.borrow_mut().take()).unwrap_or_default();
-    decode(bytes, fds)
 }

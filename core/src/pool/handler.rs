@@ -15,10 +15,13 @@
 
 use super::results::{Failure, Outcome, Sink};
 use super::worker::{self, parse_frame, RemoteErr, WorkerChannel, WorkerConfig};
+use crate::context::cpu_count;
+use crate::context::Context;
 use crate::error::{Error, Result};
+use crate::launch::fork::{keep_from_fork_children, InternalThread};
+use crate::method::StartMethod;
 use crate::process::Process;
 use crate::sys::{self, Interest};
-use crate::Context;
 use std::collections::VecDeque;
 use std::io::ErrorKind;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -143,10 +146,10 @@ impl Shared {
         // A fork start is quick, and forking from several threads would be unwise; the other
         // methods wait for an exec (or the forkserver) per worker, so they start workers from
         // up to `cpu_count` threads at once.
-        let threads = if ctx.start_method() == crate::StartMethod::Fork {
+        let threads = if ctx.start_method() == StartMethod::Fork {
             1
         } else {
-            processes.min(crate::cpu_count()).max(1)
+            processes.min(cpu_count()).max(1)
         };
         let start_share = |share: usize| -> Vec<Result<Worker>> {
             (0..share).map(|_| shared.start_worker()).collect()
@@ -157,9 +160,8 @@ impl Shared {
         let results: Vec<Result<Worker>> = if threads == 1 {
             start_share(processes)
         } else {
-            for _ in 1..threads {
-                crate::process::internal_thread_started();
-            }
+            let counted: Vec<InternalThread> =
+                (1..threads).map(|_| InternalThread::enter()).collect();
             let all = std::thread::scope(|scope| {
                 let helpers: Vec<_> = shares[1..]
                     .iter()
@@ -176,9 +178,7 @@ impl Shared {
                 }
                 all
             });
-            for _ in 1..threads {
-                crate::process::internal_thread_stopped();
-            }
+            drop(counted);
             all
         };
         let mut error = None;
@@ -210,35 +210,35 @@ impl Shared {
     }
 
     fn start_worker(&self) -> Result<Worker> {
-        let fork = self.ctx.start_method() == crate::StartMethod::Fork;
+        let fork = self.ctx.start_method() == StartMethod::Fork;
         if fork {
             // No other thread may hold the standard streams' locks at the instant of the fork;
             // the child releases its copies first thing (see `worker::hold_std_streams`).
             worker::hold_std_streams();
         }
-        let r = self.start_worker_inner(fork);
+        let r = self.start_worker_inner();
         worker::release_std_streams();
         r
     }
 
-    fn start_worker_inner(&self, fork: bool) -> Result<Worker> {
+    fn start_worker_inner(&self) -> Result<Worker> {
         let (ours, theirs) = sys::socketpair()?;
         let peer = theirs.try_clone()?;
-        let close_after_fork = if fork {
-            vec![ours.as_raw_fd(), peer.as_raw_fd()]
-        } else {
-            Vec::new()
-        };
         let cfg = WorkerConfig {
             has_init: self.has_init,
             maxtasks: self.maxtasks,
-            close_after_fork,
         };
         let process = self.factory.make(self.ctx, WorkerChannel(theirs), cfg);
         let name = process.get_name().replacen("Process", "PoolWorker", 1);
         process.set_name(name.clone());
         process.set_daemon(true)?;
-        process.start()?;
+        // A fork worker must not hold our end of its socket (it would never see end of file
+        // when the pool goes away), nor our duplicate of its own end.
+        let (started, ends) = keep_from_fork_children(vec![ours, peer], || process.start());
+        started?;
+        let [ours, peer]: [OwnedFd; 2] = ends
+            .try_into()
+            .map_err(|_| Error::Io(std::io::Error::other("lost a pool worker's socket")))?;
         let pid = process.pid().expect("started");
         let sentinel = match process.sentinel_owned() {
             Ok(s) => s,

@@ -19,8 +19,8 @@
 //! unanswered one, if the worker has read it (the pool keeps a duplicate of the worker's end of
 //! the socket and asks how many bytes are still unread there).
 
-use crate::bootstrap::ExitRequest;
 use crate::error::Error;
+use crate::launch::child::{self, ExitRequest};
 use crate::reduction;
 use crate::sys::{self, fnptr::EntryOffset};
 use crate::target::Target;
@@ -120,10 +120,6 @@ pub(crate) struct WorkerConfig {
     pub has_init: bool,
     /// Leave after this many tasks (Python's `maxtasksperchild`).
     pub maxtasks: Option<u64>,
-    /// Fork workers only: the numbers of the pool's own descriptors for this worker's socket,
-    /// which a fork child inherits and must close (else it would hold its own socket's other
-    /// end, and never see end of file when the pool goes away).
-    pub close_after_fork: Vec<i32>,
 }
 
 /// The initializer's arguments, shared by every worker the pool starts. A spawn or forkserver
@@ -333,9 +329,6 @@ where
     A: Send + 'static,
 {
     release_std_streams();
-    for &fd in &cfg.close_after_fork {
-        sys::close_inherited(fd);
-    }
     install_panic_capture();
     let fd = chan.0;
     let mut wbuf: Vec<u8> = Vec::with_capacity(64 * 1024);
@@ -353,7 +346,7 @@ where
             push_err(&mut wbuf, &e);
             let _ = end_frame(&mut wbuf, start);
             write_all(fd.as_fd(), &wbuf);
-            crate::exit(1);
+            child::exit(1);
         }
     }
     drop(init);

@@ -3,10 +3,11 @@
 //! executable image, so the offset is the same in both, whatever ASLR did.
 
 use serde::{Deserialize, Serialize};
+use std::os::fd::OwnedFd;
 
 /// The signature of every child entry point: it receives the child's serialised arguments and
-/// returns the exit code.
-pub type EntryFn = fn(&[u8]) -> i32;
+/// the descriptors that came with them, and returns the exit code.
+pub type EntryFn = fn(&[u8], Vec<OwnedFd>) -> i32;
 
 /// The signature of a pool task's entry point: it receives the task's serialised arguments and
 /// appends the serialised outcome to the buffer.
@@ -78,9 +79,9 @@ impl EntryOffset {
         Some((anchor as *const () as usize as i64 + self.offset) as usize)
     }
 
-    /// Calls the entry point with `args`, or returns `None` if the sender's image is not ours
-    /// (or the offset names a task entry point, not a process one).
-    pub fn call(self, args: &[u8]) -> Option<i32> {
+    /// Calls the entry point with `args` and `fds`, or returns `None` if the sender's image is
+    /// not ours (or the offset names a task entry point, not a process one).
+    pub fn call(self, args: &[u8], fds: Vec<OwnedFd>) -> Option<i32> {
         let addr = self.address(EntryKind::Process)?;
         // An `EntryOffset` of kind `Process` is made only by `of` from a real `EntryFn` of this
         // image, then carried unchanged over a private channel to a process running the same
@@ -88,7 +89,7 @@ impl EntryOffset {
         // function at the same distance from `anchor`.
         // SAFETY: so `addr` is the address of that `EntryFn` in this process.
         let f: EntryFn = unsafe { std::mem::transmute::<usize, EntryFn>(addr) };
-        Some(f(args))
+        Some(f(args, fds))
     }
 
     /// Calls the pool task entry point with `args`, appending its outcome to `out`. Returns
