@@ -15,15 +15,10 @@ fn square(x: u64) -> u64 {
 }
 
 fn kill_my_worker(_x: u64) -> u64 {
-    let _ = mproc::sys::kill(std::process::id(), libc_sigkill());
+    let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
     // Not reached: SIGKILL cannot be caught.
     std::thread::sleep(Duration::from_secs(60));
     0
-}
-
-/// `SIGKILL` on Linux.
-fn libc_sigkill() -> i32 {
-    9
 }
 
 fn main() -> mproc::Result<()> {

@@ -49,6 +49,7 @@
 //! the child's stderr. Killed by signal `N`: `-N`.
 
 #![warn(missing_docs)]
+#![deny(unsafe_code)]
 
 mod children;
 mod connection;
@@ -66,8 +67,8 @@ mod role;
 mod sharedctypes;
 mod state;
 mod synchronize;
-#[doc(hidden)]
-pub mod sys;
+#[allow(unsafe_code)]
+mod sys;
 mod target;
 
 pub use children::{active_children, ChildInfo};
@@ -92,6 +93,19 @@ pub use synchronize::{
 };
 pub use target::{Target, Termination};
 
+/// The raw OS limits that `cargo xtask bench` measures mproc against, for the bench harness
+/// only: not part of mproc's API (hidden from the documentation, no stability promise).
+///
+/// Each is safe on its own terms: [`fork_run`](bench_limits::fork_run) never returns into the
+/// caller's frames in the child (it runs the closure and `_exit`s; a panic there is exit code 1),
+/// [`spawn_exec`](bench_limits::spawn_exec) only makes async-signal-safe calls between `fork` and
+/// `execve` on an [`ExecPlan`](bench_limits::ExecPlan) built before the fork, and
+/// [`exit_now`](bench_limits::exit_now) is `_exit`.
+#[doc(hidden)]
+pub mod bench_limits {
+    pub use crate::sys::{exit_now, fork_run, spawn_exec, ExecPlan};
+}
+
 /// The branch for processes that mproc executes: call it first in `main`.
 ///
 /// In a child started by the spawn method, or in a forkserver, this runs what the parent asked
@@ -105,7 +119,7 @@ pub fn init() {
             sys::exit_now(1);
         }
     };
-    let Some(chan) = sys::take_inherited_fd(sys::SPAWN_CHANNEL_FD) else {
+    let Some(chan) = sys::take_spawn_channel() else {
         eprintln!(
             "mproc: {} is set but descriptor {} is not open; not a child of mproc",
             role::ROLE_ENV,

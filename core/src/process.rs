@@ -46,7 +46,8 @@ where
             return 1;
         }
     };
-    let f = fnptr::conjure_zst_fn::<F>().expect("the parent checked that the target is zero-sized");
+    let f =
+        fnptr::conjure_zst_fn::<F, A>().expect("the parent checked that the target is zero-sized");
     f.call(args).report()
 }
 

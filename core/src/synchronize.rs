@@ -760,7 +760,7 @@ pub struct Barrier {
 
 /// Runs the zero-sized action type `F` (the entry point stored for a barrier's action).
 fn barrier_action_entry<F: Fn() + Copy + 'static>(_: &[u8], _: Vec<std::os::fd::OwnedFd>) -> i32 {
-    let f = sys::fnptr::conjure_zst_fn::<F>()
+    let f = sys::fnptr::conjure_zst_fn::<F, ()>()
         .expect("the barrier checked that the action is zero-sized");
     f();
     0

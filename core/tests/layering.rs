@@ -459,6 +459,33 @@ fn modules_use_only_modules_before_them_in_the_layer_table() {
     );
 }
 
+/// The modules that may name `EntryOffset`: calling one is sound only for an offset that came
+/// unchanged from the process that made it (see `sys::fnptr`), so the places that make, carry
+/// and call them are few and listed here.
+const ENTRY_OFFSET_MODULES: &[&str] = &[
+    "sys",
+    "launch::spec",
+    "process",
+    "synchronize",
+    "pool",
+    "pool::worker",
+];
+
+#[test]
+fn entry_offsets_stay_in_the_modules_that_make_and_carry_them() {
+    let mut problems = Vec::new();
+    for (module, file) in modules() {
+        let code = strip(&fs::read_to_string(&file).expect("source file"));
+        if code.contains("EntryOffset") && !ENTRY_OFFSET_MODULES.contains(&unit(&module)) {
+            problems.push(format!(
+                "{}: names EntryOffset, which only {ENTRY_OFFSET_MODULES:?} may",
+                file.display()
+            ));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
 #[test]
 fn the_reader_understands_the_forms_of_use() {
     let mut out = Vec::new();

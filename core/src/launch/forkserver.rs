@@ -191,12 +191,7 @@ pub(crate) fn serve(conn: OwnedFd, child_main: fn(OwnedFd) -> i32) -> ! {
             }
             let status = fds.pop().expect("two descriptors");
             let chan = fds.pop().expect("two descriptors");
-            let chan_raw = chan.as_raw_fd();
-            let forked = sys::fork_run(move || {
-                sys::close_all_from_except(3, &[chan_raw]);
-                sys::set_sigint_ignored(false);
-                child_main(chan)
-            });
+            let forked = sys::fork_server_child(chan, child_main);
             if let Ok((pid, pidfd)) = forked {
                 // If the parent is gone the send fails; the child is still reaped when it ends.
                 let _ =

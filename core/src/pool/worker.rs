@@ -264,7 +264,7 @@ where
     F::Output: Serialize,
     A: DeserializeOwned,
 {
-    let Some(f) = sys::fnptr::conjure_zst_fn::<F>() else {
+    let Some(f) = sys::fnptr::conjure_zst_fn::<F, A>() else {
         task_error(
             out,
             "NotSpawnable",
@@ -333,7 +333,7 @@ where
     let fd = chan.0;
     let mut wbuf: Vec<u8> = Vec::with_capacity(64 * 1024);
     if cfg.has_init {
-        let outcome = match (sys::fnptr::conjure_zst_fn::<F>(), init.take()) {
+        let outcome = match (sys::fnptr::conjure_zst_fn::<F, A>(), init.take()) {
             (Some(f), Some(args)) => run_captured(|| drop(f.call(args))),
             _ => Err(RemoteErr {
                 kind: "InitializerMissing".into(),

@@ -36,14 +36,19 @@ fn anchor_probe() -> usize {
 /// The distance between two functions of this image: the same in every process running the same
 /// executable, and almost surely different for another build. Checked before a received offset
 /// is used.
-pub fn image_fingerprint() -> i64 {
+fn image_fingerprint() -> i64 {
     anchor_probe as *const () as usize as i64 - anchor as *const () as usize as i64
 }
 
-/// An entry point as an offset from the anchor. Only two things make one: [`EntryOffset::of`] in
-/// the parent, and deserialisation of what that parent sent over a private channel (a socketpair
-/// made for this child, or the forkserver's connection), together with the sender's
-/// [`image_fingerprint`].
+/// An entry point as an offset from the anchor.
+///
+/// Calling one is sound only if it came, unchanged, from [`EntryOffset::of`] (or
+/// [`EntryOffset::of_task`]) in a process running the same executable. The fingerprint and kind
+/// checks catch another build and the other signature; the rest is an invariant of the crate,
+/// kept by where offsets travel: only over channels private to a parent and its children (a
+/// spawned or forkserver child's bootstrap channel, a pool worker's socketpair, a barrier's
+/// shared region, none of them reachable from outside the crate). `core/tests/layering.rs`
+/// checks that no other module names this type.
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct EntryOffset {
     offset: i64,
@@ -111,18 +116,41 @@ impl EntryOffset {
     }
 }
 
+/// A function value taking the arguments `Args` as a tuple: a function item, a closure or a
+/// function pointer. Implemented for exactly the types that implement the `Fn` traits (which, on
+/// stable Rust, only the compiler implements), and sealed: this module is private to the crate,
+/// so no other type can implement it. [`conjure_zst_fn`] relies on that.
+pub trait FnValue<Args>: Copy + 'static {}
+
+// One impl per arity, from eight arguments down to none.
+macro_rules! impl_fn_value {
+    () => {
+        impl<F, R> FnValue<()> for F where F: Fn() -> R + Copy + 'static {}
+    };
+    ($head:ident $(, $tail:ident)*) => {
+        impl<F, R, $head, $($tail,)*> FnValue<($head, $($tail,)*)> for F
+        where
+            F: Fn($head, $($tail),*) -> R + Copy + 'static,
+        {
+        }
+        impl_fn_value!($($tail),*);
+    };
+}
+
+impl_fn_value!(A1, A2, A3, A4, A5, A6, A7, A8);
+
 /// Makes a value of a zero-sized function type (a function item or a closure that captures
 /// nothing) out of thin air, so that a child can call the target its parent named by type.
 /// Returns `None` for a type with a size: such a closure captures state and cannot cross an
 /// `exec`.
-pub fn conjure_zst_fn<F: Copy + 'static>() -> Option<F> {
+pub fn conjure_zst_fn<F: FnValue<Args>, Args>() -> Option<F> {
     if std::mem::size_of::<F>() != 0 {
         return None;
     }
-    // The callers bound `F` by the `Fn*` traits, which only function items, closures and function
-    // pointers implement; of those only function items and closures capturing nothing (or only
-    // other such values) are zero-sized, and none of them has a validity invariant. `Copy` rules
-    // out duplicating a captured move-only token.
+    // `F` implements the `Fn` traits (`FnValue` is sealed to those types), which only function
+    // items, closures and function pointers do; of those only function items and closures
+    // capturing nothing (or only other such values) are zero-sized, and none of them has a
+    // validity invariant. `Copy` rules out duplicating a captured move-only token.
     // SAFETY: `F` has size zero and no invariant (above): reading one from a dangling,
     // well-aligned pointer reads no bytes.
     Some(unsafe { std::ptr::NonNull::<F>::dangling().as_ptr().read() })
