@@ -50,6 +50,7 @@
 //! of your own still do.
 
 mod handler;
+mod protocol;
 mod results;
 mod worker;
 
@@ -330,13 +331,8 @@ impl Pool {
     {
         let id = self.shared.next_id();
         let mut msg = Vec::with_capacity(64);
-        let start = worker::begin_frame(&mut msg, worker::P_TASK);
-        msg.extend_from_slice(&id.to_le_bytes());
         let entry = EntryOffset::of_task(worker::task_trampoline::<F, A> as TaskFn);
-        bincode::serialize_into(&mut msg, &entry).map_err(|e| Error::Serialize(e.to_string()))?;
-        bincode::serialize_into(&mut msg, items).map_err(|e| Error::Serialize(e.to_string()))?;
-        worker::end_frame(&mut msg, start)
-            .ok_or_else(|| Error::Serialize("a task's arguments must be under 4 GiB".into()))?;
+        protocol::push_task(&mut msg, id, entry, items)?;
         Ok(Job { msg, sink })
     }
 

@@ -468,7 +468,7 @@ const ENTRY_OFFSET_MODULES: &[&str] = &[
     "process",
     "synchronize",
     "pool",
-    "pool::worker",
+    "pool::protocol",
 ];
 
 #[test]
