@@ -1,6 +1,8 @@
 //! Beyond CPython: a pool worker killed while running a task. Pool(2) runs four tasks; the
 //! second kills its own worker with `SIGKILL`. CPython would wait forever for that result; mproc
 //! fails exactly that task with `WorkerLost`, replaces the worker and finishes the others.
+//! Python's documentation: multiprocessing, "Process Pools" (where a lost worker is not
+//! covered).
 //!
 //! `cargo run -p mproc --example pool_worker_killed -- --method fork|spawn|forkserver`
 //!

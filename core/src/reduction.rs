@@ -1,7 +1,7 @@
 //! Serialisation across process boundaries, with descriptors carried beside the bytes.
 //!
-//! Objects that own a descriptor (a [`crate::Connection`], later queues and locks) serialise
-//! the descriptor as an index into a side list that travels by `SCM_RIGHTS`; this module keeps
+//! Objects that own a descriptor (a [`crate::Connection`], a pool worker's channel, the shared
+//! region of a queue, lock or shared value) serialise the descriptor as an index into a side list that travels by `SCM_RIGHTS`; this module keeps
 //! that side list in a thread-local while [`encode`] or [`decode`] runs (Python's
 //! `multiprocessing.reduction` plays the same part). Outside those calls such objects refuse to
 //! serialise, with a message saying so.

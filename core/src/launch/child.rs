@@ -88,10 +88,12 @@ pub(crate) fn run_target(name: &str, target: impl FnOnce() -> i32) -> i32 {
 
 /// Leaves the current process with exit code `code`, as Python's `sys.exit(code)`.
 ///
-/// Inside a child's target, this unwinds to the child's bootstrap (running destructors on the
-/// way) and the child's exit code becomes `code`; in a thread other than the target's it ends
-/// just that thread, as `sys.exit` does. Elsewhere it is `std::process::exit(code)` after
-/// flushing standard output (which joins this process's children first, as Python's exit does).
+/// On the thread that runs a child's target, this unwinds to the child's bootstrap (running
+/// destructors on the way) and the child's exit code becomes `code`. Anywhere else (in the main
+/// process, or on another thread of a child) it is `std::process::exit(code)` after flushing
+/// standard output, which runs the exit function first (joining this process's children, as
+/// Python's exit does) and ends the whole process: unlike Python's `sys.exit` on another thread,
+/// it does not end just that thread.
 pub fn exit(code: i32) -> ! {
     if in_target() {
         panic::resume_unwind(Box::new(ExitRequest(code)));

@@ -195,8 +195,8 @@ impl ExecPlan {
 /// The descriptor number at which a spawned child finds its bootstrap channel.
 pub const SPAWN_CHANNEL_FD: RawFd = 3;
 
-/// Forks and executes `plan` in the child with: stdin on `devnull`, `channel` at descriptor
-/// [`SPAWN_CHANNEL_FD`], and every other descriptor above 2 closed. An `execve` failure is
+/// Forks and executes `plan` in the child with: stdin on `devnull`, `channel` at descriptor 3
+/// (`SPAWN_CHANNEL_FD`), and every other descriptor above 2 closed. An `execve` failure is
 /// reported through a close-on-exec pipe and returned here, as `std` does. Returns the child's
 /// pid and a pidfd.
 pub fn spawn_exec(
@@ -206,8 +206,10 @@ pub fn spawn_exec(
 ) -> io::Result<(u32, OwnedFd)> {
     let (err_r, err_w) = super::pipe()?;
     let (ch, nul, ew) = (channel.as_raw_fd(), devnull.as_raw_fd(), err_w.as_raw_fd());
-    // The child must not inherit the forking thread's signal mask (std's Command resets it too);
-    // the empty set is built before the fork.
+    // The child starts with an empty signal mask, whatever the forking thread had blocked (a
+    // thread that blocks SIGTERM would otherwise hand that to every child it spawns, which then
+    // could not be terminated). std's `Command` does not do this: it keeps the parent's mask and
+    // resets only SIGPIPE's action. The empty set is built before the fork.
     // SAFETY: a zeroed sigset_t is valid storage for sigemptyset to initialise.
     let mut empty: libc::sigset_t = unsafe { std::mem::zeroed() };
     // SAFETY: `empty` is valid, writable sigset_t storage.
