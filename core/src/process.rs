@@ -18,14 +18,14 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 /// What a process runs: encoded for spawn/forkserver, or run in place after `fork()`.
-trait Launch: Send {
+trait Payload: Send {
     /// The entry point and the encoded arguments, for a child that is not a fork.
     fn encode(&self) -> Result<(EntryOffset, reduction::Encoded)>;
     /// Runs the target here (in a fork child).
     fn run_here(self: Box<Self>) -> i32;
 }
 
-struct FnLaunch<F, A> {
+struct FnPayload<F, A> {
     f: F,
     args: A,
 }
@@ -51,7 +51,7 @@ where
     f.call(args).report()
 }
 
-impl<F, A> Launch for FnLaunch<F, A>
+impl<F, A> Payload for FnPayload<F, A>
 where
     F: Target<A>,
     F::Output: Termination,
@@ -71,9 +71,9 @@ where
     }
 }
 
-struct ClosureLaunch<C>(C);
+struct ClosurePayload<C>(C);
 
-impl<C, R> Launch for ClosureLaunch<C>
+impl<C, R> Payload for ClosurePayload<C>
 where
     C: FnOnce() -> R + Send + 'static,
     R: Termination,
@@ -96,7 +96,7 @@ fn not_spawnable(what: &str) -> Error {
 struct Inner {
     name: String,
     daemon: Option<bool>,
-    launch: Option<Box<dyn Launch>>,
+    payload: Option<Box<dyn Payload>>,
     child: Option<Arc<ChildRecord>>,
     closed: bool,
 }
@@ -150,10 +150,10 @@ impl Process {
         F::Output: Termination,
         A: Serialize + DeserializeOwned + Send + 'static,
     {
-        Process::with_launch(Context::DEFAULT, Box::new(FnLaunch { f: target, args }))
+        Process::with_payload(Context::DEFAULT, Box::new(FnPayload { f: target, args }))
     }
 
-    fn with_launch(ctx: Context, launch: Box<dyn Launch>) -> Process {
+    fn with_payload(ctx: Context, payload: Box<dyn Payload>) -> Process {
         let (identity, name) = {
             let mut st = state::lock();
             let n = st.me.counter;
@@ -175,7 +175,7 @@ impl Process {
             inner: Mutex::new(Inner {
                 name,
                 daemon: None,
-                launch: Some(launch),
+                payload: Some(payload),
                 child: None,
                 closed: false,
             }),
@@ -245,7 +245,7 @@ impl Process {
         if inner.closed {
             return Err(Error::ProcessClosed);
         }
-        if inner.child.is_some() || inner.launch.is_none() {
+        if inner.child.is_some() || inner.payload.is_none() {
             return Err(Error::AlreadyStarted);
         }
         if self.creator != std::process::id() {
@@ -275,12 +275,12 @@ impl Process {
         };
         let popen = match method {
             StartMethod::Fork => {
-                let launch = inner.launch.take().expect("checked above");
-                launch::fork::start(child_me, move || launch.run_here())?
+                let payload = inner.payload.take().expect("checked above");
+                launch::fork::start(child_me, move || payload.run_here())?
             }
             StartMethod::Spawn | StartMethod::Forkserver => {
-                let launch = inner.launch.as_ref().expect("checked above");
-                let (entry, encoded) = launch.encode()?;
+                let payload = inner.payload.as_ref().expect("checked above");
+                let (entry, encoded) = payload.encode()?;
                 check_contexts(&encoded.contexts, method)?;
                 let spec = ChildSpec {
                     entry,
@@ -298,7 +298,7 @@ impl Process {
                     launch::forkserver::start(&spec, &encoded.fds)?
                 };
                 // The child has its own copies now; ours close with the arguments.
-                inner.launch = None;
+                inner.payload = None;
                 popen
             }
         };
@@ -400,7 +400,7 @@ impl Process {
             children::forget(child);
         }
         inner.child = None;
-        inner.launch = None;
+        inner.payload = None;
         inner.closed = true;
         Ok(())
     }
@@ -447,7 +447,7 @@ impl Context {
         F::Output: Termination,
         A: Serialize + DeserializeOwned + Send + 'static,
     {
-        Process::with_launch(*self, Box::new(FnLaunch { f: target, args }))
+        Process::with_payload(*self, Box::new(FnPayload { f: target, args }))
     }
 
     /// A process that runs a closure, which may capture anything: fork only (see
@@ -457,7 +457,7 @@ impl Context {
         C: FnOnce() -> R + Send + 'static,
         R: Termination,
     {
-        Process::with_launch(*self, Box::new(ClosureLaunch(closure)))
+        Process::with_payload(*self, Box::new(ClosurePayload(closure)))
     }
 }
 

@@ -67,19 +67,35 @@ pub(crate) fn keep_from_fork_children<R>(
     fds: Vec<OwnedFd>,
     f: impl FnOnce() -> R,
 ) -> (R, Vec<OwnedFd>) {
-    let numbers: Vec<RawFd> = fds.iter().map(AsRawFd::as_raw_fd).collect();
+    let mut kept = Kept(fds.iter().map(AsRawFd::as_raw_fd).collect());
     lock_kept().extend(fds);
     let r = f();
-    let mut kept = lock_kept();
-    let mut back = Vec::with_capacity(numbers.len());
-    for n in numbers {
-        // The registry owns these descriptors meanwhile, so each number still names the one
-        // we put in.
-        if let Some(i) = kept.iter().position(|fd| fd.as_raw_fd() == n) {
-            back.push(kept.swap_remove(i));
+    (r, kept.take_back())
+}
+
+/// The numbers of descriptors moved into the registry by [`keep_from_fork_children`]; if `f`
+/// panics, dropping this takes them out again (and closes them).
+struct Kept(Vec<RawFd>);
+
+impl Kept {
+    fn take_back(&mut self) -> Vec<OwnedFd> {
+        let mut kept = lock_kept();
+        let mut back = Vec::with_capacity(self.0.len());
+        for n in self.0.drain(..) {
+            // The registry owns these descriptors meanwhile, so each number still names the one
+            // we put in.
+            if let Some(i) = kept.iter().position(|fd| fd.as_raw_fd() == n) {
+                back.push(kept.swap_remove(i));
+            }
         }
+        back
     }
-    (r, back)
+}
+
+impl Drop for Kept {
+    fn drop(&mut self) {
+        drop(self.take_back());
+    }
 }
 
 static FORK_WARNING: AtomicBool = AtomicBool::new(true);
