@@ -1,6 +1,7 @@
-//! The notes' first AsyncResult program: `get()` inside the submit loop, before `join()`,
-//! waits for each task in turn, so the pool runs the five tasks one after another (elapsed ≈ the
-//! sum of the sleeps).
+//! `AsyncResult.get()` called too early serialises a pool: five tasks that sleep a random time
+//! are submitted in a loop that calls `get()` on each before submitting the next, so the pool
+//! runs them one after another (elapsed ≈ the sum of the sleeps). Python's documentation:
+//! multiprocessing, "Process Pools" (`AsyncResult.get`). Compare `join_before_get`.
 //!
 //! `cargo run -p mproc --example get_before_join -- --method fork|spawn|forkserver [--max-sleep-ms N]`
 //! (`N` defaults to 3000).

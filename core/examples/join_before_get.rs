@@ -1,6 +1,8 @@
-//! The notes' second AsyncResult program: all five tasks are submitted first, then the pool is
-//! closed and joined, and only then are the results read. The tasks run in parallel (elapsed ≈
-//! the longest sleeps, never their sum); the results still come in submission order.
+//! `AsyncResult.get()` called after the work is submitted keeps a pool parallel: all five tasks
+//! are submitted first, then the pool is closed and joined, and only then are the results read.
+//! The tasks run in parallel (elapsed ≈ the longest sleeps, never their sum); the results still
+//! come in submission order. Python's documentation: multiprocessing, "Process Pools"
+//! (`apply_async`, `close`, `join`, `AsyncResult.get`). Compare `get_before_join`.
 //!
 //! `cargo run -p mproc --example join_before_get -- --method fork|spawn|forkserver [--max-sleep-ms N]`
 //! (`N` defaults to 3000).

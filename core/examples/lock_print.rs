@@ -1,5 +1,6 @@
-//! The notes' synchronisation example (section "进程间同步"): ten processes print
-//! `hello world <i>` while holding one shared lock, so every line comes out whole.
+//! A lock shared by processes: ten processes print `hello world <i>` while holding one shared
+//! `Lock`, so every line comes out whole. Python's documentation: multiprocessing,
+//! "Synchronization between processes" (the same program).
 //!
 //! `cargo run -p mproc --example lock_print -- --method fork|spawn|forkserver`
 

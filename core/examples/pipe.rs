@@ -1,6 +1,7 @@
-//! The notes' Pipe example: a child sends `[42, None, 'hello']` and closes its end; the parent
-//! receives and prints it. The Rust value is a list of a small Python-like enum, printed in
-//! Rust's debug form: `[42, None, "hello"]`.
+//! A pipe between two processes: a child sends `[42, None, 'hello']` and closes its end; the
+//! parent receives and prints it. The Rust value is a list of a small Python-like enum, printed
+//! in Rust's debug form: `[42, None, "hello"]`. Python's documentation: multiprocessing,
+//! "Exchanging objects between processes", Pipes (the same program).
 //!
 //! `cargo run -p mproc --example pipe -- --method spawn`
 
@@ -10,7 +11,7 @@ use mproc::Connection;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
-/// A few of Python's values, enough for the notes' list.
+/// A few of Python's values, enough for the list `[42, None, 'hello']`.
 #[derive(Serialize, Deserialize)]
 enum Py {
     Int(i64),

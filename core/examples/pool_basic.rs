@@ -1,9 +1,9 @@
-//! The notes' Pool example (section "Pool / 使用"): a pool of four workers runs five
-//! `long_time_task`s, each sleeping a random time; task 4 starts only once one of the first four
-//! has ended.
+//! A pool of workers: a pool of four workers runs five `long_time_task`s, each sleeping a
+//! random time; task 4 starts only once one of the first four has ended. Python's documentation:
+//! multiprocessing, "Using a pool of workers".
 //!
 //! `cargo run -p mproc --example pool_basic -- --method fork|spawn|forkserver [--max-sleep-ms N]`
-//! (`N` defaults to 3000, the notes' `random.random() * 3` seconds).
+//! (`N` defaults to 3000: up to three seconds, as Python's `random.random() * 3`).
 
 mod common;
 

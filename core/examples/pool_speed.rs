@@ -8,7 +8,9 @@
 //! chunksize 1), `Pool(2)` create+close+join, and start+join of one process.
 
 use mproc::StartMethod;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
 fn identity(x: u64) -> u64 {
@@ -17,24 +19,20 @@ fn identity(x: u64) -> u64 {
 
 fn noop() {}
 
-fn echo(fd: Fd, other_end: i32) {
+fn echo(fd: Fd, other_end: RawFd) {
     // A fork child inherits the parent's end too: close it, or no end of file ever comes.
-    mproc::sys::close_inherited(other_end);
+    let _ = nix::unistd::close(other_end);
+    let mut sock = fd.0;
     let mut buf = [0u8; 8];
-    loop {
-        match mproc::sys::read(fd.0.as_fd(), &mut buf) {
-            Ok(8) => {
-                if mproc::sys::write(fd.0.as_fd(), &buf).is_err() {
-                    return;
-                }
-            }
-            _ => return,
+    while sock.read_exact(&mut buf).is_ok() {
+        if sock.write_all(&buf).is_err() {
+            return;
         }
     }
 }
 
-/// A descriptor that a fork child inherits (fork only: it does not serialise).
-struct Fd(OwnedFd);
+/// A socket that a fork child inherits (fork only: it does not serialise).
+struct Fd(UnixStream);
 impl serde::Serialize for Fd {
     fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
         Err(serde::ser::Error::custom("fork only"))
@@ -78,16 +76,13 @@ fn main() -> mproc::Result<()> {
     };
 
     // Raw: 8-byte ping-pong over a socketpair with a fork child.
-    let (a, b) = mproc::sys::socketpair()?;
+    let (mut a, b) = UnixStream::pair()?;
     let child = mproc::get_context(StartMethod::Fork).process(echo, (Fd(b), a.as_raw_fd()));
     child.start()?;
     let mut buf = [0u8; 8];
     let raw = per_op(2000, || {
-        mproc::sys::write(a.as_fd(), &buf).unwrap();
-        let mut got = 0;
-        while got < 8 {
-            got += mproc::sys::read(a.as_fd(), &mut buf[got..]).unwrap();
-        }
+        a.write_all(&buf).unwrap();
+        a.read_exact(&mut buf).unwrap();
     });
     drop(a);
     child.join(None)?;

@@ -1,6 +1,8 @@
 //! Beyond CPython: a pool worker killed while running a task. Pool(2) runs four tasks; the
 //! second kills its own worker with `SIGKILL`. CPython would wait forever for that result; mproc
 //! fails exactly that task with `WorkerLost`, replaces the worker and finishes the others.
+//! Python's documentation: multiprocessing, "Process Pools" (where a lost worker is not
+//! covered).
 //!
 //! `cargo run -p mproc --example pool_worker_killed -- --method fork|spawn|forkserver`
 //!
@@ -15,15 +17,10 @@ fn square(x: u64) -> u64 {
 }
 
 fn kill_my_worker(_x: u64) -> u64 {
-    let _ = mproc::sys::kill(std::process::id(), libc_sigkill());
+    let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
     // Not reached: SIGKILL cannot be caught.
     std::thread::sleep(Duration::from_secs(60));
     0
-}
-
-/// `SIGKILL` on Linux.
-fn libc_sigkill() -> i32 {
-    9
 }
 
 fn main() -> mproc::Result<()> {

@@ -1,5 +1,5 @@
-//! The notes' first example (section "Process"): a parent starts one child that prints its name
-//! and pid, and waits for it.
+//! Starting a process: a parent starts one child that prints its name and pid, and waits for it
+//! with `join`. Python's documentation: multiprocessing, "The Process class".
 //!
 //! `cargo run -p mproc --example process_basic -- --method fork|spawn|forkserver`
 

@@ -1,6 +1,7 @@
-//! The notes' Queue example (section "Queue"): a writer process puts `A`, `B`, `C` into a queue,
-//! a reader process prints each item it gets, in order; the parent joins the writer and then
-//! terminates the reader, whose loop never ends.
+//! A queue between two processes: a writer process puts `A`, `B`, `C` into a queue, a reader
+//! process prints each item it gets, in order; the parent joins the writer and then terminates
+//! the reader, whose loop never ends. Python's documentation: multiprocessing, "Exchanging
+//! objects between processes", Queues (and "Pipes and Queues" in the reference).
 //!
 //! `cargo run -p mproc --example queue_rw -- --method fork|spawn|forkserver`
 
@@ -14,7 +15,7 @@ fn write(q: Queue<String>) -> mproc::Result<()> {
     for (i, value) in ["A", "B", "C"].into_iter().enumerate() {
         println!("Put {value} to queue...");
         q.put(value.to_string(), true, None)?;
-        // As the notes' `time.sleep(random.random())`, with a pseudo-random pause.
+        // As Python's `time.sleep(random.random())`, with a pseudo-random pause.
         let pause = 200 + (std::process::id() as u64 * 7919 + i as u64 * 104_729) % 300;
         std::thread::sleep(Duration::from_millis(pause));
     }

@@ -1,5 +1,6 @@
 //! Measures queue throughput: one producer process puts `N` small items (a `u64`), the parent
-//! gets them all; prints items per second. Run it in release mode:
+//! gets them all; prints items per second (Python's documentation: multiprocessing, "Pipes and
+//! Queues"). Run it in release mode:
 //!
 //! `cargo run --release -p mproc --example queue_throughput -- --method fork --n 2000000`
 

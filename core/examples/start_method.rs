@@ -1,5 +1,6 @@
-//! The notes' contexts section (上下文和启动方法): print the default start method, then have a
-//! child of the chosen method send `hello` through a pipe.
+//! Contexts and start methods: print the default start method, then have a child of the chosen
+//! method send `hello` through a pipe. Python's documentation: multiprocessing, "Contexts and
+//! start methods" (`get_context`, `get_start_method`).
 //!
 //! `cargo run -p mproc --example start_method -- --method forkserver`
 

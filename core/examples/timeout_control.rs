@@ -1,5 +1,6 @@
-//! The notes' timeout control (section 超时控制): join with a timeout, and terminate a task that
-//! overran it.
+//! Waiting with a timeout: join a child with a timeout, and terminate it if it overran (its exit
+//! code is then `-15`, killed by `SIGTERM`). Python's documentation: multiprocessing, "Process
+//! and exceptions" (`join(timeout)`, `is_alive`, `terminate`, `exitcode`).
 //!
 //! `cargo run -p mproc --example timeout_control -- --method spawn --timeout-ms 500 --task-ms 2000`
 //! prints `task exceeded 500 ms` and `exitcode: -15`; with `--task-ms 100` it prints `exitcode: 0`.
@@ -16,7 +17,7 @@ fn test_func(task_name: String, task_ms: u64) {
 
 fn main() -> mproc::Result<()> {
     mproc::init();
-    // The notes use get_context("spawn"); --method picks another.
+    // As Python's `get_context("spawn")`; --method picks another.
     let method: StartMethod = match common::arg("--method") {
         Some(_) => common::method()?,
         None => StartMethod::Spawn,

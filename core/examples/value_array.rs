@@ -1,10 +1,11 @@
-//! The notes' shared-memory example (section "共享内存"): a child sets a shared `Value('d')` to
-//! 3.1415927 and negates every element of a shared `Array('i', range(10))`; the parent prints
-//! `3.1415927` and `[0, -1, -2, -3, -4, -5, -6, -7, -8, -9]`.
+//! Shared memory: a child sets a shared `Value('d')` to 3.1415927 and negates every element of a
+//! shared `Array('i', range(10))`; the parent prints `3.1415927` and
+//! `[0, -1, -2, -3, -4, -5, -6, -7, -8, -9]`. Python's documentation: multiprocessing, "Sharing
+//! state between processes", Shared memory (the same program).
 //!
 //! `cargo run -p mproc --example value_array -- --method fork|spawn|forkserver`
 
-// The notes' literal 3.1415927, not π.
+// The documentation's literal 3.1415927, not π.
 #![allow(clippy::approx_constant)]
 
 mod common;

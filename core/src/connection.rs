@@ -39,10 +39,10 @@ pub use auth::{
 pub use listener::{Client, Listener, ListenerBuilder, DEFAULT_BACKLOG, DEFAULT_HANDSHAKE_TIMEOUT};
 pub use wait::{wait, Waitable};
 
+use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::reduction;
 use crate::sys::{self, Interest};
-use crate::Context;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::cell::{Cell, RefCell};

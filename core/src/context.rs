@@ -1,69 +1,13 @@
-//! Start methods and contexts: `get_context`, `set_start_method`, `get_start_method`.
+//! Contexts and the default start method: `get_context`, `set_start_method`,
+//! `get_start_method`, `cpu_count` (Python's `multiprocessing.context`).
 
 use crate::error::{Error, Result};
+use crate::method::StartMethod;
 use crate::state;
-use serde::{Deserialize, Serialize};
-use std::fmt;
 use std::str::FromStr;
 
-/// How a child process begins.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
-pub enum StartMethod {
-    /// `fork()`: the child starts as a copy of the parent, inheriting all memory and descriptors.
-    /// Fast; hazardous to combine with threads in the parent (mproc warns, as Python 3.12 does).
-    Fork,
-    /// A fresh exec of the same binary, which branches in [`crate::init`] and runs only the
-    /// target. It inherits only the descriptors it needs; its stdin is `/dev/null`.
-    Spawn,
-    /// A single-threaded server process, started on first use (one per parent), forks each child
-    /// on request. Arguments travel serialised and descriptors by `SCM_RIGHTS`.
-    Forkserver,
-}
-
-impl StartMethod {
-    /// Every start method, in Python's order of `get_all_start_methods()` on Linux.
-    pub const ALL: [StartMethod; 3] = [
-        StartMethod::Forkserver,
-        StartMethod::Spawn,
-        StartMethod::Fork,
-    ];
-
-    /// The name Python uses: `"fork"`, `"spawn"` or `"forkserver"`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            StartMethod::Fork => "fork",
-            StartMethod::Spawn => "spawn",
-            StartMethod::Forkserver => "forkserver",
-        }
-    }
-
-    /// The platform default: `spawn` on macOS, `forkserver` elsewhere (as Python 3.14; before
-    /// 3.14 Python defaulted to `fork` on Linux).
-    pub fn platform_default() -> StartMethod {
-        if cfg!(target_os = "macos") {
-            StartMethod::Spawn
-        } else {
-            StartMethod::Forkserver
-        }
-    }
-
-    /// The prefix of process names under this context (`ForkProcess-1`, ...), as Python's
-    /// context classes name their `Process` type.
-    pub(crate) fn process_type_name(self) -> &'static str {
-        match self {
-            StartMethod::Fork => "ForkProcess",
-            StartMethod::Spawn => "SpawnProcess",
-            StartMethod::Forkserver => "ForkServerProcess",
-        }
-    }
-}
-
-impl fmt::Display for StartMethod {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
+/// Parses Python's names: `"fork"`, `"spawn"`, `"forkserver"`; anything else is
+/// [`Error::UnknownStartMethod`] (Python's `get_context("...")` raises `ValueError`).
 impl FromStr for StartMethod {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self> {
@@ -151,4 +95,11 @@ pub fn get_start_method(allow_none: bool) -> Option<StartMethod> {
 /// The start methods this platform supports (all three on Linux).
 pub fn get_all_start_methods() -> Vec<StartMethod> {
     StartMethod::ALL.to_vec()
+}
+
+/// The number of CPUs this process may run on (Python 3.13's `os.process_cpu_count()`).
+pub fn cpu_count() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
 }

@@ -58,9 +58,9 @@ pub enum Error {
     /// An object made by one context was passed to a process of another.
     ContextMismatch {
         /// The start method of the object's context.
-        object: crate::StartMethod,
+        object: crate::method::StartMethod,
         /// The start method of the process it was passed to.
-        process: crate::StartMethod,
+        process: crate::method::StartMethod,
     },
     /// The other end of a connection or queue was closed: nothing more will arrive.
     Eof,
@@ -70,8 +70,8 @@ pub enum Error {
     NotReadable,
     /// This end of a simplex pipe is read-only and cannot send.
     NotWritable,
-    /// A received message was longer than the `maxlen` the caller allowed. The connection is
-    /// closed, as in Python.
+    /// A received message was longer than the `maxlen` the caller allowed. As in Python, a
+    /// duplex end no longer receives after it (but still sends), and a read-only end is closed.
     MessageTooLong {
         /// The message's length.
         len: u64,
@@ -84,7 +84,9 @@ pub enum Error {
     Serialize(String),
     /// Bytes received from another process could not be read back as the expected type.
     Deserialize(String),
-    /// A value was put into a full queue without blocking; the value is handed back.
+    /// A `put` found the queue full and could not wait (`block` false) or waited out its timeout
+    /// (Python's `queue.Full`). The error itself carries no value: `Queue::put` hands the item
+    /// back in its [`PutError`](crate::PutError).
     Full,
     /// A value was requested from an empty queue without blocking.
     Empty,
@@ -126,7 +128,7 @@ pub enum Error {
     AuthenticationError(String),
     /// A pickle could not be read, or a value could not be pickled
     /// ([`mproc::pickle`](crate::pickle)).
-    Pickle(crate::pickle::PickleError),
+    Pickle(crate::pickle::error::PickleError),
 }
 
 impl Error {

@@ -49,12 +49,14 @@
 //! the child's stderr. Killed by signal `N`: `-N`.
 
 #![warn(missing_docs)]
+#![deny(unsafe_code)]
 
-mod bootstrap;
+mod children;
 pub mod connection;
 mod context;
 mod error;
-mod forkserver;
+mod launch;
+mod method;
 pub mod pickle;
 mod pool;
 mod popen;
@@ -62,24 +64,26 @@ mod process;
 mod queues;
 mod reduction;
 mod region;
+mod role;
 mod sharedctypes;
 mod state;
 mod synchronize;
-#[doc(hidden)]
-pub mod sys;
+#[allow(unsafe_code)]
+mod sys;
 mod target;
 
+pub use children::{active_children, ChildInfo};
 pub use connection::{pipe, Connection, DEFAULT_MAX_MESSAGE_SIZE};
 pub use context::{
-    default_context, get_all_start_methods, get_context, get_start_method, set_start_method,
-    Context, StartMethod,
+    cpu_count, default_context, get_all_start_methods, get_context, get_start_method,
+    set_start_method, Context,
 };
 pub use error::{Error, Result};
+pub use launch::child::exit;
+pub use launch::fork::set_fork_warning;
+pub use method::StartMethod;
 pub use pool::{AsyncResult, Callbacks, IMapIterator, MapResult, Pool, PoolBuilder};
-pub use process::{
-    active_children, current_process, parent_process, set_fork_warning, ChildInfo, CurrentProcess,
-    Process,
-};
+pub use process::{current_process, parent_process, CurrentProcess, Process};
 pub use queues::{JoinableQueue, PutError, Queue, SimpleQueue, DEFAULT_CAPACITY};
 pub use sharedctypes::{
     Array, CChar, DynArray, Number, RawArray, RawValue, Scalar, SharedMemory, TypeCode, Value,
@@ -90,34 +94,47 @@ pub use synchronize::{
 };
 pub use target::{Target, Termination};
 
+/// The raw OS limits that `cargo xtask bench` measures mproc against, for the bench harness
+/// only: not part of mproc's API (hidden from the documentation, no stability promise).
+///
+/// Each is safe on its own terms: [`fork_run`](bench_limits::fork_run) never returns into the
+/// caller's frames in the child (it runs the closure and `_exit`s; a panic there is exit code 1),
+/// [`spawn_exec`](bench_limits::spawn_exec) only makes async-signal-safe calls between `fork` and
+/// `execve` on an [`ExecPlan`](bench_limits::ExecPlan) built before the fork, and
+/// [`exit_now`](bench_limits::exit_now) is `_exit`.
+#[doc(hidden)]
+pub mod bench_limits {
+    pub use crate::sys::{exit_now, fork_run, spawn_exec, ExecPlan};
+}
+
 /// The branch for processes that mproc executes: call it first in `main`.
 ///
 /// In a child started by the spawn method, or in a forkserver, this runs what the parent asked
 /// for and then leaves the process; it never returns. In any other process it returns at once.
 pub fn init() {
-    bootstrap::init();
-}
-
-/// Leaves the current process with exit code `code`, as Python's `sys.exit(code)`.
-///
-/// Inside a child's target, this unwinds to the child's bootstrap (running destructors on the
-/// way) and the child's exit code becomes `code`; in a thread other than the target's it ends
-/// just that thread, as `sys.exit` does. Elsewhere it is `std::process::exit(code)` after
-/// flushing standard output (which joins this process's children first, as Python's exit does).
-pub fn exit(code: i32) -> ! {
-    if bootstrap::in_target() {
-        std::panic::resume_unwind(Box::new(bootstrap::ExitRequest(code)));
-    }
-    use std::io::Write;
-    let _ = std::io::stdout().flush();
-    std::process::exit(code)
-}
-
-/// The number of CPUs this process may run on (Python 3.13's `os.process_cpu_count()`).
-pub fn cpu_count() -> usize {
-    std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
+    let role = match role::Role::take() {
+        None => return,
+        Some(Ok(role)) => role,
+        Some(Err(value)) => {
+            eprintln!("mproc: {} has the unknown value {value:?}", role::ROLE_ENV);
+            sys::exit_now(1);
+        }
+    };
+    let Some(chan) = sys::take_spawn_channel() else {
+        eprintln!(
+            "mproc: {} is set but descriptor {} is not open; not a child of mproc",
+            role::ROLE_ENV,
+            sys::SPAWN_CHANNEL_FD
+        );
+        sys::exit_now(1);
+    };
+    // A forkserver's children run the same bootstrap as a spawned child, on the channel the
+    // server received for each.
+    let code = match role {
+        role::Role::Spawn => launch::child::run_from_channel(chan),
+        role::Role::Forkserver => launch::forkserver::serve(chan, launch::child::run_from_channel),
+    };
+    sys::exit_now(code);
 }
 
 /// The README's example, compiled as a doc test so that it stays true to the API.

@@ -50,14 +50,18 @@
 //! of your own still do.
 
 mod handler;
+mod protocol;
 mod results;
 mod worker;
 
 pub use results::{AsyncResult, Callbacks, IMapIterator, MapResult};
 
-use crate::context::Context;
+use crate::children::ChildInfo;
+use crate::context::{self, Context};
 use crate::error::{Error, Result};
-use crate::process::{self, ChildInfo, Process};
+
+use crate::launch::fork::InternalThread;
+use crate::process::Process;
 use crate::sys::fnptr::{EntryOffset, TaskFn};
 use crate::target::Target;
 use handler::{Job, PoolState, Shared, WorkerFactory};
@@ -184,7 +188,7 @@ impl PoolBuilder {
         if let Some(e) = self.error {
             return Err(e);
         }
-        let processes = self.processes.unwrap_or_else(crate::cpu_count);
+        let processes = self.processes.unwrap_or_else(context::cpu_count);
         if processes < 1 {
             return Err(Error::InvalidArgument(
                 "Number of processes must be at least 1".into(),
@@ -197,7 +201,7 @@ impl PoolBuilder {
         }
         // As Python, a pool of the default context uses the concrete context in force, so its
         // workers are named `ForkPoolWorker-N` and so on.
-        let ctx = crate::get_context(self.ctx.start_method());
+        let ctx = context::get_context(self.ctx.start_method());
         let has_init = self.factory.is_some();
         let factory = self.factory.unwrap_or_else(no_init_factory);
         let shared = Shared::new(
@@ -242,7 +246,8 @@ pub struct Pool {
 /// a thread (and its wake-ups) for a pool that is made and closed.
 enum HandlerSlot {
     Idle,
-    Running(JoinHandle<()>),
+    /// The thread, counted as one of mproc's own (for the fork warning) while it is here.
+    Running(JoinHandle<()>, InternalThread),
     Done,
 }
 
@@ -283,7 +288,7 @@ impl Pool {
 
     /// A builder for a pool of the default context.
     pub fn builder() -> PoolBuilder {
-        PoolBuilder::new(crate::default_context())
+        PoolBuilder::new(context::default_context())
     }
 
     /// The context the workers are started by.
@@ -326,13 +331,8 @@ impl Pool {
     {
         let id = self.shared.next_id();
         let mut msg = Vec::with_capacity(64);
-        let start = worker::begin_frame(&mut msg, worker::P_TASK);
-        msg.extend_from_slice(&id.to_le_bytes());
         let entry = EntryOffset::of_task(worker::task_trampoline::<F, A> as TaskFn);
-        bincode::serialize_into(&mut msg, &entry).map_err(|e| Error::Serialize(e.to_string()))?;
-        bincode::serialize_into(&mut msg, items).map_err(|e| Error::Serialize(e.to_string()))?;
-        worker::end_frame(&mut msg, start)
-            .ok_or_else(|| Error::Serialize("a task's arguments must be under 4 GiB".into()))?;
+        protocol::push_task(&mut msg, id, entry, items)?;
         Ok(Job { msg, sink })
     }
 
@@ -624,7 +624,7 @@ impl Pool {
         if !matches!(*slot, HandlerSlot::Idle) {
             return Ok(());
         }
-        process::internal_thread_started();
+        let counted = InternalThread::enter();
         let shared = Arc::clone(&self.shared);
         match std::thread::Builder::new()
             .name("mproc-pool".into())
@@ -634,13 +634,10 @@ impl Pool {
             .spawn(move || handler::run_handler(shared))
         {
             Ok(h) => {
-                *slot = HandlerSlot::Running(h);
+                *slot = HandlerSlot::Running(h, counted);
                 Ok(())
             }
-            Err(e) => {
-                process::internal_thread_stopped();
-                Err(e.into())
-            }
+            Err(e) => Err(e.into()),
         }
     }
 
@@ -648,15 +645,15 @@ impl Pool {
     fn join_handler(&self) {
         let mut slot = self.handler.lock().unwrap_or_else(|p| p.into_inner());
         match std::mem::replace(&mut *slot, HandlerSlot::Done) {
-            HandlerSlot::Running(h) => {
+            HandlerSlot::Running(h, counted) => {
                 if h.thread().id() == std::thread::current().id() {
                     // Called from a callback, in the handler thread itself: it ends by itself
                     // once the callback returns.
-                    *slot = HandlerSlot::Running(h);
+                    *slot = HandlerSlot::Running(h, counted);
                     return;
                 }
                 let _ = h.join();
-                process::internal_thread_stopped();
+                drop(counted);
             }
             HandlerSlot::Idle => handler::run_handler(Arc::clone(&self.shared)),
             HandlerSlot::Done => {}
@@ -678,14 +675,8 @@ impl Drop for Pool {
         if running {
             let _ = self.terminate();
         }
-        let slot = std::mem::replace(
-            &mut *self.handler.lock().unwrap_or_else(|p| p.into_inner()),
-            HandlerSlot::Done,
-        );
-        if let HandlerSlot::Running(_) = slot {
-            // Dropped by a callback, in the handler thread itself, which ends right after:
-            // it is detached, and no longer counted.
-            process::internal_thread_stopped();
-        }
+        // Dropped by a callback, in the handler thread itself, which ends right after: the
+        // thread is detached, and its count dropped with the slot.
+        *self.handler.lock().unwrap_or_else(|p| p.into_inner()) = HandlerSlot::Done;
     }
 }

@@ -1,55 +1,57 @@
 //! `Process`: start a target in a child under a context's start method, then join, poll, signal
 //! and close it, with Python's rules as typed errors.
 
-use crate::bootstrap::{self, ChildSpec};
-use crate::context::{Context, StartMethod};
+use crate::children::{self, ChildRecord};
+use crate::context::Context;
 use crate::error::{Error, Result};
-use crate::forkserver::{self, ForkserverClient};
-use crate::popen::Popen;
+use crate::launch::{self, spec::ChildSpec};
+use crate::method::StartMethod;
 use crate::reduction;
-use crate::state::{self, ChildRecord, Me};
-use crate::sys::{self, fnptr::EntryOffset};
+use crate::role;
+use crate::state::{self, Me};
+use crate::sys::fnptr::{self, EntryOffset};
 use crate::target::{Target, Termination};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use std::io::Write;
-use std::os::fd::{AsFd, RawFd};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::os::fd::{OwnedFd, RawFd};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 /// What a process runs: encoded for spawn/forkserver, or run in place after `fork()`.
-trait Launch: Send {
+trait Payload: Send {
     /// The entry point and the encoded arguments, for a child that is not a fork.
     fn encode(&self) -> Result<(EntryOffset, reduction::Encoded)>;
     /// Runs the target here (in a fork child).
     fn run_here(self: Box<Self>) -> i32;
 }
 
-struct FnLaunch<F, A> {
+struct FnPayload<F, A> {
     f: F,
     args: A,
 }
 
-fn process_entry<F, A>(bytes: &[u8]) -> i32
+/// The entry point of a spawned or forkserver child whose target is `F` with arguments `A`,
+/// monomorphised per target and sent to the child as an [`EntryOffset`]: decodes the arguments
+/// (handing them the descriptors that came with them) and calls the target.
+fn process_entry<F, A>(bytes: &[u8], fds: Vec<OwnedFd>) -> i32
 where
     F: Target<A>,
     F::Output: Termination,
     A: DeserializeOwned,
 {
-    let args: A = match reduction::decode_stashed(bytes) {
+    let args: A = match reduction::decode(bytes, fds) {
         Ok(a) => a,
         Err(e) => {
             eprintln!("mproc: cannot decode the arguments of the child's target: {e}");
             return 1;
         }
     };
-    let f = sys::fnptr::conjure_zst_fn::<F>()
-        .expect("the parent checked that the target is zero-sized");
+    let f =
+        fnptr::conjure_zst_fn::<F, A>().expect("the parent checked that the target is zero-sized");
     f.call(args).report()
 }
 
-impl<F, A> Launch for FnLaunch<F, A>
+impl<F, A> Payload for FnPayload<F, A>
 where
     F: Target<A>,
     F::Output: Termination,
@@ -69,9 +71,9 @@ where
     }
 }
 
-struct ClosureLaunch<C>(C);
+struct ClosurePayload<C>(C);
 
-impl<C, R> Launch for ClosureLaunch<C>
+impl<C, R> Payload for ClosurePayload<C>
 where
     C: FnOnce() -> R + Send + 'static,
     R: Termination,
@@ -94,7 +96,7 @@ fn not_spawnable(what: &str) -> Error {
 struct Inner {
     name: String,
     daemon: Option<bool>,
-    launch: Option<Box<dyn Launch>>,
+    payload: Option<Box<dyn Payload>>,
     child: Option<Arc<ChildRecord>>,
     closed: bool,
 }
@@ -148,10 +150,10 @@ impl Process {
         F::Output: Termination,
         A: Serialize + DeserializeOwned + Send + 'static,
     {
-        Process::with_launch(Context::DEFAULT, Box::new(FnLaunch { f: target, args }))
+        Process::with_payload(Context::DEFAULT, Box::new(FnPayload { f: target, args }))
     }
 
-    fn with_launch(ctx: Context, launch: Box<dyn Launch>) -> Process {
+    fn with_payload(ctx: Context, payload: Box<dyn Payload>) -> Process {
         let (identity, name) = {
             let mut st = state::lock();
             let n = st.me.counter;
@@ -173,7 +175,7 @@ impl Process {
             inner: Mutex::new(Inner {
                 name,
                 daemon: None,
-                launch: Some(launch),
+                payload: Some(payload),
                 child: None,
                 closed: false,
             }),
@@ -243,13 +245,13 @@ impl Process {
         if inner.closed {
             return Err(Error::ProcessClosed);
         }
-        if inner.child.is_some() || inner.launch.is_none() {
+        if inner.child.is_some() || inner.payload.is_none() {
             return Err(Error::AlreadyStarted);
         }
         if self.creator != std::process::id() {
             return Err(Error::NotChild);
         }
-        if bootstrap::init_pending() {
+        if role::init_pending() {
             return Err(Error::NotInitialized);
         }
         let method = self.ctx.start_method();
@@ -260,8 +262,8 @@ impl Process {
             }
             (inner.daemon.unwrap_or(st.me.daemon), st.me.clone())
         };
-        reap_finished();
-        state::ensure_atexit();
+        children::reap_finished();
+        children::ensure_atexit();
         let child_me = Me {
             name: inner.name.clone(),
             identity: self.identity.clone(),
@@ -273,12 +275,12 @@ impl Process {
         };
         let popen = match method {
             StartMethod::Fork => {
-                let launch = inner.launch.take().expect("checked above");
-                start_fork(child_me, launch)?
+                let payload = inner.payload.take().expect("checked above");
+                launch::fork::start(child_me, move || payload.run_here())?
             }
             StartMethod::Spawn | StartMethod::Forkserver => {
-                let launch = inner.launch.as_ref().expect("checked above");
-                let (entry, encoded) = launch.encode()?;
+                let payload = inner.payload.as_ref().expect("checked above");
+                let (entry, encoded) = payload.encode()?;
                 check_contexts(&encoded.contexts, method)?;
                 let spec = ChildSpec {
                     entry,
@@ -291,12 +293,12 @@ impl Process {
                     method,
                 };
                 let popen = if method == StartMethod::Spawn {
-                    start_spawn(&spec, &encoded.fds)?
+                    launch::spawn::start(&spec, &encoded.fds)?
                 } else {
-                    start_forkserver(&spec, &encoded.fds)?
+                    launch::forkserver::start(&spec, &encoded.fds)?
                 };
                 // The child has its own copies now; ours close with the arguments.
-                inner.launch = None;
+                inner.payload = None;
                 popen
             }
         };
@@ -305,7 +307,7 @@ impl Process {
             daemon,
             name: inner.name.clone(),
         });
-        state::lock().children.push(Arc::clone(&record));
+        children::register(Arc::clone(&record));
         inner.child = Some(record);
         inner.daemon = Some(daemon);
         Ok(())
@@ -317,7 +319,7 @@ impl Process {
     pub fn join(&self, timeout: Option<Duration>) -> Result<()> {
         let child = self.started_child()?;
         if child.popen.wait(timeout)?.is_some() {
-            forget_child(&child);
+            children::forget(&child);
         }
         Ok(())
     }
@@ -337,7 +339,7 @@ impl Process {
         match child.popen.poll()? {
             None => Ok(true),
             Some(_) => {
-                forget_child(&child);
+                children::forget(&child);
                 Ok(false)
             }
         }
@@ -395,10 +397,10 @@ impl Process {
             if child.popen.poll()?.is_none() {
                 return Err(Error::StillRunning);
             }
-            forget_child(child);
+            children::forget(child);
         }
         inner.child = None;
-        inner.launch = None;
+        inner.payload = None;
         inner.closed = true;
         Ok(())
     }
@@ -445,7 +447,7 @@ impl Context {
         F::Output: Termination,
         A: Serialize + DeserializeOwned + Send + 'static,
     {
-        Process::with_launch(*self, Box::new(FnLaunch { f: target, args }))
+        Process::with_payload(*self, Box::new(FnPayload { f: target, args }))
     }
 
     /// A process that runs a closure, which may capture anything: fork only (see
@@ -455,7 +457,7 @@ impl Context {
         C: FnOnce() -> R + Send + 'static,
         R: Termination,
     {
-        Process::with_launch(*self, Box::new(ClosureLaunch(closure)))
+        Process::with_payload(*self, Box::new(ClosurePayload(closure)))
     }
 }
 
@@ -468,186 +470,6 @@ fn check_contexts(contexts: &[StartMethod], process: StartMethod) -> Result<()> 
     {
         Some(&object) => Err(Error::ContextMismatch { object, process }),
         None => Ok(()),
-    }
-}
-
-static FORK_WARNING: AtomicBool = AtomicBool::new(true);
-
-/// How many threads of mproc's own machinery (pool handler threads) are running: they do not
-/// count as "other threads" for the fork warning, because they never hold a lock that a fork
-/// child needs (a pool thread only holds its pool's own mutex, which no child touches).
-static INTERNAL_THREADS: AtomicUsize = AtomicUsize::new(0);
-
-/// Records that one of mproc's internal threads is about to start (call before spawning it).
-pub(crate) fn internal_thread_started() {
-    INTERNAL_THREADS.fetch_add(1, Ordering::SeqCst);
-}
-
-/// Records that one of mproc's internal threads has ended (call after joining it).
-pub(crate) fn internal_thread_stopped() {
-    INTERNAL_THREADS.fetch_sub(1, Ordering::SeqCst);
-}
-
-/// Turns off (or back on) the warning printed before a fork in a multithreaded process. It is
-/// also off when the environment variable `MPROC_NO_FORK_WARNING` is set.
-pub fn set_fork_warning(enabled: bool) {
-    FORK_WARNING.store(enabled, Ordering::Relaxed);
-}
-
-/// How many times the thread count is taken again before the fork warning is printed.
-const THREAD_RECOUNTS: usize = 8;
-
-fn warn_if_threaded() {
-    if !FORK_WARNING.load(Ordering::Relaxed) || std::env::var_os("MPROC_NO_FORK_WARNING").is_some()
-    {
-        return;
-    }
-    let ours = INTERNAL_THREADS.load(Ordering::SeqCst);
-    let mut threads = sys::thread_count();
-    // A thread that was just joined (a pool's handler after `Pool::join`) is still counted by the
-    // kernel for a moment after `pthread_join` returns: look again a few times before warning.
-    // This costs something only until the warning has been printed once.
-    for _ in 0..THREAD_RECOUNTS {
-        if threads.saturating_sub(ours) <= 1 {
-            break;
-        }
-        std::thread::yield_now();
-        threads = sys::thread_count();
-    }
-    if threads.saturating_sub(ours) > 1 && FORK_WARNING.swap(false, Ordering::Relaxed) {
-        // Python 3.12 warns here with a DeprecationWarning; we print once per process.
-        eprintln!(
-            "mproc: warning: this process (pid={}) is multi-threaded ({threads} threads), use of fork() may lead to deadlocks in the child.",
-            std::process::id()
-        );
-    }
-}
-
-fn flush_std_streams() {
-    let _ = std::io::stdout().flush();
-    let _ = std::io::stderr().flush();
-}
-
-fn start_fork(child_me: Me, launch: Box<dyn Launch>) -> Result<Popen> {
-    warn_if_threaded();
-    flush_std_streams();
-    // Hold the state lock across the fork: no other thread of ours is mid-way through changing
-    // it, and the child unlocks its copy by dropping the guard it is handed.
-    let guard = state::lock();
-    let name = child_me.name.clone();
-    let (pid, pidfd) = sys::fork_run(move || {
-        state::reset_after_fork(guard, child_me);
-        bootstrap::run_target(&name, move || launch.run_here())
-    })?;
-    Ok(Popen::direct(pid, pidfd))
-}
-
-fn start_spawn(spec: &ChildSpec, fds: &[RawFd]) -> Result<Popen> {
-    let (ours, theirs) = sys::socketpair()?;
-    let plan = forkserver::exec_plan("spawn")?;
-    let devnull = sys::open_devnull()?;
-    flush_std_streams();
-    let (pid, pidfd) = sys::spawn_exec(&plan, theirs.as_fd(), devnull.as_fd())?;
-    drop(theirs);
-    let popen = Popen::direct(pid, pidfd);
-    if let Err(e) = bootstrap::send_spec(&ours, spec, fds) {
-        let _ = popen.signal(libc::SIGKILL);
-        let _ = popen.wait(None);
-        return Err(e);
-    }
-    Ok(popen)
-}
-
-fn forkserver_client() -> Result<Arc<ForkserverClient>> {
-    let mut st = state::lock();
-    if let Some(c) = &st.forkserver {
-        if c.is_alive() {
-            return Ok(Arc::clone(c));
-        }
-        c.stop();
-    }
-    let client = Arc::new(ForkserverClient::start()?);
-    st.forkserver = Some(Arc::clone(&client));
-    Ok(client)
-}
-
-fn start_forkserver(spec: &ChildSpec, fds: &[RawFd]) -> Result<Popen> {
-    let client = forkserver_client()?;
-    let (ours, theirs) = sys::socketpair()?;
-    flush_std_streams();
-    let status = client.request_child(theirs)?;
-    // Write the spec while the server forks; the child reads it from its channel when it is ready.
-    let sent = bootstrap::send_spec(&ours, spec, fds);
-    let popen = ForkserverClient::await_child(status)?;
-    if let Err(e) = sent {
-        let _ = popen.signal(libc::SIGKILL);
-        let _ = popen.wait(None);
-        return Err(e);
-    }
-    Ok(popen)
-}
-
-/// Drops a reaped child from the registry (Python's `_children.discard`).
-fn forget_child(child: &Arc<ChildRecord>) {
-    state::lock().children.retain(|c| !Arc::ptr_eq(c, child));
-}
-
-/// Reaps every child that has ended (Python's `_cleanup`).
-fn reap_finished() {
-    let children: Vec<_> = state::lock().children.clone();
-    let done: Vec<_> = children
-        .into_iter()
-        .filter(|c| matches!(c.popen.poll(), Ok(Some(_))))
-        .collect();
-    if !done.is_empty() {
-        state::lock()
-            .children
-            .retain(|c| !done.iter().any(|d| Arc::ptr_eq(c, d)));
-    }
-}
-
-/// A summary of a running child, from [`active_children`].
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ChildInfo {
-    /// The child's name.
-    pub name: String,
-    /// Its pid.
-    pub pid: u32,
-    /// Whether it is daemonic.
-    pub daemon: bool,
-}
-
-/// The children of this process that are still running; reaps those that have ended.
-pub fn active_children() -> Vec<ChildInfo> {
-    reap_finished();
-    state::lock()
-        .children
-        .iter()
-        .map(|c| ChildInfo {
-            name: c.name.clone(),
-            pid: c.popen.pid,
-            daemon: c.daemon,
-        })
-        .collect()
-}
-
-/// Python's `util._exit_function`, run at exit (through `atexit`) and at the end of every child:
-/// terminates daemonic children, then joins all children, then stops the forkserver.
-pub(crate) fn exit_function() {
-    let children: Vec<_> = state::lock().children.clone();
-    for c in children.iter().filter(|c| c.daemon) {
-        let _ = c.popen.signal(libc::SIGTERM);
-    }
-    for c in &children {
-        let _ = c.popen.wait(None);
-    }
-    let server = {
-        let mut st = state::lock();
-        st.children.clear();
-        st.forkserver.take()
-    };
-    if let Some(server) = server {
-        server.stop();
     }
 }
 
@@ -692,4 +514,12 @@ pub fn parent_process() -> Option<(u32, String)> {
     st.me
         .parent_pid
         .map(|pid| (pid, st.me.parent_name.clone().unwrap_or_default()))
+}
+
+/// A process is ready for [`wait`](crate::connection::wait) when it has ended (its
+/// [`sentinel`](Process::sentinel)).
+impl crate::connection::Waitable for Process {
+    fn wait_fd(&self) -> Result<std::os::fd::RawFd> {
+        self.sentinel()
+    }
 }

@@ -24,10 +24,11 @@
 //! - `close()` is per handle, as in Python: later `put`/`get` through it are [`Error::Closed`].
 //!   `join_thread`/`cancel_join_thread` have nothing to do and are no-ops.
 
+use crate::context::Context;
 use crate::error::{Error, Result};
+use crate::method::StartMethod;
 use crate::region::{io, Deadline, SharedRegion};
 use crate::sys::{self, LockOutcome, Mapping};
-use crate::{Context, StartMethod};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::cell::RefCell;

@@ -1,7 +1,7 @@
 //! Serialisation across process boundaries, with descriptors carried beside the bytes.
 //!
-//! Objects that own a descriptor (a [`crate::Connection`], later queues and locks) serialise
-//! the descriptor as an index into a side list that travels by `SCM_RIGHTS`; this module keeps
+//! Objects that own a descriptor (a [`crate::Connection`], a pool worker's channel, the shared
+//! region of a queue, lock or shared value) serialise the descriptor as an index into a side list that travels by `SCM_RIGHTS`; this module keeps
 //! that side list in a thread-local while [`encode`] or [`decode`] runs (Python's
 //! `multiprocessing.reduction` plays the same part). Outside those calls such objects refuse to
 //! serialise, with a message saying so.
@@ -14,7 +14,7 @@
 mod guard;
 
 use crate::error::{Error, Result};
-use crate::StartMethod;
+use crate::method::StartMethod;
 use bincode::Options;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -126,19 +126,4 @@ pub(crate) fn deserialize_fd<'de, D: Deserializer<'de>>(d: D) -> Result<OwnedFd,
     fd.ok_or_else(|| {
         serde::de::Error::custom(format!("descriptor #{idx} missing from the message"))
     })
-}
-
-thread_local! {
-    static STASH: RefCell<Option<Vec<OwnedFd>>> = const { RefCell::new(None) };
-}
-
-/// Keeps the descriptors a child received until its entry point decodes its arguments.
-pub(crate) fn stash_incoming(fds: Vec<OwnedFd>) {
-    STASH.with(|s| *s.borrow_mut() = Some(fds));
-}
-
-/// [`decode`] with the descriptors left by [`stash_incoming`].
-pub(crate) fn decode_stashed<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
-    let fds = STASH.with(|s| s.borrow_mut().take()).unwrap_or_default();
-    decode(bytes, fds)
 }

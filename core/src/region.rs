@@ -8,9 +8,9 @@
 //! fork-context object passed to a process of another start method ([`Error::ContextMismatch`]).
 
 use crate::error::{Error, Result};
+use crate::method::StartMethod;
 use crate::reduction;
 use crate::sys::{self, Mapping};
-use crate::StartMethod;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;

@@ -24,11 +24,12 @@
 //! # Ok(()) }
 //! ```
 
+use crate::context::Context;
 use crate::error::{Error, Result};
+use crate::method::StartMethod;
 use crate::region::SharedRegion;
 use crate::synchronize::RLock;
 use crate::sys::{self, Mapping};
-use crate::{Context, StartMethod};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
 use std::marker::PhantomData;

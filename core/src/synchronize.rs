@@ -26,10 +26,11 @@
 //!   release it; owner-based release is what makes dead-owner recovery possible. Use a
 //!   [`Semaphore`] of one for a lock released elsewhere.
 
+use crate::context::Context;
 use crate::error::{Error, Result};
+use crate::method::StartMethod;
 use crate::region::{io, Deadline, SharedRegion};
 use crate::sys::{self, fnptr::EntryOffset, LockOutcome, Mapping, MUTEX_SIZE};
-use crate::{Context, StartMethod};
 use serde::{Deserialize, Serialize};
 use std::marker::PhantomData;
 use std::sync::atomic::Ordering::{Acquire, Relaxed, SeqCst};
@@ -758,8 +759,8 @@ pub struct Barrier {
 }
 
 /// Runs the zero-sized action type `F` (the entry point stored for a barrier's action).
-fn barrier_action_entry<F: Fn() + Copy + 'static>(_: &[u8]) -> i32 {
-    let f = sys::fnptr::conjure_zst_fn::<F>()
+fn barrier_action_entry<F: Fn() + Copy + 'static>(_: &[u8], _: Vec<std::os::fd::OwnedFd>) -> i32 {
+    let f = sys::fnptr::conjure_zst_fn::<F, ()>()
         .expect("the barrier checked that the action is zero-sized");
     f();
     0
@@ -845,7 +846,7 @@ impl Barrier {
             // The last to arrive runs the action; if it panics, the barrier breaks and the
             // panic goes on in this thread (Python re-raises the action's exception).
             if let Some(action) = self.action {
-                let run = std::panic::catch_unwind(|| action.call(&[]));
+                let run = std::panic::catch_unwind(|| action.call(&[], Vec::new()));
                 match run {
                     Ok(Some(_)) => {}
                     Ok(None) => {

@@ -7,8 +7,12 @@
 //! fork start method can carry it into the child; the others refuse it with
 //! [`crate::Error::NotSpawnable`].
 
-/// A callable taking the argument tuple `Args`.
-pub trait Target<Args>: Copy + Send + 'static {
+use crate::sys::fnptr::FnValue;
+
+/// A callable taking the argument tuple `Args`: implemented for every function and closure of up
+/// to eight arguments that is `Copy + Send + 'static`, and for nothing else (the trait is
+/// sealed).
+pub trait Target<Args>: FnValue<Args> + Copy + Send + 'static {
     /// What the call returns.
     type Output;
     /// Calls the target with the arguments unpacked from the tuple.

@@ -1,4 +1,5 @@
-//! The notes' examples print what the notes (and the issues) say, under every start method.
+//! The examples print what the programs of Python's documentation they mirror print (and what
+//! mproc promises beyond CPython), under every start method.
 //! `cargo test` builds the examples next to the test binaries; this runs them.
 
 mod common;
@@ -66,7 +67,7 @@ fn start_method_sends_hello(#[values("fork", "spawn", "forkserver")] m: &str) {
 }
 
 #[rstest]
-fn pipe_prints_the_notes_list(#[values("fork", "spawn", "forkserver")] m: &str) {
+fn pipe_prints_the_documented_list(#[values("fork", "spawn", "forkserver")] m: &str) {
     assert_eq!(run("pipe", &["--method", m]), "[42, None, \"hello\"]\n");
 }
 

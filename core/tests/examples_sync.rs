@@ -1,5 +1,6 @@
-//! The notes' Queue, Lock and Value/Array examples print what the notes say, under every start
-//! method. `cargo test` builds the examples next to the test binaries; this runs them.
+//! The Queue, Lock and Value/Array examples print what the programs of Python's documentation
+//! they mirror print, under every start method. `cargo test` builds the examples next to the
+//! test binaries; this runs them.
 
 mod common;
 

@@ -205,7 +205,7 @@ fn talks_to_cpython_multiprocessing_connection() {
     };
     assert!(probe.status.success());
     let (ours, theirs) = UnixStream::pair().unwrap();
-    let inheritable = mproc::sys::dup_inheritable(std::os::fd::AsFd::as_fd(&theirs)).unwrap();
+    let inheritable = common::dup_inheritable(&theirs);
     drop(theirs);
     let fd = std::os::fd::AsRawFd::as_raw_fd(&inheritable);
     let script = "import sys\nfrom multiprocessing.connection import Connection\n\

@@ -54,7 +54,7 @@ fn boom(x: u32) -> u32 {
 }
 
 fn kill_self(_: u32) -> u32 {
-    let _ = mproc::sys::kill(std::process::id(), 9);
+    let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
     std::thread::sleep(Duration::from_secs(60));
     0
 }
@@ -786,21 +786,16 @@ fn a_worker_that_exits_fails_its_task_with_its_exit_code(
 /// Kills `pid` and waits (at most 30 s) until the kernel has ended it (a zombie, or gone), so
 /// that it is idle for good: a task written to its socket afterwards is never read.
 fn kill_and_wait(pid: u32) {
-    use std::os::fd::AsFd;
-    // A pidfd (it works for processes that are not our children) turns readable when the
-    // process has ended: wait for exactly that event.
-    let pidfd = match mproc::sys::pidfd_open(pid) {
-        Ok(fd) => fd,
-        Err(_) => return, // already gone
+    // A pidfd (it works for processes that are not our children) names exactly this process,
+    // and turns readable when it has ended: wait for exactly that event.
+    let Some(pidfd) = common::pidfd(pid) else {
+        return; // already gone
     };
-    mproc::sys::kill(pid, 9).unwrap();
-    let ended = mproc::sys::poll_one(
-        pidfd.as_fd(),
-        mproc::sys::Interest::Read,
-        Some(Duration::from_secs(30)),
-    )
-    .unwrap();
-    assert!(ended, "{pid} survived SIGKILL");
+    rustix::process::pidfd_send_signal(&pidfd, rustix::process::Signal::KILL).unwrap();
+    assert!(
+        common::wait_ended(&pidfd, Duration::from_secs(30)),
+        "{pid} survived SIGKILL"
+    );
 }
 
 #[rstest]
@@ -870,7 +865,7 @@ fn killing_workers_at_any_moment_never_hangs_get_or_join(
                 n += 1;
                 let workers = p.workers();
                 if let Some(w) = workers.get(n as usize % workers.len().max(1)) {
-                    if mproc::sys::kill(w.pid, 9).is_ok() {
+                    if common::kill(w.pid, nix::sys::signal::Signal::SIGKILL).is_ok() {
                         kills += 1;
                     }
                 }

@@ -71,8 +71,8 @@ fn daemon_tries_child(conn: Connection) -> mproc::Result<()> {
 
 /// Reports which of the given descriptor numbers are open in the child.
 fn report_fds(conn: Connection, fds: Vec<i32>) -> mproc::Result<()> {
-    let open: Vec<bool> = fds.iter().map(|&fd| mproc::sys::fd_is_open(fd)).collect();
-    conn.send(&(open, mproc::sys::fd_is_open(0)))
+    let open: Vec<bool> = fds.iter().map(|&fd| common::fd_is_open(fd)).collect();
+    conn.send(&(open, common::fd_is_open(0)))
 }
 
 fn ctx(m: StartMethod) -> mproc::Context {
@@ -413,7 +413,7 @@ fn descriptor_hygiene(
     use std::os::fd::{AsFd, AsRawFd};
     // One close-on-exec descriptor and one deliberately inheritable one.
     let file = std::fs::File::open("/proc/self/stat").unwrap();
-    let inheritable = mproc::sys::dup_inheritable(file.as_fd()).unwrap();
+    let inheritable = common::dup_inheritable(file.as_fd());
     let fds = vec![file.as_raw_fd(), inheritable.as_raw_fd()];
     let (ours, theirs) = mproc::pipe(true).unwrap();
     let p = started(m, report_fds, (theirs, fds));
@@ -475,7 +475,6 @@ fn many_starts_leak_nothing(
 fn dropped_handles_are_reaped(
     #[values(StartMethod::Fork, StartMethod::Spawn, StartMethod::Forkserver)] m: StartMethod,
 ) {
-    use std::os::fd::AsFd;
     let p = started(m, sleep_ms, (20,));
     let pid = p.pid().unwrap();
     drop(p);
@@ -487,13 +486,8 @@ fn dropped_handles_are_reaped(
         [pid]
     );
     // Wait for the end without reaping, through a pidfd of our own.
-    let pidfd = mproc::sys::pidfd_open(pid).unwrap();
-    assert!(mproc::sys::poll_one(
-        pidfd.as_fd(),
-        mproc::sys::Interest::Read,
-        Some(Duration::from_secs(30))
-    )
-    .unwrap());
+    let pidfd = common::pidfd(pid).expect("the child is not reaped yet");
+    assert!(common::wait_ended(&pidfd, Duration::from_secs(30)));
     assert!(mproc::active_children().is_empty());
     assert!(common::zombie_children().is_empty());
 }
@@ -612,7 +606,7 @@ fn report_sigmask(conn: Connection) -> mproc::Result<()> {
 #[test]
 fn spawned_children_start_with_an_empty_signal_mask() {
     // The forking thread blocks SIGUSR1; the spawned child must not inherit that mask.
-    mproc::sys::block_signal_in_this_thread(libc::SIGUSR1).unwrap();
+    common::block_signal_in_this_thread(nix::sys::signal::Signal::SIGUSR1);
     let (ours, theirs) = mproc::pipe(true).unwrap();
     let p = started(StartMethod::Spawn, report_sigmask, (theirs,));
     let blocked: String = ours.recv().unwrap();

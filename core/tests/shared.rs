@@ -1,7 +1,7 @@
 //! Shared values, arrays and named shared memory under every start method; typecodes; typed
 //! index errors; no descriptor or /dev/shm entry left behind.
 
-// The notes print the literal 3.1415927, not π.
+// Python's documented example prints the literal 3.1415927, not π.
 #![allow(clippy::approx_constant)]
 
 mproc::enable_test_support!();
@@ -28,7 +28,7 @@ fn negate(n: Value<f64>, a: Array<i32>) -> mproc::Result<()> {
 }
 
 #[rstest]
-fn the_notes_value_and_array(
+fn the_documented_value_and_array(
     #[values(StartMethod::Fork, StartMethod::Spawn, StartMethod::Forkserver)] m: StartMethod,
 ) {
     let ctx = mproc::get_context(m);

@@ -574,7 +574,9 @@ pub fn hang() -> ! {
 
 /// Sends this process signal `sig`.
 pub fn kill_self(sig: i32) {
-    let _ = mproc::sys::kill(std::process::id(), sig);
+    if let Ok(sig) = nix::sys::signal::Signal::try_from(sig) {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::this(), sig);
+    }
     hang()
 }
 

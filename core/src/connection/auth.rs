@@ -428,7 +428,7 @@ mod tests {
 
     #[test]
     fn the_two_halves_agree() {
-        let (a, b) = crate::pipe(true).unwrap();
+        let (a, b) = crate::connection::pipe(true).unwrap();
         let t = std::thread::spawn(move || {
             deliver_challenge(&a, b"key")?;
             answer_challenge(&a, b"key")

@@ -4,11 +4,11 @@
 use super::Connection;
 use crate::error::Result;
 use crate::sys::{self, Interest};
-use crate::Process;
 use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::time::Duration;
 
-/// Something [`wait`] can wait on: it names a descriptor that becomes readable when the object
+/// Something [`wait`] can wait on (a [`Connection`], a [`Process`](crate::Process), any
+/// descriptor): it names a descriptor that becomes readable when the object
 /// is ready, and may know that it is ready already.
 pub trait Waitable {
     /// The descriptor to poll for reading.
@@ -29,13 +29,6 @@ impl Waitable for Connection {
 
     fn ready_now(&self) -> bool {
         self.has_buffered()
-    }
-}
-
-/// A process is ready when it has ended (its [`sentinel`](Process::sentinel)).
-impl Waitable for Process {
-    fn wait_fd(&self) -> Result<RawFd> {
-        self.sentinel()
     }
 }
 

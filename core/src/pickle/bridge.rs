@@ -511,7 +511,7 @@ impl Serialize for Value {
     fn serialize<S: ser::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
         if !s.is_human_readable() {
             // Binary formats carry the value as its pickle.
-            let bytes = super::dumps(self).map_err(ser::Error::custom)?;
+            let bytes = super::write::dumps(self).map_err(ser::Error::custom)?;
             return s.serialize_newtype_struct(VALUE, &BytesRef(&bytes));
         }
         match self {
@@ -576,7 +576,7 @@ impl<'de> Visitor<'de> for PickledVisitor {
     }
 
     fn visit_bytes<E: de::Error>(self, b: &[u8]) -> std::result::Result<Value, E> {
-        super::loads(b).map_err(E::custom)
+        super::read::loads_with(b, &super::read::ReadOptions::default()).map_err(E::custom)
     }
 
     fn visit_byte_buf<E: de::Error>(self, b: Vec<u8>) -> std::result::Result<Value, E> {

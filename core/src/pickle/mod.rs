@@ -40,12 +40,14 @@
 //! it read of them), and writes protocols 2 and 3 only. See ARCHITECTURE.md.
 
 mod bridge;
+pub(crate) mod error;
 mod read;
 mod repr;
 mod value;
 mod write;
 
 pub use bridge::{from_value, to_value};
+pub use error::{PickleError, PickleErrorKind};
 pub use read::{GlobalPolicy, ReadOptions, DEFAULT_MAX_DEPTH};
 pub use repr::float_repr;
 pub use value::{
@@ -57,92 +59,10 @@ pub use num_bigint::BigInt;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use std::fmt;
 
-/// What was wrong with a pickle.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum PickleErrorKind {
-    /// The input ends before the pickle does, or a length declares more bytes than remain.
-    Truncated,
-    /// An opcode found the stack, the marks or its argument in a state it cannot use.
-    Malformed,
-    /// A byte that is no pickle opcode.
-    UnknownOpcode,
-    /// A memo reference to an entry never stored.
-    MemoMissing,
-    /// A global the caller's [`GlobalPolicy`] does not accept.
-    GlobalRefused,
-    /// A feature this reader does not provide: persistent IDs, the extension registry,
-    /// out-of-band buffers, protocols above 5, classes that are not module-level names.
-    Unsupported,
-    /// A string that cannot be represented (lone surrogates, non-ASCII Python 2 `str`).
-    InvalidString,
-    /// A text integer or float that does not parse (or an integer of more than 4300 digits,
-    /// CPython's limit).
-    InvalidNumber,
-    /// A dict key or set element Python could not hash.
-    Unhashable,
-    /// A structure that contains itself (a value is a tree).
-    Recursive,
-    /// Nesting deeper than allowed.
-    TooDeep,
-    /// More values or bytes than allowed.
-    TooLarge,
-}
-
-/// A pickle that could not be read (or a value that could not be written).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PickleError {
-    kind: PickleErrorKind,
-    offset: Option<usize>,
-    detail: String,
-}
-
-impl PickleError {
-    pub(crate) fn new(
-        kind: PickleErrorKind,
-        offset: Option<usize>,
-        detail: impl Into<String>,
-    ) -> Self {
-        PickleError {
-            kind,
-            offset,
-            detail: detail.into(),
-        }
-    }
-
-    /// What was wrong.
-    pub fn kind(&self) -> PickleErrorKind {
-        self.kind
-    }
-
-    /// The byte offset of the opcode at fault, when there is one.
-    pub fn offset(&self) -> Option<usize> {
-        self.offset
-    }
-
-    /// The details.
-    pub fn detail(&self) -> &str {
-        &self.detail
-    }
-}
-
-impl fmt::Display for PickleError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.detail)?;
-        if let Some(o) = self.offset {
-            write!(f, " (at byte {o})")?;
-        }
-        Ok(())
-    }
-}
-
-impl std::error::Error for PickleError {}
-
-impl From<PickleError> for crate::Error {
-    fn from(e: PickleError) -> crate::Error {
-        crate::Error::Pickle(e)
+impl From<PickleError> for crate::error::Error {
+    fn from(e: PickleError) -> crate::error::Error {
+        crate::error::Error::Pickle(e)
     }
 }
 
@@ -158,11 +78,14 @@ pub fn loads_with(input: &[u8], opts: &ReadOptions) -> Result<Value, PickleError
 }
 
 /// Pickles any serialisable value (protocol 4; see [`to_value`] for the mapping).
-pub fn to_vec<T: Serialize + ?Sized>(v: &T) -> crate::Result<Vec<u8>> {
+pub fn to_vec<T: Serialize + ?Sized>(v: &T) -> crate::error::Result<Vec<u8>> {
     Ok(dumps(&to_value(v)?)?)
 }
 
 /// Reads a pickle into any deserialisable type (see [`from_value`]).
-pub fn from_slice<T: DeserializeOwned>(input: &[u8], opts: &ReadOptions) -> crate::Result<T> {
+pub fn from_slice<T: DeserializeOwned>(
+    input: &[u8],
+    opts: &ReadOptions,
+) -> crate::error::Result<T> {
     from_value(loads_with(input, opts)?)
 }

@@ -12,8 +12,8 @@
 //! exist, the stack and marks must hold what an opcode needs, and globals must pass the caller's
 //! [`GlobalPolicy`].
 
+use super::error::{PickleError, PickleErrorKind as Kind};
 use super::value::{Construct, Dict, Global, Object, Set, Value};
-use super::{PickleError, PickleErrorKind as Kind};
 use num_bigint::BigInt;
 use std::collections::{HashMap, HashSet};
 

@@ -17,9 +17,9 @@
 //! from CPython and written back gives CPython's bytes, unless CPython's value shared other
 //! objects (two references to one list, say), which a tree writes twice.
 
+use super::error::{PickleError, PickleErrorKind};
 use super::read::DEFAULT_MAX_DEPTH;
 use super::value::{Construct, Dict, Global, Object, Value};
-use super::{PickleError, PickleErrorKind};
 use num_bigint::BigInt;
 use std::collections::HashMap;
 

@@ -13,12 +13,16 @@
 //! - a worker answers in order, so when it dies the oldest unanswered task is the one it was
 //!   running: that task fails with `WorkerLost`, the others go back to the front of the queue.
 
-use super::results::{Failure, Outcome, Sink};
-use super::worker::{self, parse_frame, RemoteErr, WorkerChannel, WorkerConfig};
+use crate::context::cpu_count;
+use crate::context::Context;
 use crate::error::{Error, Result};
+use crate::launch::fork::{keep_from_fork_children, InternalThread};
+use crate::method::StartMethod;
+use crate::pool::protocol::{self, RemoteErr, WorkerMessage};
+use crate::pool::results::{Failure, Outcome, Sink};
+use crate::pool::worker::{self, WorkerChannel, WorkerConfig};
 use crate::process::Process;
 use crate::sys::{self, Interest};
-use crate::Context;
 use std::collections::VecDeque;
 use std::io::ErrorKind;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -143,10 +147,10 @@ impl Shared {
         // A fork start is quick, and forking from several threads would be unwise; the other
         // methods wait for an exec (or the forkserver) per worker, so they start workers from
         // up to `cpu_count` threads at once.
-        let threads = if ctx.start_method() == crate::StartMethod::Fork {
+        let threads = if ctx.start_method() == StartMethod::Fork {
             1
         } else {
-            processes.min(crate::cpu_count()).max(1)
+            processes.min(cpu_count()).max(1)
         };
         let start_share = |share: usize| -> Vec<Result<Worker>> {
             (0..share).map(|_| shared.start_worker()).collect()
@@ -157,9 +161,8 @@ impl Shared {
         let results: Vec<Result<Worker>> = if threads == 1 {
             start_share(processes)
         } else {
-            for _ in 1..threads {
-                crate::process::internal_thread_started();
-            }
+            let counted: Vec<InternalThread> =
+                (1..threads).map(|_| InternalThread::enter()).collect();
             let all = std::thread::scope(|scope| {
                 let helpers: Vec<_> = shares[1..]
                     .iter()
@@ -176,9 +179,7 @@ impl Shared {
                 }
                 all
             });
-            for _ in 1..threads {
-                crate::process::internal_thread_stopped();
-            }
+            drop(counted);
             all
         };
         let mut error = None;
@@ -210,35 +211,35 @@ impl Shared {
     }
 
     fn start_worker(&self) -> Result<Worker> {
-        let fork = self.ctx.start_method() == crate::StartMethod::Fork;
+        let fork = self.ctx.start_method() == StartMethod::Fork;
         if fork {
             // No other thread may hold the standard streams' locks at the instant of the fork;
             // the child releases its copies first thing (see `worker::hold_std_streams`).
             worker::hold_std_streams();
         }
-        let r = self.start_worker_inner(fork);
+        let r = self.start_worker_inner();
         worker::release_std_streams();
         r
     }
 
-    fn start_worker_inner(&self, fork: bool) -> Result<Worker> {
+    fn start_worker_inner(&self) -> Result<Worker> {
         let (ours, theirs) = sys::socketpair()?;
         let peer = theirs.try_clone()?;
-        let close_after_fork = if fork {
-            vec![ours.as_raw_fd(), peer.as_raw_fd()]
-        } else {
-            Vec::new()
-        };
         let cfg = WorkerConfig {
             has_init: self.has_init,
             maxtasks: self.maxtasks,
-            close_after_fork,
         };
         let process = self.factory.make(self.ctx, WorkerChannel(theirs), cfg);
         let name = process.get_name().replacen("Process", "PoolWorker", 1);
         process.set_name(name.clone());
         process.set_daemon(true)?;
-        process.start()?;
+        // A fork worker must not hold our end of its socket (it would never see end of file
+        // when the pool goes away), nor our duplicate of its own end.
+        let (started, ends) = keep_from_fork_children(vec![ours, peer], || process.start());
+        started?;
+        let [ours, peer]: [OwnedFd; 2] = ends
+            .try_into()
+            .map_err(|_| Error::Io(std::io::Error::other("lost a pool worker's socket")))?;
         let pid = process.pid().expect("started");
         let sentinel = match process.sentinel_owned() {
             Ok(s) => s,
@@ -346,8 +347,7 @@ impl Inner {
         }
         if (self.state == PoolState::Close || self.broken.is_some()) && self.pending.is_empty() {
             for w in self.workers.iter_mut().filter(|w| !w.stopping && !w.eof) {
-                let start = worker::begin_frame(&mut w.out, worker::P_STOP);
-                let _ = worker::end_frame(&mut w.out, start);
+                protocol::push_stop(&mut w.out);
                 w.stopping = true;
                 w.stop_queued = true;
             }
@@ -400,37 +400,28 @@ impl Inner {
         }
         let mut pos = 0;
         let rbuf = std::mem::take(&mut self.workers[i].rbuf);
-        while let Some((tag, body, total)) = parse_frame(&rbuf[pos..]) {
-            let body = &rbuf[pos..pos + total][body];
-            pos += total;
-            match tag {
-                worker::W_READY => self.workers[i].ready = true,
-                worker::W_RESULT if body.len() >= 16 => {
-                    let nanos = u64::from_le_bytes(body[8..16].try_into().expect("8 bytes"));
+        while let Some(frame) = protocol::parse_frame(&rbuf[pos..]) {
+            pos += frame.len;
+            match protocol::decode_worker_message(&frame) {
+                Some(WorkerMessage::Ready) => self.workers[i].ready = true,
+                Some(WorkerMessage::Result { nanos, outcome }) => {
                     let sample = nanos as f64;
                     self.avg_ns = Some(match self.avg_ns {
                         None => sample,
                         Some(a) => 0.8 * a + 0.2 * sample,
                     });
                     if let Some(job) = self.workers[i].inflight.pop_front() {
-                        work.done.push((job.sink, Ok(body[16..].to_vec())));
+                        work.done.push((job.sink, Ok(outcome.to_vec())));
                     }
                 }
-                worker::W_INIT_FAILED => {
-                    let e = bincode::deserialize::<RemoteErr>(body).unwrap_or(RemoteErr {
-                        kind: "InitializerFailed".into(),
-                        message: "the initializer failed".into(),
-                        traceback: String::new(),
-                    });
-                    if self.broken.is_none() {
-                        let failure = init_failed(e.clone());
-                        for job in self.pending.drain(..) {
-                            work.done.push((job.sink, Err(failure.clone())));
-                        }
-                        self.broken = Some(e);
+                Some(WorkerMessage::InitFailed(e)) if self.broken.is_none() => {
+                    let failure = init_failed(e.clone());
+                    for job in self.pending.drain(..) {
+                        work.done.push((job.sink, Err(failure.clone())));
                     }
+                    self.broken = Some(e);
                 }
-                _ => {}
+                Some(WorkerMessage::InitFailed(_)) | None => {}
             }
         }
         let mut rbuf = rbuf;
@@ -472,22 +463,18 @@ impl Inner {
 }
 
 /// Whether the (dead) worker had read the whole of its oldest unanswered task, and so started
-/// it. A worker killed while idle had not: that task goes back to the queue, untouched.
+/// it (see [`protocol::started_oldest`]). A worker killed while idle had not: that task goes back
+/// to the queue, untouched.
 fn started_oldest(w: &Worker) -> bool {
-    let Some(first) = w.inflight.front() else {
+    if w.inflight.is_empty() {
         return false;
-    };
+    }
     let Ok(unread) = sys::unread_bytes(w.peer.as_fd()) else {
         // Cannot tell: count it as started (the safe report: it may have run).
         return true;
     };
-    // The bytes sent since the oldest unanswered task began: the tasks in flight, then perhaps
-    // a stop frame, less what is still waiting in our own buffer.
-    let stop = if w.stop_queued { 5 } else { 0 };
-    let queued: usize = w.inflight.iter().map(|j| j.msg.len()).sum::<usize>() + stop;
-    let written = queued.saturating_sub(w.out.len());
-    let consumed = written.saturating_sub(unread);
-    consumed >= first.msg.len()
+    let in_flight: Vec<usize> = w.inflight.iter().map(|j| j.msg.len()).collect();
+    protocol::started_oldest(&in_flight, w.stop_queued, w.out.len(), unread)
 }
 
 /// Writes as much of the worker's output as its socket takes now. `false` if some is left.

@@ -1,8 +1,8 @@
 //! The parent's side of results: [`AsyncResult`], the [`IMapIterator`], and the sinks the
 //! result-handling thread hands each finished task to.
 
-use super::worker::{RemoteErr, ITEM_ERR, ITEM_OK, OUT_ITEMS, OUT_TASK_ERR};
 use crate::error::{Error, Result};
+use crate::pool::protocol::{self, RemoteErr};
 use serde::de::DeserializeOwned;
 use std::collections::VecDeque;
 use std::panic::{self, AssertUnwindSafe};
@@ -41,61 +41,12 @@ pub(crate) trait Sink: Send {
     fn deliver(self: Box<Self>, outcome: Outcome);
 }
 
-/// Decodes the `n` item outcomes of a task.
+/// Decodes the `n` item outcomes of a task (each item fails alike if the task did).
 pub(crate) fn decode_items<T: DeserializeOwned>(outcome: Outcome, n: usize) -> Vec<Result<T>> {
-    use bincode::Options;
-    use serde::Deserialize;
-    let bytes = match outcome {
-        Ok(b) => b,
-        Err(f) => return (0..n).map(|_| Err(f.clone().into())).collect(),
-    };
-    let bad = |why: String| -> Vec<Result<T>> {
-        (0..n)
-            .map(|_| Err(Error::Deserialize(why.clone())))
-            .collect()
-    };
-    // The options of `bincode::serialize`, which the worker used.
-    let options = bincode::DefaultOptions::new()
-        .with_fixint_encoding()
-        .allow_trailing_bytes();
-    let (status, rest) = match bytes.split_first() {
-        Some((&s, rest)) => (s, rest),
-        None => return bad("empty task outcome".into()),
-    };
-    let mut de = bincode::Deserializer::from_slice(rest, options);
-    match status {
-        OUT_ITEMS => {}
-        OUT_TASK_ERR => {
-            return match RemoteErr::deserialize(&mut de) {
-                Ok(e) => (0..n).map(|_| Err(e.clone().into())).collect(),
-                Err(e) => bad(e.to_string()),
-            };
-        }
-        _ => return bad("malformed task outcome".into()),
+    match outcome {
+        Ok(bytes) => protocol::decode_outcome(&bytes, n),
+        Err(f) => (0..n).map(|_| Err(f.clone().into())).collect(),
     }
-    let mut out = Vec::with_capacity(n);
-    while out.len() < n {
-        let item = match u8::deserialize(&mut de) {
-            Ok(ITEM_OK) => T::deserialize(&mut de).map_err(|e| Error::Deserialize(e.to_string())),
-            Ok(ITEM_ERR) => match RemoteErr::deserialize(&mut de) {
-                Ok(e) => Err(e.into()),
-                Err(e) => Err(Error::Deserialize(e.to_string())),
-            },
-            Ok(_) => Err(Error::Deserialize("malformed task outcome".into())),
-            Err(e) => Err(Error::Deserialize(e.to_string())),
-        };
-        let broken = matches!(item, Err(Error::Deserialize(_)));
-        out.push(item);
-        if broken {
-            // The stream is no longer at an item boundary: the rest cannot be read.
-            while out.len() < n {
-                out.push(Err(Error::Deserialize(
-                    "an earlier result of the same chunk could not be read".into(),
-                )));
-            }
-        }
-    }
-    out
 }
 
 /// What to run in the parent's result-handling thread when a result is ready: `callback` with

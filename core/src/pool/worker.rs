@@ -1,28 +1,17 @@
-//! The worker side of a pool, and the wire protocol between a pool and its workers.
+//! The worker side of a pool: the loop a pool worker runs, and the trampoline through which it
+//! calls each task.
 //!
 //! Each worker is an mproc [`crate::Process`] whose target is [`worker_main`], holding one end of
-//! a duplex socketpair (the pool holds the other). Frames on that socket are
-//! `[u32 little-endian length of the rest][tag byte][body]`:
-//!
-//! - pool → worker: [`P_TASK`] `id: u64`, an [`EntryOffset`] (bincode), then the task's
-//!   arguments (bincode `Vec<A>`: one element for `apply`, a chunk for `map`); [`P_STOP`].
-//! - worker → pool: [`W_READY`] once the initializer ran; [`W_RESULT`] `id: u64`,
-//!   `nanos: u64` (how long the task ran), then the task's outcome (below); [`W_INIT_FAILED`]
-//!   and a [`RemoteErr`] when the initializer panicked.
-//!
-//! A task's outcome is [`OUT_ITEMS`] followed, per argument, by [`ITEM_OK`] and the bincode
-//! value or [`ITEM_ERR`] and a [`RemoteErr`]; or [`OUT_TASK_ERR`] and one [`RemoteErr`] for the
-//! whole task (its arguments could not be decoded, say).
-//!
-//! The worker answers tasks in the order they arrived, and sends each answer before it starts
-//! the next task, so the pool knows at every moment which task a worker is running: the oldest
-//! unanswered one, if the worker has read it (the pool keeps a duplicate of the worker's end of
-//! the socket and asks how many bytes are still unread there).
+//! a duplex socketpair (the pool holds the other); what travels on it is
+//! [`super::protocol`]'s business. A task names its function as an
+//! [`EntryOffset`](crate::sys::fnptr::EntryOffset) of
+//! [`task_trampoline`], monomorphised for the task's callable and argument types, so the same
+//! code runs under fork, spawn and forkserver.
 
-use crate::bootstrap::ExitRequest;
-use crate::error::Error;
+use crate::launch::child::{self, ExitRequest};
+use crate::pool::protocol::{self, PoolMessage, RemoteErr, ResultFrame};
 use crate::reduction;
-use crate::sys::{self, fnptr::EntryOffset};
+use crate::sys;
 use crate::target::Target;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -33,68 +22,6 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
-
-pub(crate) const P_TASK: u8 = 1;
-pub(crate) const P_STOP: u8 = 2;
-pub(crate) const W_READY: u8 = 1;
-pub(crate) const W_RESULT: u8 = 2;
-pub(crate) const W_INIT_FAILED: u8 = 3;
-
-pub(crate) const OUT_ITEMS: u8 = 0;
-pub(crate) const OUT_TASK_ERR: u8 = 1;
-pub(crate) const ITEM_OK: u8 = 0;
-pub(crate) const ITEM_ERR: u8 = 1;
-
-/// A failure in a worker, carried back as text.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
-pub(crate) struct RemoteErr {
-    pub kind: String,
-    pub message: String,
-    pub traceback: String,
-}
-
-/// The `kind` of a [`RemoteErr`] for a result that could not be serialised.
-pub(crate) const KIND_SERIALIZE: &str = "Serialize";
-
-impl From<RemoteErr> for Error {
-    fn from(e: RemoteErr) -> Error {
-        if e.kind == KIND_SERIALIZE {
-            Error::Serialize(e.message)
-        } else {
-            Error::Remote {
-                kind: e.kind,
-                message: e.message,
-                traceback: e.traceback,
-            }
-        }
-    }
-}
-
-/// Starts a frame with `tag` in `buf`; returns where it starts, for [`end_frame`].
-pub(crate) fn begin_frame(buf: &mut Vec<u8>, tag: u8) -> usize {
-    let start = buf.len();
-    buf.extend_from_slice(&[0, 0, 0, 0, tag]);
-    start
-}
-
-/// Writes the length of the frame begun at `start`. `None` if it is longer than a frame can be.
-pub(crate) fn end_frame(buf: &mut [u8], start: usize) -> Option<()> {
-    let len = u32::try_from(buf.len() - start - 4).ok()?;
-    buf[start..start + 4].copy_from_slice(&len.to_le_bytes());
-    Some(())
-}
-
-/// The first complete frame in `buf`: `(tag, body range, total length)`.
-pub(crate) fn parse_frame(buf: &[u8]) -> Option<(u8, std::ops::Range<usize>, usize)> {
-    if buf.len() < 5 {
-        return None;
-    }
-    let len = u32::from_le_bytes(buf[0..4].try_into().expect("4 bytes")) as usize;
-    if len == 0 || buf.len() < 4 + len {
-        return None;
-    }
-    Some((buf[4], 5..4 + len, 4 + len))
-}
 
 /// A worker's end of its channel to the pool. It crosses to spawn and forkserver workers as a
 /// descriptor (`SCM_RIGHTS`); a fork worker inherits it.
@@ -120,10 +47,6 @@ pub(crate) struct WorkerConfig {
     pub has_init: bool,
     /// Leave after this many tasks (Python's `maxtasksperchild`).
     pub maxtasks: Option<u64>,
-    /// Fork workers only: the numbers of the pool's own descriptors for this worker's socket,
-    /// which a fork child inherits and must close (else it would hold its own socket's other
-    /// end, and never see end of file when the pool goes away).
-    pub close_after_fork: Vec<i32>,
 }
 
 /// The initializer's arguments, shared by every worker the pool starts. A spawn or forkserver
@@ -242,25 +165,8 @@ fn run_captured<R>(f: impl FnOnce() -> R) -> Result<R, RemoteErr> {
     }
 }
 
-fn push_err(out: &mut Vec<u8>, e: &RemoteErr) {
-    // A RemoteErr is three strings: serialising it into a Vec cannot fail.
-    let _ = bincode::serialize_into(&mut *out, e);
-}
-
-fn task_error(out: &mut Vec<u8>, kind: &str, message: String) {
-    out.push(OUT_TASK_ERR);
-    push_err(
-        out,
-        &RemoteErr {
-            kind: kind.into(),
-            message,
-            traceback: String::new(),
-        },
-    );
-}
-
 /// The entry point of a task of callable `F` with argument tuple `A`, monomorphised per task type
-/// and sent to workers as an [`EntryOffset`]. Decodes a `Vec<A>`, calls `F` on each element and
+/// and sent to workers as an [`EntryOffset`](crate::sys::fnptr::EntryOffset). Decodes a `Vec<A>`, calls `F` on each element and
 /// appends each outcome to `out` (see the module documentation).
 pub(crate) fn task_trampoline<F, A>(input: &[u8], out: &mut Vec<u8>)
 where
@@ -268,45 +174,22 @@ where
     F::Output: Serialize,
     A: DeserializeOwned,
 {
-    let Some(f) = sys::fnptr::conjure_zst_fn::<F>() else {
-        task_error(
-            out,
-            "NotSpawnable",
-            format!("{} is not zero-sized", std::any::type_name::<F>()),
-        );
+    let Some(f) = sys::fnptr::conjure_zst_fn::<F, A>() else {
+        let what = format!("{} is not zero-sized", std::any::type_name::<F>());
+        protocol::push_task_error(out, &RemoteErr::new("NotSpawnable", what));
         return;
     };
     let items: Vec<A> = match bincode::deserialize(input) {
         Ok(v) => v,
         Err(e) => {
-            task_error(out, "Deserialize", e.to_string());
+            protocol::push_task_error(out, &RemoteErr::new("Deserialize", e.to_string()));
             return;
         }
     };
-    out.push(OUT_ITEMS);
+    protocol::push_items(out);
     for a in items {
-        match run_captured(|| f.call(a)) {
-            Ok(r) => {
-                let mark = out.len();
-                out.push(ITEM_OK);
-                if let Err(e) = bincode::serialize_into(&mut *out, &r) {
-                    out.truncate(mark);
-                    out.push(ITEM_ERR);
-                    push_err(
-                        out,
-                        &RemoteErr {
-                            kind: KIND_SERIALIZE.into(),
-                            message: format!("the task's result could not be serialised: {e}"),
-                            traceback: String::new(),
-                        },
-                    );
-                }
-            }
-            Err(e) => {
-                out.push(ITEM_ERR);
-                push_err(out, &e);
-            }
-        }
+        let r = run_captured(|| f.call(a));
+        protocol::push_item(out, r.as_ref().map_err(Clone::clone));
     }
 }
 
@@ -333,32 +216,25 @@ where
     A: Send + 'static,
 {
     release_std_streams();
-    for &fd in &cfg.close_after_fork {
-        sys::close_inherited(fd);
-    }
     install_panic_capture();
     let fd = chan.0;
     let mut wbuf: Vec<u8> = Vec::with_capacity(64 * 1024);
     if cfg.has_init {
-        let outcome = match (sys::fnptr::conjure_zst_fn::<F>(), init.take()) {
+        let outcome = match (sys::fnptr::conjure_zst_fn::<F, A>(), init.take()) {
             (Some(f), Some(args)) => run_captured(|| drop(f.call(args))),
-            _ => Err(RemoteErr {
-                kind: "InitializerMissing".into(),
-                message: "the worker did not receive its initializer".into(),
-                traceback: String::new(),
-            }),
+            _ => Err(RemoteErr::new(
+                "InitializerMissing",
+                "the worker did not receive its initializer",
+            )),
         };
         if let Err(e) = outcome {
-            let start = begin_frame(&mut wbuf, W_INIT_FAILED);
-            push_err(&mut wbuf, &e);
-            let _ = end_frame(&mut wbuf, start);
+            protocol::push_init_failed(&mut wbuf, &e);
             write_all(fd.as_fd(), &wbuf);
-            crate::exit(1);
+            child::exit(1);
         }
     }
     drop(init);
-    let start = begin_frame(&mut wbuf, W_READY);
-    let _ = end_frame(&mut wbuf, start);
+    protocol::push_ready(&mut wbuf);
     if !write_all(fd.as_fd(), &wbuf) {
         return;
     }
@@ -368,7 +244,7 @@ where
     let mut rpos = 0usize;
     let mut done: u64 = 0;
     loop {
-        let Some((tag, body, total)) = parse_frame(&rbuf[rpos..]) else {
+        let Some(frame) = protocol::parse_frame(&rbuf[rpos..]) else {
             // Nothing complete buffered: wait for more.
             if rpos > 0 {
                 rbuf.drain(..rpos);
@@ -383,44 +259,17 @@ where
                 Ok(_) => continue,
             }
         };
-        let frame = &rbuf[rpos..rpos + total];
-        match tag {
-            P_TASK => {
-                let mut body = &frame[body];
-                let id = match body.get(..8) {
-                    Some(b) => u64::from_le_bytes(b.try_into().expect("8 bytes")),
-                    None => return,
-                };
-                body = &body[8..];
-                let entry: EntryOffset = match bincode::deserialize_from(&mut body) {
-                    Ok(e) => e,
-                    Err(_) => return,
-                };
-                let start = begin_frame(&mut wbuf, W_RESULT);
-                wbuf.extend_from_slice(&id.to_le_bytes());
-                let nanos_at = wbuf.len();
-                wbuf.extend_from_slice(&0u64.to_le_bytes());
+        match protocol::decode_pool_message(&frame) {
+            Some(PoolMessage::Task { id, entry, args }) => {
+                let answer = ResultFrame::begin(&mut wbuf, id);
                 let t0 = Instant::now();
-                if !entry.call_task(body, &mut wbuf) {
-                    task_error(
-                        &mut wbuf,
-                        "NotSpawnable",
-                        "the worker is not running the same executable as the pool".into(),
-                    );
+                if !entry.call_task(args, &mut wbuf) {
+                    let why = "the worker is not running the same executable as the pool";
+                    protocol::push_task_error(&mut wbuf, &RemoteErr::new("NotSpawnable", why));
                 }
-                let now = Instant::now();
-                let nanos = now.duration_since(t0).as_nanos().min(u64::MAX as u128) as u64;
-                wbuf[nanos_at..nanos_at + 8].copy_from_slice(&nanos.to_le_bytes());
-                if end_frame(&mut wbuf, start).is_none() {
-                    wbuf.truncate(start + 5 + 16);
-                    task_error(
-                        &mut wbuf,
-                        KIND_SERIALIZE,
-                        "the task's results are larger than 4 GiB".into(),
-                    );
-                    let _ = end_frame(&mut wbuf, start);
-                }
-                rpos += total;
+                let nanos = t0.elapsed().as_nanos().min(u64::MAX as u128) as u64;
+                answer.finish(&mut wbuf, nanos);
+                rpos += frame.len;
                 done += 1;
                 // Every result goes out before the next task starts: if this worker dies in the
                 // next task, the pool knows that this one finished.
@@ -432,11 +281,11 @@ where
                     return;
                 }
             }
-            P_STOP => {
+            Some(PoolMessage::Stop) => {
                 write_all(fd.as_fd(), &wbuf);
                 return;
             }
-            _ => return,
+            None => return,
         }
     }
 }

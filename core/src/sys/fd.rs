@@ -194,16 +194,11 @@ pub fn poll_one(
     Ok(poll(&[(fd, interest)], timeout)?[0])
 }
 
-/// Duplicates `fd` to the lowest free number at or above `min`, close-on-exec.
-pub fn dup_cloexec(fd: BorrowedFd<'_>) -> io::Result<OwnedFd> {
-    fd.try_clone_to_owned()
-}
-
 /// Closes every descriptor numbered `first` or above that is not in `keep`.
 ///
-/// Used in a single-threaded child right after `fork()` (the forkserver's children), where
-/// `close_range` is async-signal-safe.
-pub fn close_all_from_except(first: RawFd, keep: &[RawFd]) {
+/// Used only by [`super::fork_server_child`], in a single-threaded child right after `fork()`,
+/// where `close_range` is async-signal-safe and no object of the child uses the descriptors.
+pub(super) fn close_all_from_except(first: RawFd, keep: &[RawFd]) {
     let mut keep: Vec<RawFd> = keep.iter().copied().filter(|&k| k >= first).collect();
     keep.sort_unstable();
     let mut lo = first;
@@ -229,28 +224,6 @@ fn close_range(lo: RawFd, hi: RawFd) {
     };
 }
 
-/// Whether `fd` is an open descriptor of this process.
-pub fn fd_is_open(fd: RawFd) -> bool {
-    // SAFETY: F_GETFD reads descriptor flags and takes no pointer; an invalid number yields EBADF.
-    unsafe { libc::fcntl(fd, libc::F_GETFD) != -1 }
-}
-
-/// Whether `fd` has the close-on-exec flag set (false when it is not open).
-pub fn fd_is_cloexec(fd: RawFd) -> bool {
-    // SAFETY: as in `fd_is_open`.
-    let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
-    flags != -1 && flags & libc::FD_CLOEXEC != 0
-}
-
-/// Duplicates `fd` to a new descriptor *without* close-on-exec (for tests of descriptor
-/// inheritance; the library itself never makes inheritable descriptors).
-pub fn dup_inheritable(fd: BorrowedFd<'_>) -> io::Result<OwnedFd> {
-    // SAFETY: F_DUPFD takes an int argument and returns a new descriptor we then own.
-    let new = cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD, 3) })?;
-    // SAFETY: `fcntl` succeeded, so `new` is open and owned by nobody else.
-    Ok(unsafe { OwnedFd::from_raw_fd(new) })
-}
-
 /// How many bytes are waiting, unread, in the receive queue of the socket or pipe `fd`
 /// (`FIONREAD`).
 pub fn unread_bytes(fd: BorrowedFd<'_>) -> io::Result<usize> {
@@ -259,16 +232,4 @@ pub fn unread_bytes(fd: BorrowedFd<'_>) -> io::Result<usize> {
     // for the duration of the call.
     cvt(unsafe { libc::ioctl(fd.as_raw_fd(), libc::FIONREAD, &mut n as *mut libc::c_int) })?;
     Ok(n.max(0) as usize)
-}
-
-/// Closes descriptor `fd`, which this process inherited through `fork()` and will never use.
-///
-/// For a fork child (a pool worker) that holds copies of its parent's private descriptors by
-/// number only: the objects that owned them in the parent exist in the child's copy of memory
-/// but are never used or dropped there (the child leaves with `_exit`). Errors are ignored.
-pub fn close_inherited(fd: RawFd) {
-    // The number names a descriptor inherited by fork whose owning object (in the copy of the
-    // parent's memory) is never used in this process, so no live object loses its descriptor.
-    // SAFETY: `close` takes an integer and touches no memory of ours; see the note above.
-    unsafe { libc::close(fd) };
 }

@@ -3,10 +3,11 @@
 //! executable image, so the offset is the same in both, whatever ASLR did.
 
 use serde::{Deserialize, Serialize};
+use std::os::fd::OwnedFd;
 
 /// The signature of every child entry point: it receives the child's serialised arguments and
-/// returns the exit code.
-pub type EntryFn = fn(&[u8]) -> i32;
+/// the descriptors that came with them, and returns the exit code.
+pub type EntryFn = fn(&[u8], Vec<OwnedFd>) -> i32;
 
 /// The signature of a pool task's entry point: it receives the task's serialised arguments and
 /// appends the serialised outcome to the buffer.
@@ -35,14 +36,19 @@ fn anchor_probe() -> usize {
 /// The distance between two functions of this image: the same in every process running the same
 /// executable, and almost surely different for another build. Checked before a received offset
 /// is used.
-pub fn image_fingerprint() -> i64 {
+fn image_fingerprint() -> i64 {
     anchor_probe as *const () as usize as i64 - anchor as *const () as usize as i64
 }
 
-/// An entry point as an offset from the anchor. Only two things make one: [`EntryOffset::of`] in
-/// the parent, and deserialisation of what that parent sent over a private channel (a socketpair
-/// made for this child, or the forkserver's connection), together with the sender's
-/// [`image_fingerprint`].
+/// An entry point as an offset from the anchor.
+///
+/// Calling one is sound only if it came, unchanged, from [`EntryOffset::of`] (or
+/// [`EntryOffset::of_task`]) in a process running the same executable. The fingerprint and kind
+/// checks catch another build and the other signature; the rest is an invariant of the crate,
+/// kept by where offsets travel: only over channels private to a parent and its children (a
+/// spawned or forkserver child's bootstrap channel, a pool worker's socketpair, a barrier's
+/// shared region, none of them reachable from outside the crate). `core/tests/layering.rs`
+/// checks that no other module names this type.
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct EntryOffset {
     offset: i64,
@@ -78,9 +84,9 @@ impl EntryOffset {
         Some((anchor as *const () as usize as i64 + self.offset) as usize)
     }
 
-    /// Calls the entry point with `args`, or returns `None` if the sender's image is not ours
-    /// (or the offset names a task entry point, not a process one).
-    pub fn call(self, args: &[u8]) -> Option<i32> {
+    /// Calls the entry point with `args` and `fds`, or returns `None` if the sender's image is
+    /// not ours (or the offset names a task entry point, not a process one).
+    pub fn call(self, args: &[u8], fds: Vec<OwnedFd>) -> Option<i32> {
         let addr = self.address(EntryKind::Process)?;
         // An `EntryOffset` of kind `Process` is made only by `of` from a real `EntryFn` of this
         // image, then carried unchanged over a private channel to a process running the same
@@ -88,7 +94,7 @@ impl EntryOffset {
         // function at the same distance from `anchor`.
         // SAFETY: so `addr` is the address of that `EntryFn` in this process.
         let f: EntryFn = unsafe { std::mem::transmute::<usize, EntryFn>(addr) };
-        Some(f(args))
+        Some(f(args, fds))
     }
 
     /// Calls the pool task entry point with `args`, appending its outcome to `out`. Returns
@@ -110,18 +116,41 @@ impl EntryOffset {
     }
 }
 
+/// A function value taking the arguments `Args` as a tuple: a function item, a closure or a
+/// function pointer. Implemented for exactly the types that implement the `Fn` traits (which, on
+/// stable Rust, only the compiler implements), and sealed: this module is private to the crate,
+/// so no other type can implement it. [`conjure_zst_fn`] relies on that.
+pub trait FnValue<Args>: Copy + 'static {}
+
+// One impl per arity, from eight arguments down to none.
+macro_rules! impl_fn_value {
+    () => {
+        impl<F, R> FnValue<()> for F where F: Fn() -> R + Copy + 'static {}
+    };
+    ($head:ident $(, $tail:ident)*) => {
+        impl<F, R, $head, $($tail,)*> FnValue<($head, $($tail,)*)> for F
+        where
+            F: Fn($head, $($tail),*) -> R + Copy + 'static,
+        {
+        }
+        impl_fn_value!($($tail),*);
+    };
+}
+
+impl_fn_value!(A1, A2, A3, A4, A5, A6, A7, A8);
+
 /// Makes a value of a zero-sized function type (a function item or a closure that captures
 /// nothing) out of thin air, so that a child can call the target its parent named by type.
 /// Returns `None` for a type with a size: such a closure captures state and cannot cross an
 /// `exec`.
-pub fn conjure_zst_fn<F: Copy + 'static>() -> Option<F> {
+pub fn conjure_zst_fn<F: FnValue<Args>, Args>() -> Option<F> {
     if std::mem::size_of::<F>() != 0 {
         return None;
     }
-    // The callers bound `F` by the `Fn*` traits, which only function items, closures and function
-    // pointers implement; of those only function items and closures capturing nothing (or only
-    // other such values) are zero-sized, and none of them has a validity invariant. `Copy` rules
-    // out duplicating a captured move-only token.
+    // `F` implements the `Fn` traits (`FnValue` is sealed to those types), which only function
+    // items, closures and function pointers do; of those only function items and closures
+    // capturing nothing (or only other such values) are zero-sized, and none of them has a
+    // validity invariant. `Copy` rules out duplicating a captured move-only token.
     // SAFETY: `F` has size zero and no invariant (above): reading one from a dangling,
     // well-aligned pointer reads no bytes.
     Some(unsafe { std::ptr::NonNull::<F>::dangling().as_ptr().read() })

@@ -1,8 +1,19 @@
-//! The OS layer: the only module of the crate that contains `unsafe` code.
+//! The OS layer: the only module of the crate that contains `unsafe` code (the crate root denies
+//! `unsafe_code` everywhere else).
 //!
 //! Everything above this module talks to the kernel through the fixed set of safe names exported
-//! here (in the manner of servo's `ipc-channel` `platform` module). Each `unsafe` block carries a
-//! `// SAFETY:` comment; each `unsafe fn` a `# Safety` section.
+//! here (in the manner of servo's `ipc-channel` `platform` module). The module is private to the
+//! crate; the bench harness reaches the few raw limits it measures through
+//! [`crate::bench_limits`]. Each `unsafe` block carries a `// SAFETY:` comment; each `unsafe fn`
+//! a `# Safety` section.
+//!
+//! Every function here is sound whatever its (safe) caller passes, with one exception the type
+//! system cannot express: calling an [`fnptr::EntryOffset`] is sound only for an offset that
+//! travelled unchanged from the process that made it (see its documentation). No function closes
+//! or takes ownership of a descriptor number its caller names: descriptors are owned
+//! (`OwnedFd`) or borrowed (`BorrowedFd`), and the two places where this layer must own a bare
+//! number (the spawned child's channel at 3, the forkserver child's clean-up after its fork) are
+//! inside it.
 //!
 //! Invariants kept by this layer:
 //! - every descriptor it creates is close-on-exec from birth (`pipe2(O_CLOEXEC)`,

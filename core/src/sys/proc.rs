@@ -6,6 +6,7 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStringExt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// How a process ended, in Python's terms: `Exited(n)` becomes exitcode `n`, `Signaled(s)`
 /// becomes `-s`.
@@ -32,7 +33,7 @@ impl WaitStatus {
 /// This is the `fork` start method's primitive and, like Python's, it runs arbitrary code in
 /// the child. In a parent with several threads the child may deadlock on a lock that another
 /// thread held at the moment of the fork; that is why callers warn about multithreaded parents
-/// and hold their own global locks across the fork (see `crate::state`).
+/// and hold their own global locks across the fork (see `crate::launch::fork`).
 pub fn fork_run<F: FnOnce() -> i32>(child: F) -> io::Result<(u32, OwnedFd)> {
     // The child continues on a copy of this thread only: it runs `child` and then leaves with
     // `_exit`, never returning into the caller's frames (a panic is caught below, so unwinding
@@ -50,7 +51,7 @@ pub fn fork_run<F: FnOnce() -> i32>(child: F) -> io::Result<(u32, OwnedFd)> {
 }
 
 /// Opens a pidfd (close-on-exec) for `pid`.
-pub fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
+fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
     // SAFETY: `pidfd_open` takes a pid and flags and returns a new descriptor or -1.
     let fd =
         cvt(unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0 as libc::c_uint) })?;
@@ -105,13 +106,6 @@ pub fn pidfd_send_signal(pidfd: BorrowedFd<'_>, signal: i32) -> io::Result<()> {
         }
         return Err(e);
     }
-    Ok(())
-}
-
-/// Sends `signal` to `pid` (used only for a process's signal to itself).
-pub fn kill(pid: u32, signal: i32) -> io::Result<()> {
-    // SAFETY: kill takes two integers and touches no memory of ours.
-    cvt(unsafe { libc::kill(pid as libc::pid_t, signal) })?;
     Ok(())
 }
 
@@ -201,8 +195,8 @@ impl ExecPlan {
 /// The descriptor number at which a spawned child finds its bootstrap channel.
 pub const SPAWN_CHANNEL_FD: RawFd = 3;
 
-/// Forks and executes `plan` in the child with: stdin on `devnull`, `channel` at descriptor
-/// [`SPAWN_CHANNEL_FD`], and every other descriptor above 2 closed. An `execve` failure is
+/// Forks and executes `plan` in the child with: stdin on `devnull`, `channel` at descriptor 3
+/// (`SPAWN_CHANNEL_FD`), and every other descriptor above 2 closed. An `execve` failure is
 /// reported through a close-on-exec pipe and returned here, as `std` does. Returns the child's
 /// pid and a pidfd.
 pub fn spawn_exec(
@@ -212,8 +206,10 @@ pub fn spawn_exec(
 ) -> io::Result<(u32, OwnedFd)> {
     let (err_r, err_w) = super::pipe()?;
     let (ch, nul, ew) = (channel.as_raw_fd(), devnull.as_raw_fd(), err_w.as_raw_fd());
-    // The child must not inherit the forking thread's signal mask (std's Command resets it too);
-    // the empty set is built before the fork.
+    // The child starts with an empty signal mask, whatever the forking thread had blocked (a
+    // thread that blocks SIGTERM would otherwise hand that to every child it spawns, which then
+    // could not be terminated). std's `Command` does not do this: it keeps the parent's mask and
+    // resets only SIGPIPE's action. The empty set is built before the fork.
     // SAFETY: a zeroed sigset_t is valid storage for sigemptyset to initialise.
     let mut empty: libc::sigset_t = unsafe { std::mem::zeroed() };
     // SAFETY: `empty` is valid, writable sigset_t storage.
@@ -280,13 +276,19 @@ pub fn spawn_exec(
     Ok((pid as u32, pidfd))
 }
 
-/// Takes ownership of a descriptor inherited across `execve` at a known number, marking it
-/// close-on-exec. Returns `None` if nothing is open there.
+/// Takes ownership of the bootstrap channel that [`spawn_exec`] in our parent placed at
+/// [`SPAWN_CHANNEL_FD`], marking it close-on-exec. Returns `None` if nothing is open there, or
+/// if it was taken before: it is taken at most once per process.
 ///
-/// Called once, by [`crate::init`], for the bootstrap channel at [`SPAWN_CHANNEL_FD`]: that
-/// number was placed there by [`spawn_exec`] in our parent and nothing else in this process has
-/// claimed it.
-pub fn take_inherited_fd(fd: RawFd) -> Option<OwnedFd> {
+/// Called by [`crate::init`] in a process executed in an mproc role (`MPROC_ROLE` set), first
+/// thing in `main` (or before it, from `enable_test_support!`), before anything of this process
+/// has opened a descriptor of its own.
+pub fn take_spawn_channel() -> Option<OwnedFd> {
+    static TAKEN: AtomicBool = AtomicBool::new(false);
+    if TAKEN.swap(true, Ordering::SeqCst) {
+        return None;
+    }
+    let fd = SPAWN_CHANNEL_FD;
     // SAFETY: F_GETFD/F_SETFD take an int and touch no memory of ours.
     let ok = unsafe { libc::fcntl(fd, libc::F_GETFD) } != -1;
     if !ok {
@@ -294,9 +296,28 @@ pub fn take_inherited_fd(fd: RawFd) -> Option<OwnedFd> {
     }
     // SAFETY: as above.
     unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
-    // SAFETY: the descriptor is open (checked above) and, per this function's contract, owned by
-    // no other object of this process: it was set up for us by our parent before `execve`.
+    // The descriptor is open (checked above) and owned by no other object of this process: our
+    // parent set it up for us before `execve`, nothing of ours opened a descriptor before `init`,
+    // and the flag above makes this the only owner ever made.
+    // SAFETY: so wrapping it in an `OwnedFd` makes the one owner.
     Some(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// The forkserver's fork: forks a child that closes every descriptor except the standard
+/// streams and `keep`, gets the default action of `SIGINT` back (the server ignores it), and runs
+/// `child(keep)`; then `_exit`s with its code, as in [`fork_run`]. Returns the child's pid and a
+/// pidfd for it.
+///
+/// For a single-threaded process whose own objects the child never uses (the forkserver): the
+/// child's copies of their descriptors are closed under them. `child` is a plain function, so it
+/// captures none of them, and the server keeps no descriptor in a static.
+pub fn fork_server_child(keep: OwnedFd, child: fn(OwnedFd) -> i32) -> io::Result<(u32, OwnedFd)> {
+    let keep_raw = keep.as_raw_fd();
+    fork_run(move || {
+        super::close_all_from_except(3, &[keep_raw]);
+        set_sigint_ignored(false);
+        child(keep)
+    })
 }
 
 /// Ignores `SIGINT` (`on`) or restores its default action. The forkserver ignores it, as
@@ -306,19 +327,4 @@ pub fn set_sigint_ignored(on: bool) {
     let action = if on { libc::SIG_IGN } else { libc::SIG_DFL };
     // SAFETY: SIG_IGN and SIG_DFL are valid dispositions and involve no handler code.
     unsafe { libc::signal(libc::SIGINT, action) };
-}
-
-/// Blocks `signal` in the calling thread (used by tests of signal-mask hygiene).
-pub fn block_signal_in_this_thread(signal: i32) -> io::Result<()> {
-    // SAFETY: a zeroed sigset_t is valid storage; sigemptyset/sigaddset initialise and fill it,
-    // and pthread_sigmask only reads it (the old-mask pointer is null).
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigaddset(&mut set, signal);
-        match libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) {
-            0 => Ok(()),
-            e => Err(io::Error::from_raw_os_error(e)),
-        }
-    }
 }

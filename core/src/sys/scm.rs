@@ -5,7 +5,7 @@ use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 /// The kernel's limit on descriptors in one `SCM_RIGHTS` message (`SCM_MAX_FD`).
-pub const MAX_FDS_PER_MESSAGE: usize = 253;
+const MAX_FDS_PER_MESSAGE: usize = 253;
 
 /// Sends `data` (at least one byte) with `fds` attached, as one `sendmsg`. Returns the number of
 /// bytes sent; the descriptors travel with the first byte, so a short write is completed with

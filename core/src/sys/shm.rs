@@ -32,7 +32,7 @@ pub fn ftruncate(fd: BorrowedFd<'_>, len: usize) -> io::Result<()> {
 }
 
 /// The size in bytes of the file behind `fd`.
-pub fn file_size(fd: BorrowedFd<'_>) -> io::Result<usize> {
+fn file_size(fd: BorrowedFd<'_>) -> io::Result<usize> {
     // SAFETY: a zeroed `stat` is a valid value for fstat to fill in.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
     // SAFETY: `st` is a valid, writable stat structure.
@@ -137,11 +137,6 @@ impl Mapping {
     /// The length in bytes.
     pub fn len(&self) -> usize {
         self.len
-    }
-
-    /// Whether the mapping is empty (never: [`Mapping::map`] refuses empty files).
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
     }
 
     fn check(&self, off: usize, size: usize, align: usize) {
@@ -348,11 +343,4 @@ pub fn current_ids() -> (u32, u32) {
         c.set((gen, ids.0, ids.1));
         ids
     })
-}
-
-/// Whether process `pid` exists (it may be a zombie).
-pub fn process_exists(pid: u32) -> bool {
-    // SAFETY: kill with signal 0 only checks for existence and permission.
-    let r = unsafe { libc::kill(pid as libc::pid_t, 0) };
-    r == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
 }

@@ -74,3 +74,51 @@ pub fn run_example(name: &str, args: &[&str]) -> String {
     assert!(out.status.success(), "{name} {args:?} failed: {out:?}");
     String::from_utf8(out.stdout).expect("utf-8 output")
 }
+
+/// Sends `signal` to process `pid`.
+pub fn kill(pid: u32, signal: nix::sys::signal::Signal) -> nix::Result<()> {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), signal)
+}
+
+/// A pidfd for process `pid` (a child of ours or not), or `None` if it is gone.
+pub fn pidfd(pid: u32) -> Option<std::os::fd::OwnedFd> {
+    let pid = rustix::process::Pid::from_raw(pid as i32)?;
+    rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).ok()
+}
+
+/// Waits at most `timeout` for the process behind `pidfd` to end, without reaping it (a pidfd
+/// turns readable when its process ends). True if it ended.
+pub fn wait_ended(pidfd: &std::os::fd::OwnedFd, timeout: std::time::Duration) -> bool {
+    use rustix::event::{poll, PollFd, PollFlags, Timespec};
+    let limit = Timespec {
+        tv_sec: timeout.as_secs() as _,
+        tv_nsec: timeout.subsec_nanos() as _,
+    };
+    let mut fds = [PollFd::new(pidfd, PollFlags::IN)];
+    loop {
+        match poll(&mut fds, Some(&limit)) {
+            Ok(n) => return n > 0,
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => panic!("poll on a pidfd: {e}"),
+        }
+    }
+}
+
+/// A duplicate of `fd` that is *not* close-on-exec (for tests of descriptor inheritance; mproc
+/// itself never makes one).
+pub fn dup_inheritable(fd: impl std::os::fd::AsFd) -> std::os::fd::OwnedFd {
+    nix::unistd::dup(fd).expect("dup")
+}
+
+/// Whether descriptor number `fd` is open in this process.
+pub fn fd_is_open(fd: i32) -> bool {
+    std::fs::symlink_metadata(format!("/proc/self/fd/{fd}")).is_ok()
+}
+
+/// Blocks `signal` in the calling thread.
+pub fn block_signal_in_this_thread(signal: nix::sys::signal::Signal) {
+    let mut set = nix::sys::signal::SigSet::empty();
+    set.add(signal);
+    nix::sys::signal::pthread_sigmask(nix::sys::signal::SigmaskHow::SIG_BLOCK, Some(&set), None)
+        .expect("pthread_sigmask");
+}

@@ -1,11 +1,11 @@
 //! The raw OS limits, measured in the same run as the workloads: what the operation costs with
 //! nothing of ours in the way. Safe code only: `fork` through mproc's own safe wrapper
-//! (`mproc::sys::fork_run`), fork+exec through `mproc::sys::spawn_exec` (no allocation between
-//! the fork and the exec), sockets and pipes through `std` and `nix`.
+//! (`mproc::bench_limits::fork_run`), fork+exec through `mproc::bench_limits::spawn_exec` (no
+//! allocation between the fork and the exec), sockets and pipes through `std` and `nix`.
 
 use super::probe::Probe;
 use super::workload::Kind;
-use mproc::sys::proc::{fork_run, spawn_exec, ExecPlan};
+use mproc::bench_limits::{fork_run, spawn_exec, ExecPlan};
 use nix::sys::wait::waitpid;
 use nix::unistd::Pid;
 use std::ffi::OsString;
@@ -22,7 +22,7 @@ pub const EXIT_AT_ONCE: &str = "MPROC_BENCH_EXIT_AT_ONCE";
 /// In the child of the fork+exec limit, exits at once (call first in the bench's `main`).
 pub fn exit_if_limit_child() {
     if std::env::var_os(EXIT_AT_ONCE).is_some() {
-        mproc::sys::proc::exit_now(0);
+        mproc::bench_limits::exit_now(0);
     }
 }
 

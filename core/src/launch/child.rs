@@ -1,0 +1,103 @@
+//! The child's side of every start method: become the process the parent described, run the
+//! target as Python's `BaseProcess._bootstrap` does (exit codes, the panic header,
+//! [`crate::exit`]), then run the exit function and flush the standard streams.
+
+use super::spec::{self, ChildSpec};
+use crate::children;
+use crate::state::{self, Me};
+use std::cell::Cell;
+use std::io::Write;
+use std::os::fd::OwnedFd;
+use std::panic::{self, AssertUnwindSafe};
+
+fn me_of(spec: &ChildSpec) -> Me {
+    Me {
+        name: spec.name.clone(),
+        identity: spec.identity.clone(),
+        daemon: spec.daemon,
+        counter: 1,
+        parent_pid: Some(spec.parent_pid),
+        parent_name: Some(spec.parent_name.clone()),
+        started_by: Some(spec.method),
+    }
+}
+
+/// The child of the spawn and forkserver methods: reads the spec from `chan`, becomes the
+/// process it describes and runs its entry point, handing it the descriptors that came with the
+/// spec. Returns the exit code.
+pub(crate) fn run_from_channel(chan: OwnedFd) -> i32 {
+    let (spec, fds) = match spec::recv(&chan) {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("mproc: child could not start: {e}");
+            return 1;
+        }
+    };
+    drop(chan);
+    {
+        let mut st = state::lock();
+        st.me = me_of(&spec);
+        st.start_method = Some(spec.method);
+    }
+    let name = spec.name.clone();
+    run_target(&name, move || match spec.entry.call(&spec.args, fds) {
+        Some(code) => code,
+        None => {
+            eprintln!("mproc: the spawned child is not the same executable as its parent");
+            1
+        }
+    })
+}
+
+/// The payload of the unwind that [`exit`] starts inside a child's target.
+pub(crate) struct ExitRequest(pub i32);
+
+thread_local! {
+    static IN_TARGET: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Whether this thread is running a child's target (where [`exit`] unwinds to here).
+fn in_target() -> bool {
+    IN_TARGET.with(Cell::get)
+}
+
+/// Runs a child's target as Python's `_bootstrap` does: a panic prints `Process <name>:` and the
+/// panic message on stderr and gives exit code 1; [`exit`] gives its code; then the exit
+/// function joins this process's own children, and the standard streams are flushed.
+pub(crate) fn run_target(name: &str, target: impl FnOnce() -> i32) -> i32 {
+    let header = format!("Process {name}:");
+    let previous = panic::take_hook();
+    panic::set_hook(Box::new(move |info| {
+        eprintln!("{header}");
+        previous(info);
+    }));
+    IN_TARGET.with(|t| t.set(true));
+    let code = match panic::catch_unwind(AssertUnwindSafe(target)) {
+        Ok(code) => code,
+        Err(payload) => match payload.downcast::<ExitRequest>() {
+            Ok(req) => req.0,
+            Err(_) => 1,
+        },
+    };
+    IN_TARGET.with(|t| t.set(false));
+    let _ = panic::catch_unwind(children::exit_function);
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    code
+}
+
+/// Leaves the current process with exit code `code`, as Python's `sys.exit(code)`.
+///
+/// On the thread that runs a child's target, this unwinds to the child's bootstrap (running
+/// destructors on the way) and the child's exit code becomes `code`. Anywhere else (in the main
+/// process, or on another thread of a child) it is `std::process::exit(code)` after flushing
+/// standard output, which runs the exit function first (joining this process's children, as
+/// Python's exit does) and ends the whole process: unlike Python's `sys.exit` on another thread,
+/// it does not end just that thread.
+pub fn exit(code: i32) -> ! {
+    if in_target() {
+        panic::resume_unwind(Box::new(ExitRequest(code)));
+    }
+    let _ = std::io::stdout().flush();
+    std::process::exit(code)
+}
