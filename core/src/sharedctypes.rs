@@ -300,6 +300,7 @@ impl Storage {
         Ok(s)
     }
 
+    #[inline]
     fn map(&self) -> &Mapping {
         self.region.map()
     }
@@ -316,6 +317,7 @@ impl Storage {
     }
 
     /// The bits of element `i` (in bounds).
+    #[inline]
     fn load(&self, i: usize) -> u64 {
         let size = self.code.size();
         let off = i * size;
@@ -327,6 +329,7 @@ impl Storage {
         }
     }
 
+    #[inline]
     fn store(&self, i: usize, bits: u64) {
         let size = self.code.size();
         let off = i * size;
