@@ -168,8 +168,9 @@ impl Lock {
         Ok(())
     }
 
-    /// Whether the lock is held by anyone (Python's `locked()`); a lock whose owner died
-    /// holding it counts as held until somebody acquires it.
+    /// Whether the lock is held by anyone (Python's `locked()`). A lock whose owner died
+    /// holding it is not: the next `acquire` takes it at once (and reports
+    /// [`owner_died`](LockGuard::owner_died)).
     pub fn locked(&self) -> bool {
         self.region.map().mutex_is_locked(0)
     }

@@ -390,6 +390,9 @@ fn a_killed_owner_does_not_leave_the_lock_locked(
     p.kill().unwrap();
     p.join(LONG).unwrap();
     assert_eq!(p.exitcode().unwrap(), Some(-9));
+    // Its owner died: free to take (the kernel marked it), and not ours.
+    assert!(!lock.locked());
+    assert!(!lock.is_mine() && !rlock.is_mine());
     let g = lock
         .acquire(true, LONG)
         .unwrap()
@@ -777,4 +780,26 @@ fn notify_wakes_the_longest_waiting_first() {
         }
     });
     assert_eq!(*order.lock().unwrap(), vec![0, 1, 2, 3, 4, 5]);
+}
+
+#[test]
+fn a_forgotten_guard_keeps_its_lock_mapped_after_the_last_handle_goes() {
+    // glibc links the robust mutexes a thread holds through their own memory: unmapping a held
+    // one would make the next lock operation write into unmapped memory.
+    let ctx = mproc::get_context(StartMethod::Spawn);
+    let a = ctx.lock().unwrap();
+    let r = ctx.rlock().unwrap();
+    a.lock().unwrap().forget();
+    r.lock().unwrap().forget();
+    drop(a);
+    drop(r);
+    let b = ctx.lock().unwrap();
+    for _ in 0..3 {
+        let g = b.lock().unwrap();
+        assert!(b.is_mine());
+        drop(g);
+    }
+    let c = ctx.condition(None).unwrap();
+    let _g = c.lock().unwrap();
+    assert!(!c.wait(Some(Duration::from_millis(1))).unwrap());
 }

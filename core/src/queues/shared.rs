@@ -297,6 +297,7 @@ impl Shared {
     /// CPython's `get(block=False)`), while a busy producers' mutex is waited for unless the queue
     /// is full (its holders do bounded work, and CPython's `put_nowait` on a queue that is not full
     /// never fails).
+    #[cold]
     fn lock(&self, side: Side, block: bool, deadline: Deadline) -> Result<bool> {
         let map = self.map();
         let off = side.mutex();
@@ -347,12 +348,13 @@ impl Shared {
     }
 
     /// Acquires `side`'s mutex if it is free (not `lock`: one try, whichever the side).
+    #[inline]
     fn lock_now(&self, side: Side) -> Result<bool> {
-        let outcome = self
-            .map()
-            .mutex_lock(side.mutex(), false, None)
-            .map_err(io)?;
-        self.acquired(side, outcome)
+        match self.map().mutex_lock(side.mutex(), false, None) {
+            Ok(LockOutcome::Acquired) => Ok(true),
+            Ok(outcome) => self.acquired(side, outcome),
+            Err(e) => Err(io(e)),
+        }
     }
 
     /// Repairs what a producer that died holding the mutex left (the caller holds it now).
@@ -546,13 +548,67 @@ impl Shared {
     /// Puts one serialised item; `Err(Full)` if it could not within the deadline (only a
     /// `maxsize` or a busy producers' mutex makes a `put` wait).
     pub fn put(&self, bytes: &[u8], block: bool, timeout: Option<Duration>) -> Result<()> {
+        // The common case reads no clock: the mutex free, room in the ring.
+        let locked = self.lock_now(Side::Producers)?;
+        if locked && self.put_in_ring(bytes) {
+            self.unlock(Side::Producers);
+            return Ok(());
+        }
         let deadline = Deadline::after(if block { timeout } else { Some(Duration::ZERO) });
-        if !self.lock(Side::Producers, block, deadline)? {
+        if !locked && !self.lock(Side::Producers, block, deadline)? {
             return Err(Error::Full);
         }
         let r = self.put_locked(bytes, deadline);
         self.unlock(Side::Producers);
         r
+    }
+
+    /// The common case in few instructions: no `maxsize`, the producers in the ring, an item
+    /// of one record that fits. False (and nothing done) otherwise.
+    #[inline]
+    fn put_in_ring(&self, bytes: &[u8]) -> bool {
+        let map = self.map();
+        if map.u64_at(MAXSIZE).load(Relaxed) != 0 || map.u64_at(P_SEG).load(Relaxed) != RING_ID {
+            return false;
+        }
+        let cap = self.ring_cap();
+        if bytes.len() > cap as usize * 2 {
+            return false;
+        }
+        let need = 1 + words(bytes.len());
+        let tail = map.u64_at(RING + SEG_TAIL).load(Relaxed);
+        let cached = map.u64_at(P_HEAD);
+        if cap - (tail - cached.load(Relaxed)) < need {
+            let head = map.u64_at(RING + SEG_HEAD).load(Acquire);
+            cached.store(head, Relaxed);
+            if cap - (tail - head) < need {
+                return false;
+            }
+        }
+        let ring = Seg {
+            map: SegMap::Ring(map),
+            base: RING,
+            cap,
+            id: RING_ID,
+        };
+        let end = ring.write_record(FIRST | LAST, bytes);
+        self.publish_item(&ring, end);
+        true
+    }
+
+    /// Publishes the last record of an item, written up to `end` in `seg`: counts the item, then
+    /// moves the tail, under the journal.
+    #[inline]
+    fn publish_item(&self, seg: &Seg<'_>, end: u64) {
+        let map = self.map();
+        let put = map.u64_at(PUT).load(Relaxed);
+        map.u64_at(P_J_POS).store(end, Relaxed);
+        map.u64_at(P_J_COUNT).store(put, Relaxed);
+        map.u64_at(P_J_SEG).store(seg.id, Release);
+        map.u64_at(PUT).store(put + 1, Relaxed);
+        seg.tail().swap(end, SeqCst);
+        map.u64_at(P_J_SEG).store(0, Release);
+        self.wake_data();
     }
 
     fn put_locked(&self, bytes: &[u8], deadline: Deadline) -> Result<()> {
@@ -581,21 +637,11 @@ impl Shared {
             let seg = self.room(1 + words(n))?;
             let tail = seg.write_record(flags, &rest[..n]);
             if last {
-                // Count the item, then publish it; the journal covers the two.
-                let put = map.u64_at(PUT).load(Relaxed);
-                map.u64_at(P_J_POS).store(tail, Relaxed);
-                map.u64_at(P_J_COUNT).store(put, Relaxed);
-                map.u64_at(P_J_SEG).store(seg.id, Release);
-                map.u64_at(PUT).store(put + 1, Relaxed);
-                seg.tail().swap(tail, SeqCst);
-                map.u64_at(P_J_SEG).store(0, Release);
-            } else {
-                seg.tail().swap(tail, SeqCst);
-            }
-            self.wake_data();
-            if last {
+                self.publish_item(&seg, tail);
                 return Ok(());
             }
+            seg.tail().swap(tail, SeqCst);
+            self.wake_data();
             rest = &rest[n..];
             flags = 0;
         }
@@ -692,13 +738,52 @@ impl Shared {
 
     /// Gets one serialised item into `out`; `Err(Empty)` if none came within the deadline.
     pub fn get(&self, out: &mut Vec<u8>, block: bool, timeout: Option<Duration>) -> Result<()> {
+        // The common case reads no clock: the mutex free, an item in the ring.
+        let locked = self.lock_now(Side::Consumers)?;
+        if locked && self.get_from_ring(out) {
+            self.unlock(Side::Consumers);
+            return Ok(());
+        }
         let deadline = Deadline::after(if block { timeout } else { Some(Duration::ZERO) });
-        if !self.lock(Side::Consumers, block, deadline)? {
+        if !locked && !self.lock(Side::Consumers, block, deadline)? {
             return Err(Error::Empty);
         }
         let r = self.get_locked(out, deadline);
         self.unlock(Side::Consumers);
         r
+    }
+
+    /// The common case in few instructions: the consumers in the ring, an item of one record
+    /// there. False (and nothing done) otherwise.
+    #[inline]
+    fn get_from_ring(&self, out: &mut Vec<u8>) -> bool {
+        let map = self.map();
+        if map.u64_at(C_SEG).load(Relaxed) != RING_ID {
+            return false;
+        }
+        let head = map.u64_at(RING + SEG_HEAD).load(Relaxed);
+        let cached = map.u64_at(C_TAIL);
+        if cached.load(Relaxed) <= head {
+            let tail = map.u64_at(RING + SEG_TAIL).load(Acquire);
+            cached.store(tail, Relaxed);
+            if tail <= head {
+                return false;
+            }
+        }
+        let cap = self.ring_cap();
+        let mask = cap - 1;
+        let ring = map.u64_slice(RING + SEG_DATA, cap as usize);
+        let header = ring[(head & mask) as usize].load(Relaxed);
+        if header & (FIRST | LAST) != FIRST | LAST {
+            return false;
+        }
+        let len = (header & LEN_MASK) as usize;
+        let end = head + 1 + words(len);
+        out.clear();
+        append_payload(ring, mask, head, len, out);
+        // (A head move within the consumers' segment: no error is possible.)
+        let _ = self.take(RING_ID, end, true);
+        true
     }
 
     /// Reads the oldest item into `out`. An item is read whole before anything is taken: the
@@ -745,14 +830,7 @@ impl Shared {
                     pos = end;
                     continue;
                 }
-                out.reserve(len);
-                let mut left = len;
-                for i in pos + 1..end {
-                    let w = ring[(i & mask) as usize].load(Relaxed);
-                    let take = left.min(8);
-                    out.extend_from_slice(&w.to_le_bytes()[..take]);
-                    left -= take;
-                }
+                append_payload(ring, mask, pos, len, out);
                 pos = end;
                 if header & LAST != 0 {
                     return self.take(at, pos, true);
@@ -809,6 +887,7 @@ impl Shared {
     /// before it: they hold nothing but the records read. With `item`, one item is taken: the
     /// count and the head change under the journal, so that the change completes even if this
     /// process dies half-way.
+    #[inline]
     fn take(&self, to: u64, pos: u64, item: bool) -> Result<()> {
         let map = self.map();
         let maxsize = self.maxsize();
@@ -818,7 +897,11 @@ impl Shared {
             map.u64_at(C_J_COUNT).store(got, Relaxed);
             map.u64_at(C_J_SEG).store(to, Release);
         }
-        self.advance(to, pos)?;
+        if to == RING_ID && map.u64_at(C_SEG).load(Relaxed) == RING_ID {
+            map.u64_at(RING + SEG_HEAD).store(pos, Release);
+        } else {
+            self.advance(to, pos)?;
+        }
         if item {
             if maxsize > 0 {
                 // A producer may sleep for room: see `wait_until`.
@@ -971,6 +1054,19 @@ impl Shared {
             r.map_err(io)?;
             self.settle_abandoned()?;
         }
+    }
+}
+
+/// Appends to `out` the `len` bytes of the record whose header is at position `at` of `ring`.
+#[inline]
+fn append_payload(ring: &[AtomicU64], mask: u64, at: u64, len: usize, out: &mut Vec<u8>) {
+    out.reserve(len);
+    let mut left = len;
+    for i in at + 1..at + 1 + words(len) {
+        let w = ring[(i & mask) as usize].load(Relaxed);
+        let take = left.min(8);
+        out.extend_from_slice(&w.to_le_bytes()[..take]);
+        left -= take;
     }
 }
 

@@ -11,7 +11,7 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU16, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 /// Creates an anonymous memory file (`memfd_create(MFD_CLOEXEC)`) of `len` bytes, zero-filled.
 pub fn memfd(name: &str, len: usize) -> io::Result<OwnedFd> {
@@ -340,17 +340,13 @@ impl Mapping {
                 // SAFETY: as above.
                 None => unsafe { libc::pthread_mutex_lock(m) },
                 Some(t) => {
-                    // pthread_mutex_timedlock takes an absolute CLOCK_REALTIME time.
-                    let abs = SystemTime::now()
-                        .duration_since(SystemTime::UNIX_EPOCH)
-                        .unwrap_or_default()
-                        .saturating_add(t);
-                    let ts = libc::timespec {
-                        tv_sec: abs.as_secs().min(i64::MAX as u64) as libc::time_t,
-                        tv_nsec: abs.subsec_nanos() as _,
-                    };
-                    // SAFETY: as above; `ts` is a valid timespec that outlives the call.
-                    unsafe { libc::pthread_mutex_timedlock(m, &ts) }
+                    // A free mutex is taken without reading the clock.
+                    // SAFETY: as above.
+                    match unsafe { libc::pthread_mutex_trylock(m) } {
+                        // SAFETY: as above.
+                        libc::EBUSY => unsafe { timed_lock(m, t) },
+                        r => r,
+                    }
                 }
             }
         };
@@ -391,8 +387,8 @@ impl Mapping {
         word & (FUTEX_TID_MASK | FUTEX_OWNER_DIED) == current_ids().1
     }
 
-    /// Whether the mutex at `off` is held by a thread (one that died holding it counts until
-    /// somebody acquires it).
+    /// Whether the mutex at `off` is held by a live thread (when its owner dies, the kernel
+    /// clears the owner from the futex word and marks it `FUTEX_OWNER_DIED`).
     #[inline]
     pub fn mutex_is_locked(&self, off: usize) -> bool {
         self.u32_at(off).load(Ordering::Relaxed) & FUTEX_TID_MASK != 0
@@ -411,6 +407,36 @@ impl Mapping {
             .held
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
     }
+}
+
+/// Locks `m` waiting at most `t`, measured on the monotonic clock (a step of the wall clock
+/// neither shortens nor stretches the wait); returns what `pthread_mutex_clocklock` returns.
+///
+/// # Safety
+/// `m` points to an initialised process-shared mutex in a mapping that outlives the call.
+unsafe fn timed_lock(m: *mut libc::pthread_mutex_t, t: Duration) -> libc::c_int {
+    // glibc 2.30 and later; the `libc` crate does not declare it.
+    extern "C" {
+        fn pthread_mutex_clocklock(
+            mutex: *mut libc::pthread_mutex_t,
+            clock: libc::clockid_t,
+            abstime: *const libc::timespec,
+        ) -> libc::c_int;
+    }
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `now` is a valid, writable timespec; CLOCK_MONOTONIC always exists.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
+    let abs = Duration::new(now.tv_sec as u64, now.tv_nsec as u32).saturating_add(t);
+    let ts = libc::timespec {
+        tv_sec: abs.as_secs().min(i64::MAX as u64) as libc::time_t,
+        tv_nsec: abs.subsec_nanos() as _,
+    };
+    // SAFETY: `m` is an initialised process-shared mutex in a live mapping (this function's
+    // contract); `ts` is a valid timespec that outlives the call.
+    unsafe { pthread_mutex_clocklock(m, libc::CLOCK_MONOTONIC, &ts) }
 }
 
 impl Drop for Mapping {
