@@ -802,7 +802,7 @@ impl Condition {
         let state = t.u32_at(o + SLOT_STATE);
         let leaving = (waiting & !STATE_MASK) | LEAVING;
         let released = match &self.lock {
-            ConditionLock::Lock(l) => l.release().map(|_| 0),
+            ConditionLock::Lock(l) => mutex_release(l.region.map()).map(|_| 0),
             ConditionLock::RLock(l) => l.release_all(),
         };
         let saved = match released {
