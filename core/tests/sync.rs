@@ -552,13 +552,16 @@ fn a_panicking_barrier_action_breaks_the_barrier() {
 // ---------------------------------------------------------------------------------------------
 // Condition waiters that stop or die (issue 13): liveness decides, not patience.
 
-/// Sends `signal` (`STOP`, `CONT`, ...) to `pid` with the system's `kill`.
-fn signal(pid: u32, signal: &str) {
-    let status = std::process::Command::new("kill")
-        .args(["-s", signal, &pid.to_string()])
+/// Sends `signal` (`STOP`, `CONT`, ...) to the processes `ps` (the shell's `kill` builtin: no
+/// package beyond `/bin/sh` needed).
+fn signal(ps: &[mproc::Process], signal: &str) {
+    let pids: Vec<String> = ps.iter().map(|p| p.pid().unwrap().to_string()).collect();
+    let status = std::process::Command::new("sh")
+        .args(["-c", "kill -s \"$0\" \"$@\"", signal])
+        .args(&pids)
         .status()
-        .expect("run kill");
-    assert!(status.success(), "kill -s {signal} {pid}");
+        .expect("run sh");
+    assert!(status.success(), "kill -s {signal} {pids:?}");
 }
 
 /// The state letter of process `pid` (`S` sleeping, `T` stopped, ...).
@@ -620,9 +623,7 @@ fn a_stopped_waiter_never_loses_its_notification(
         ready.acquire(true, LONG).unwrap().unwrap().forget();
     }
     let g = c.lock().unwrap(); // every waiter is inside wait() now
-    for p in &ps {
-        signal(p.pid().unwrap(), "STOP");
-    }
+    signal(&ps, "STOP");
     for p in &ps {
         wait_stopped(p.pid().unwrap());
     }
@@ -634,9 +635,7 @@ fn a_stopped_waiter_never_loses_its_notification(
     // afford while it holds the lock).
     std::thread::sleep(Duration::from_secs(2));
     assert!(woken.acquire(false, None).unwrap().is_none());
-    for p in &ps {
-        signal(p.pid().unwrap(), "CONT");
-    }
+    signal(&ps, "CONT");
     for i in 0..N {
         assert!(
             woken.acquire(true, LONG).unwrap().is_some(),
