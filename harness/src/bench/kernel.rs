@@ -5,6 +5,7 @@
 //! `cases/bench/README.md`), plus the bench tasks below. `harness/py/bench_reference.py`
 //! mirrors both.
 
+use super::placement::{self, Child};
 use super::probe::Probe;
 use super::workload::{resolve_int, Workload};
 use mproc::{AsyncResult, Connection, Context, Pool, Process, Queue, StartMethod, Value};
@@ -85,6 +86,8 @@ pub enum Obj {
     Conn(Connection),
     /// A process.
     Proc(Process),
+    /// A group of processes (`process = { count = N, .. }`).
+    Procs(Vec<Process>),
     /// A queue of integers.
     Queue(Queue<i64>),
     /// A shared integer with its lock.
@@ -122,12 +125,6 @@ impl Env {
         match &self.slots[slot] {
             Obj::Conn(c) => Ok(c),
             other => Err(format!("slot {slot} is not a connection: {other:?}")),
-        }
-    }
-    fn proc(&self, slot: usize) -> Result<&Process, String> {
-        match &self.slots[slot] {
-            Obj::Proc(p) => Ok(p),
-            other => Err(format!("slot {slot} is not a process: {other:?}")),
         }
     }
     fn take_conn(&mut self, slot: usize) -> Result<Connection, String> {
@@ -257,15 +254,17 @@ pub struct Kernel {
     timed: Vec<CStep>,
     teardown: Vec<CStep>,
     ops: u64,
-    /// Passes over the timed steps per counted pass: 2 when a slowdown is injected.
-    factor: u64,
+    /// Whether the synthetic 1.5× slowdown is injected: every second timed pass runs twice.
+    slow: bool,
+    /// Timed passes run so far (the injection's counter, kept across samples).
+    passes: u64,
 }
 
 impl std::fmt::Debug for Kernel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Kernel")
             .field("ops", &self.ops)
-            .field("factor", &self.factor)
+            .field("slow", &self.slow)
             .finish()
     }
 }
@@ -346,9 +345,18 @@ impl Compiler<'_> {
                 let task = self.str_field(v, "task")?.to_string();
                 let args = self.args(v)?;
                 let id = self.slot(self.str_field(v, "id")?);
+                // `count = N` (a bench extension) makes a group of N processes that `start` and
+                // `join` act on together.
+                let count = v.get("count").map(|n| self.int(n)).transpose()?;
                 Box::new(move |env: &mut Env| {
-                    let p = env.make_process(&task, &args)?;
-                    env.slots[id] = Obj::Proc(p);
+                    env.slots[id] = match count {
+                        None => Obj::Proc(env.make_process(&task, &args)?),
+                        Some(n) => Obj::Procs(
+                            (0..n.max(0))
+                                .map(|_| env.make_process(&task, &args))
+                                .collect::<Result<_, _>>()?,
+                        ),
+                    };
                     Ok(())
                 })
             }
@@ -359,7 +367,7 @@ impl Compiler<'_> {
             }
             "start" => {
                 let id = self.existing(self.primary(v, "id")?)?;
-                Box::new(move |env: &mut Env| env.proc(id)?.start().map_err(|e| e.to_string()))
+                Box::new(move |env: &mut Env| start(env, id))
             }
             "join" => {
                 let id = self.existing(self.primary(v, "id")?)?;
@@ -429,7 +437,8 @@ impl Compiler<'_> {
                     if let Some(n) = n {
                         b = b.processes(n);
                     }
-                    env.slots[id] = Obj::Pool(b.build().map_err(|e| e.to_string())?);
+                    let pool = placement::for_child(Child::Pool, || b.build());
+                    env.slots[id] = Obj::Pool(pool.map_err(|e| e.to_string())?);
                     Ok(())
                 })
             }
@@ -503,16 +512,30 @@ impl Compiler<'_> {
     }
 }
 
+/// Starts a process (or a group), each placed by [`placement::for_child`].
+fn start(env: &mut Env, id: usize) -> Result<(), String> {
+    let one =
+        |p: &Process| placement::for_child(Child::Process, || p.start()).map_err(|e| e.to_string());
+    match &env.slots[id] {
+        Obj::Proc(p) => one(p),
+        Obj::Procs(ps) => ps.iter().try_for_each(one),
+        other => Err(format!("slot {id} is not a process: {other:?}")),
+    }
+}
+
+fn join_one(p: &Process) -> Result<(), String> {
+    p.join(Some(WAIT)).map_err(|e| e.to_string())?;
+    match p.exitcode().map_err(|e| e.to_string())? {
+        Some(0) => Ok(()),
+        Some(c) => Err(format!("child exited with {c}")),
+        None => Err(format!("child still running after {WAIT:?}")),
+    }
+}
+
 fn join(env: &mut Env, id: usize) -> Result<(), String> {
     match &env.slots[id] {
-        Obj::Proc(p) => {
-            p.join(Some(WAIT)).map_err(|e| e.to_string())?;
-            match p.exitcode().map_err(|e| e.to_string())? {
-                Some(0) => Ok(()),
-                Some(c) => Err(format!("child exited with {c}")),
-                None => Err(format!("child still running after {WAIT:?}")),
-            }
-        }
+        Obj::Proc(p) => join_one(p),
+        Obj::Procs(ps) => ps.iter().try_for_each(join_one),
         other => join_ext(env, id, other),
     }
 }
@@ -531,6 +554,10 @@ fn close(env: &mut Env, id: usize) -> Result<(), String> {
             Ok(())
         }
         Obj::Proc(p) => p.close().map_err(|e| e.to_string()),
+        Obj::Procs(ps) => ps
+            .iter()
+            .try_for_each(|p| p.close())
+            .map_err(|e| e.to_string()),
         Obj::Queue(q) => {
             q.close();
             Ok(())
@@ -557,8 +584,10 @@ fn run_steps(env: &mut Env, steps: &mut [CStep]) -> Result<(), String> {
 }
 
 impl Kernel {
-    /// Compiles `w` for `method`. `slowdown` runs the timed steps twice per counted pass (the
-    /// gate's synthetic regression).
+    /// Compiles `w` for `method`. `slowdown` injects the gate's synthetic regression, here in
+    /// the bench's timed path and nowhere in the library: every second counted pass over the
+    /// timed steps runs them twice, so a sample of an even number of passes costs 1.5× (with
+    /// one pass per sample, samples alternate 1× and 2×).
     pub fn compile(w: &Workload, method: StartMethod, slowdown: bool) -> Result<Kernel, String> {
         let mut c = Compiler {
             w,
@@ -611,7 +640,8 @@ impl Kernel {
             timed: tm,
             teardown,
             ops: w.ops()?,
-            factor: if slowdown { 2 } else { 1 },
+            slow: slowdown,
+            passes: 0,
         })
     }
 
@@ -624,6 +654,14 @@ impl Kernel {
                 }
                 let _ = p.join(Some(WAIT));
             }
+            if let Obj::Procs(ps) = s {
+                for p in ps.iter() {
+                    if p.is_alive().unwrap_or(false) {
+                        let _ = p.kill();
+                    }
+                    let _ = p.join(Some(WAIT));
+                }
+            }
             if let Obj::Pool(p) = s {
                 let _ = p.terminate();
                 let _ = p.join();
@@ -635,6 +673,7 @@ impl Kernel {
 
 impl Probe for Kernel {
     fn setup(&mut self) -> Result<(), String> {
+        placement::reset_alternation();
         let r = run_steps(&mut self.env, &mut self.setup);
         if r.is_err() {
             self.cleanup();
@@ -643,10 +682,15 @@ impl Probe for Kernel {
     }
     fn run(&mut self, iters: u64) -> Result<Duration, String> {
         let t0 = Instant::now();
-        for _ in 0..iters * self.factor {
-            if let Err(e) = run_steps(&mut self.env, &mut self.timed) {
-                self.cleanup();
-                return Err(e);
+        for _ in 0..iters {
+            let twice = self.slow && self.passes % 2 == 1;
+            self.passes += 1;
+            for _ in 0..1 + u64::from(twice) {
+                placement::reset_alternation();
+                if let Err(e) = run_steps(&mut self.env, &mut self.timed) {
+                    self.cleanup();
+                    return Err(e);
+                }
             }
         }
         Ok(t0.elapsed())
