@@ -59,9 +59,11 @@ pub fn baseline_rev(baseline_file: &Path, against: Option<&str>) -> Result<Strin
 }
 
 /// Builds the bench binary of revision `rev` of the repository at `root` in a worktree under
-/// `root/target/gate/` (release profile, sharing the workspace's target folder so that
-/// dependencies are not built twice). Returns the binary, or why there is none: the revision
-/// is not in this clone (a shallow clone), the worktree cannot be made, or the build failed.
+/// `root/target/gate/` (release profile) into its own target folder `<target_dir>/gate/target`
+/// (cargo gives the same file names to the same workspace built from two folders, so the two
+/// builds must not share one; this one is kept between runs, so only what changed is rebuilt).
+/// Returns the binary, or why there is none: the revision is not in this clone (a shallow
+/// clone), the worktree cannot be made, or the build failed.
 pub fn build_baseline(root: &Path, rev: &str, target_dir: &Path) -> Result<PathBuf, String> {
     let commit = git(
         root,
@@ -106,7 +108,7 @@ pub fn build_baseline(root: &Path, rev: &str, target_dir: &Path) -> Result<PathB
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let o = Command::new(cargo)
         .current_dir(&wt)
-        .env("CARGO_TARGET_DIR", target_dir)
+        .env("CARGO_TARGET_DIR", target_dir.join("gate").join("target"))
         .args([
             "bench",
             "--no-run",
