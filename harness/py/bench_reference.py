@@ -80,7 +80,25 @@ def increment_n(v, n):
             v.value += 1
 
 
-TASKS = {f.__name__: f for f in (noop, identity, echo_bytes, sink_bytes, put_n, get_n, increment_n)}
+def lock_n(lock, n):
+    for _ in range(n):
+        with lock:
+            pass
+
+
+def put_bytes_n(q, n, size):
+    msg = b"x" * size
+    for _ in range(n):
+        q.put(msg)
+
+
+def get_bytes_n(q, n):
+    for _ in range(n):
+        q.get()
+
+
+TASKS = {f.__name__: f for f in (noop, identity, echo_bytes, sink_bytes, put_n, get_n, increment_n,
+                                 lock_n, put_bytes_n, get_bytes_n)}
 
 
 # --- placement (harness/src/bench/placement.rs) --------------------------------------------
@@ -290,6 +308,12 @@ class Env:
 
             def f():
                 self.objs[i] = self.ctx.Queue()
+            return f
+        if op == "lock":
+            i = v["id"]
+
+            def f():
+                self.objs[i] = self.ctx.Lock()
             return f
         if op == "value":
             i = v["id"]

@@ -253,11 +253,49 @@ fn stored_check(
     (Some(stats::judge(&rounds, b.threshold)), None)
 }
 
+/// The length the gate aims at for one sample: well under a scheduler time slice, so that
+/// most samples run uninterrupted even when another process shares the CPU (a sample that
+/// spans a slice is either clean or carries a whole slice of someone else's time, and their
+/// mixture makes medians swing).
+pub const SAMPLE_TARGET_S: f64 = 0.0005;
+/// The most samples in one batch.
+pub const MAX_BATCH: usize = 15;
+
+/// How a workload is sampled in the gate: timed passes per sample and samples per batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shape {
+    /// Timed passes per sample.
+    pub iters: u64,
+    /// Samples per batch.
+    pub samples: usize,
+}
+
+/// Splits a workload's `iters` passes per sample into shorter samples of about
+/// [`SAMPLE_TARGET_S`] given one pass's time, keeping the timed work of a batch about the same
+/// (`batch` × `iters` passes), at most [`MAX_BATCH`] samples. With two passes or more, an even
+/// number (the injected slowdown doubles every second pass).
+pub fn shape(pass_s: f64, iters: u64, batch: usize) -> Shape {
+    if !(pass_s.is_finite() && pass_s > 0.0) || iters <= 1 {
+        return Shape {
+            iters: iters.max(1),
+            samples: batch,
+        };
+    }
+    let mut k = ((SAMPLE_TARGET_S / pass_s).round() as u64).clamp(1, iters);
+    if k >= 2 && k % 2 == 1 {
+        k += 1;
+    }
+    let k = k.min(iters);
+    let samples = ((batch as u64 * iters).div_ceil(k) as usize).clamp(batch, MAX_BATCH.max(batch));
+    Shape { iters: k, samples }
+}
+
 fn batch(
     side: &Side,
     w: &Workload,
     method: mproc::StartMethod,
     cfg: &GateConfig,
+    shape: Shape,
 ) -> Result<(Vec<f64>, Option<(String, Vec<f64>)>), String> {
     let r = run_sample(
         side,
@@ -268,9 +306,10 @@ fn batch(
                 params: BTreeMap::new(),
             },
             placement: cfg.placement,
-            samples: cfg.batch,
+            samples: shape.samples,
             reference: true,
             criterion: None,
+            iters: Some(shape.iters),
         },
     )?;
     let reference = r.reference.map(|id| (id, r.reference_samples_s));
@@ -304,7 +343,37 @@ pub fn gate_timings(
         let mut attempts = 0;
         let mut ab = None;
         let mut stored = (None, None);
-        while attempts < cfg.attempts {
+        // One pass's time, from a short batch of the current side, shapes the samples.
+        let probe = run_sample(
+            &cfg.current,
+            &SampleRequest {
+                subject: Subject::Workload {
+                    file: w.path.clone(),
+                    method: m.as_str().into(),
+                    params: BTreeMap::new(),
+                },
+                placement: cfg.placement,
+                samples: 1,
+                reference: false,
+                criterion: None,
+                iters: Some(1),
+            },
+        );
+        let shape = match probe {
+            Ok(r) => shape(
+                r.samples_s.first().copied().unwrap_or(f64::NAN) * r.ops.max(1) as f64,
+                w.bench.iters,
+                cfg.batch,
+            ),
+            Err(e) => {
+                failed = Some(e);
+                Shape {
+                    iters: w.bench.iters,
+                    samples: cfg.batch,
+                }
+            }
+        };
+        while attempts < cfg.attempts && failed.is_none() {
             attempts += 1;
             for i in 0..cfg.rounds {
                 let mut a = None;
@@ -316,12 +385,12 @@ pub fn gate_timings(
                 };
                 for current_side in order {
                     if current_side {
-                        match batch(&cfg.current, w, *m, cfg) {
+                        match batch(&cfg.current, w, *m, cfg, shape) {
                             Ok(x) => b = Some(x),
                             Err(e) => failed = Some(e),
                         }
                     } else if let (Ok(side), None) = (&cfg.baseline, &ab_notice) {
-                        match batch(side, w, *m, cfg) {
+                        match batch(side, w, *m, cfg, shape) {
                             Ok(x) => a = Some(x),
                             Err(e) => {
                                 ab_notice = Some(format!(
@@ -593,6 +662,39 @@ pub fn render(r: &GateReport) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn samples_are_shaped_short_keeping_the_work() {
+        // pipe_rtt: 9 us a pass, 300 passes a sample, 3 samples a batch.
+        let s = shape(9e-6, 300, 3);
+        assert_eq!(s.iters % 2, 0);
+        assert!((50..=60).contains(&s.iters), "{s:?}");
+        assert_eq!(s.samples, MAX_BATCH);
+        // A pass longer than the target: one pass a sample, as many samples as passes.
+        assert_eq!(
+            shape(0.003, 2, 3),
+            Shape {
+                iters: 1,
+                samples: 6
+            }
+        );
+        // One pass a sample already: unchanged.
+        assert_eq!(
+            shape(1e-6, 1, 3),
+            Shape {
+                iters: 1,
+                samples: 3
+            }
+        );
+        // Unknown pass time: unchanged.
+        assert_eq!(
+            shape(f64::NAN, 100, 3),
+            Shape {
+                iters: 100,
+                samples: 3
+            }
+        );
+    }
 
     #[test]
     fn the_bench_executable_is_found_in_cargo_messages() {

@@ -74,6 +74,31 @@ pub fn increment_n(v: Value<i64>, n: i64) -> mproc::Result<()> {
     Ok(())
 }
 
+/// Acquires and releases the lock `n` times (a contender of the lock curve).
+pub fn lock_n(l: mproc::Lock, n: i64) -> mproc::Result<()> {
+    for _ in 0..n {
+        drop(std::hint::black_box(l.lock()?));
+    }
+    Ok(())
+}
+
+/// Puts `n` messages of `size` bytes on the queue.
+pub fn put_bytes_n(q: Queue<Vec<u8>>, n: i64, size: i64) -> mproc::Result<()> {
+    let msg = vec![b'x'; size.max(0) as usize];
+    for _ in 0..n {
+        q.put(msg.clone(), true, None).map_err(mproc::Error::from)?;
+    }
+    Ok(())
+}
+
+/// Takes `n` messages from the queue.
+pub fn get_bytes_n(q: Queue<Vec<u8>>, n: i64) -> mproc::Result<()> {
+    for _ in 0..n {
+        std::hint::black_box(q.get(true, Some(WAIT))?);
+    }
+    Ok(())
+}
+
 // ---------------------------------------------------------------------------------------------
 
 /// A live object of a kernel.
@@ -90,6 +115,10 @@ pub enum Obj {
     Procs(Vec<Process>),
     /// A queue of integers.
     Queue(Queue<i64>),
+    /// A queue of byte strings (`queue = { bytes = true, .. }`).
+    BytesQueue(Queue<Vec<u8>>),
+    /// A lock.
+    Lock(mproc::Lock),
     /// A shared integer with its lock.
     Value(Value<i64>),
     /// A pool.
@@ -187,6 +216,18 @@ impl Env {
             other => Err(format!("slot {slot} is not a queue: {other:?}")),
         }
     }
+    fn bytes_queue(&self, slot: usize) -> Result<&Queue<Vec<u8>>, String> {
+        match &self.slots[slot] {
+            Obj::BytesQueue(q) => Ok(q),
+            other => Err(format!("slot {slot} is not a queue of bytes: {other:?}")),
+        }
+    }
+    fn lock(&self, slot: usize) -> Result<&mproc::Lock, String> {
+        match &self.slots[slot] {
+            Obj::Lock(l) => Ok(l),
+            other => Err(format!("slot {slot} is not a lock: {other:?}")),
+        }
+    }
     fn pool(&self, slot: usize) -> Result<&Pool, String> {
         match &self.slots[slot] {
             Obj::Pool(p) => Ok(p),
@@ -214,6 +255,14 @@ impl Env {
                 let v = self.value(Self::slot(args, 0)?)?.clone();
                 ctx.process(increment_n, (v, Self::int(args, 1)?))
             }
+            "lock_n" => {
+                let l = self.lock(Self::slot(args, 0)?)?.clone();
+                ctx.process(lock_n, (l, Self::int(args, 1)?))
+            }
+            "put_bytes_n" => {
+                let q = self.bytes_queue(Self::slot(args, 0)?)?.clone();
+                ctx.process(put_bytes_n, (q, Self::int(args, 1)?, Self::int(args, 2)?))
+            }
             other => return Err(format!("unknown bench task `{other}` for a process")),
         })
     }
@@ -232,6 +281,16 @@ impl Env {
             .map_err(e),
             "increment_n" => increment_n(
                 self.value(Self::slot(args, 0)?)?.clone(),
+                Self::int(args, 1)?,
+            )
+            .map_err(e),
+            "lock_n" => lock_n(
+                self.lock(Self::slot(args, 0)?)?.clone(),
+                Self::int(args, 1)?,
+            )
+            .map_err(e),
+            "get_bytes_n" => get_bytes_n(
+                self.bytes_queue(Self::slot(args, 0)?)?.clone(),
                 Self::int(args, 1)?,
             )
             .map_err(e),
@@ -407,8 +466,28 @@ impl Compiler<'_> {
         Ok(match op {
             "queue" => {
                 let id = self.slot(self.primary(v, "id")?);
+                // `bytes = true` (a bench extension): a queue of byte strings.
+                let bytes = v.get("bytes").and_then(|b| b.as_bool()).unwrap_or(false);
                 Box::new(move |env: &mut Env| {
-                    env.slots[id] = Obj::Queue(env.ctx.queue(None).map_err(|e| e.to_string())?);
+                    let e = |e: mproc::Error| e.to_string();
+                    env.slots[id] = if bytes {
+                        Obj::BytesQueue(env.ctx.queue(None).map_err(e)?)
+                    } else {
+                        Obj::Queue(env.ctx.queue(None).map_err(e)?)
+                    };
+                    Ok(())
+                })
+            }
+            "lock" => {
+                let id = self.slot(self.str_field(v, "id")?);
+                match v.get("kind").and_then(|k| k.as_str()) {
+                    None | Some("lock") => {}
+                    Some(k) => {
+                        return Err(format!("the bench's locks are kind \"lock\", not {k:?}"))
+                    }
+                }
+                Box::new(move |env: &mut Env| {
+                    env.slots[id] = Obj::Lock(env.ctx.lock().map_err(|e| e.to_string())?);
                     Ok(())
                 })
             }
@@ -562,13 +641,17 @@ fn close(env: &mut Env, id: usize) -> Result<(), String> {
             q.close();
             Ok(())
         }
+        Obj::BytesQueue(q) => {
+            q.close();
+            Ok(())
+        }
         Obj::Pool(p) => {
             // Closed, not dropped: `join` comes next and needs it.
             let r = p.close().map_err(|e| e.to_string());
             env.slots[id] = Obj::Pool(p);
             r
         }
-        Obj::Value(_) | Obj::Unit(_) | Obj::Int(_) | Obj::Empty => Ok(()),
+        Obj::Value(_) | Obj::Lock(_) | Obj::Unit(_) | Obj::Int(_) | Obj::Empty => Ok(()),
     }
 }
 

@@ -8,8 +8,8 @@
 //!     prints `mproc-bench-sample/1` (a build that does not know the flag predates the protocol)
 //! mproc-bench sample (--workload FILE --method M | --limit ID | --peer ID)
 //!                    [--param NAME=INT]... --placement same-cpu|split|free --samples N
-//!                    [--no-reference] [--criterion WARM_MS,MEASURE_MS]
-//!     one batch: a warm-up pass, then N samples (each `iters` timed passes, alternating with a
+//!                    [--iters K] [--no-reference] [--criterion WARM_MS,MEASURE_MS]
+//!     one batch: a warm-up pass, then N samples (each `iters` timed passes, or K, alternating with a
 //!     sample of the workload's same-run reference unless --no-reference); prints one line
 //!     `MPROC-BENCH-SAMPLE {json}` (a [`SampleReply`]) on stdout; exit 0, or 2 with the reason on
 //!     stderr.
@@ -73,6 +73,8 @@ pub struct SampleRequest {
     pub reference: bool,
     /// Also run criterion (warm-up and measurement time, ms) and return its samples.
     pub criterion: Option<(u64, u64)>,
+    /// Timed passes per sample instead of the workload's `iters`.
+    pub iters: Option<u64>,
 }
 
 impl SampleRequest {
@@ -118,6 +120,10 @@ impl SampleRequest {
             a.push("--criterion".into());
             a.push(format!("{w},{m}"));
         }
+        if let Some(k) = self.iters {
+            a.push("--iters".into());
+            a.push(k.to_string());
+        }
         a
     }
 
@@ -129,6 +135,7 @@ impl SampleRequest {
         let mut samples = 10;
         let mut reference = true;
         let mut criterion = None;
+        let mut iters = None;
         let mut it = args.iter();
         while let Some(a) = it.next() {
             let mut value = || {
@@ -158,6 +165,15 @@ impl SampleRequest {
                         .map_err(|_| "--samples takes a number".to_string())?
                 }
                 "--no-reference" => reference = false,
+                "--iters" => {
+                    iters = Some(
+                        value()?
+                            .parse::<u64>()
+                            .ok()
+                            .filter(|k| *k > 0)
+                            .ok_or_else(|| "--iters takes a positive number".to_string())?,
+                    )
+                }
                 "--criterion" => {
                     let v = value()?;
                     let (w, m) = v
@@ -193,6 +209,7 @@ impl SampleRequest {
             samples,
             reference,
             criterion,
+            iters,
         })
     }
 }
@@ -210,6 +227,12 @@ pub struct SampleReply {
     pub cpus: Option<Cpus>,
     /// Cost per operation of each sample, seconds.
     pub samples_s: Vec<f64>,
+    /// Timed passes per sample.
+    #[serde(default)]
+    pub iters: u64,
+    /// Operations per pass.
+    #[serde(default)]
+    pub ops: u64,
     /// The same-run reference, if sampled.
     pub reference: Option<String>,
     /// Its samples, taken in alternation with ours.
@@ -350,6 +373,7 @@ mod tests {
             samples: 3,
             reference: false,
             criterion: Some((200, 800)),
+            iters: Some(40),
         };
         let args = r.to_args();
         assert_eq!(args[0], "sample");
@@ -363,6 +387,7 @@ mod tests {
             samples: 5,
             reference: true,
             criterion: None,
+            iters: None,
         };
         assert_eq!(SampleRequest::parse(&l.to_args()[1..]).unwrap(), l);
         assert!(SampleRequest::parse(&["--limit".into()]).is_err());
@@ -408,7 +433,12 @@ pub fn serve(req: &SampleRequest, peers: &[super::run::PeerSpec]) -> Result<Samp
             let id = w.metric_id(m);
             let slow = slowdown_requested(&id);
             let mut k = Kernel::compile(&w, m, slow)?;
-            let c = cfg(&id, Timing::Process, req.samples, w.bench.iters);
+            let c = cfg(
+                &id,
+                Timing::Process,
+                req.samples,
+                req.iters.unwrap_or(w.bench.iters),
+            );
             let reference = req
                 .reference
                 .then(|| super::run::reference_of(&w, m))
@@ -430,6 +460,8 @@ pub fn serve(req: &SampleRequest, peers: &[super::run::PeerSpec]) -> Result<Samp
                 reply.criterion_samples_s =
                     measure(&mut k, &cfg(&id, Timing::Criterion, req.samples, 1))?;
             }
+            reply.iters = c.iters;
+            reply.ops = w.ops()?;
             reply.id = id;
             reply.reference = reference;
             reply.slowdown = slow;

@@ -98,6 +98,8 @@ pub struct Options {
     pub placements: Option<Vec<Placement>>,
     /// Write report.html.
     pub html: bool,
+    /// The bench binary that measures (default: this one). Tests point it at `mproc-bench`.
+    pub bench_bin: Option<PathBuf>,
 }
 
 impl Options {
@@ -131,6 +133,7 @@ impl Options {
             skip_limits: false,
             placements: None,
             html: true,
+            bench_bin: None,
         }
     }
 
@@ -150,7 +153,10 @@ impl Options {
     fn current(&self) -> Result<Side, String> {
         Ok(Side {
             label: "current".into(),
-            bin: std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?,
+            bin: match &self.bench_bin {
+                Some(b) => b.clone(),
+                None => std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?,
+            },
             slowdown: (!self.slowdown.is_empty()).then(|| self.slowdown.join(",")),
         })
     }
@@ -339,6 +345,7 @@ fn sample_workload(
             samples: workload_samples(w, o),
             reference: true,
             criterion,
+            iters: None,
         },
     )?;
     let costs = if r.criterion_samples_s.is_empty() {
@@ -830,6 +837,7 @@ fn run_inner(o: &Options, peers: &[PeerSpec]) -> (i32, Option<GateReport>) {
                     samples: limit_samples(o),
                     reference: false,
                     criterion: None,
+                    iters: None,
                 },
             );
             match r {
@@ -913,6 +921,7 @@ fn run_inner(o: &Options, peers: &[PeerSpec]) -> (i32, Option<GateReport>) {
                 samples: if o.quick { 10 } else { 20 },
                 reference: false,
                 criterion: None,
+                iters: None,
             },
         );
         match r {
@@ -1065,6 +1074,7 @@ fn run_curve(
                 samples,
                 reference: false,
                 criterion: None,
+                iters: None,
             },
         )?;
         let limit_cost_s = match &limit {
@@ -1080,6 +1090,7 @@ fn run_curve(
                         samples,
                         reference: false,
                         criterion: None,
+                        iters: None,
                     },
                 )?
                 .samples_s,

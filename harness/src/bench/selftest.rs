@@ -20,11 +20,13 @@ pub const TIMED: &str = "pipe_rtt";
 /// The counted program the injected slowdown goes into.
 pub const COUNTED: &str = "count/frame";
 
-/// Spins for `d` (the hog's body; bounded in time).
+/// Spins for `d`, or until its parent (the self-test) is gone (the hog's body; bounded in
+/// time).
 pub fn hog(d: Duration) {
     let t0 = Instant::now();
+    let parent = nix::unistd::getppid();
     let mut x = 1u64;
-    while t0.elapsed() < d {
+    while t0.elapsed() < d && nix::unistd::getppid() == parent {
         for _ in 0..100_000 {
             x = std::hint::black_box(x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1));
         }
@@ -35,8 +37,7 @@ struct Hog(Child);
 
 impl Hog {
     /// Starts the hog on the gate's CPU (the first usable one) for at most `limit`.
-    fn start(limit: Duration) -> Result<(Hog, String), String> {
-        let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    fn start(exe: &std::path::Path, limit: Duration) -> Result<(Hog, String), String> {
         let child = Command::new(exe)
             .args(["hog", &limit.as_secs().to_string()])
             .stdin(Stdio::null())
@@ -99,7 +100,17 @@ pub fn selftest(o: &Options, n: usize) -> i32 {
     plain.gate = true;
     let mut slowed = plain.clone();
     slowed.slowdown = vec![TIMED.into(), COUNTED.into()];
-    let (_hog, where_) = match Hog::start(Duration::from_secs(4 * 3600)) {
+    let exe = match &o.bench_bin {
+        Some(b) => b.clone(),
+        None => match std::env::current_exe() {
+            Ok(e) => e,
+            Err(e) => {
+                eprintln!("bench: selftest: {e}");
+                return 2;
+            }
+        },
+    };
+    let (_hog, where_) = match Hog::start(&exe, Duration::from_secs(4 * 3600)) {
         Ok(h) => h,
         Err(e) => {
             eprintln!("bench: selftest: {e}");
