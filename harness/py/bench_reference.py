@@ -97,6 +97,55 @@ def get_bytes_n(q, n):
         q.get()
 
 
+def rss_wait(conn):
+    conn.send_bytes(b"up")
+    try:
+        conn.recv_bytes()
+    except EOFError:
+        pass
+
+
+def _kb(text, name):
+    for line in text.splitlines():
+        if line.startswith(name):
+            return int(line[len(name):].split()[0]) * 1024
+    return 0
+
+
+def read_memory(pid):
+    """[VmRSS, private] of process pid, in bytes (harness/src/bench/memory.rs)."""
+    with open(f"/proc/{pid}/status") as f:
+        rss = _kb(f.read(), "VmRSS:")
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            t = f.read()
+        private = _kb(t, "Private_Clean:") + _kb(t, "Private_Dirty:")
+    except OSError:
+        private = 0
+    return [float(rss), float(private)]
+
+
+def memory_once(subject, method):
+    ctx = mp.get_context(method)
+    if subject == "child":
+        a, b = ctx.Pipe(True)
+        p = ctx.Process(target=rss_wait, args=(b,))
+        placed("process", p.start)
+        a.poll(WAIT)
+        a.recv_bytes()
+        r = read_memory(p.pid)
+        a.send_bytes(b"")
+        p.join(WAIT)
+        return r
+    pool = placed("pool", lambda: ctx.Pool(1))
+    try:
+        pid = pool.apply(os.getpid)
+        return read_memory(pid)
+    finally:
+        pool.close()
+        pool.join()
+
+
 TASKS = {f.__name__: f for f in (noop, identity, echo_bytes, sink_bytes, put_n, get_n, increment_n,
                                  lock_n, put_bytes_n, get_bytes_n)}
 
@@ -433,6 +482,19 @@ def main():
                 metrics[mid] = {"samples_s": sample(w, method, max(n, 1))}
             except Exception as e:
                 errors[mid] = f"{type(e).__name__}: {e}"
+    if not a.filter or any("rss/" in f for f in a.filter):
+        for method in ("fork", "spawn", "forkserver"):
+            for subject in ("child", "pool_worker"):
+                key = f"rss/{subject}/{method}"
+                print(f"cpython: {key}", file=sys.stderr, flush=True)
+                try:
+                    memory_once(subject, method)  # first use (the forkserver's start)
+                    readings = []
+                    for _ in range(3):
+                        readings.extend(memory_once(subject, method))
+                    metrics[key] = {"samples_s": readings}
+                except Exception as e:
+                    errors[key] = f"{type(e).__name__}: {e}"
     os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
     with open(a.out, "w") as fh:
         json.dump({"version": sys.version.split()[0], "placement": PLACER.placement,

@@ -246,6 +246,16 @@ fn synthetic_results() -> Results {
         )]),
         counts: BTreeMap::new(),
         gate: None,
+        memory: BTreeMap::from([(
+            "rss/child/fork".to_string(),
+            results::MemoryFigure {
+                rss_bytes: 3e6,
+                private_bytes: 4e5,
+                n: 3,
+                cpython_rss_bytes: Some(1.2e7),
+                cpython_private_bytes: Some(2e6),
+            },
+        )]),
     };
     r.targets = results::check_targets(&r.metrics);
     r.targets

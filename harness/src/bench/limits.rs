@@ -704,3 +704,33 @@ impl Probe for MutexThreads {
         (self.n / self.threads) * self.threads
     }
 }
+
+/// The memory of a raw fork child (it tells the parent it is up, then waits for end of file),
+/// read by the parent.
+pub fn raw_fork_rss() -> Result<super::memory::Rss, String> {
+    let (a, b) = UnixStream::pair().map_err(|e| e.to_string())?;
+    let a_fd = a.as_raw_fd();
+    reset_alternation();
+    let (pid, _fd) = for_child(Child::Process, || {
+        fork_run(move || {
+            let _ = nix::unistd::close(a_fd);
+            let mut b = b;
+            let mut buf = [0u8; 1];
+            if b.write_all(b"u").is_err() {
+                return 1;
+            }
+            while matches!(b.read(&mut buf), Ok(n) if n > 0) {}
+            0
+        })
+    })
+    .map_err(|e| format!("fork: {e}"))?;
+    let mut a = a;
+    let mut up = [0u8; 1];
+    let r = a
+        .read_exact(&mut up)
+        .map_err(|e| e.to_string())
+        .and_then(|()| super::memory::read(pid));
+    drop(a);
+    reap(pid)?;
+    r
+}

@@ -4,6 +4,7 @@
 //!   plus a `[bench]` table).
 //! - [`kernel`]: compiles a workload's steps into closures for one start method.
 //! - [`limits`]: the raw OS limits and Rust references, measured in the same run.
+//! - [`memory`]: resident memory per child and per pool worker.
 //! - [`measure`]: sampling, by whole-process timing or by criterion.
 //! - [`results`]: `results.json` and the targets; [`report`]: `report.html`.
 //! - [`placement`]: CPU placement (same-cpu, split) set by the harness.
@@ -27,6 +28,7 @@ pub mod gate;
 pub mod kernel;
 pub mod limits;
 pub mod measure;
+pub mod memory;
 pub mod placement;
 pub mod probe;
 pub mod protocol;

@@ -58,6 +58,13 @@ pub enum Subject {
     },
     /// A comparison peer of the bench binary (procspawn).
     Peer(String),
+    /// Resident memory of a child (`child`, `pool_worker`, `raw_fork`) under a start method.
+    Memory {
+        /// What.
+        subject: String,
+        /// The start method.
+        method: String,
+    },
 }
 
 /// One batch request.
@@ -106,6 +113,12 @@ impl SampleRequest {
                 params(&mut a, p);
             }
             Subject::Peer(id) => a.extend(["--peer".into(), id.clone()]),
+            Subject::Memory { subject, method } => a.extend([
+                "--memory".into(),
+                subject.clone(),
+                "--method".into(),
+                method.clone(),
+            ]),
         }
         a.extend([
             "--placement".into(),
@@ -130,6 +143,7 @@ impl SampleRequest {
     /// Parses the arguments after `sample`.
     pub fn parse(args: &[String]) -> Result<SampleRequest, String> {
         let (mut file, mut method, mut limit, mut peer) = (None, None, None, None);
+        let mut memory = None;
         let mut params = BTreeMap::new();
         let mut placement = Placement::Free;
         let mut samples = 10;
@@ -148,6 +162,7 @@ impl SampleRequest {
                 "--method" => method = Some(value()?),
                 "--limit" => limit = Some(value()?),
                 "--peer" => peer = Some(value()?),
+                "--memory" => memory = Some(value()?),
                 "--param" => {
                     let v = value()?;
                     let (k, n) = v
@@ -187,6 +202,10 @@ impl SampleRequest {
             }
         }
         let subject = match (file, method, limit, peer) {
+            (None, Some(method), None, None) if memory.is_some() => Subject::Memory {
+                subject: memory.expect("checked"),
+                method,
+            },
             (Some(file), Some(method), None, None) => Subject::Workload {
                 file,
                 method,
@@ -241,6 +260,9 @@ pub struct SampleReply {
     pub criterion_samples_s: Vec<f64>,
     /// Whether the injected slowdown was active.
     pub slowdown: bool,
+    /// Memory readings (`--memory`).
+    #[serde(default)]
+    pub memory: Vec<super::memory::Rss>,
 }
 
 /// Whether `id` is named in `MPROC_BENCH_SLOWDOWN` (comma-separated).
@@ -390,6 +412,18 @@ mod tests {
             iters: None,
         };
         assert_eq!(SampleRequest::parse(&l.to_args()[1..]).unwrap(), l);
+        let m = SampleRequest {
+            subject: Subject::Memory {
+                subject: "pool_worker".into(),
+                method: "spawn".into(),
+            },
+            placement: Placement::SameCpu,
+            samples: 3,
+            reference: false,
+            criterion: None,
+            iters: None,
+        };
+        assert_eq!(SampleRequest::parse(&m.to_args()[1..]).unwrap(), m);
         assert!(SampleRequest::parse(&["--limit".into()]).is_err());
         assert!(SampleRequest::parse(&[]).is_err());
     }
@@ -475,6 +509,17 @@ pub fn serve(req: &SampleRequest, peers: &[super::run::PeerSpec]) -> Result<Samp
                 &cfg(id, Timing::Process, req.samples, spec.iters),
             )?;
             reply.id = id.clone();
+        }
+        Subject::Memory { subject, method } => {
+            let m: mproc::StartMethod = method
+                .parse()
+                .map_err(|_| format!("unknown start method {method:?}"))?;
+            // One reading first, unrecorded (first-use costs: the forkserver's start).
+            super::memory::measure_once(subject, m)?;
+            for _ in 0..req.samples {
+                reply.memory.push(super::memory::measure_once(subject, m)?);
+            }
+            reply.id = format!("rss/{subject}/{method}");
         }
         Subject::Peer(id) => {
             let spec = peers

@@ -498,6 +498,26 @@ td:first-child,th:first-child,#targets td:nth-child(2){{text-align:left}}.met{{b
         s.push_str("</div>");
     }
 
+    // Memory.
+    if !r.memory.is_empty() {
+        let mb = |b: f64| format!("{:.1} MB", b / 1e6);
+        s.push_str("<h2>Resident memory per child</h2><p>Read from the parent while the child waits: RSS counts pages shared with the parent; private pages are what the child costs on its own.</p><table id=\"memory\"><tr><th>child</th><th>RSS</th><th>private</th><th>CPython RSS</th><th>CPython private</th></tr>");
+        for (id, m) in &r.memory {
+            let _ = write!(
+                s,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                esc(id),
+                mb(m.rss_bytes),
+                mb(m.private_bytes),
+                m.cpython_rss_bytes.map(mb).unwrap_or_else(|| "–".into()),
+                m.cpython_private_bytes
+                    .map(mb)
+                    .unwrap_or_else(|| "–".into())
+            );
+        }
+        s.push_str("</table>");
+    }
+
     // Instruction counts.
     if !r.counts.is_empty() {
         s.push_str("<h2>Instruction counts (callgrind)</h2><table id=\"counts\"><tr><th>hot path</th><th>instructions</th><th>iterations</th><th>per iteration</th></tr>");

@@ -304,6 +304,25 @@ pub struct Results {
     /// The gate's report (`--gate`).
     #[serde(default)]
     pub gate: Option<super::ab::GateReport>,
+    /// Resident memory per child and per pool worker (`rss/child/fork`, ...), and of a raw
+    /// fork child (`rss/raw_fork`).
+    #[serde(default)]
+    pub memory: BTreeMap<String, MemoryFigure>,
+}
+
+/// Resident memory of one kind of child: medians of the readings, in bytes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MemoryFigure {
+    /// `VmRSS` (counts pages shared with the parent).
+    pub rss_bytes: f64,
+    /// Private pages: what the child costs on its own.
+    pub private_bytes: f64,
+    /// Readings.
+    pub n: usize,
+    /// CPython's `VmRSS` for the same kind of child.
+    pub cpython_rss_bytes: Option<f64>,
+    /// CPython's private pages.
+    pub cpython_private_bytes: Option<f64>,
 }
 
 fn target(metric: &str, what: &str, cmp: &str, bound: f64) -> (String, String, String, f64) {

@@ -939,7 +939,58 @@ fn run_inner(o: &Options, peers: &[PeerSpec]) -> (i32, Option<GateReport>) {
         pb.inc(1);
     }
 
-    // 6. CPython, under each placement.
+    // 6. Resident memory per child and per pool worker (the gate's placement).
+    let mut memory = BTreeMap::new();
+    if o.wanted("rss/") || o.filter.is_empty() {
+        let mut jobs: Vec<(String, String)> = vec![("raw_fork".into(), "fork".into())];
+        for m in ["fork", "spawn", "forkserver"] {
+            for s in super::memory::SUBJECTS {
+                jobs.push((s.to_string(), m.to_string()));
+            }
+        }
+        for (subject, method) in jobs {
+            pb.set_message(format!("memory {subject} {method}"));
+            let r = run_sample(
+                &current,
+                &SampleRequest {
+                    subject: Subject::Memory {
+                        subject: subject.clone(),
+                        method: method.clone(),
+                    },
+                    placement: primary,
+                    samples: 3,
+                    reference: false,
+                    criterion: None,
+                    iters: None,
+                },
+            );
+            match r {
+                Ok(r) if !r.memory.is_empty() => {
+                    let rss: Vec<f64> = r.memory.iter().map(|x| x.rss as f64).collect();
+                    let private: Vec<f64> = r.memory.iter().map(|x| x.private as f64).collect();
+                    let id = if subject == "raw_fork" {
+                        "rss/raw_fork".to_string()
+                    } else {
+                        r.id.clone()
+                    };
+                    memory.insert(
+                        id,
+                        super::results::MemoryFigure {
+                            rss_bytes: median(&rss),
+                            private_bytes: median(&private),
+                            n: rss.len(),
+                            cpython_rss_bytes: None,
+                            cpython_private_bytes: None,
+                        },
+                    );
+                }
+                Ok(_) => notices.push(format!("memory {subject} {method}: no reading")),
+                Err(e) => notices.push(format!("memory {subject} {method} failed: {e}")),
+            }
+        }
+    }
+
+    // 7. CPython, under each placement.
     let mut cpython = PeerInfo {
         available: false,
         version: None,
@@ -956,6 +1007,15 @@ fn run_inner(o: &Options, peers: &[PeerSpec]) -> (i32, Option<GateReport>) {
                 }
             }
             if pl == primary {
+                for (id, f) in memory.iter_mut() {
+                    if let Some(s) = cp.get(id).filter(|s| s.len() >= 2) {
+                        // CPython's memory readings come as [rss, private, rss, private, ...].
+                        let rss: Vec<f64> = s.iter().step_by(2).copied().collect();
+                        let private: Vec<f64> = s.iter().skip(1).step_by(2).copied().collect();
+                        f.cpython_rss_bytes = Some(median(&rss));
+                        f.cpython_private_bytes = Some(median(&private));
+                    }
+                }
                 for (id, c) in curves.iter_mut() {
                     for p in c.points.iter_mut() {
                         if let Some(s) = cp.get(&format!("{id}@{}", p.x)).filter(|s| !s.is_empty())
@@ -995,6 +1055,7 @@ fn run_inner(o: &Options, peers: &[PeerSpec]) -> (i32, Option<GateReport>) {
         curves,
         counts: counts_measured,
         gate: gate_report.clone(),
+        memory,
     };
     results.targets = check_targets(&results.metrics);
     results
