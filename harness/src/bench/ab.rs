@@ -290,13 +290,16 @@ pub fn shape(pass_s: f64, iters: u64, batch: usize) -> Shape {
     Shape { iters: k, samples }
 }
 
+/// One batch: the metric's samples, and its reference with the reference's samples.
+type Batch = (Vec<f64>, Option<(String, Vec<f64>)>);
+
 fn batch(
     side: &Side,
     w: &Workload,
     method: mproc::StartMethod,
     cfg: &GateConfig,
     shape: Shape,
-) -> Result<(Vec<f64>, Option<(String, Vec<f64>)>), String> {
+) -> Result<Batch, String> {
     let r = run_sample(
         side,
         &SampleRequest {

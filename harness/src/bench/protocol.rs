@@ -379,56 +379,6 @@ pub fn run_sample(side: &Side, req: &SampleRequest) -> Result<SampleReply, Strin
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn requests_round_trip_through_their_arguments() {
-        let r = SampleRequest {
-            subject: Subject::Workload {
-                file: "/x/pipe_rtt.toml".into(),
-                method: "fork".into(),
-                params: BTreeMap::from([("size".to_string(), 64)]),
-            },
-            placement: Placement::Split,
-            samples: 3,
-            reference: false,
-            criterion: Some((200, 800)),
-            iters: Some(40),
-        };
-        let args = r.to_args();
-        assert_eq!(args[0], "sample");
-        assert_eq!(SampleRequest::parse(&args[1..]).unwrap(), r);
-        let l = SampleRequest {
-            subject: Subject::Limit {
-                id: "socketpair_rtt".into(),
-                params: BTreeMap::new(),
-            },
-            placement: Placement::SameCpu,
-            samples: 5,
-            reference: true,
-            criterion: None,
-            iters: None,
-        };
-        assert_eq!(SampleRequest::parse(&l.to_args()[1..]).unwrap(), l);
-        let m = SampleRequest {
-            subject: Subject::Memory {
-                subject: "pool_worker".into(),
-                method: "spawn".into(),
-            },
-            placement: Placement::SameCpu,
-            samples: 3,
-            reference: false,
-            criterion: None,
-            iters: None,
-        };
-        assert_eq!(SampleRequest::parse(&m.to_args()[1..]).unwrap(), m);
-        assert!(SampleRequest::parse(&["--limit".into()]).is_err());
-        assert!(SampleRequest::parse(&[]).is_err());
-    }
-}
-
 /// Serves one `sample` request in this (fresh) process: applies the placement, measures, and
 /// returns the reply. `peers` are the bench binary's comparison peers.
 pub fn serve(req: &SampleRequest, peers: &[super::run::PeerSpec]) -> Result<SampleReply, String> {
@@ -535,4 +485,54 @@ pub fn serve(req: &SampleRequest, peers: &[super::run::PeerSpec]) -> Result<Samp
         }
     }
     Ok(reply)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_round_trip_through_their_arguments() {
+        let r = SampleRequest {
+            subject: Subject::Workload {
+                file: "/x/pipe_rtt.toml".into(),
+                method: "fork".into(),
+                params: BTreeMap::from([("size".to_string(), 64)]),
+            },
+            placement: Placement::Split,
+            samples: 3,
+            reference: false,
+            criterion: Some((200, 800)),
+            iters: Some(40),
+        };
+        let args = r.to_args();
+        assert_eq!(args[0], "sample");
+        assert_eq!(SampleRequest::parse(&args[1..]).unwrap(), r);
+        let l = SampleRequest {
+            subject: Subject::Limit {
+                id: "socketpair_rtt".into(),
+                params: BTreeMap::new(),
+            },
+            placement: Placement::SameCpu,
+            samples: 5,
+            reference: true,
+            criterion: None,
+            iters: None,
+        };
+        assert_eq!(SampleRequest::parse(&l.to_args()[1..]).unwrap(), l);
+        let m = SampleRequest {
+            subject: Subject::Memory {
+                subject: "pool_worker".into(),
+                method: "spawn".into(),
+            },
+            placement: Placement::SameCpu,
+            samples: 3,
+            reference: false,
+            criterion: None,
+            iters: None,
+        };
+        assert_eq!(SampleRequest::parse(&m.to_args()[1..]).unwrap(), m);
+        assert!(SampleRequest::parse(&["--limit".into()]).is_err());
+        assert!(SampleRequest::parse(&[]).is_err());
+    }
 }

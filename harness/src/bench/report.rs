@@ -106,10 +106,13 @@ fn chart(title: &str, bars: &[Bar]) -> String {
     s
 }
 
+/// A named, coloured series of (x, cost) points.
+type Series<'a> = (&'a str, &'a str, Vec<(f64, f64)>);
+
 /// A log–log line chart of one cost curve: cost per operation against the x parameter, ours,
 /// the limit's and CPython's.
 fn curve_chart(id: &str, c: &CurveResult) -> String {
-    let series: Vec<(&str, &str, Vec<(f64, f64)>)> = vec![
+    let series: Vec<Series> = vec![
         (
             "mproc",
             "#3465a4",

@@ -641,20 +641,20 @@ pub fn gate_config(o: &Options) -> Result<GateConfig, String> {
     })
 }
 
+/// What a gate run yields: its report, the current side's samples per metric, the counts.
+pub type GateRun = (
+    GateReport,
+    BTreeMap<String, CurrentSamples>,
+    BTreeMap<String, counts::Count>,
+);
+
 /// Runs the gate alone (timings and counts) on `plan`; prints its table and returns the report
 /// and the current side's samples.
 pub fn run_gate(
     o: &Options,
     plan: &[(Workload, mproc::StartMethod)],
     pb: Option<&ProgressBar>,
-) -> Result<
-    (
-        GateReport,
-        BTreeMap<String, CurrentSamples>,
-        BTreeMap<String, counts::Count>,
-    ),
-    String,
-> {
+) -> Result<GateRun, String> {
     let cfg = gate_config(o)?;
     let base = load_baseline(&o.baseline).ok();
     let mode = match &cfg.baseline {
