@@ -413,14 +413,14 @@ def run_steps(steps):
                 a()
 
 
-def sample(w, method, n_samples):
+def sample(w, method, n_samples, warm=True):
     env = Env(w, method)
     setup, timed, teardown = compile_steps(env, w)
     iters = int(w.bench.get("iters", 1))
     ops = w.ops()
     out = []
     try:
-        for k in range(n_samples + 1):  # the first sample warms up and is dropped
+        for k in range(0 if warm else 1, n_samples + 1):  # sample 0 warms up and is dropped
             run_steps(setup)
             t0 = time.perf_counter()
             for _ in range(iters if k else 1):
@@ -441,6 +441,8 @@ def main():
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--filter", action="append", default=[])
     ap.add_argument("--placement", default="free", choices=["same-cpu", "split", "free"])
+    ap.add_argument("--no-curves", action="store_true")
+    ap.add_argument("--no-memory", action="store_true")
     a = ap.parse_args()
     global PLACER
     PLACER = Placer(a.placement)
@@ -458,15 +460,18 @@ def main():
         for method in w.methods:
             if curve:
                 mid = w.metric_id(method)
-                if a.filter and not any(s in mid for s in a.filter):
+                if a.no_curves or (a.filter and not any(s in mid for s in a.filter)):
                     continue
-                n = curve.get("quick_samples", 3) if a.quick else min(w.bench.get("samples", 20), 10)
-                for point in curve["points"]:
+                # Quick: 2 samples a point, and only the first point of a method warms up (the
+                # forkserver's start; later points find it running).
+                n = 2 if a.quick else min(w.bench.get("samples", 20), 10)
+                for i, point in enumerate(curve["points"]):
                     key = f"{mid}@{point[curve['x']]}"
                     print(f"cpython: {key} ({n} samples)", file=sys.stderr, flush=True)
                     try:
                         wp = Workload(os.path.join(a.cases, f), point)
-                        metrics[key] = {"samples_s": sample(wp, method, max(n, 1))}
+                        metrics[key] = {"samples_s": sample(wp, method, max(n, 1),
+                                                            warm=(i == 0 or not a.quick))}
                     except Exception as e:
                         errors[key] = f"{type(e).__name__}: {e}"
                 continue
@@ -482,7 +487,7 @@ def main():
                 metrics[mid] = {"samples_s": sample(w, method, max(n, 1))}
             except Exception as e:
                 errors[mid] = f"{type(e).__name__}: {e}"
-    if not a.filter or any("rss/" in f for f in a.filter):
+    if not a.no_memory and (not a.filter or any("rss/" in f for f in a.filter)):
         for method in ("fork", "spawn", "forkserver"):
             for subject in ("child", "pool_worker"):
                 key = f"rss/{subject}/{method}"

@@ -506,6 +506,13 @@ fn run_cpython(o: &Options, placement: Placement) -> (BTreeMap<String, Vec<f64>>
         .arg(&out_file)
         .arg("--placement")
         .arg(placement.as_str());
+    if placement != placement::gate_placement() {
+        // The curves and the memory readings are taken under the gate's placement only.
+        cmd.arg("--no-curves").arg("--no-memory");
+    }
+    if !o.curves {
+        cmd.arg("--no-curves");
+    }
     if o.quick {
         cmd.arg("--quick");
     }
