@@ -19,7 +19,7 @@ use super::counts::{self, Count, COUNT_THRESHOLD};
 use super::gate::Baseline;
 use super::placement::Placement;
 use super::protocol::{run_sample, SampleRequest, Side, Subject};
-use super::stats::{self, Judgement, Round, Verdict};
+use super::stats::{self, Judgement, Round, Stat, Verdict};
 use super::workload::Workload;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -250,7 +250,10 @@ fn stored_check(
             b: m.clone(),
         })
         .collect();
-    (Some(stats::judge(&rounds, b.threshold)), None)
+    (
+        Some(stats::judge_of(Stat::LowDecile, &rounds, b.threshold)),
+        None,
+    )
 }
 
 /// The length the gate aims at for one sample: well under a scheduler time slice, so that
@@ -345,7 +348,7 @@ pub fn gate_timings(
         let mut failed = None;
         let mut attempts = 0;
         let mut ab = None;
-        let mut stored = (None, None);
+        let mut stored: (Option<Judgement>, Option<String>);
         // One pass's time, from a short batch of the current side, shapes the samples.
         let probe = run_sample(
             &cfg.current,
@@ -376,12 +379,23 @@ pub fn gate_timings(
                 }
             }
         };
-        while attempts < cfg.attempts && failed.is_none() {
+        // Rounds are measured in attempts (the first, then re-measures while inconclusive, all
+        // pooled). A regression must then show again in fresh rounds of its own (the
+        // confirmation): a load pattern that happened to fall on one side cannot repeat itself
+        // on demand, a slower build can.
+        let mut confirming: Option<Judgement> = None;
+        let mut confirm_rounds: Vec<Round> = Vec::new();
+        while attempts < cfg.attempts + 1 && failed.is_none() {
             attempts += 1;
+            let target = if confirming.is_some() {
+                &mut confirm_rounds
+            } else {
+                &mut rounds
+            };
             for i in 0..cfg.rounds {
                 let mut a = None;
                 let mut b = None;
-                let order = if (rounds.len() + i) % 2 == 0 {
+                let order = if (target.len() + i) % 2 == 0 {
                     [false, true]
                 } else {
                     [true, false]
@@ -419,23 +433,57 @@ pub fn gate_timings(
                     }
                 }
                 if let Some((as_, _)) = a {
-                    rounds.push(Round { a: as_, b: bs });
+                    target.push(Round { a: as_, b: bs });
                 }
             }
             if failed.is_some() {
                 break;
             }
+            if let Some(first) = &confirming {
+                // The confirmation's own verdict decides: regressed twice is regressed; a pass
+                // or an inconclusive second look leaves it inconclusive.
+                let second = stats::judge(&confirm_rounds, threshold);
+                let mut j = stats::judge(
+                    &rounds
+                        .iter()
+                        .chain(confirm_rounds.iter())
+                        .cloned()
+                        .collect::<Vec<_>>(),
+                    threshold,
+                );
+                j.verdict = if second.verdict == Verdict::Regressed {
+                    Verdict::Regressed
+                } else {
+                    Verdict::Inconclusive
+                };
+                if j.verdict != Verdict::Regressed {
+                    ab_notice = Some(format!(
+                        "regressed at first ({:.3} in {:.3}..{:.3}), not confirmed by fresh rounds ({:.3} in {:.3}..{:.3})",
+                        first.ratio, first.lo, first.hi, second.ratio, second.lo, second.hi
+                    ));
+                }
+                ab = Some(j);
+                break;
+            }
             ab = (ab_notice.is_none() && !rounds.is_empty())
                 .then(|| stats::judge(&rounds, threshold));
             stored = stored_check(base, &id, reference.as_deref(), &pairs);
-            let primary = ab
-                .as_ref()
-                .map(|j| j.verdict)
-                .or(stored.0.as_ref().map(|j| j.verdict));
-            if primary != Some(Verdict::Inconclusive) {
-                break;
+            match ab.as_ref().map(|j| j.verdict) {
+                Some(Verdict::Regressed) => confirming = ab.clone(),
+                Some(Verdict::Pass) => break,
+                Some(Verdict::Inconclusive) if attempts >= cfg.attempts => break,
+                Some(Verdict::Inconclusive) => {}
+                // No A/B: the stored check decides, re-measured while inconclusive.
+                None => {
+                    if stored.0.as_ref().map(|j| j.verdict) != Some(Verdict::Inconclusive)
+                        || attempts >= cfg.attempts
+                    {
+                        break;
+                    }
+                }
             }
         }
+        stored = stored_check(base, &id, reference.as_deref(), &pairs);
         if let Some(e) = failed {
             notices.push(format!("{id}: the current build failed: {e}"));
             lines.push(GateMetric {

@@ -52,8 +52,8 @@ pub struct Metric {
     pub reference: Option<String>,
     /// The reference's cost per operation, in seconds.
     pub reference_cost_s: Option<f64>,
-    /// Our best sample ÷ the reference's best sample (taken in alternation): the ratio the
-    /// gate compares with the baseline.
+    /// Our lower decile ÷ the reference's lower decile (samples taken in alternation): the
+    /// ratio stored in the baseline, the gate's second check.
     pub vs_reference: Option<f64>,
     /// CPython's median cost per operation on the same workload, in seconds.
     pub cpython_cost_s: Option<f64>,

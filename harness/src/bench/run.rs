@@ -374,10 +374,17 @@ fn metric_from(
         Some((r, c)) => (Some(r.clone()), Some(median(c))),
         None => (None, None),
     };
-    // Both ratios are of medians of samples taken in alternation (so both saw the same load).
-    let vs_reference = reference_cost_s.map(|rc| median(&raw.paired) / rc);
+    // Both ratios are of samples taken in alternation (so both saw the same load): vs_limit of
+    // the medians; vs_reference, the ratio the gate stores, of the lower deciles (the two costs
+    // react differently to load; the fastest tenth of each is the least disturbed).
+    let vs_reference = raw.reference.as_ref().map(|(_, c)| {
+        super::stats::Stat::LowDecile.of(&raw.paired) / super::stats::Stat::LowDecile.of(c)
+    });
     let (limit_cost_s, vs_limit) = match (&limit, &reference) {
-        (Some(l), Some(r)) if l == r => (reference_cost_s, vs_reference),
+        (Some(l), Some(r)) if l == r => (
+            reference_cost_s,
+            reference_cost_s.map(|rc| median(&raw.paired) / rc),
+        ),
         _ => (None, None),
     };
     Metric {

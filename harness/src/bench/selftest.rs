@@ -78,6 +78,22 @@ fn regressed(r: &GateReport) -> Vec<String> {
         .collect()
 }
 
+/// The figures of the regressed metrics, for the record.
+fn details(r: &GateReport) -> String {
+    r.metrics
+        .iter()
+        .filter(|l| l.verdict == Verdict::Regressed)
+        .map(|l| match &l.ab {
+            Some(j) => format!(
+                "{}: {:.3} in {:.3}..{:.3}, p {:.4}, {} rounds",
+                l.metric, j.ratio, j.lo, j.hi, j.p, j.rounds
+            ),
+            None => format!("{}: {:?}", l.metric, l.stored),
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 fn inconclusive(r: &GateReport) -> Vec<String> {
     r.metrics
         .iter()
@@ -149,6 +165,9 @@ pub fn selftest(o: &Options, n: usize) -> i32 {
             t0.elapsed().as_secs_f64(),
             loadavg()
         );
+        if !reg.is_empty() {
+            println!("selftest:   FALSE REGRESSION: {}", details(&r));
+        }
     }
     let (mut timed_hits, mut counted_hits, mut other_false) = (0, 0, 0);
     for i in 0..n {
@@ -170,6 +189,9 @@ pub fn selftest(o: &Options, n: usize) -> i32 {
             .filter(|m| *m != TIMED && *m != COUNTED)
             .collect();
         other_false += others.len();
+        if !others.is_empty() {
+            println!("selftest:   FALSE REGRESSION: {}", details(&r));
+        }
         let line = r.metrics.iter().find(|l| l.metric == TIMED);
         println!(
             "selftest: slowed {}/{n}: {TIMED} {} (A/B {}), {COUNTED} {}, other regressions {:?} ({:.0} s, load {})",

@@ -209,9 +209,51 @@ pub struct Round {
 /// Resamples to draw for the bootstrap.
 pub const BOOTSTRAP_RESAMPLES: usize = 2000;
 
+/// The statistic a ratio is taken of.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Stat {
+    /// The median (the A/B comparison: both sides saw the same load).
+    Median,
+    /// The lower decile (the stored ratios, whose two costs react differently to load: the
+    /// fastest tenth of each is the least disturbed estimate, and not one lucky sample).
+    LowDecile,
+}
+
+impl Stat {
+    /// The statistic of `xs`.
+    pub fn of(self, xs: &[f64]) -> f64 {
+        match self {
+            Stat::Median => median(xs),
+            Stat::LowDecile => quantile(xs, 0.1),
+        }
+    }
+}
+
+/// The `q` quantile of finite values (nearest rank; NaN when there are none).
+pub fn quantile(xs: &[f64], q: f64) -> f64 {
+    let mut v: Vec<f64> = xs.iter().copied().filter(|x| x.is_finite()).collect();
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(|a, b| a.partial_cmp(b).expect("finite"));
+    let i = (q.clamp(0.0, 1.0) * (v.len() - 1) as f64).round() as usize;
+    v[i]
+}
+
 /// A percentile bootstrap interval (`level`, e.g. 0.95) on `median(b) ÷ median(a)`, resampling
 /// whole rounds with replacement. Returns `(point, lo, hi)`.
 pub fn bootstrap_ratio(rounds: &[Round], level: f64, resamples: usize) -> (f64, f64, f64) {
+    bootstrap_ratio_of(Stat::Median, rounds, level, resamples)
+}
+
+/// [`bootstrap_ratio`] of another statistic.
+pub fn bootstrap_ratio_of(
+    stat: Stat,
+    rounds: &[Round],
+    level: f64,
+    resamples: usize,
+) -> (f64, f64, f64) {
+    let median = |xs: &[f64]| stat.of(xs);
     let all_a: Vec<f64> = rounds.iter().flat_map(|r| r.a.iter().copied()).collect();
     let all_b: Vec<f64> = rounds.iter().flat_map(|r| r.b.iter().copied()).collect();
     let point = median(&all_b) / median(&all_a);
@@ -284,10 +326,15 @@ pub const LEVEL: f64 = 0.95;
 
 /// Judges `rounds` against the slowdown `threshold` (see the module docs).
 pub fn judge(rounds: &[Round], threshold: f64) -> Judgement {
+    judge_of(Stat::Median, rounds, threshold)
+}
+
+/// [`judge`] on the ratio of another statistic.
+pub fn judge_of(stat: Stat, rounds: &[Round], threshold: f64) -> Judgement {
     let all_a: Vec<f64> = rounds.iter().flat_map(|r| r.a.iter().copied()).collect();
     let all_b: Vec<f64> = rounds.iter().flat_map(|r| r.b.iter().copied()).collect();
     let mw = mann_whitney_greater(&all_a, &all_b);
-    let (ratio, lo, hi) = bootstrap_ratio(rounds, LEVEL, BOOTSTRAP_RESAMPLES);
+    let (ratio, lo, hi) = bootstrap_ratio_of(stat, rounds, LEVEL, BOOTSTRAP_RESAMPLES);
     let verdict = if !(lo.is_finite() && hi.is_finite()) {
         Verdict::Inconclusive
     } else if mw.p < ALPHA && lo > threshold {
@@ -479,6 +526,23 @@ mod tests {
         assert_eq!(j.verdict, Verdict::Inconclusive, "{j:?}");
         // Too few rounds for an interval: inconclusive.
         assert_eq!(judge(&slow[..1], 1.2).verdict, Verdict::Inconclusive);
+    }
+
+    #[test]
+    fn quantiles_and_the_low_decile() {
+        let xs: Vec<f64> = (1..=11).map(f64::from).collect();
+        assert_eq!(quantile(&xs, 0.0), 1.0);
+        assert_eq!(quantile(&xs, 0.1), 2.0);
+        assert_eq!(quantile(&xs, 0.5), 6.0);
+        assert_eq!(quantile(&xs, 1.0), 11.0);
+        assert_eq!(Stat::LowDecile.of(&xs), 2.0);
+        assert_eq!(Stat::Median.of(&xs), 6.0);
+        // Half the samples disturbed (ten times slower): the low decile does not move.
+        let mut disturbed = xs.clone();
+        for x in disturbed.iter_mut().skip(1).step_by(2) {
+            *x *= 10.0;
+        }
+        assert_eq!(Stat::LowDecile.of(&disturbed), 3.0);
     }
 
     #[test]
