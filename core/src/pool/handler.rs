@@ -11,7 +11,15 @@
 //! - a worker gets one task at a time while tasks are long; when tasks are short (measured by
 //!   the workers) it gets up to [`MAX_DEPTH`] at once, so that short tasks are batched both ways;
 //! - a worker answers in order, so when it dies the oldest unanswered task is the one it was
-//!   running: that task fails with `WorkerLost`, the others go back to the front of the queue.
+//!   running: that task fails with `WorkerLost`, the others go back to the front of the queue;
+//! - a task with a hard deadline is handed only to an idle worker, and nothing is queued behind
+//!   it: its clock starts when it is written, and when it overruns, the handler kills the worker
+//!   (`SIGKILL`) and, once the worker is buried, fails the task with `TaskTimeout`;
+//! - a thread waiting in `get` for a task that a worker is running takes that worker's socket for
+//!   itself ([`Shared::wait_direct`]): the handler's `epoll` leaves the socket alone meanwhile, and
+//!   the waiter reads its result straight off the socket, one wake-up instead of two (the
+//!   handler's, then the waiter's). Results it reads whose sinks run user code (callbacks) are
+//!   handed to the handler, so that callbacks still run in its thread, in completion order.
 
 use crate::context::cpu_count;
 use crate::context::Context;
@@ -19,16 +27,16 @@ use crate::error::{Error, Result};
 use crate::launch::fork::{keep_from_fork_children, InternalThread};
 use crate::method::StartMethod;
 use crate::pool::protocol::{self, RemoteErr, WorkerMessage};
-use crate::pool::results::{Failure, Outcome, Sink};
+use crate::pool::results::{Direct, DirectRead, Failure, Outcome, Sink};
 use crate::pool::worker::{self, WorkerChannel, WorkerConfig};
 use crate::process::Process;
-use crate::sys::{self, Interest};
+use crate::sys::{self, Epoll, EpollEvent, Interest, EPOLL_READ, EPOLL_WRITE};
 use std::collections::VecDeque;
 use std::io::ErrorKind;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The most tasks a worker is given at once (when tasks are short).
 const MAX_DEPTH: usize = 64;
@@ -41,6 +49,9 @@ const IDLE_POLL: Duration = Duration::from_secs(1);
 const RETRY_START: Duration = Duration::from_millis(100);
 /// How long `terminate` waits for a worker after `SIGTERM` before it sends `SIGKILL`.
 const TERM_GRACE: Duration = Duration::from_secs(5);
+/// The `epoll` token of the wake-up pipe. A worker's socket is `2 * uid`, its sentinel
+/// `2 * uid + 1` (uids start at 1 and never reach this).
+const WAKE_TOKEN: u64 = u64::MAX;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum PoolState {
@@ -50,10 +61,14 @@ pub(crate) enum PoolState {
 }
 
 /// A submitted task: its frame (kept until answered, to hand it to another worker if its worker
-/// dies before starting it) and its sink.
+/// dies before starting it), its sink, and its hard deadline.
 pub(crate) struct Job {
+    pub id: u64,
     pub msg: Vec<u8>,
     pub sink: Box<dyn Sink>,
+    /// How long the task may run once a worker has it; it is then handed only to an idle worker,
+    /// and nothing is queued behind it.
+    pub hard: Option<Duration>,
 }
 
 /// Makes the `Process` of a new worker (knows the initializer's type).
@@ -62,6 +77,9 @@ pub(crate) trait WorkerFactory: Send + Sync {
 }
 
 struct Worker {
+    /// Names the worker in `epoll` tokens and to a thread that borrowed its socket (its index in
+    /// the table changes as workers come and go).
+    uid: u64,
     process: Process,
     pid: u32,
     name: String,
@@ -84,6 +102,35 @@ struct Worker {
     stopping: bool,
     /// Its socket reached end of file or failed: no longer polled.
     eof: bool,
+    /// A thread waiting for one of its results reads its socket ([`Shared::wait_direct`]): the
+    /// handler does not read it meanwhile (the socket is out of its `epoll` for reading).
+    borrowed: bool,
+    /// The events its socket is registered for in the handler's `epoll` (0: not registered).
+    registered: u32,
+    /// When the task it runs must be done, if that task has a hard deadline.
+    deadline: Option<Instant>,
+    /// It was killed for a task over its deadline: that task's id, and the deadline.
+    killed_for: Option<(u64, Duration)>,
+}
+
+impl Worker {
+    /// The events its socket should be registered for now.
+    fn interest(&self) -> u32 {
+        if self.eof {
+            return 0;
+        }
+        let read = if self.borrowed { 0 } else { EPOLL_READ };
+        let write = if self.out.is_empty() { 0 } else { EPOLL_WRITE };
+        read | write
+    }
+
+    fn sock_token(&self) -> u64 {
+        2 * self.uid
+    }
+
+    fn sentinel_token(&self) -> u64 {
+        2 * self.uid + 1
+    }
 }
 
 pub(crate) struct Inner {
@@ -94,10 +141,16 @@ pub(crate) struct Inner {
     avg_ns: Option<f64>,
     /// The initializer failed: the pool takes no more work.
     broken: Option<RemoteErr>,
+    /// Results read by a thread other than the handler whose sinks run user code: the handler
+    /// delivers them, first thing in its next turn (so in the order they were read).
+    handoff: Vec<(Box<dyn Sink>, Outcome)>,
+    /// The handler's interest list (shared with [`Shared`], which waits on it).
+    epoll: Arc<Epoll>,
 }
 
 pub(crate) struct Shared {
     inner: Mutex<Inner>,
+    epoll: Arc<Epoll>,
     wake_r: OwnedFd,
     wake_w: OwnedFd,
     factory: Box<dyn WorkerFactory>,
@@ -106,6 +159,7 @@ pub(crate) struct Shared {
     maxtasks: Option<u64>,
     has_init: bool,
     next_id: AtomicU64,
+    next_uid: AtomicU64,
 }
 
 /// What the handler does outside the lock after an iteration.
@@ -127,6 +181,8 @@ impl Shared {
         let (wake_r, wake_w) = sys::pipe()?;
         sys::set_nonblocking(wake_r.as_fd(), true)?;
         sys::set_nonblocking(wake_w.as_fd(), true)?;
+        let epoll = Arc::new(Epoll::new()?);
+        epoll.add(wake_r.as_fd(), EPOLL_READ, WAKE_TOKEN)?;
         let shared = Arc::new(Shared {
             inner: Mutex::new(Inner {
                 state: PoolState::Run,
@@ -134,7 +190,10 @@ impl Shared {
                 workers: Vec::with_capacity(processes),
                 avg_ns: None,
                 broken: None,
+                handoff: Vec::new(),
+                epoll: Arc::clone(&epoll),
             }),
+            epoll,
             wake_r,
             wake_w,
             factory,
@@ -143,6 +202,7 @@ impl Shared {
             maxtasks,
             has_init,
             next_id: AtomicU64::new(1),
+            next_uid: AtomicU64::new(1),
         });
         // A fork start is quick, and forking from several threads would be unwise; the other
         // methods wait for an exec (or the forkserver) per worker, so they start workers from
@@ -185,7 +245,7 @@ impl Shared {
         let mut error = None;
         for r in results {
             match r {
-                Ok(w) => shared.lock().workers.push(w),
+                Ok(w) => shared.lock().adopt(w),
                 Err(e) => error = error.or(Some(e)),
             }
         }
@@ -251,6 +311,7 @@ impl Shared {
         };
         sys::set_nonblocking(ours.as_fd(), true)?;
         Ok(Worker {
+            uid: self.next_uid.fetch_add(1, Ordering::Relaxed),
             process,
             pid,
             name,
@@ -265,6 +326,10 @@ impl Shared {
             ready: false,
             stopping: false,
             eof: false,
+            borrowed: false,
+            registered: 0,
+            deadline: None,
+            killed_for: None,
         })
     }
 
@@ -285,6 +350,30 @@ impl Shared {
         Ok(())
     }
 
+    /// Delivers results read outside the handler thread: those whose sinks run user code go to
+    /// the handler (callbacks run in its thread, in completion order), the others here.
+    fn deliver_here(&self, done: Vec<(Box<dyn Sink>, Outcome)>) {
+        let mut handed = false;
+        let mut here = Vec::new();
+        if !done.is_empty() {
+            let mut inner = self.lock();
+            for (sink, outcome) in done {
+                if sink.runs_user_code() {
+                    inner.handoff.push((sink, outcome));
+                    handed = true;
+                } else {
+                    here.push((sink, outcome));
+                }
+            }
+        }
+        if handed {
+            self.wake();
+        }
+        for (sink, outcome) in here {
+            sink.deliver(outcome);
+        }
+    }
+
     /// The names and pids of the current workers.
     pub(crate) fn workers(&self) -> Vec<(String, u32)> {
         self.lock()
@@ -303,7 +392,142 @@ fn init_failed(e: RemoteErr) -> Failure {
     })
 }
 
+impl DirectRead for Shared {
+    fn wait_direct(&self, job: u64, deadline: Option<Instant>) -> Direct {
+        let (uid, sock, sentinel) = {
+            let mut inner = self.lock();
+            if inner.state == PoolState::Terminate {
+                return Direct::NotInFlight;
+            }
+            let Some(i) = inner
+                .workers
+                .iter()
+                .position(|w| w.inflight.iter().any(|j| j.id == job))
+            else {
+                return Direct::NotInFlight;
+            };
+            let w = &mut inner.workers[i];
+            // Borrowed by another waiter (who delivers our result too), or output still to
+            // write (the handler must watch the socket for room): wait for the handler.
+            if w.borrowed || w.eof || !w.out.is_empty() {
+                return Direct::NotInFlight;
+            }
+            w.borrowed = true;
+            let taken = (w.uid, Arc::clone(&w.sock), Arc::clone(&w.sentinel));
+            inner.sync(i);
+            taken
+        };
+        let timeout = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        // The worker's answer, or its death (killed for a deadline, by `terminate`, or
+        // otherwise: the handler buries it and delivers what that means).
+        let ready = sys::poll(
+            &[
+                (sock.as_fd(), Interest::Read),
+                (sentinel.as_fd(), Interest::Read),
+            ],
+            timeout,
+        );
+        let (answered, died) = match &ready {
+            Ok(r) => (r[0], r[1]),
+            Err(_) => (false, true),
+        };
+        let mut work = Work::default();
+        let wake = {
+            let mut inner = self.lock();
+            let Some(i) = inner.workers.iter().position(|w| w.uid == uid) else {
+                // Buried meanwhile: the handler read what it had sent.
+                return Direct::NotInFlight;
+            };
+            inner.workers[i].borrowed = false;
+            if answered && !inner.workers[i].eof {
+                inner.read_worker(i, &mut work);
+            }
+            let wake = inner.dispatch();
+            inner.sync_all();
+            wake
+        };
+        if wake {
+            self.wake();
+        }
+        if !answered {
+            // Dead (the handler delivers the outcome), or out of time.
+            return if died {
+                Direct::NotInFlight
+            } else {
+                Direct::TimedOut
+            };
+        }
+        self.deliver_here(work.done);
+        Direct::Read
+    }
+}
+
 impl Inner {
+    /// Takes a started worker into the table and into the handler's `epoll`.
+    fn adopt(&mut self, w: Worker) {
+        // A sentinel that cannot be watched would hide the worker's death: stop it instead
+        // (the handler starts another).
+        if self
+            .epoll
+            .add(w.sentinel.as_fd(), EPOLL_READ, w.sentinel_token())
+            .is_err()
+        {
+            stop_workers(vec![w]);
+            return;
+        }
+        self.workers.push(w);
+        let i = self.workers.len() - 1;
+        self.sync(i);
+    }
+
+    /// Brings worker `i`'s socket registration in line with what it should be watched for. A
+    /// failed `epoll_ctl` leaves the registration as it was, to be tried again on the next turn.
+    fn sync(&mut self, i: usize) {
+        let w = &mut self.workers[i];
+        let want = w.interest();
+        if want == w.registered {
+            return;
+        }
+        let fd = w.sock.as_fd();
+        let r = match (w.registered, want) {
+            (0, _) => self.epoll.add(fd, want, w.sock_token()),
+            (_, 0) => self.epoll.delete(fd),
+            _ => self.epoll.modify(fd, want, w.sock_token()),
+        };
+        if r.is_ok() {
+            w.registered = want;
+        }
+    }
+
+    fn sync_all(&mut self) {
+        for i in 0..self.workers.len() {
+            self.sync(i);
+        }
+    }
+
+    /// The earliest hard deadline of a running task.
+    fn next_deadline(&self) -> Option<Instant> {
+        self.workers.iter().filter_map(|w| w.deadline).min()
+    }
+
+    /// Kills the workers whose task ran past its hard deadline; each is buried (and its task
+    /// failed with `TaskTimeout`) when its sentinel fires.
+    fn expire_deadlines(&mut self, now: Instant) {
+        for w in &mut self.workers {
+            let Some(at) = w.deadline else { continue };
+            if at > now {
+                continue;
+            }
+            w.deadline = None;
+            if let Some(job) = w.inflight.front() {
+                w.killed_for = Some((job.id, job.hard.unwrap_or_default()));
+                w.stopping = true;
+                // A worker that already ended cannot be signalled: its sentinel tells.
+                let _ = w.process.kill();
+            }
+        }
+    }
+
     fn depth(&self) -> usize {
         match self.avg_ns {
             None => 1,
@@ -313,18 +537,26 @@ impl Inner {
     }
 
     /// Hands queued tasks to workers with room, tells idle workers to stop once the pool is
-    /// closed and drained, and writes what it can. Returns whether some output is left for the
-    /// handler to write when the sockets have room.
+    /// closed and drained, and writes what it can. Returns whether the handler must look again:
+    /// some output is left to write when the sockets have room, or a deadline was armed.
     pub(crate) fn dispatch(&mut self) -> bool {
         if self.state == PoolState::Terminate {
             return false;
         }
+        let mut armed = false;
         if self.broken.is_none() {
             let depth = self.depth();
-            while !self.pending.is_empty() {
+            while let Some(next) = self.pending.front() {
+                // A task with a deadline goes only to an idle worker; none goes behind one.
+                let room = if next.hard.is_some() { 1 } else { depth };
                 let mut best: Option<usize> = None;
                 for (i, w) in self.workers.iter().enumerate() {
-                    if !w.ready || w.stopping || w.eof || w.inflight.len() >= depth {
+                    if !w.ready
+                        || w.stopping
+                        || w.eof
+                        || w.inflight.len() >= room
+                        || w.inflight.back().is_some_and(|j| j.hard.is_some())
+                    {
                         continue;
                     }
                     if best.is_none_or(|b| w.inflight.len() < self.workers[b].inflight.len()) {
@@ -335,6 +567,10 @@ impl Inner {
                 let job = self.pending.pop_front().expect("not empty");
                 let w = &mut self.workers[i];
                 w.out.extend_from_slice(&job.msg);
+                if let Some(hard) = job.hard {
+                    w.deadline = Some(Instant::now().checked_add(hard).unwrap_or_else(far_future));
+                    armed = true;
+                }
                 w.inflight.push_back(job);
                 if let Some(q) = &mut w.quota {
                     *q -= 1;
@@ -358,7 +594,8 @@ impl Inner {
                 left = true;
             }
         }
-        left
+        self.sync_all();
+        left || armed
     }
 
     /// How many workers to start now: never more than `processes` alive at once (a worker that
@@ -410,7 +647,11 @@ impl Inner {
                         None => sample,
                         Some(a) => 0.8 * a + 0.2 * sample,
                     });
-                    if let Some(job) = self.workers[i].inflight.pop_front() {
+                    let w = &mut self.workers[i];
+                    if let Some(job) = w.inflight.pop_front() {
+                        if job.hard.is_some() {
+                            w.deadline = None;
+                        }
                         work.done.push((job.sink, Ok(outcome.to_vec())));
                     }
                 }
@@ -436,9 +677,25 @@ impl Inner {
             self.read_worker(i, work);
         }
         let mut w = self.workers.swap_remove(i);
+        if w.registered != 0 {
+            let _ = self.epoll.delete(w.sock.as_fd());
+        }
+        let _ = self.epoll.delete(w.sentinel.as_fd());
         let _ = w.process.join(Some(Duration::from_millis(200)));
         let exitcode = w.process.exitcode().ok().flatten().unwrap_or(1);
-        if started_oldest(&w) {
+        let timed_out = w
+            .killed_for
+            .filter(|(id, _)| w.inflight.front().is_some_and(|j| j.id == *id));
+        if let Some((_, timeout)) = timed_out {
+            // Killed by us for its deadline (if it answered first, its result was read above
+            // and the task is no longer the oldest).
+            let job = w.inflight.pop_front().expect("checked above");
+            let failure = Failure::TaskTimeout {
+                pid: w.pid,
+                timeout,
+            };
+            work.done.push((job.sink, Err(failure)));
+        } else if started_oldest(&w) {
             let job = w.inflight.pop_front().expect("started_oldest checks it");
             let failure = match &self.broken {
                 Some(e) => init_failed(e.clone()),
@@ -475,6 +732,11 @@ fn started_oldest(w: &Worker) -> bool {
     };
     let in_flight: Vec<usize> = w.inflight.iter().map(|j| j.msg.len()).collect();
     protocol::started_oldest(&in_flight, w.stop_queued, w.out.len(), unread)
+}
+
+/// A deadline too far to add to the clock: as good as none, but still a deadline.
+fn far_future() -> Instant {
+    Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600)
 }
 
 /// Writes as much of the worker's output as its socket takes now. `false` if some is left.
@@ -525,54 +787,24 @@ fn reap(dead: Vec<Process>) {
 /// every worker has left.
 pub(crate) fn run_handler(shared: Arc<Shared>) {
     let mut retry = false;
+    let mut events: Vec<EpollEvent> = Vec::with_capacity(64);
     loop {
-        // Snapshot what to watch.
-        let (socks, sentinels, terminate) = {
+        let (terminate, next_deadline) = {
             let inner = shared.lock();
-            let socks: Vec<(Arc<OwnedFd>, bool)> = inner
-                .workers
-                .iter()
-                .filter(|w| !w.eof)
-                .map(|w| (Arc::clone(&w.sock), !w.out.is_empty()))
-                .collect();
-            let sentinels: Vec<Arc<OwnedFd>> = inner
-                .workers
-                .iter()
-                .map(|w| Arc::clone(&w.sentinel))
-                .collect();
-            (socks, sentinels, inner.state == PoolState::Terminate)
+            (inner.state == PoolState::Terminate, inner.next_deadline())
         };
         if terminate {
             return terminate_now(&shared);
         }
-        let mut watch = vec![(shared.wake_r.as_fd(), Interest::Read)];
-        for (s, wants_write) in &socks {
-            watch.push((s.as_fd(), Interest::Read));
-            if *wants_write {
-                watch.push((s.as_fd(), Interest::Write));
-            }
+        let mut timeout = if retry { RETRY_START } else { IDLE_POLL };
+        if let Some(d) = next_deadline {
+            timeout = timeout.min(d.saturating_duration_since(Instant::now()));
         }
-        for s in &sentinels {
-            watch.push((s.as_fd(), Interest::Read));
+        if shared.epoll.wait(&mut events, Some(timeout)).is_err() {
+            std::thread::sleep(RETRY_START);
+            continue;
         }
-        let timeout = if retry { RETRY_START } else { IDLE_POLL };
-        let ready = match sys::poll(&watch, Some(timeout)) {
-            Ok(r) => r,
-            Err(_) => {
-                std::thread::sleep(RETRY_START);
-                continue;
-            }
-        };
-        let ready_fds: Vec<i32> = {
-            watch
-                .iter()
-                .zip(&ready)
-                .filter(|(_, r)| **r)
-                .map(|((fd, _), _)| fd.as_raw_fd())
-                .collect()
-        };
-        drop(watch);
-        if ready[0] {
+        if events.iter().any(|e| e.token == WAKE_TOKEN) {
             let mut buf = [0u8; 64];
             while matches!(sys::read(shared.wake_r.as_fd(), &mut buf), Ok(n) if n > 0) {}
         }
@@ -584,26 +816,44 @@ pub(crate) fn run_handler(shared: Arc<Shared>) {
                 drop(inner);
                 return terminate_now(&shared);
             }
+            // Results other threads read for us to deliver come first: they were read before
+            // anything this turn reads.
+            work.done.append(&mut inner.handoff);
             // Results and room to write.
-            for i in 0..inner.workers.len() {
-                let sock = inner.workers[i].sock.as_raw_fd();
-                if !inner.workers[i].eof && ready_fds.contains(&sock) {
+            for ev in events
+                .iter()
+                .filter(|e| e.token != WAKE_TOKEN && e.token % 2 == 0)
+            {
+                let Some(i) = inner
+                    .workers
+                    .iter()
+                    .position(|w| w.sock_token() == ev.token)
+                else {
+                    continue;
+                };
+                let w = &inner.workers[i];
+                if !w.eof && !w.borrowed && ev.events & !EPOLL_WRITE != 0 {
                     inner.read_worker(i, &mut work);
-                    if !inner.workers[i].out.is_empty() {
-                        flush(&mut inner.workers[i]);
-                    }
+                }
+                if !inner.workers[i].out.is_empty() {
+                    flush(&mut inner.workers[i]);
                 }
             }
             // Deaths.
-            let mut i = 0;
-            while i < inner.workers.len() {
-                let sentinel = inner.workers[i].sentinel.as_raw_fd();
-                if ready_fds.contains(&sentinel) {
+            for ev in events
+                .iter()
+                .filter(|e| e.token != WAKE_TOKEN && e.token % 2 == 1)
+            {
+                if let Some(i) = inner
+                    .workers
+                    .iter()
+                    .position(|w| w.sentinel_token() == ev.token)
+                {
                     inner.bury_worker(i, &mut work);
-                } else {
-                    i += 1;
                 }
             }
+            // Deadlines.
+            inner.expire_deadlines(Instant::now());
             inner.dispatch();
             let finished = inner.state == PoolState::Close
                 && inner.workers.is_empty()
@@ -622,7 +872,7 @@ pub(crate) fn run_handler(shared: Arc<Shared>) {
             match shared.start_worker() {
                 Ok(w) => {
                     let mut inner = shared.lock();
-                    inner.workers.push(w);
+                    inner.adopt(w);
                 }
                 Err(e) => {
                     retry = true;
@@ -645,16 +895,27 @@ pub(crate) fn run_handler(shared: Arc<Shared>) {
 
 /// Terminates: fails every queued and running task with `PoolTerminated`, stops every worker.
 fn terminate_now(shared: &Shared) {
-    let (jobs, workers) = {
+    let (arrived, jobs, workers) = {
         let mut inner = shared.lock();
+        let arrived = std::mem::take(&mut inner.handoff);
         let mut workers = std::mem::take(&mut inner.workers);
+        for w in &workers {
+            if w.registered != 0 {
+                let _ = inner.epoll.delete(w.sock.as_fd());
+            }
+            let _ = inner.epoll.delete(w.sentinel.as_fd());
+        }
         let mut jobs: Vec<Job> = Vec::new();
         for w in &mut workers {
             jobs.extend(w.inflight.drain(..));
         }
         jobs.extend(inner.pending.drain(..));
-        (jobs, workers)
+        (arrived, jobs, workers)
     };
+    // Results that arrived before the pool was terminated are still delivered.
+    for (sink, outcome) in arrived {
+        sink.deliver(outcome);
+    }
     stop_workers(workers);
     for job in jobs {
         job.sink.deliver(Err(Failure::Terminated));
