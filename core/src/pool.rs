@@ -74,6 +74,7 @@ use results::{
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::marker::PhantomData;
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, Weak};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -417,6 +418,7 @@ impl Pool {
             msg,
             sink,
             hard: limits.hard,
+            routed: false,
         })
     }
 
@@ -522,12 +524,17 @@ impl Pool {
         let id = self.shared.next_id();
         // A waiter may read this task's answer straight off its worker's socket.
         let pool: Weak<dyn DirectRead> = Arc::downgrade(&self.shared) as Weak<dyn DirectRead>;
-        let cell = ResultCell::with_route(Some(Route { pool, job: id }));
+        let cell = ResultCell::with_route(Some(Route {
+            pool,
+            job: id,
+            released: AtomicBool::new(false),
+        }));
         let sink = Box::new(ApplySink {
             cell: Arc::clone(&cell),
             callbacks,
         });
-        let job = self.job::<F, A>(id, std::slice::from_ref(&args), limits, sink)?;
+        let mut job = self.job::<F, A>(id, std::slice::from_ref(&args), limits, sink)?;
+        job.routed = true;
         self.submit(vec![job])?;
         Ok(AsyncResult::new(cell))
     }

@@ -127,9 +127,11 @@ fn the_pool_wakes_a_pending_future_once(
     assert!(matches!(Pin::new(&mut r).poll(&mut cx), Poll::Ready(Ok(1))));
     assert_eq!(w.wakes.load(Ordering::SeqCst), 1);
     drop(waker);
-    assert_eq!(Arc::strong_count(&w), 1, "the pool kept no waker");
+    // Once the handler thread is done (it may still be returning from `wake`), nothing of the
+    // waker is left.
     p.close().unwrap();
     p.join().unwrap();
+    assert_eq!(Arc::strong_count(&w), 1, "the pool kept no waker");
 }
 
 // ---- cancellation ----

@@ -20,6 +20,11 @@
 //!   the waiter reads its result straight off the socket, one wake-up instead of two (the
 //!   handler's, then the waiter's). Results it reads whose sinks run user code (callbacks) are
 //!   handed to the handler, so that callbacks still run in its thread, in completion order.
+//!   So that the answer cannot reach the handler first, an `apply_async` task without callbacks
+//!   that goes to an idle worker *reserves* the socket before it is written: the handler does
+//!   not read it until the waiter comes ([`RESERVE_TTL`] at most, or until the result is polled
+//!   as a future, checked, or dropped). An idle worker's socket is left out of the handler's
+//!   reading as it was, so a loop of `apply_async` + `get` changes no registration at all.
 
 use crate::context::cpu_count;
 use crate::context::Context;
@@ -49,6 +54,9 @@ const IDLE_POLL: Duration = Duration::from_secs(1);
 const RETRY_START: Duration = Duration::from_millis(100);
 /// How long `terminate` waits for a worker after `SIGTERM` before it sends `SIGKILL`.
 const TERM_GRACE: Duration = Duration::from_secs(5);
+/// How long a reserved socket waits for its task's waiter before the handler reads it itself:
+/// the most a result nobody waits for yet is delivered late.
+const RESERVE_TTL: Duration = Duration::from_millis(1);
 /// The `epoll` token of the wake-up pipe. A worker's socket is `2 * uid`, its sentinel
 /// `2 * uid + 1` (uids start at 1 and never reach this).
 const WAKE_TOKEN: u64 = u64::MAX;
@@ -69,6 +77,8 @@ pub(crate) struct Job {
     /// How long the task may run once a worker has it; it is then handed only to an idle worker,
     /// and nothing is queued behind it.
     pub hard: Option<Duration>,
+    /// A waiter may read its answer itself ([`Shared::wait_direct`]).
+    pub routed: bool,
 }
 
 /// Makes the `Process` of a new worker (knows the initializer's type).
@@ -105,8 +115,13 @@ struct Worker {
     /// A thread waiting for one of its results reads its socket ([`Shared::wait_direct`]): the
     /// handler does not read it meanwhile (the socket is out of its `epoll` for reading).
     borrowed: bool,
-    /// The events its socket is registered for in the handler's `epoll` (0: not registered).
-    registered: u32,
+    /// The events its socket is registered for in the handler's `epoll` (`None`: not in it).
+    /// A borrowed socket stays registered, with no events: changing the events of a
+    /// registration costs half of removing and adding it again.
+    registered: Option<u32>,
+    /// The socket is kept for the waiter of this task (an `apply_async` task without callbacks,
+    /// sent to this worker while idle), since that instant: the handler does not read it.
+    reserved: Option<(u64, Instant)>,
     /// When the task it runs must be done, if that task has a hard deadline.
     deadline: Option<Instant>,
     /// It was killed for a task over its deadline: that task's id, and the deadline.
@@ -114,14 +129,38 @@ struct Worker {
 }
 
 impl Worker {
-    /// The events its socket should be registered for now.
-    fn interest(&self) -> u32 {
-        if self.eof {
-            return 0;
+    /// Whether the handler must read the socket (`Some(true)`), must not (`Some(false)`: a
+    /// waiter has it or will), or need not (`None`: an idle worker sends nothing).
+    fn wants_read(&self) -> Option<bool> {
+        if self.borrowed || self.reserved.is_some() {
+            Some(false)
+        } else if !self.ready || !self.inflight.is_empty() {
+            Some(true)
+        } else {
+            None
         }
-        let read = if self.borrowed { 0 } else { EPOLL_READ };
-        let write = if self.out.is_empty() { 0 } else { EPOLL_WRITE };
-        read | write
+    }
+
+    /// The events its socket should be registered for now (`None`: none, for good). With
+    /// `keep_write`, the write interest stays as registered (see [`Inner::dispatch`]).
+    fn interest(&self, keep_write: bool) -> Option<u32> {
+        if self.eof {
+            return None;
+        }
+        let registered = self.registered.unwrap_or(0);
+        let read = match self.wants_read() {
+            Some(true) => EPOLL_READ,
+            Some(false) => 0,
+            None => registered & EPOLL_READ,
+        };
+        let write = if keep_write {
+            registered & EPOLL_WRITE
+        } else if self.out.is_empty() {
+            0
+        } else {
+            EPOLL_WRITE
+        };
+        Some(read | write)
     }
 
     fn sock_token(&self) -> u64 {
@@ -327,7 +366,8 @@ impl Shared {
             stopping: false,
             eof: false,
             borrowed: false,
-            registered: 0,
+            registered: None,
+            reserved: None,
             deadline: None,
             killed_for: None,
         })
@@ -350,30 +390,6 @@ impl Shared {
         Ok(())
     }
 
-    /// Delivers results read outside the handler thread: those whose sinks run user code go to
-    /// the handler (callbacks run in its thread, in completion order), the others here.
-    fn deliver_here(&self, done: Vec<(Box<dyn Sink>, Outcome)>) {
-        let mut handed = false;
-        let mut here = Vec::new();
-        if !done.is_empty() {
-            let mut inner = self.lock();
-            for (sink, outcome) in done {
-                if sink.runs_user_code() {
-                    inner.handoff.push((sink, outcome));
-                    handed = true;
-                } else {
-                    here.push((sink, outcome));
-                }
-            }
-        }
-        if handed {
-            self.wake();
-        }
-        for (sink, outcome) in here {
-            sink.deliver(outcome);
-        }
-    }
-
     /// The names and pids of the current workers.
     pub(crate) fn workers(&self) -> Vec<(String, u32)> {
         self.lock()
@@ -393,6 +409,10 @@ fn init_failed(e: RemoteErr) -> Failure {
 }
 
 impl DirectRead for Shared {
+    fn release(&self, job: u64) {
+        self.lock().release(job);
+    }
+
     fn wait_direct(&self, job: u64, deadline: Option<Instant>) -> Direct {
         let (uid, sock, sentinel) = {
             let mut inner = self.lock();
@@ -412,6 +432,9 @@ impl DirectRead for Shared {
             if w.borrowed || w.eof || !w.out.is_empty() {
                 return Direct::NotInFlight;
             }
+            // Reserved for this task (or another: this waiter serves it too), the socket is out
+            // of the handler's reading already.
+            w.reserved = None;
             w.borrowed = true;
             let taken = (w.uid, Arc::clone(&w.sock), Arc::clone(&w.sentinel));
             inner.sync(i);
@@ -432,7 +455,7 @@ impl DirectRead for Shared {
             Err(_) => (false, true),
         };
         let mut work = Work::default();
-        let wake = {
+        let (wake, handed) = {
             let mut inner = self.lock();
             let Some(i) = inner.workers.iter().position(|w| w.uid == uid) else {
                 // Buried meanwhile: the handler read what it had sent.
@@ -442,11 +465,19 @@ impl DirectRead for Shared {
             if answered && !inner.workers[i].eof {
                 inner.read_worker(i, &mut work);
             }
+            // Results whose sinks run user code go to the handler: callbacks run in its thread,
+            // in completion order.
+            let before = inner.handoff.len();
+            let (to_handler, here): (Vec<_>, Vec<_>) = std::mem::take(&mut work.done)
+                .into_iter()
+                .partition(|(sink, _)| sink.runs_user_code());
+            inner.handoff.extend(to_handler);
+            work.done = here;
+            // Also brings the socket back into the handler's `epoll`.
             let wake = inner.dispatch();
-            inner.sync_all();
-            wake
+            (wake, inner.handoff.len() > before)
         };
-        if wake {
+        if wake || handed {
             self.wake();
         }
         if !answered {
@@ -457,7 +488,9 @@ impl DirectRead for Shared {
                 Direct::TimedOut
             };
         }
-        self.deliver_here(work.done);
+        for (sink, outcome) in work.done {
+            sink.deliver(outcome);
+        }
         Direct::Read
     }
 }
@@ -483,16 +516,21 @@ impl Inner {
     /// Brings worker `i`'s socket registration in line with what it should be watched for. A
     /// failed `epoll_ctl` leaves the registration as it was, to be tried again on the next turn.
     fn sync(&mut self, i: usize) {
+        self.sync_with(i, false);
+    }
+
+    fn sync_with(&mut self, i: usize, keep_write: bool) {
         let w = &mut self.workers[i];
-        let want = w.interest();
+        let want = w.interest(keep_write);
         if want == w.registered {
             return;
         }
         let fd = w.sock.as_fd();
         let r = match (w.registered, want) {
-            (0, _) => self.epoll.add(fd, want, w.sock_token()),
-            (_, 0) => self.epoll.delete(fd),
-            _ => self.epoll.modify(fd, want, w.sock_token()),
+            (None, Some(ev)) => self.epoll.add(fd, ev, w.sock_token()),
+            (Some(_), None) => self.epoll.delete(fd),
+            (Some(_), Some(ev)) => self.epoll.modify(fd, ev, w.sock_token()),
+            (None, None) => Ok(()),
         };
         if r.is_ok() {
             w.registered = want;
@@ -505,14 +543,43 @@ impl Inner {
         }
     }
 
-    /// The earliest hard deadline of a running task.
+    /// The earliest hard deadline of a running task, or end of a reservation.
     fn next_deadline(&self) -> Option<Instant> {
-        self.workers.iter().filter_map(|w| w.deadline).min()
+        let reserved = self.workers.iter().filter_map(|w| w.reserved);
+        let reserved_until = reserved.map(|(_, since)| since + RESERVE_TTL);
+        self.workers
+            .iter()
+            .filter_map(|w| w.deadline)
+            .chain(reserved_until)
+            .min()
+    }
+
+    /// Gives up the reservation of the socket running `job` (its waiter will not come, or
+    /// waits another way): the handler reads it from now on.
+    pub(crate) fn release(&mut self, job: u64) {
+        if let Some(i) = self
+            .workers
+            .iter()
+            .position(|w| w.reserved.is_some_and(|(id, _)| id == job))
+        {
+            self.workers[i].reserved = None;
+            self.sync(i);
+        }
     }
 
     /// Kills the workers whose task ran past its hard deadline; each is buried (and its task
-    /// failed with `TaskTimeout`) when its sentinel fires.
+    /// failed with `TaskTimeout`) when its sentinel fires. Ends reservations that no waiter came
+    /// for.
     fn expire_deadlines(&mut self, now: Instant) {
+        for i in 0..self.workers.len() {
+            if self.workers[i]
+                .reserved
+                .is_some_and(|(_, since)| now >= since + RESERVE_TTL)
+            {
+                self.workers[i].reserved = None;
+                self.sync(i);
+            }
+        }
         for w in &mut self.workers {
             let Some(at) = w.deadline else { continue };
             if at > now {
@@ -566,6 +633,17 @@ impl Inner {
                 let Some(i) = best else { break };
                 let job = self.pending.pop_front().expect("not empty");
                 let w = &mut self.workers[i];
+                // The first task of an idle worker, which a waiter may read itself: keep the
+                // socket for it. Any other task ends a reservation (its answer needs a reader).
+                w.reserved = if w.inflight.is_empty()
+                    && !w.borrowed
+                    && job.routed
+                    && !job.sink.runs_user_code()
+                {
+                    Some((job.id, Instant::now()))
+                } else {
+                    None
+                };
                 w.out.extend_from_slice(&job.msg);
                 if let Some(hard) = job.hard {
                     w.deadline = Some(Instant::now().checked_add(hard).unwrap_or_else(far_future));
@@ -587,6 +665,11 @@ impl Inner {
                 w.stopping = true;
                 w.stop_queued = true;
             }
+        }
+        // Reservations take their sockets out of the handler's reading before the tasks are
+        // written, so that an answer cannot reach the handler first.
+        for i in 0..self.workers.len() {
+            self.sync_with(i, true);
         }
         let mut left = false;
         for w in &mut self.workers {
@@ -677,7 +760,7 @@ impl Inner {
             self.read_worker(i, work);
         }
         let mut w = self.workers.swap_remove(i);
-        if w.registered != 0 {
+        if w.registered.is_some() {
             let _ = self.epoll.delete(w.sock.as_fd());
         }
         let _ = self.epoll.delete(w.sentinel.as_fd());
@@ -832,7 +915,8 @@ pub(crate) fn run_handler(shared: Arc<Shared>) {
                     continue;
                 };
                 let w = &inner.workers[i];
-                if !w.eof && !w.borrowed && ev.events & !EPOLL_WRITE != 0 {
+                // Events that were pending when a waiter took the socket are the waiter's.
+                if !w.eof && w.wants_read() != Some(false) && ev.events & !EPOLL_WRITE != 0 {
                     inner.read_worker(i, &mut work);
                 }
                 if !inner.workers[i].out.is_empty() {
@@ -900,7 +984,7 @@ fn terminate_now(shared: &Shared) {
         let arrived = std::mem::take(&mut inner.handoff);
         let mut workers = std::mem::take(&mut inner.workers);
         for w in &workers {
-            if w.registered != 0 {
+            if w.registered.is_some() {
                 let _ = inner.epoll.delete(w.sock.as_fd());
             }
             let _ = inner.epoll.delete(w.sentinel.as_fd());

@@ -15,6 +15,7 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::panic::{self, AssertUnwindSafe};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
@@ -75,12 +76,16 @@ pub(crate) trait DirectRead: Send + Sync {
     /// Waits, at most until `deadline`, for the worker running task `job` to answer or die, and
     /// reads and delivers what it answered.
     fn wait_direct(&self, job: u64, deadline: Option<Instant>) -> Direct;
+    /// The task's socket need not be kept for a waiter: the handler reads it.
+    fn release(&self, job: u64);
 }
 
 /// Where a single task's cell can wait for its answer directly.
 pub(crate) struct Route {
     pub pool: Weak<dyn DirectRead>,
     pub job: u64,
+    /// The pool was told that no waiter reads this task's answer itself ([`DirectRead::release`]).
+    pub released: AtomicBool,
 }
 
 /// Decodes the `n` item outcomes of a task (each item fails alike if the task did).
@@ -167,6 +172,9 @@ struct CellState<T> {
     success: bool,
     /// The task of the last `poll` that found the value missing.
     waker: Option<Waker>,
+    /// Threads waiting on the condition variable (notifying none would still cost a system
+    /// call).
+    waiters: usize,
 }
 
 pub(crate) struct ResultCell<T> {
@@ -189,6 +197,7 @@ impl<T> ResultCell<T> {
                 ready: false,
                 success: false,
                 waker: None,
+                waiters: 0,
             }),
             cond: Condvar::new(),
             route,
@@ -199,6 +208,18 @@ impl<T> ResultCell<T> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Tells the pool, once, that the answer is not read by a waiter of this cell: it is polled
+    /// as a future, looked at without waiting, or dropped.
+    fn release(&self) {
+        if let Some(route) = &self.route {
+            if !route.released.swap(true, Ordering::Relaxed) {
+                if let Some(pool) = route.pool.upgrade() {
+                    pool.release(route.job);
+                }
+            }
+        }
+    }
+
     /// Runs the callbacks, then publishes `r` and wakes every waiter.
     pub(crate) fn set(&self, r: Result<T>, callbacks: Callbacks<T>) {
         callbacks.run(&r);
@@ -207,8 +228,11 @@ impl<T> ResultCell<T> {
         st.value = Some(r);
         st.ready = true;
         let waker = st.waker.take();
+        let waiters = st.waiters;
         drop(st);
-        self.cond.notify_all();
+        if waiters > 0 {
+            self.cond.notify_all();
+        }
         if let Some(w) = waker {
             w.wake();
         }
@@ -235,20 +259,24 @@ impl<T> ResultCell<T> {
         }
         let mut st = self.lock();
         while !st.ready {
-            match deadline {
-                None => st = self.cond.wait(st).unwrap_or_else(|p| p.into_inner()),
-                Some(d) => {
-                    let left = d.saturating_duration_since(Instant::now());
-                    if left.is_zero() {
-                        break;
-                    }
-                    st = self
-                        .cond
+            let left = match deadline {
+                None => None,
+                Some(d) => match d.saturating_duration_since(Instant::now()) {
+                    left if left.is_zero() => break,
+                    left => Some(left),
+                },
+            };
+            st.waiters += 1;
+            st = match left {
+                None => self.cond.wait(st).unwrap_or_else(|p| p.into_inner()),
+                Some(left) => {
+                    self.cond
                         .wait_timeout(st, left)
                         .unwrap_or_else(|p| p.into_inner())
-                        .0;
+                        .0
                 }
-            }
+            };
+            st.waiters -= 1;
         }
         let ready = st.ready;
         (st, ready)
@@ -309,6 +337,17 @@ impl<T> AsyncResult<T> {
         AsyncResult { cell }
     }
 
+    /// The cell, for a look that does not wait: the pool reads the answer from now on.
+    fn look(&self) -> MutexGuard<'_, CellState<T>> {
+        let st = self.cell.lock();
+        if !st.ready {
+            drop(st);
+            self.cell.release();
+            return self.cell.lock();
+        }
+        st
+    }
+
     fn take(st: &mut CellState<T>) -> Result<T> {
         st.value.take().unwrap_or(Err(Error::ResultTaken))
     }
@@ -339,7 +378,7 @@ impl<T> AsyncResult<T> {
     /// Takes the result if it is ready, without waiting: [`Error::NotReady`] if it is not (the
     /// task's own failure otherwise, as [`get`](AsyncResult::get)).
     pub fn try_get(&self) -> Result<T> {
-        let mut st = self.cell.lock();
+        let mut st = self.look();
         if !st.ready {
             return Err(Error::NotReady);
         }
@@ -359,13 +398,13 @@ impl<T> AsyncResult<T> {
 
     /// Whether the task has finished (successfully or not).
     pub fn ready(&self) -> bool {
-        self.cell.lock().ready
+        self.look().ready
     }
 
     /// Whether the task finished without error; [`Error::NotReady`] if it has not finished (as
     /// Python's `ValueError`).
     pub fn successful(&self) -> Result<bool> {
-        let st = self.cell.lock();
+        let st = self.look();
         if !st.ready {
             return Err(Error::NotReady);
         }
@@ -387,7 +426,20 @@ impl<T> Future for AsyncResult<T> {
             Some(w) if w.will_wake(cx.waker()) => {}
             slot => *slot = Some(cx.waker().clone()),
         }
+        drop(st);
+        // Woken by the pool's handler, which must read the answer.
+        self.cell.release();
         Poll::Pending
+    }
+}
+
+impl<T> Drop for AsyncResult<T> {
+    fn drop(&mut self) {
+        // Nobody will wait for the answer: the pool must still read it (callbacks, map sinks and
+        // the worker's next task depend on it).
+        if !self.cell.lock().ready {
+            self.cell.release();
+        }
     }
 }
 
@@ -507,6 +559,8 @@ struct ImapState<T> {
     total: usize,
     /// The task of the last [`IMapStream`] poll that found nothing.
     waker: Option<Waker>,
+    /// Threads waiting on the condition variable.
+    waiters: usize,
 }
 
 pub(crate) struct ImapShared<T> {
@@ -528,6 +582,7 @@ impl<T> ImapShared<T> {
                 next: 0,
                 total,
                 waker: None,
+                waiters: 0,
             }),
             cond: Condvar::new(),
             ordered,
@@ -587,8 +642,11 @@ impl<T: DeserializeOwned + Send + 'static> Sink for ImapSink<T> {
             }
         }
         let waker = st.waker.take();
+        let waiters = st.waiters;
         drop(st);
-        self.shared.cond.notify_all();
+        if waiters > 0 {
+            self.shared.cond.notify_all();
+        }
         if let Some(w) = waker {
             w.wake();
         }
@@ -622,13 +680,17 @@ impl<T> IMapIterator<T> {
             if let Ok(item) = self.shared.take_next(&mut st) {
                 return item;
             }
-            st = match deadline {
+            let left = match deadline {
+                None => None,
+                Some(d) => match d.saturating_duration_since(Instant::now()) {
+                    left if left.is_zero() => return Some(Err(Error::Timeout)),
+                    left => Some(left),
+                },
+            };
+            st.waiters += 1;
+            st = match left {
                 None => self.shared.cond.wait(st).unwrap_or_else(|p| p.into_inner()),
-                Some(d) => {
-                    let left = d.saturating_duration_since(Instant::now());
-                    if left.is_zero() {
-                        return Some(Err(Error::Timeout));
-                    }
+                Some(left) => {
                     self.shared
                         .cond
                         .wait_timeout(st, left)
@@ -636,6 +698,7 @@ impl<T> IMapIterator<T> {
                         .0
                 }
             };
+            st.waiters -= 1;
         }
     }
 
