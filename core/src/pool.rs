@@ -418,7 +418,7 @@ impl Pool {
             msg,
             sink,
             hard: limits.hard,
-            routed: false,
+            released: None,
         })
     }
 
@@ -524,17 +524,18 @@ impl Pool {
         let id = self.shared.next_id();
         // A waiter may read this task's answer straight off its worker's socket.
         let pool: Weak<dyn DirectRead> = Arc::downgrade(&self.shared) as Weak<dyn DirectRead>;
+        let released = Arc::new(AtomicBool::new(false));
         let cell = ResultCell::with_route(Some(Route {
             pool,
             job: id,
-            released: AtomicBool::new(false),
+            released: Arc::clone(&released),
         }));
         let sink = Box::new(ApplySink {
             cell: Arc::clone(&cell),
             callbacks,
         });
         let mut job = self.job::<F, A>(id, std::slice::from_ref(&args), limits, sink)?;
-        job.routed = true;
+        job.released = Some(released);
         self.submit(vec![job])?;
         Ok(AsyncResult::new(cell))
     }

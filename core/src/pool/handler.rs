@@ -39,7 +39,7 @@ use crate::sys::{self, Epoll, EpollEvent, Interest, EPOLL_READ, EPOLL_WRITE};
 use std::collections::VecDeque;
 use std::io::ErrorKind;
 use std::os::fd::{AsFd, OwnedFd};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -77,8 +77,9 @@ pub(crate) struct Job {
     /// How long the task may run once a worker has it; it is then handed only to an idle worker,
     /// and nothing is queued behind it.
     pub hard: Option<Duration>,
-    /// A waiter may read its answer itself ([`Shared::wait_direct`]).
-    pub routed: bool,
+    /// A waiter may read its answer itself ([`Shared::wait_direct`]) unless this flag (shared
+    /// with the result's [`Route`](crate::pool::results::Route)) says it will not.
+    pub released: Option<Arc<AtomicBool>>,
 }
 
 /// Makes the `Process` of a new worker (knows the initializer's type).
@@ -635,15 +636,17 @@ impl Inner {
                 let w = &mut self.workers[i];
                 // The first task of an idle worker, which a waiter may read itself: keep the
                 // socket for it. Any other task ends a reservation (its answer needs a reader).
-                w.reserved = if w.inflight.is_empty()
-                    && !w.borrowed
-                    && job.routed
-                    && !job.sink.runs_user_code()
-                {
-                    Some((job.id, Instant::now()))
-                } else {
-                    None
-                };
+                let waited = job
+                    .released
+                    .as_ref()
+                    .is_some_and(|r| !r.load(Ordering::Relaxed));
+                w.reserved =
+                    if w.inflight.is_empty() && !w.borrowed && waited && !job.sink.runs_user_code()
+                    {
+                        Some((job.id, Instant::now()))
+                    } else {
+                        None
+                    };
                 w.out.extend_from_slice(&job.msg);
                 if let Some(hard) = job.hard {
                     w.deadline = Some(Instant::now().checked_add(hard).unwrap_or_else(far_future));

@@ -84,8 +84,9 @@ pub(crate) trait DirectRead: Send + Sync {
 pub(crate) struct Route {
     pub pool: Weak<dyn DirectRead>,
     pub job: u64,
-    /// The pool was told that no waiter reads this task's answer itself ([`DirectRead::release`]).
-    pub released: AtomicBool,
+    /// No waiter reads this task's answer itself (the pool was told, [`DirectRead::release`]);
+    /// shared with the task, which is then not reserved for one when it is sent.
+    pub released: Arc<AtomicBool>,
 }
 
 /// Decodes the `n` item outcomes of a task (each item fails alike if the task did).
@@ -248,7 +249,13 @@ impl<T> ResultCell<T> {
                 };
                 match pool.wait_direct(route.job, deadline) {
                     Direct::Read => continue,
-                    Direct::NotInFlight => break,
+                    Direct::NotInFlight => {
+                        // Queued (or being delivered): this waiter waits on the cell, so the
+                        // socket is not to be kept for it once the task is sent.
+                        drop(pool);
+                        self.release();
+                        break;
+                    }
                     Direct::TimedOut => {
                         let st = self.lock();
                         let ready = st.ready;
