@@ -23,7 +23,7 @@
 //! ```
 //!
 //! Tasks are functions (or closures that capture nothing) with serde arguments and a serde
-//! result, as [`Process`](crate::Process) targets are: workers outlive the call that submits a
+//! result, as [`Process`] targets are: workers outlive the call that submits a
 //! task, so a closure that captures state is refused ([`Error::NotSpawnable`]) under every
 //! start method.
 //!
@@ -44,6 +44,27 @@
 //! callbacks and replaces dead workers. While tasks are short, a worker is handed several at
 //! once; while they are long (200 µs or more, as measured by the workers), one at a time, so
 //! that an idle worker never waits behind a busy one.
+//!
+//! ## Deadlines
+//! CPython's `AsyncResult.get(timeout)` only stops waiting: the task runs on and keeps its
+//! worker. Here a task may have a hard deadline ([`PoolBuilder::task_timeout`], or
+//! [`ApplyBuilder::timeout`] and the like per call, per item for a map): when it is still running
+//! that long after a worker took it, the worker is killed and replaced, and the task fails with
+//! [`Error::TaskTimeout`] (its error callback sees that error); nothing else is lost or delayed
+//! beyond the replacement. A soft deadline before it ([`PoolBuilder::soft_timeout`]) tells the
+//! task to wrap up: the task reads [`soft_deadline_passed`] (or [`soft_deadline`],
+//! [`time_left`]) and has until the hard deadline (billiard's soft and hard time limits).
+//!
+//! ## Waiting, and awaiting
+//! [`AsyncResult`] and [`MapResult`] have [`get`](AsyncResult::get) (blocks),
+//! [`get_timeout`](AsyncResult::get_timeout), [`try_get`](AsyncResult::try_get),
+//! [`wait`](AsyncResult::wait) and [`wait_timeout`](AsyncResult::wait_timeout), and are
+//! [`Future`](std::future::Future)s, woken by the pool in any async runtime;
+//! [`IMapIterator::into_stream`] turns an `imap` into a [`futures_core::Stream`].
+//!
+//! A thread waiting in `get` for a single task reads the answer off its worker's socket itself,
+//! so a round trip costs the same wake-ups as a raw socket's: the result does not hop through the
+//! result-handling thread. Callbacks still run in that thread, in completion order.
 //!
 //! Under fork, replacement workers are forked from the result-handling thread. That thread holds
 //! no lock a child needs, so it does not count as "another thread" for the fork warning; threads
