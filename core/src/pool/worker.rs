@@ -216,7 +216,7 @@ fn begin_item() {
 /// hard limit ([`hard_deadline`]) follows: there the pool kills the worker.
 ///
 /// ```no_run
-/// use std::time::{Duration, Instant};
+/// use std::time::Duration;
 ///
 /// fn crunch(steps: u64) -> Result<u64, String> {
 ///     let mut done = 0;
@@ -240,7 +240,6 @@ fn begin_item() {
 ///     // Wraps up at 200 ms, well before the pool would kill it at 1 s.
 ///     let r = pool.apply(crunch, (1_000,))?;
 ///     assert!(r.is_err());
-///     # let _ = Instant::now();
 ///     Ok(())
 /// }
 /// ```
