@@ -49,9 +49,11 @@ impl Exec<'_> {
                 let id = self.get(id)?;
                 let call = self.call_of(task, args)?;
                 let cbs = self.callbacks_for(&id, self.opt(callback)?, self.opt(error_callback)?);
-                let r =
-                    self.the_pool(pool)?
-                        .apply_async_with(catalogue::pool_main, (call,), cbs)?;
+                let r = self
+                    .the_pool(pool)?
+                    .apply_async_with(catalogue::pool_main, (call,))
+                    .callbacks(cbs)
+                    .submit()?;
                 self.objs.insert(id, Obj::One(r));
                 DONE
             }
@@ -80,11 +82,8 @@ impl Exec<'_> {
                 items,
                 chunksize,
             } => {
-                let calls = self.calls(task, &self.items(items)?, false)?;
-                let chunk = self.chunk(chunksize)?;
-                let r = self
-                    .the_pool(pool)?
-                    .map_async(catalogue::pool_main, calls, chunk)?;
+                let items = self.items(items)?;
+                let r = self.map_async(pool, task, &items, false, chunksize)?;
                 self.objs.insert(self.get(id)?, Obj::Many(r));
                 DONE
             }
@@ -107,9 +106,18 @@ impl Exec<'_> {
             } => {
                 let (id, t) = (self.get(id)?, self.ms(timeout_ms)?);
                 match self.obj(&id)? {
-                    Obj::One(r) => Ok(Some(parse_json(&r.get(t)?))),
+                    Obj::One(r) => Ok(Some(parse_json(&match t {
+                        Some(d) => r.get_timeout(d)?,
+                        None => r.get()?,
+                    }))),
                     Obj::Many(r) => Ok(Some(Value::Array(
-                        r.get(t)?.iter().map(|x| parse_json(x)).collect(),
+                        match t {
+                            Some(d) => r.get_timeout(d)?,
+                            None => r.get()?,
+                        }
+                        .iter()
+                        .map(|x| parse_json(x))
+                        .collect(),
                     ))),
                     Obj::Shared(_) => self.queue_get(&id, self.opt(block)?.unwrap_or(true), t),
                     _ => Err(harness(format!("no result or queue `{id}`"))),
@@ -117,11 +125,13 @@ impl Exec<'_> {
             }
             PoolOp::Wait { id, timeout_ms } => {
                 let (name, t) = (self.get(id)?, self.ms(timeout_ms)?);
-                let _ready = match self.obj(&name)? {
-                    Obj::One(r) => r.wait(t),
-                    Obj::Many(r) => r.wait(t),
+                match (self.obj(&name)?, t) {
+                    (Obj::One(r), Some(d)) => drop(r.wait_timeout(d)),
+                    (Obj::One(r), None) => r.wait(),
+                    (Obj::Many(r), Some(d)) => drop(r.wait_timeout(d)),
+                    (Obj::Many(r), None) => r.wait(),
                     _ => return Err(harness(format!("no result `{name}`"))),
-                };
+                }
                 self.ready_or_successful(id, false)
             }
             PoolOp::Ready { id } => self.ready_or_successful(id, false),
@@ -163,14 +173,30 @@ impl Exec<'_> {
         star: bool,
         chunksize: &Option<Template<i64>>,
     ) -> Result<Option<Value>, Fail> {
-        let calls = self.calls(task, items, star)?;
-        let chunk = self.chunk(chunksize)?;
-        let r = self
-            .the_pool(pool)?
-            .map(catalogue::pool_main, calls, chunk)?;
+        let r = self.map_async(pool, task, items, star, chunksize)?.get()?;
         Ok(Some(Value::Array(
             r.iter().map(|x| parse_json(x)).collect(),
         )))
+    }
+
+    /// Submits `map` (or, `star`, `starmap`) of `task` over `items`.
+    fn map_async(
+        &mut self,
+        pool: &Template<String>,
+        task: &Template<String>,
+        items: &[Value],
+        star: bool,
+        chunksize: &Option<Template<i64>>,
+    ) -> Result<mproc::MapResult<String>, Fail> {
+        let calls = self.calls(task, items, star)?;
+        let chunk = self.chunk(chunksize)?;
+        let mut m = self
+            .the_pool(pool)?
+            .map_async_with(catalogue::pool_main, calls);
+        if let Some(c) = chunk {
+            m = m.chunksize(c);
+        }
+        Ok(m.submit()?)
     }
 
     /// The calls of a map over `items`: each item is the one argument, or (starmap) the list
@@ -234,10 +260,12 @@ impl Exec<'_> {
         let chunk = self.chunk(chunksize)?.unwrap_or(1);
         let pool = self.the_pool(pool)?;
         let it = if unordered {
-            pool.imap_unordered(catalogue::pool_main, calls, chunk)?
+            pool.imap_unordered_with(catalogue::pool_main, calls)
         } else {
-            pool.imap(catalogue::pool_main, calls, chunk)?
-        };
+            pool.imap_with(catalogue::pool_main, calls)
+        }
+        .chunksize(chunk)
+        .submit()?;
         let mut out = Vec::new();
         for r in it {
             out.push(parse_json(&r?));

@@ -305,8 +305,8 @@ impl Compiler {
             } => {
                 let id = self.existing(id)?;
                 Box::new(move |env: &mut Env| match &env.slots[id] {
-                    Obj::Unit(r) => r.get(Some(WAIT)).map_err(|e| e.to_string()),
-                    Obj::Int(r) => r.get(Some(WAIT)).map(drop).map_err(|e| e.to_string()),
+                    Obj::Unit(r) => r.get_timeout(WAIT).map_err(|e| e.to_string()),
+                    Obj::Int(r) => r.get_timeout(WAIT).map(drop).map_err(|e| e.to_string()),
                     other => Err(format!("slot {id} is not a result: {other:?}")),
                 })
             }
@@ -342,9 +342,12 @@ impl Compiler {
         let chunksize = self.opt(chunksize)?.map(|x| x.max(1) as usize);
         Ok(Box::new(move |env: &mut Env| {
             let p = env.pool(pool)?;
-            let out = p
-                .map(identity, a..b, chunksize)
-                .map_err(|e| e.to_string())?;
+            let out = match chunksize {
+                Some(c) => p.map_async_with(identity, a..b).chunksize(c).submit(),
+                None => p.map_async(identity, a..b),
+            }
+            .and_then(|r| r.get())
+            .map_err(|e| e.to_string())?;
             if out.len() as i64 != b - a {
                 return Err(format!(
                     "map returned {} results for {} items",
