@@ -25,7 +25,7 @@ fn main() -> mproc::Result<()> {
         procs.push(p);
     }
     for p in &procs {
-        p.join(None)?;
+        p.join()?;
     }
     Ok(())
 }

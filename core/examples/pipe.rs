@@ -44,6 +44,6 @@ fn main() -> mproc::Result<()> {
     p.start()?;
     let value: Vec<Py> = parent_conn.recv()?;
     println!("{value:?}");
-    p.join(None)?;
+    p.join()?;
     Ok(())
 }

@@ -39,9 +39,9 @@ fn main() -> mproc::Result<()> {
     let pr = ctx.process(read, (q.clone(),));
     pw.start()?;
     pr.start()?;
-    pw.join(None)?;
+    pw.join()?;
     // The reader loops forever: it can only be terminated.
     pr.terminate()?;
-    pr.join(None)?;
+    pr.join()?;
     Ok(())
 }

@@ -33,7 +33,7 @@ fn main() -> mproc::Result<()> {
         assert_eq!(v, i, "items arrive in order");
     }
     let secs = t0.elapsed().as_secs_f64();
-    p.join(None)?;
+    p.join()?;
     println!(
         "{method}: {} items in {secs:.3} s: {:.2} M items/s",
         n - 1,

@@ -28,6 +28,6 @@ fn main() -> mproc::Result<()> {
     p.start()?;
     let msg: String = parent_conn.recv()?;
     println!("{msg}");
-    p.join(None)?;
+    p.join()?;
     Ok(())
 }

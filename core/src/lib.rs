@@ -23,10 +23,10 @@
 //!     let ctx = mproc::get_context(StartMethod::Spawn);
 //!     let p = ctx.process(work, ("worker".to_string(), 7)).name("worker");
 //!     p.start()?;
-//!     p.join(Some(Duration::from_secs(5)))?;
+//!     p.join_timeout(Duration::from_secs(5))?;
 //!     if p.is_alive()? {
 //!         p.terminate()?;
-//!         p.join(None)?;
+//!         p.join()?;
 //!     }
 //!     println!("exitcode: {:?}", p.exitcode()?);
 //!     Ok(())

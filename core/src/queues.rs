@@ -354,10 +354,15 @@ impl<T> JoinableQueue<T> {
         self.0.core.task_done()
     }
 
-    /// Waits until every item put has been marked done, for at most `timeout` (`None`: no
-    /// limit; [`Error::Timeout`] when it passes).
-    pub fn join(&self, timeout: Option<Duration>) -> Result<()> {
-        self.0.core.join(timeout)
+    /// Waits until every item put has been marked done (Python's `join()`).
+    pub fn join(&self) -> Result<()> {
+        self.0.core.join(None)
+    }
+
+    /// Waits at most `timeout` until every item put has been marked done; [`Error::Timeout`]
+    /// when it passes first.
+    pub fn join_timeout(&self, timeout: Duration) -> Result<()> {
+        self.0.core.join(Some(timeout))
     }
 }
 

@@ -169,7 +169,7 @@ fn wait_over_connections_listeners_sockets_and_sentinels() {
     // A process is ready when it has ended.
     let procs: [&dyn Waitable; 1] = [&p];
     assert_eq!(wait(&procs, Some(T)).unwrap(), [0]);
-    p.join(Some(T)).unwrap();
+    p.join_timeout(T).unwrap();
     assert_eq!(p.exitcode().unwrap(), Some(0));
 }
 

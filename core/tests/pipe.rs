@@ -252,7 +252,7 @@ fn child_sends_then_eof(
     assert_eq!(ours.recv::<Vec<u8>>().unwrap(), [3, 3, 3]);
     // The child's end was moved into the child: once it closes, nothing holds it open.
     assert!(matches!(ours.recv::<u32>(), Err(Error::Eof)));
-    p.join(None).unwrap();
+    p.join().unwrap();
     assert_eq!(p.exitcode().unwrap(), Some(0));
 }
 
@@ -266,7 +266,7 @@ fn simplex_end_to_a_child(
     assert_eq!(r.recv::<u32>().unwrap(), 1);
     assert_eq!(r.recv::<String>().unwrap(), "two");
     assert_eq!(r.recv::<Vec<u8>>().unwrap(), [3, 3, 3]);
-    p.join(None).unwrap();
+    p.join().unwrap();
 }
 
 #[rstest]
@@ -282,7 +282,7 @@ fn buffered_bytes_travel_with_the_connection(
     let p = ctx(m).process(recv_one, (b,));
     p.start().unwrap();
     assert_eq!(a.recv::<u64>().unwrap(), 42);
-    p.join(None).unwrap();
+    p.join().unwrap();
     assert_eq!(p.exitcode().unwrap(), Some(0));
 }
 
@@ -314,7 +314,7 @@ proptest! {
             prop_assert!(&back == msg);
         }
         drop(ours);
-        p.join(Some(Duration::from_secs(30))).unwrap();
+        p.join_timeout(Duration::from_secs(30)).unwrap();
         prop_assert_eq!(p.exitcode().unwrap(), Some(0));
     }
 }

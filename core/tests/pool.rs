@@ -996,13 +996,13 @@ fn fork_warning_scenario() {
     assert_eq!(p.apply(square, (4,)).unwrap(), 16);
     let c = mproc::get_context(StartMethod::Fork).process(noop, ());
     c.start().unwrap();
-    c.join(None).unwrap();
+    c.join().unwrap();
     eprintln!("STAGE: user thread");
     let (tx, rx) = mpsc::channel::<()>();
     let t = std::thread::spawn(move || rx.recv());
     let c = mproc::get_context(StartMethod::Fork).process(noop, ());
     c.start().unwrap();
-    c.join(None).unwrap();
+    c.join().unwrap();
     tx.send(()).unwrap();
     t.join().unwrap().unwrap();
     p.close().unwrap();
@@ -1016,7 +1016,7 @@ fn pool_threads_do_not_trigger_the_fork_warning() {
         mproc::set_fork_warning(false);
         let c = mproc::get_context(StartMethod::Fork).process(fork_warning_scenario, ());
         c.start().unwrap();
-        c.join(None).unwrap();
+        c.join().unwrap();
         assert_eq!(c.exitcode().unwrap(), Some(0));
         return;
     }

@@ -55,7 +55,7 @@ fn start_grandchild(conn: Connection) -> mproc::Result<()> {
     let first = Process::new(noop, ());
     let second = Process::new(noop, ());
     second.start()?;
-    second.join(None)?;
+    second.join()?;
     conn.send(&(first.get_name(), second.get_name(), second.exitcode()?))
 }
 
@@ -101,7 +101,7 @@ fn return_is_exit_code_zero(
     #[values(StartMethod::Fork, StartMethod::Spawn, StartMethod::Forkserver)] m: StartMethod,
 ) {
     let p = started(m, noop, ());
-    p.join(None).unwrap();
+    p.join().unwrap();
     assert_eq!(p.exitcode().unwrap(), Some(0));
     assert!(!p.is_alive().unwrap());
 }
@@ -111,7 +111,7 @@ fn exit_n_is_exit_code_n(
     #[values(StartMethod::Fork, StartMethod::Spawn, StartMethod::Forkserver)] m: StartMethod,
 ) {
     let p = started(m, exit_with, (42,));
-    p.join(None).unwrap();
+    p.join().unwrap();
     assert_eq!(p.exitcode().unwrap(), Some(42));
 }
 
@@ -120,7 +120,7 @@ fn panic_is_exit_code_one(
     #[values(StartMethod::Fork, StartMethod::Spawn, StartMethod::Forkserver)] m: StartMethod,
 ) {
     let p = started(m, panic_with, ("deliberate".to_string(),));
-    p.join(None).unwrap();
+    p.join().unwrap();
     assert_eq!(p.exitcode().unwrap(), Some(1));
 }
 
@@ -129,7 +129,7 @@ fn err_result_is_exit_code_one(
     #[values(StartMethod::Fork, StartMethod::Spawn, StartMethod::Forkserver)] m: StartMethod,
 ) {
     let p = started(m, err_result, ());
-    p.join(None).unwrap();
+    p.join().unwrap();
     assert_eq!(p.exitcode().unwrap(), Some(1));
 }
 
@@ -138,7 +138,7 @@ fn abort_is_minus_sigabrt(
     #[values(StartMethod::Fork, StartMethod::Spawn, StartMethod::Forkserver)] m: StartMethod,
 ) {
     let p = started(m, abort_self, ());
-    p.join(None).unwrap();
+    p.join().unwrap();
     assert_eq!(p.exitcode().unwrap(), Some(-libc::SIGABRT));
 }
 
@@ -148,7 +148,7 @@ fn join_timeout_then_terminate(
 ) {
     let p = started(m, hang, ());
     let t0 = Instant::now();
-    p.join(Some(Duration::from_millis(200))).unwrap();
+    p.join_timeout(Duration::from_millis(200)).unwrap();
     assert!(
         t0.elapsed() >= Duration::from_millis(200),
         "join returned before its timeout"
@@ -156,7 +156,7 @@ fn join_timeout_then_terminate(
     assert!(p.is_alive().unwrap());
     assert_eq!(p.exitcode().unwrap(), None);
     p.terminate().unwrap();
-    p.join(None).unwrap();
+    p.join().unwrap();
     assert_eq!(p.exitcode().unwrap(), Some(-libc::SIGTERM));
     assert!(!p.is_alive().unwrap());
     // Signalling an ended process is not an error, and changes nothing.
@@ -171,7 +171,7 @@ fn kill_is_minus_sigkill(
 ) {
     let p = started(m, hang, ());
     p.kill().unwrap();
-    p.join(Some(Duration::from_secs(10))).unwrap();
+    p.join_timeout(Duration::from_secs(10)).unwrap();
     assert_eq!(p.exitcode().unwrap(), Some(-libc::SIGKILL));
 }
 
@@ -180,11 +180,11 @@ fn join_returns_when_child_ends_within_timeout(
     #[values(StartMethod::Fork, StartMethod::Spawn, StartMethod::Forkserver)] m: StartMethod,
 ) {
     let p = started(m, sleep_ms, (50,));
-    p.join(Some(Duration::from_secs(30))).unwrap();
+    p.join_timeout(Duration::from_secs(30)).unwrap();
     assert_eq!(p.exitcode().unwrap(), Some(0));
     // A process may be joined many times.
-    p.join(None).unwrap();
-    p.join(Some(Duration::ZERO)).unwrap();
+    p.join().unwrap();
+    p.join_timeout(Duration::ZERO).unwrap();
 }
 
 #[rstest]
@@ -192,7 +192,7 @@ fn misuse_before_start(
     #[values(StartMethod::Fork, StartMethod::Spawn, StartMethod::Forkserver)] m: StartMethod,
 ) {
     let p = ctx(m).process(noop, ());
-    assert!(matches!(p.join(None), Err(Error::NotStarted)));
+    assert!(matches!(p.join(), Err(Error::NotStarted)));
     assert!(matches!(p.terminate(), Err(Error::NotStarted)));
     assert!(matches!(p.kill(), Err(Error::NotStarted)));
     assert!(!p.is_alive().unwrap());
@@ -206,7 +206,7 @@ fn start_twice(
 ) {
     let p = started(m, noop, ());
     assert!(matches!(p.start(), Err(Error::AlreadyStarted)));
-    p.join(None).unwrap();
+    p.join().unwrap();
     assert!(matches!(p.start(), Err(Error::AlreadyStarted)));
 }
 
@@ -217,9 +217,9 @@ fn close_rules(
     let p = started(m, hang, ());
     assert!(matches!(p.close(), Err(Error::StillRunning)));
     p.kill().unwrap();
-    p.join(None).unwrap();
+    p.join().unwrap();
     p.close().unwrap();
-    assert!(matches!(p.join(None), Err(Error::ProcessClosed)));
+    assert!(matches!(p.join(), Err(Error::ProcessClosed)));
     assert!(matches!(p.is_alive(), Err(Error::ProcessClosed)));
     assert!(matches!(p.exitcode(), Err(Error::ProcessClosed)));
     assert!(matches!(p.terminate(), Err(Error::ProcessClosed)));
@@ -238,7 +238,7 @@ fn daemon_flag_rules(
     p.start().unwrap();
     assert!(matches!(p.set_daemon(false), Err(Error::DaemonAfterStart)));
     p.kill().unwrap();
-    p.join(None).unwrap();
+    p.join().unwrap();
 }
 
 #[rstest]
@@ -249,7 +249,7 @@ fn daemonic_processes_may_not_have_children(
     let p = ctx(m).process(daemon_tries_child, (theirs,)).daemon(true);
     p.start().unwrap();
     let kind: String = ours.recv().unwrap();
-    p.join(None).unwrap();
+    p.join().unwrap();
     assert_eq!(kind, "DaemonChildren");
     assert_eq!(p.exitcode().unwrap(), Some(0));
 }
@@ -257,7 +257,7 @@ fn daemonic_processes_may_not_have_children(
 #[test]
 fn a_process_cannot_join_itself() {
     assert!(matches!(
-        mproc::current_process().join(None),
+        mproc::current_process().join(),
         Err(Error::JoinSelf)
     ));
 }
@@ -272,26 +272,29 @@ fn only_the_parent_may_join() {
     let (ours, theirs) = mproc::pipe(true).unwrap();
     let held = Arc::clone(&sibling);
     let p = ctx.process_closure(move || {
-        let kinds: Vec<String> = [held.join(Some(Duration::ZERO)), held.terminate()]
-            .into_iter()
-            .map(|r| {
-                r.err()
-                    .map(|e| e.kind_name().to_string())
-                    .unwrap_or_default()
-            })
-            .collect();
+        let kinds: Vec<String> = [
+            held.join_timeout(Duration::ZERO).map(drop),
+            held.terminate(),
+        ]
+        .into_iter()
+        .map(|r| {
+            r.err()
+                .map(|e| e.kind_name().to_string())
+                .unwrap_or_default()
+        })
+        .collect();
         theirs.send(&kinds)
     });
     p.start().unwrap();
     let kinds: Vec<String> = ours.recv().unwrap();
-    p.join(None).unwrap();
+    p.join().unwrap();
     assert_eq!(kinds, ["NotChild", "NotChild"]);
     assert!(
         sibling.is_alive().unwrap(),
         "the sibling must not have been signalled"
     );
     sibling.kill().unwrap();
-    sibling.join(None).unwrap();
+    sibling.join().unwrap();
 }
 
 #[rstest]
@@ -312,7 +315,7 @@ fn names_follow_python(
     p.start().unwrap();
     let (name, identity, daemon, parent): (String, Vec<u32>, bool, Option<u32>) =
         ours.recv().unwrap();
-    p.join(None).unwrap();
+    p.join().unwrap();
     assert_eq!(name, format!("{expected_prefix}-2"));
     assert_eq!(identity, [2]);
     assert!(!daemon);
@@ -323,7 +326,7 @@ fn names_follow_python(
     let p = ctx(m).process(report_self, (theirs,)).name("worker");
     p.start().unwrap();
     let (name, ..): (String, Vec<u32>, bool, Option<u32>) = ours.recv().unwrap();
-    p.join(None).unwrap();
+    p.join().unwrap();
     assert_eq!(name, "worker");
 }
 
@@ -337,7 +340,7 @@ fn nested_names_in_the_default_context(
     assert_eq!(p.get_name(), "Process-1");
     p.start().unwrap();
     let (first, second, code): (String, String, Option<i32>) = ours.recv().unwrap();
-    p.join(None).unwrap();
+    p.join().unwrap();
     assert_eq!(
         (first.as_str(), second.as_str(), code),
         ("Process-1:1", "Process-1:2", Some(0))
@@ -391,8 +394,8 @@ fn capturing_closures_only_under_fork(
     if m == StartMethod::Fork {
         p.start().unwrap();
         q.start().unwrap();
-        p.join(None).unwrap();
-        q.join(None).unwrap();
+        p.join().unwrap();
+        q.join().unwrap();
         assert_eq!(p.exitcode().unwrap(), Some(17));
         assert_eq!(q.exitcode().unwrap(), Some(17));
     } else {
@@ -401,7 +404,7 @@ fn capturing_closures_only_under_fork(
         // A closure that captures nothing crosses any start method.
         let r = ctx(m).process(|n: i32| exit_with(n), (23,));
         r.start().unwrap();
-        r.join(None).unwrap();
+        r.join().unwrap();
         assert_eq!(r.exitcode().unwrap(), Some(23));
     }
 }
@@ -418,7 +421,7 @@ fn descriptor_hygiene(
     let (ours, theirs) = mproc::pipe(true).unwrap();
     let p = started(m, report_fds, (theirs, fds));
     let (open, stdin_open): (Vec<bool>, bool) = ours.recv().unwrap();
-    p.join(None).unwrap();
+    p.join().unwrap();
     assert!(stdin_open);
     match m {
         StartMethod::Fork => {
@@ -444,7 +447,7 @@ fn spawned_stdin_is_devnull(#[values(StartMethod::Spawn, StartMethod::Forkserver
     let (ours, theirs) = mproc::pipe(true).unwrap();
     let p = started(m, stdin_is_devnull, (theirs,));
     let target: String = ours.recv().unwrap();
-    p.join(None).unwrap();
+    p.join().unwrap();
     assert_eq!(target, "/dev/null");
 }
 
@@ -454,12 +457,12 @@ fn many_starts_leak_nothing(
 ) {
     // Warm up (the forkserver opens its connection on first use).
     let p = started(m, noop, ());
-    p.join(None).unwrap();
+    p.join().unwrap();
     drop(p);
     let fds_before = common::open_fds();
     for i in 0..500 {
         let p = started(m, exit_with, (i % 7,));
-        p.join(None).unwrap();
+        p.join().unwrap();
         assert_eq!(p.exitcode().unwrap(), Some(i % 7));
     }
     assert_eq!(common::open_fds(), fds_before, "descriptors leaked");
@@ -528,7 +531,7 @@ fn panic_message_goes_to_the_childs_stderr() {
     if common::is_inner() {
         let method: StartMethod = std::env::var("M").unwrap().parse().unwrap();
         let p = started(method, panic_with, ("the sky fell".to_string(),));
-        p.join(None).unwrap();
+        p.join().unwrap();
         println!("exitcode {:?}", p.exitcode().unwrap());
         return;
     }
@@ -559,9 +562,9 @@ fn fork_warns_in_a_multithreaded_parent() {
         let (tx, rx) = std::sync::mpsc::channel::<()>();
         let t = std::thread::spawn(move || rx.recv());
         let p = started(StartMethod::Fork, noop, ());
-        p.join(None).unwrap();
+        p.join().unwrap();
         let p = started(StartMethod::Fork, noop, ());
-        p.join(None).unwrap();
+        p.join().unwrap();
         tx.send(()).unwrap();
         t.join().unwrap().unwrap();
         return;
@@ -588,7 +591,7 @@ proptest! {
     fn any_exit_code_is_reported_exactly(code in 0i32..=255, mi in 0usize..3) {
         let m = METHODS[mi];
         let p = started(m, exit_with, (code,));
-        p.join(None).unwrap();
+        p.join().unwrap();
         prop_assert_eq!(p.exitcode().unwrap(), Some(code));
     }
 }
@@ -610,7 +613,7 @@ fn spawned_children_start_with_an_empty_signal_mask() {
     let (ours, theirs) = mproc::pipe(true).unwrap();
     let p = started(StartMethod::Spawn, report_sigmask, (theirs,));
     let blocked: String = ours.recv().unwrap();
-    p.join(None).unwrap();
+    p.join().unwrap();
     assert_eq!(
         blocked.split_whitespace().nth(1),
         Some("0000000000000000"),

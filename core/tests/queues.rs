@@ -15,7 +15,7 @@ use rstest::rstest;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-const LONG: Option<Duration> = Some(Duration::from_secs(30));
+const LONG: Duration = Duration::from_secs(30);
 
 fn put_many(q: Queue<String>, n: u32) -> mproc::Result<()> {
     for i in 0..n {
@@ -34,11 +34,11 @@ fn data_put_by_an_exited_child_survives_join(
     let q = ctx.queue::<String>(None).unwrap();
     let p = ctx.process(put_many, (q.clone(), 10_000));
     p.start().unwrap();
-    p.join(LONG).unwrap();
+    p.join_timeout(LONG).unwrap();
     assert_eq!(p.exitcode().unwrap(), Some(0));
     assert_eq!(q.qsize(), 10_000);
     for i in 0..10_000 {
-        let s = q.get(true, LONG).unwrap();
+        let s = q.get(true, Some(LONG)).unwrap();
         assert!(s.starts_with(&format!("item {i:05} ")), "{s}");
     }
     assert!(q.empty());
@@ -51,7 +51,7 @@ fn get_timeout_raises_empty_after_the_timeout(
 ) {
     let q = mproc::get_context(m).queue::<u8>(None).unwrap();
     assert!(matches!(q.get_nowait(), Err(Error::Empty)));
-    assert!(matches!(q.get(false, LONG), Err(Error::Empty)));
+    assert!(matches!(q.get(false, Some(LONG)), Err(Error::Empty)));
     let t = Instant::now();
     assert!(matches!(
         q.get(true, Some(Duration::from_millis(150))),
@@ -107,10 +107,10 @@ fn bounded_put_blocks_until_a_get(
     p.start().unwrap();
     // The child's put cannot complete while the queue is full.
     assert!(!done.wait(Some(Duration::from_millis(300))).unwrap());
-    assert_eq!(q.get(true, LONG).unwrap(), 1);
-    assert!(done.wait(LONG).unwrap());
-    assert_eq!(q.get(true, LONG).unwrap(), 2);
-    p.join(LONG).unwrap();
+    assert_eq!(q.get(true, Some(LONG)).unwrap(), 1);
+    assert!(done.wait(Some(LONG)).unwrap());
+    assert_eq!(q.get(true, Some(LONG)).unwrap(), 2);
+    p.join_timeout(LONG).unwrap();
     assert_eq!(p.exitcode().unwrap(), Some(0));
 }
 
@@ -164,24 +164,24 @@ fn task_done_and_join(
     let q = ctx.joinable_queue::<u64>(None).unwrap();
     let results = ctx.queue::<u64>(None).unwrap();
     assert!(matches!(q.task_done(), Err(Error::InvalidArgument(_))));
-    q.join(Some(Duration::ZERO)).unwrap();
+    q.join_timeout(Duration::ZERO).unwrap();
     for i in 0..50 {
         q.put(i, true, None).unwrap();
     }
     assert!(matches!(
-        q.join(Some(Duration::from_millis(50))),
+        q.join_timeout(Duration::from_millis(50)),
         Err(Error::Timeout)
     ));
     let p = ctx.process(work_and_mark_done, (q.clone(), results.clone()));
     p.start().unwrap();
-    q.join(LONG).unwrap();
+    q.join_timeout(LONG).unwrap();
     // Every task done: every result is there.
     let mut got: Vec<u64> = (0..50).map(|_| results.get_nowait().unwrap()).collect();
     got.sort_unstable();
     assert_eq!(got, (0..50u64).map(|i| i * i).collect::<Vec<_>>());
     q.put(u64::MAX, true, None).unwrap();
-    q.join(LONG).unwrap();
-    p.join(LONG).unwrap();
+    q.join_timeout(LONG).unwrap();
+    p.join_timeout(LONG).unwrap();
     assert_eq!(p.exitcode().unwrap(), Some(0));
     assert!(matches!(q.task_done(), Err(Error::InvalidArgument(_))));
 }
@@ -203,11 +203,11 @@ fn items_larger_than_the_ring_arrive_whole(
     let p = ctx.process(put_big, (q.clone(), sizes.clone()));
     p.start().unwrap();
     for (k, n) in sizes.iter().copied().enumerate() {
-        let v = q.get(true, LONG).unwrap();
+        let v = q.get(true, Some(LONG)).unwrap();
         assert_eq!(v.len(), n);
         assert!(v.iter().enumerate().all(|(i, &b)| b == (i * 31 + k) as u8));
     }
-    p.join(LONG).unwrap();
+    p.join_timeout(LONG).unwrap();
     assert_eq!(p.exitcode().unwrap(), Some(0));
     assert!(q.empty());
 }
@@ -236,7 +236,7 @@ fn a_fork_queue_cannot_go_to_a_spawn_child() {
         .unwrap();
     let p = mproc::get_context(StartMethod::Fork).process(count_items, (spawn_q, other));
     p.start().unwrap();
-    p.join(LONG).unwrap();
+    p.join_timeout(LONG).unwrap();
     assert_eq!(p.exitcode().unwrap(), Some(0));
 }
 
@@ -280,14 +280,14 @@ fn check_interleaving(m: StartMethod, producers: &[Vec<u32>], consumers: u32) {
         })
         .collect();
     for p in &prods {
-        p.join(LONG).unwrap();
+        p.join_timeout(LONG).unwrap();
         assert_eq!(p.exitcode().unwrap(), Some(0));
     }
     for _ in 0..consumers {
         q.put(None, true, None).unwrap();
     }
     for p in &cons {
-        p.join(LONG).unwrap();
+        p.join_timeout(LONG).unwrap();
         assert_eq!(p.exitcode().unwrap(), Some(0));
     }
     let total: usize = producers.iter().map(Vec::len).sum();
@@ -362,12 +362,12 @@ fn signal_then_put(q: Queue<u32>, started: Event, done: Event) -> mproc::Result<
 }
 
 fn kill_when_blocked(p: &mproc::Process, started: &Event, done: &Event) {
-    assert!(started.wait(LONG).unwrap());
+    assert!(started.wait(Some(LONG)).unwrap());
     // The child is blocked inside the queue (this wait is a check, not a synchronisation: if the
     // child had not blocked it would have set `done`).
     assert!(!done.wait(Some(Duration::from_millis(300))).unwrap());
     p.kill().unwrap();
-    p.join(LONG).unwrap();
+    p.join_timeout(LONG).unwrap();
     assert_eq!(p.exitcode().unwrap(), Some(-9));
 }
 
@@ -382,7 +382,7 @@ fn a_consumer_killed_in_get_does_not_wedge_the_queue(
     p.start().unwrap();
     kill_when_blocked(&p, &started, &done);
     q.put(5, true, None).unwrap();
-    assert_eq!(q.get(true, LONG).unwrap(), 5);
+    assert_eq!(q.get(true, Some(LONG)).unwrap(), 5);
 }
 
 #[rstest]
@@ -396,11 +396,11 @@ fn a_producer_killed_in_a_blocked_put_does_not_wedge_the_queue(
     let p = ctx.process(signal_then_put, (q.clone(), started.clone(), done.clone()));
     p.start().unwrap();
     kill_when_blocked(&p, &started, &done);
-    assert_eq!(q.get(true, LONG).unwrap(), 1);
+    assert_eq!(q.get(true, Some(LONG)).unwrap(), 1);
     // The killed put was never accepted.
     assert!(matches!(q.get_nowait(), Err(Error::Empty)));
-    q.put(3, true, LONG).unwrap();
-    assert_eq!(q.get(true, LONG).unwrap(), 3);
+    q.put(3, true, Some(LONG)).unwrap();
+    assert_eq!(q.get(true, Some(LONG)).unwrap(), 3);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -449,7 +449,7 @@ fn an_unbounded_queue_holds_more_than_its_ring_before_any_reader(
     // reach consumers started only afterwards.
     let p = ctx.process(put_250_then_exit, (q.clone(), 1000));
     p.start().unwrap();
-    p.join(LONG).unwrap();
+    p.join_timeout(LONG).unwrap();
     assert_eq!(p.exitcode().unwrap(), Some(0));
     assert_eq!(q.qsize(), 500);
     let out = ctx.queue::<(u32, u32, bool)>(None).unwrap();
@@ -462,13 +462,13 @@ fn an_unbounded_queue_holds_more_than_its_ring_before_any_reader(
         .collect();
     let mut got = Vec::new();
     for _ in 0..500 {
-        got.push(out.get(true, LONG).unwrap());
+        got.push(out.get(true, Some(LONG)).unwrap());
     }
     for _ in &cons {
         q.put(Vec::new(), true, None).unwrap();
     }
     for p in &cons {
-        p.join(LONG).unwrap();
+        p.join_timeout(LONG).unwrap();
         assert_eq!(p.exitcode().unwrap(), Some(0));
     }
     assert!(got.iter().all(|&(_, _, whole)| whole), "a torn item");
@@ -512,8 +512,8 @@ fn segments_made_after_a_child_started_reach_it(
     for i in 0..300 {
         q.put_nowait(item_20k(i)).unwrap();
     }
-    assert_eq!(out.get(true, LONG).unwrap(), 300);
-    p.join(LONG).unwrap();
+    assert_eq!(out.get(true, Some(LONG)).unwrap(), 300);
+    p.join_timeout(LONG).unwrap();
     assert_eq!(p.exitcode().unwrap(), Some(0));
     assert!(q.empty());
 }
@@ -602,10 +602,10 @@ fn put_nowait_on_an_unbounded_queue_is_never_full(
     go.set();
     let mut got = Vec::with_capacity(60_000);
     for _ in 0..60_000 {
-        got.push(q.get(true, LONG).unwrap());
+        got.push(q.get(true, Some(LONG)).unwrap());
     }
     for p in &ps {
-        p.join(LONG).unwrap();
+        p.join_timeout(LONG).unwrap();
         assert_eq!(p.exitcode().unwrap(), Some(0));
     }
     assert_eq!(
@@ -706,7 +706,7 @@ fn kill_at_random(p: &mproc::Process, rng: &mut Rng) {
         std::hint::spin_loop();
     }
     p.kill().unwrap();
-    p.join(LONG).unwrap();
+    p.join_timeout(LONG).unwrap();
     assert_eq!(p.exitcode().unwrap(), Some(-9));
 }
 
@@ -753,12 +753,12 @@ fn producers_killed_mid_put_lose_nothing_accepted_and_qsize_stays_exact(
     }
     // Every task is done: join returns (an item counted by a producer killed before it
     // published it is no unfinished task).
-    q.join(LONG).unwrap();
+    q.join_timeout(LONG).unwrap();
     // The queue works on, for small and large items.
-    q.put(chaos_item(99, 1), true, LONG).unwrap();
-    q.put(chaos_item(99, 4), true, LONG).unwrap();
-    assert_eq!(check_item(&q.get(true, LONG).unwrap()), (99, 1));
-    assert_eq!(check_item(&q.get(true, LONG).unwrap()), (99, 4));
+    q.put(chaos_item(99, 1), true, Some(LONG)).unwrap();
+    q.put(chaos_item(99, 4), true, Some(LONG)).unwrap();
+    assert_eq!(check_item(&q.get(true, Some(LONG)).unwrap()), (99, 1));
+    assert_eq!(check_item(&q.get(true, Some(LONG)).unwrap()), (99, 4));
     assert_eq!(q.qsize(), 0);
 }
 

@@ -12,10 +12,10 @@ use mproc::{
 use rstest::rstest;
 use std::time::Duration;
 
-const LONG: Option<Duration> = Some(Duration::from_secs(30));
+const LONG: Duration = Duration::from_secs(30);
 
 fn join_ok(p: &mproc::Process) {
-    p.join(LONG).unwrap();
+    p.join_timeout(LONG).unwrap();
     assert_eq!(p.exitcode().unwrap(), Some(0));
 }
 
@@ -330,7 +330,7 @@ fn no_descriptor_is_leaked(
         p.start().unwrap();
         join_ok(&p);
         drop(p);
-        assert_eq!(q.get(true, LONG).unwrap(), 1);
+        assert_eq!(q.get(true, Some(LONG)).unwrap(), 1);
         assert_eq!(v.get(), 5);
         assert_eq!(a.get(0).unwrap(), 9);
     }

@@ -10,11 +10,11 @@ use mproc::{
 use rstest::rstest;
 use std::time::{Duration, Instant};
 
-const LONG: Option<Duration> = Some(Duration::from_secs(30));
+const LONG: Duration = Duration::from_secs(30);
 const SHORT: Duration = Duration::from_millis(150);
 
 fn join_ok(p: &mproc::Process) {
-    p.join(LONG).unwrap();
+    p.join_timeout(LONG).unwrap();
     assert_eq!(p.exitcode().unwrap(), Some(0));
 }
 
@@ -123,7 +123,7 @@ fn a_semaphore_released_by_another_process_wakes_a_waiter(
     let p = ctx.process(release_later, (s.clone(), go.clone()));
     p.start().unwrap();
     go.set();
-    let g = s.acquire(true, LONG).unwrap();
+    let g = s.acquire(true, Some(LONG)).unwrap();
     assert!(g.is_some());
     g.unwrap().forget();
     join_ok(&p);
@@ -190,14 +190,14 @@ fn condition_notify_and_notify_all(
         })
         .collect();
     for _ in 0..4 {
-        ready.acquire(true, LONG).unwrap().unwrap().forget();
+        ready.acquire(true, Some(LONG)).unwrap().unwrap().forget();
     }
     // Each waiter released `ready` while holding the lock; once we hold it, all four wait.
     {
         let _g = c.lock().unwrap();
         c.notify(1).unwrap();
     }
-    woken.acquire(true, LONG).unwrap().unwrap().forget();
+    woken.acquire(true, Some(LONG)).unwrap().unwrap().forget();
     // notify(1) woke exactly one.
     assert!(woken.acquire(true, Some(SHORT)).unwrap().is_none());
     {
@@ -205,14 +205,14 @@ fn condition_notify_and_notify_all(
         c.notify(2).unwrap();
     }
     for _ in 0..2 {
-        woken.acquire(true, LONG).unwrap().unwrap().forget();
+        woken.acquire(true, Some(LONG)).unwrap().unwrap().forget();
     }
     assert!(woken.acquire(true, Some(SHORT)).unwrap().is_none());
     {
         let _g = c.lock().unwrap();
         c.notify_all().unwrap();
     }
-    woken.acquire(true, LONG).unwrap().unwrap().forget();
+    woken.acquire(true, Some(LONG)).unwrap().unwrap().forget();
     for p in &ps {
         join_ok(p);
     }
@@ -247,7 +247,7 @@ fn condition_wait_timeout_and_wait_for(
     p.start().unwrap();
     {
         let _g = c.lock().unwrap();
-        assert!(c.wait_for(|| v.get() == 5, LONG).unwrap());
+        assert!(c.wait_for(|| v.get() == 5, Some(LONG)).unwrap());
     }
     join_ok(&p);
     // An RLock held twice is released fully by wait and restored after.
@@ -285,8 +285,8 @@ fn barrier_passes_parties_together(
                 p
             })
             .collect();
-        let mine = b.wait(LONG).unwrap();
-        let mut idx: Vec<u32> = (0..3).map(|_| out.get(true, LONG).unwrap()).collect();
+        let mine = b.wait(Some(LONG)).unwrap();
+        let mut idx: Vec<u32> = (0..3).map(|_| out.get(true, Some(LONG)).unwrap()).collect();
         idx.push(mine);
         idx.sort_unstable();
         assert_eq!(idx, vec![0, 1, 2, 3]);
@@ -385,16 +385,16 @@ fn a_killed_owner_does_not_leave_the_lock_locked(
     let held = ctx.event().unwrap();
     let p = ctx.process(hold_forever, (lock.clone(), rlock.clone(), held.clone()));
     p.start().unwrap();
-    assert!(held.wait(LONG).unwrap());
+    assert!(held.wait(Some(LONG)).unwrap());
     assert!(lock.acquire(false, None).unwrap().is_none());
     p.kill().unwrap();
-    p.join(LONG).unwrap();
+    p.join_timeout(LONG).unwrap();
     assert_eq!(p.exitcode().unwrap(), Some(-9));
     // Its owner died: free to take (the kernel marked it), and not ours.
     assert!(!lock.locked());
     assert!(!lock.is_mine() && !rlock.is_mine());
     let g = lock
-        .acquire(true, LONG)
+        .acquire(true, Some(LONG))
         .unwrap()
         .expect("the lock is recovered");
     assert!(g.owner_died());
@@ -403,7 +403,7 @@ fn a_killed_owner_does_not_leave_the_lock_locked(
     assert!(!g.owner_died());
     drop(g);
     let r = rlock
-        .acquire(true, LONG)
+        .acquire(true, Some(LONG))
         .unwrap()
         .expect("the rlock is recovered");
     assert!(r.owner_died());
@@ -455,27 +455,27 @@ fn a_waiter_killed_in_wait_does_not_hang_notify_all(
     let alive = ctx.process(cond_waiter, (c.clone(), ready.clone(), woken.clone()));
     alive.start().unwrap();
     for _ in 0..2 {
-        ready.acquire(true, LONG).unwrap().unwrap().forget();
+        ready.acquire(true, Some(LONG)).unwrap().unwrap().forget();
     }
     {
         // Both wait once we hold the lock; then one of them dies.
         let _g = c.lock().unwrap();
         dead.kill().unwrap();
-        dead.join(LONG).unwrap();
+        dead.join_timeout(LONG).unwrap();
         assert_eq!(dead.exitcode().unwrap(), Some(-9));
         c.notify_all().unwrap();
     }
-    woken.acquire(true, LONG).unwrap().unwrap().forget();
+    woken.acquire(true, Some(LONG)).unwrap().unwrap().forget();
     join_ok(&alive);
     // The condition still works.
     let again = ctx.process(cond_waiter, (c.clone(), ready.clone(), woken.clone()));
     again.start().unwrap();
-    ready.acquire(true, LONG).unwrap().unwrap().forget();
+    ready.acquire(true, Some(LONG)).unwrap().unwrap().forget();
     {
         let _g = c.lock().unwrap();
         c.notify(1).unwrap();
     }
-    woken.acquire(true, LONG).unwrap().unwrap().forget();
+    woken.acquire(true, Some(LONG)).unwrap().unwrap().forget();
     join_ok(&again);
 }
 
@@ -509,7 +509,7 @@ fn barrier_action_runs_once_per_round(
                 p
             })
             .collect();
-        b.wait(LONG).unwrap();
+        b.wait(Some(LONG)).unwrap();
         // The action ran before anyone was released.
         assert_eq!(
             shm.buf()[0].load(std::sync::atomic::Ordering::SeqCst),
@@ -535,8 +535,8 @@ fn a_panicking_barrier_action_breaks_the_barrier() {
     let ctx = mproc::get_context(StartMethod::Spawn);
     let b = ctx.barrier_with_action(2, panicking_action, None).unwrap();
     std::thread::scope(|s| {
-        let other = s.spawn(|| b.wait(LONG));
-        let mine = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| b.wait(LONG)));
+        let other = s.spawn(|| b.wait(Some(LONG)));
+        let mine = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| b.wait(Some(LONG))));
         let theirs = other.join();
         // Exactly one of the two ran the action and panicked; the other saw the barrier break.
         let (panicked, broken) = match (mine, theirs) {
@@ -620,7 +620,7 @@ fn a_stopped_waiter_never_loses_its_notification(
         })
         .collect();
     for _ in 0..N {
-        ready.acquire(true, LONG).unwrap().unwrap().forget();
+        ready.acquire(true, Some(LONG)).unwrap().unwrap().forget();
     }
     let g = c.lock().unwrap(); // every waiter is inside wait() now
     signal(&ps, "STOP");
@@ -638,7 +638,7 @@ fn a_stopped_waiter_never_loses_its_notification(
     signal(&ps, "CONT");
     for i in 0..N {
         assert!(
-            woken.acquire(true, LONG).unwrap().is_some(),
+            woken.acquire(true, Some(LONG)).unwrap().is_some(),
             "only {i} of {N} stopped waiters got their notification"
         );
     }
@@ -667,14 +667,14 @@ fn dead_waiters_cost_notify_nothing(
         };
         p.start().unwrap();
         // One at a time, so that they wait in this order.
-        ready.acquire(true, LONG).unwrap().unwrap().forget();
+        ready.acquire(true, Some(LONG)).unwrap().unwrap().forget();
         drop(c.lock().unwrap());
         order.push(p);
     }
     let g = c.lock().unwrap();
     for p in &order[..3] {
         p.kill().unwrap();
-        p.join(LONG).unwrap();
+        p.join_timeout(LONG).unwrap();
         assert_eq!(p.exitcode().unwrap(), Some(-9));
     }
     // notify(1) goes to the oldest live waiter without sleeping once: it waits for nobody.
@@ -682,7 +682,7 @@ fn dead_waiters_cost_notify_nothing(
     c.notify(1).unwrap();
     assert_eq!(voluntary_switches(), slept, "notify slept");
     drop(g);
-    woken.acquire(true, LONG).unwrap().unwrap().forget();
+    woken.acquire(true, Some(LONG)).unwrap().unwrap().forget();
     join_ok(&order[3]);
     assert!(order[4].is_alive().unwrap());
     let g = c.lock().unwrap();
@@ -690,7 +690,7 @@ fn dead_waiters_cost_notify_nothing(
     c.notify_all().unwrap();
     assert_eq!(voluntary_switches(), slept, "notify_all slept");
     drop(g);
-    woken.acquire(true, LONG).unwrap().unwrap().forget();
+    woken.acquire(true, Some(LONG)).unwrap().unwrap().forget();
     join_ok(&order[4]);
 }
 
@@ -725,14 +725,14 @@ fn a_condition_takes_more_waiters_than_its_first_table(
         })
         .collect();
     for _ in 0..60 {
-        ready.acquire(true, LONG).unwrap().unwrap().forget();
+        ready.acquire(true, Some(LONG)).unwrap().unwrap().forget();
     }
     {
         let _g = c.lock().unwrap();
         c.notify(7).unwrap();
     }
     for _ in 0..7 {
-        woken.acquire(true, LONG).unwrap().unwrap().forget();
+        woken.acquire(true, Some(LONG)).unwrap().unwrap().forget();
     }
     assert!(woken.acquire(true, Some(SHORT)).unwrap().is_none());
     {
@@ -740,7 +740,7 @@ fn a_condition_takes_more_waiters_than_its_first_table(
         c.notify_all().unwrap();
     }
     for _ in 7..60 {
-        woken.acquire(true, LONG).unwrap().unwrap().forget();
+        woken.acquire(true, Some(LONG)).unwrap().unwrap().forget();
     }
     for p in &ps {
         join_ok(p);
@@ -759,11 +759,11 @@ fn notify_wakes_the_longest_waiting_first() {
             s.spawn(move || {
                 let _g = c.lock().unwrap();
                 ready.release(1).unwrap();
-                assert!(c.wait(LONG).unwrap());
+                assert!(c.wait(Some(LONG)).unwrap());
                 order.lock().unwrap().push(i);
             });
             // Waiter i is waiting before waiter i + 1 starts.
-            ready.acquire(true, LONG).unwrap().unwrap().forget();
+            ready.acquire(true, Some(LONG)).unwrap().unwrap().forget();
             drop(c.lock().unwrap());
         }
         for n in 1..=6 {

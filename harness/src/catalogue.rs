@@ -479,7 +479,7 @@ fn dispatch(task: &str, mut a: Args) -> Result<Value, TaskFailure> {
             let p = mproc::Process::new(process_main, (call,));
             let r = match p.start() {
                 Ok(()) => {
-                    let _ = p.join(None);
+                    let _ = p.join();
                     "ok".to_string()
                 }
                 Err(e) => e.kind_name().to_string(),

@@ -253,7 +253,7 @@ impl Exec<'_> {
                 if let Ok(true) = p.is_alive() {
                     self.trace.unreaped.push(id.clone());
                     let _ = p.kill();
-                    let _ = p.join(Some(Duration::from_secs(10)));
+                    let _ = p.join_timeout(Duration::from_secs(10));
                 }
                 let code = p.exitcode().ok().flatten().map(i64::from);
                 self.trace.exitcodes.insert(id.clone(), code);
@@ -372,8 +372,14 @@ impl Exec<'_> {
             "join" => {
                 match self.objs.get(&id) {
                     Some(Obj::Pool(p)) => p.join()?,
-                    Some(Obj::Shared(Arg::JoinableQueue(q))) => q.join(ms("timeout_ms"))?,
-                    _ => self.process(&id)?.join(ms("timeout_ms"))?,
+                    Some(Obj::Shared(Arg::JoinableQueue(q))) => match ms("timeout_ms") {
+                        Some(t) => q.join_timeout(t)?,
+                        None => q.join()?,
+                    },
+                    _ => match ms("timeout_ms") {
+                        Some(t) => drop(self.process(&id)?.join_timeout(t)?),
+                        None => drop(self.process(&id)?.join()?),
+                    },
                 }
                 none
             }
@@ -420,7 +426,7 @@ impl Exec<'_> {
             }
             "active_children" => Ok(Some(json!(mproc::active_children().len()))),
             "join_current" => {
-                mproc::current_process().join(None)?;
+                mproc::current_process().join()?;
                 none
             }
             "current_process" => {

@@ -506,7 +506,7 @@ impl Compiler<'_> {
 fn join(env: &mut Env, id: usize) -> Result<(), String> {
     match &env.slots[id] {
         Obj::Proc(p) => {
-            p.join(Some(WAIT)).map_err(|e| e.to_string())?;
+            p.join_timeout(WAIT).map_err(|e| e.to_string())?;
             match p.exitcode().map_err(|e| e.to_string())? {
                 Some(0) => Ok(()),
                 Some(c) => Err(format!("child exited with {c}")),
@@ -622,7 +622,7 @@ impl Kernel {
                 if p.is_alive().unwrap_or(false) {
                     let _ = p.kill();
                 }
-                let _ = p.join(Some(WAIT));
+                let _ = p.join_timeout(WAIT);
             }
             if let Obj::Pool(p) = s {
                 let _ = p.terminate();
