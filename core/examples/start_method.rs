@@ -14,7 +14,7 @@ fn foo(conn: Connection) -> mproc::Result<()> {
 
 fn main() -> mproc::Result<()> {
     mproc::init();
-    let default = mproc::get_start_method(false).expect("allow_none is false");
+    let default = mproc::get_start_method();
     println!("default start method: {default}");
 
     let method = if std::env::args().any(|a| a == "--method") {

@@ -48,8 +48,15 @@ pub enum Error {
     DaemonAfterStart,
     /// A daemonic process tried to start a child.
     DaemonChildren,
-    /// `set_start_method` was called a second time without `force`.
-    StartMethodAlreadySet,
+    /// [`set_start_method`](crate::set_start_method) when the default context's start method
+    /// is fixed already (set before, or fixed by a use of the default context). Python raises
+    /// `RuntimeError('context has already been set')`.
+    StartMethodAlreadySet {
+        /// The start method in force.
+        current: crate::method::StartMethod,
+        /// The start method that was asked for.
+        requested: crate::method::StartMethod,
+    },
     /// A start method name that is not `fork`, `spawn` or `forkserver`.
     UnknownStartMethod(String),
     /// The target cannot run under this start method (a closure that captures state, which only
@@ -146,7 +153,7 @@ impl Error {
             Error::StillRunning => "StillRunning",
             Error::DaemonAfterStart => "DaemonAfterStart",
             Error::DaemonChildren => "DaemonChildren",
-            Error::StartMethodAlreadySet => "StartMethodAlreadySet",
+            Error::StartMethodAlreadySet { .. } => "StartMethodAlreadySet",
             Error::UnknownStartMethod(_) => "UnknownStartMethod",
             Error::NotSpawnable(_) => "NotSpawnable",
             Error::ContextMismatch { .. } => "ContextMismatch",
@@ -200,7 +207,12 @@ impl fmt::Display for Error {
             ),
             Error::DaemonAfterStart => f.write_str("process has already started: daemon cannot be changed"),
             Error::DaemonChildren => f.write_str("daemonic processes are not allowed to have children"),
-            Error::StartMethodAlreadySet => f.write_str("context has already been set"),
+            Error::StartMethodAlreadySet { current, requested } => write!(
+                f,
+                "context has already been set: cannot set the start method to {requested}, it is \
+                 {current} already (set_start_method works once, before the default context is \
+                 used; force_start_method changes it)"
+            ),
             Error::UnknownStartMethod(m) => {
                 write!(f, "cannot find context for {m:?} (expected fork, spawn or forkserver)")
             }

@@ -75,8 +75,8 @@ mod target;
 pub use children::{active_children, ChildInfo};
 pub use connection::{pipe, Connection, DEFAULT_MAX_MESSAGE_SIZE};
 pub use context::{
-    cpu_count, default_context, get_all_start_methods, get_context, get_start_method,
-    set_start_method, Context,
+    clear_start_method, cpu_count, default_context, force_start_method, get_all_start_methods,
+    get_context, get_start_method, peek_start_method, set_start_method, Context,
 };
 pub use error::{Error, Result};
 pub use launch::child::exit;

@@ -334,7 +334,7 @@ fn names_follow_python(
 fn nested_names_in_the_default_context(
     #[values(StartMethod::Fork, StartMethod::Spawn, StartMethod::Forkserver)] m: StartMethod,
 ) {
-    mproc::set_start_method(Some(m), false).unwrap();
+    mproc::set_start_method(m).unwrap();
     let (ours, theirs) = mproc::pipe(true).unwrap();
     let p = Process::new(start_grandchild, (theirs,));
     assert_eq!(p.get_name(), "Process-1");
@@ -350,28 +350,40 @@ fn nested_names_in_the_default_context(
 
 #[test]
 fn start_method_is_set_once() {
-    assert_eq!(mproc::get_start_method(true), None);
-    mproc::set_start_method(Some(StartMethod::Spawn), false).unwrap();
-    assert!(matches!(
-        mproc::set_start_method(Some(StartMethod::Fork), false),
-        Err(Error::StartMethodAlreadySet)
-    ));
-    assert_eq!(mproc::get_start_method(false), Some(StartMethod::Spawn));
-    mproc::set_start_method(Some(StartMethod::Fork), true).unwrap();
-    assert_eq!(mproc::get_start_method(true), Some(StartMethod::Fork));
+    assert_eq!(mproc::peek_start_method(), None);
+    mproc::set_start_method(StartMethod::Spawn).unwrap();
+    match mproc::set_start_method(StartMethod::Fork) {
+        Err(e @ Error::StartMethodAlreadySet { .. }) => {
+            let msg = e.to_string();
+            assert!(
+                msg.contains("cannot set the start method to fork, it is spawn already")
+                    && msg.contains("force_start_method"),
+                "{msg}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(mproc::get_start_method(), StartMethod::Spawn);
+    mproc::force_start_method(StartMethod::Fork);
+    assert_eq!(mproc::peek_start_method(), Some(StartMethod::Fork));
     assert_eq!(mproc::default_context().start_method(), StartMethod::Fork);
+    // Python's set_start_method(None, force=True): cleared, it may be set again.
+    mproc::clear_start_method();
+    assert_eq!(mproc::peek_start_method(), None);
+    mproc::set_start_method(StartMethod::Forkserver).unwrap();
+    assert_eq!(mproc::get_start_method(), StartMethod::Forkserver);
 }
 
 #[test]
 fn using_the_default_fixes_it() {
-    // get_start_method(false) fixes the platform default (forkserver on Linux, as Python 3.14).
-    assert_eq!(
-        mproc::get_start_method(false),
-        Some(StartMethod::Forkserver)
-    );
+    // get_start_method() fixes the platform default (forkserver on Linux, as Python 3.14).
+    assert_eq!(mproc::get_start_method(), StartMethod::Forkserver);
     assert!(matches!(
-        mproc::set_start_method(Some(StartMethod::Spawn), false),
-        Err(Error::StartMethodAlreadySet)
+        mproc::set_start_method(StartMethod::Spawn),
+        Err(Error::StartMethodAlreadySet {
+            current: StartMethod::Forkserver,
+            requested: StartMethod::Spawn
+        })
     ));
     assert_eq!(mproc::get_all_start_methods().len(), 3);
     assert!(matches!(

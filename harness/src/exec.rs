@@ -493,7 +493,11 @@ impl Exec<'_> {
             "set_start_method" => {
                 let m: StartMethod = s("method").parse()?;
                 let force = f.get("force").and_then(Value::as_bool).unwrap_or(false);
-                mproc::set_start_method(Some(m), force)?;
+                if force {
+                    mproc::force_start_method(m);
+                } else {
+                    mproc::set_start_method(m)?;
+                }
                 none
             }
             "get_start_method" => {
@@ -501,9 +505,12 @@ impl Exec<'_> {
                     .get("allow_none")
                     .and_then(Value::as_bool)
                     .unwrap_or(false);
-                Ok(Some(json!(
-                    mproc::get_start_method(allow).map(|m| m.as_str())
-                )))
+                Ok(Some(json!(if allow {
+                    mproc::peek_start_method()
+                } else {
+                    Some(mproc::get_start_method())
+                }
+                .map(|m| m.as_str()))))
             }
             "sleep_ms" => {
                 catalogue::sleep(f.get("ms").and_then(Value::as_i64).unwrap_or(0));
