@@ -9,7 +9,7 @@ mod common;
 use mproc::Lock;
 
 fn f(l: Lock, i: u32) -> mproc::Result<()> {
-    let _guard = l.acquire(true, None)?;
+    let _guard = l.acquire()?;
     println!("hello world {i}");
     Ok(())
 }

@@ -39,7 +39,7 @@ fn main() -> mproc::Result<()> {
     mproc::init();
     let method = common::method()?;
     let ctx = mproc::get_context(method);
-    let (parent_conn, child_conn) = ctx.pipe(true)?;
+    let (parent_conn, child_conn) = ctx.pipe()?;
     let p = ctx.process(f, (child_conn,));
     p.start()?;
     let value: Vec<Py> = parent_conn.recv()?;

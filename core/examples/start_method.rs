@@ -23,7 +23,7 @@ fn main() -> mproc::Result<()> {
         default
     };
     let ctx = mproc::get_context(method);
-    let (parent_conn, child_conn) = ctx.pipe(true)?;
+    let (parent_conn, child_conn) = ctx.pipe()?;
     let p = ctx.process(foo, (child_conn,));
     p.start()?;
     let msg: String = parent_conn.recv()?;

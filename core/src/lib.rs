@@ -73,7 +73,7 @@ mod sys;
 mod target;
 
 pub use children::{active_children, ChildInfo};
-pub use connection::{pipe, Connection, DEFAULT_MAX_MESSAGE_SIZE};
+pub use connection::{pipe, pipe_simplex, Connection, DEFAULT_MAX_MESSAGE_SIZE};
 pub use context::{
     clear_start_method, cpu_count, default_context, force_start_method, get_all_start_methods,
     get_context, get_start_method, peek_start_method, set_start_method, Context,
@@ -84,13 +84,13 @@ pub use launch::fork::set_fork_warning;
 pub use method::StartMethod;
 pub use pool::{AsyncResult, Callbacks, IMapIterator, MapResult, Pool, PoolBuilder};
 pub use process::{current_process, parent_process, CurrentProcess, Process};
-pub use queues::{JoinableQueue, PutError, Queue, SimpleQueue, DEFAULT_CAPACITY};
+pub use queues::{JoinableQueue, PutError, Queue, QueueBuilder, SimpleQueue, DEFAULT_CAPACITY};
 pub use sharedctypes::{
     Array, CChar, DynArray, Number, RawArray, RawValue, Scalar, SharedMemory, TypeCode, Value,
 };
 pub use synchronize::{
-    Barrier, BoundedSemaphore, Condition, ConditionGuard, ConditionLock, Event, Lock, LockGuard,
-    RLock, RLockGuard, Semaphore, SemaphoreGuard,
+    Barrier, BarrierBuilder, BoundedSemaphore, Condition, ConditionGuard, ConditionLock, Event,
+    Lock, LockGuard, RLock, RLockGuard, Semaphore, SemaphoreGuard,
 };
 pub use target::{Target, Termination};
 

@@ -39,10 +39,15 @@ where
     F::Output: Termination,
     A: DeserializeOwned,
 {
-    let args: A = match reduction::decode(bytes, fds) {
+    let args: A = match reduction::decode(bytes, fds, "the arguments the parent sent") {
         Ok(a) => a,
         Err(e) => {
-            eprintln!("mproc: cannot decode the arguments of the child's target: {e}");
+            // Where Python prints the unpickling error's traceback on the child's stderr.
+            eprintln!(
+                "Process {}: cannot start the target `{}`: {e}",
+                state::lock().me.name,
+                std::any::type_name::<F>()
+            );
             return 1;
         }
     };
@@ -63,7 +68,7 @@ where
         }
         Ok((
             EntryOffset::of(process_entry::<F, A>),
-            reduction::encode(&self.args)?,
+            reduction::encode(&self.args, "the arguments of a child's target")?,
         ))
     }
     fn run_here(self: Box<Self>) -> i32 {

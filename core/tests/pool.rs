@@ -466,7 +466,7 @@ fn init_calls(_: u32) -> (u32, u32) {
 fn initializer_runs_once_in_every_worker(
     #[values(StartMethod::Fork, StartMethod::Spawn, StartMethod::Forkserver)] m: StartMethod,
 ) {
-    let (rx, tx) = mproc::pipe(true).unwrap();
+    let (rx, tx) = mproc::pipe().unwrap();
     let p = mproc::get_context(m)
         .pool()
         .processes(3)
@@ -476,7 +476,7 @@ fn initializer_runs_once_in_every_worker(
     let mut inited = HashSet::new();
     for _ in 0..3 {
         assert!(
-            rx.poll(LONG).unwrap(),
+            rx.poll_timeout(LONG.unwrap()).unwrap(),
             "every worker reports its initializer"
         );
         let (pid, tag): (u32, String) = rx.recv().unwrap();
@@ -495,7 +495,7 @@ fn initializer_runs_once_in_every_worker(
 }
 
 fn init_with_queue(q: mproc::Queue<u32>) {
-    q.put(std::process::id(), true, None).unwrap();
+    q.put(std::process::id()).unwrap();
 }
 
 #[rstest]
@@ -503,7 +503,7 @@ fn a_queue_in_initargs_reaches_every_worker(
     #[values(StartMethod::Fork, StartMethod::Spawn, StartMethod::Forkserver)] m: StartMethod,
 ) {
     let ctx = mproc::get_context(m);
-    let q = ctx.queue::<u32>(None).unwrap();
+    let q = ctx.queue::<u32>().unwrap();
     let p = ctx
         .pool()
         .processes(2)
@@ -512,7 +512,7 @@ fn a_queue_in_initargs_reaches_every_worker(
         .unwrap();
     let mut pids = HashSet::new();
     for _ in 0..2 {
-        pids.insert(q.get(true, LONG).unwrap());
+        pids.insert(q.get_timeout(LONG.unwrap()).unwrap());
     }
     let workers: HashSet<u32> = p.workers().iter().map(|w| w.pid).collect();
     assert_eq!(pids, workers);

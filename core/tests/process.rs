@@ -245,7 +245,7 @@ fn daemon_flag_rules(
 fn daemonic_processes_may_not_have_children(
     #[values(StartMethod::Fork, StartMethod::Spawn, StartMethod::Forkserver)] m: StartMethod,
 ) {
-    let (ours, theirs) = mproc::pipe(true).unwrap();
+    let (ours, theirs) = mproc::pipe().unwrap();
     let p = ctx(m).process(daemon_tries_child, (theirs,)).daemon(true);
     p.start().unwrap();
     let kind: String = ours.recv().unwrap();
@@ -269,7 +269,7 @@ fn only_the_parent_may_join() {
     let ctx = ctx(StartMethod::Fork);
     let sibling = Arc::new(ctx.process(hang, ()));
     sibling.start().unwrap();
-    let (ours, theirs) = mproc::pipe(true).unwrap();
+    let (ours, theirs) = mproc::pipe().unwrap();
     let held = Arc::clone(&sibling);
     let p = ctx.process_closure(move || {
         let kinds: Vec<String> = [
@@ -309,7 +309,7 @@ fn names_follow_python(
     // Counters count objects made, started or not, as Python's do.
     let first = ctx(m).process(noop, ());
     assert_eq!(first.get_name(), format!("{expected_prefix}-1"));
-    let (ours, theirs) = mproc::pipe(true).unwrap();
+    let (ours, theirs) = mproc::pipe().unwrap();
     let p = ctx(m).process(report_self, (theirs,));
     assert_eq!(p.get_name(), format!("{expected_prefix}-2"));
     p.start().unwrap();
@@ -322,7 +322,7 @@ fn names_follow_python(
     assert_eq!(parent, Some(std::process::id()));
     assert_eq!(mproc::current_process().name, "MainProcess");
     // An explicit name is carried to the child.
-    let (ours, theirs) = mproc::pipe(true).unwrap();
+    let (ours, theirs) = mproc::pipe().unwrap();
     let p = ctx(m).process(report_self, (theirs,)).name("worker");
     p.start().unwrap();
     let (name, ..): (String, Vec<u32>, bool, Option<u32>) = ours.recv().unwrap();
@@ -335,7 +335,7 @@ fn nested_names_in_the_default_context(
     #[values(StartMethod::Fork, StartMethod::Spawn, StartMethod::Forkserver)] m: StartMethod,
 ) {
     mproc::set_start_method(m).unwrap();
-    let (ours, theirs) = mproc::pipe(true).unwrap();
+    let (ours, theirs) = mproc::pipe().unwrap();
     let p = Process::new(start_grandchild, (theirs,));
     assert_eq!(p.get_name(), "Process-1");
     p.start().unwrap();
@@ -430,7 +430,7 @@ fn descriptor_hygiene(
     let file = std::fs::File::open("/proc/self/stat").unwrap();
     let inheritable = common::dup_inheritable(file.as_fd());
     let fds = vec![file.as_raw_fd(), inheritable.as_raw_fd()];
-    let (ours, theirs) = mproc::pipe(true).unwrap();
+    let (ours, theirs) = mproc::pipe().unwrap();
     let p = started(m, report_fds, (theirs, fds));
     let (open, stdin_open): (Vec<bool>, bool) = ours.recv().unwrap();
     p.join().unwrap();
@@ -456,7 +456,7 @@ fn stdin_is_devnull(conn: Connection) -> mproc::Result<()> {
 
 #[rstest]
 fn spawned_stdin_is_devnull(#[values(StartMethod::Spawn, StartMethod::Forkserver)] m: StartMethod) {
-    let (ours, theirs) = mproc::pipe(true).unwrap();
+    let (ours, theirs) = mproc::pipe().unwrap();
     let p = started(m, stdin_is_devnull, (theirs,));
     let target: String = ours.recv().unwrap();
     p.join().unwrap();
@@ -622,7 +622,7 @@ fn report_sigmask(conn: Connection) -> mproc::Result<()> {
 fn spawned_children_start_with_an_empty_signal_mask() {
     // The forking thread blocks SIGUSR1; the spawned child must not inherit that mask.
     common::block_signal_in_this_thread(nix::sys::signal::Signal::SIGUSR1);
-    let (ours, theirs) = mproc::pipe(true).unwrap();
+    let (ours, theirs) = mproc::pipe().unwrap();
     let p = started(StartMethod::Spawn, report_sigmask, (theirs,));
     let blocked: String = ours.recv().unwrap();
     p.join().unwrap();

@@ -44,7 +44,7 @@ pub const DEFAULT_BACKLOG: i32 = 128;
 ///     conn.send_bytes(b"hello")
 /// });
 /// let conn = listener.accept()?;
-/// assert_eq!(conn.recv_bytes(None)?, b"hello");
+/// assert_eq!(conn.recv_bytes()?, b"hello");
 /// # Ok(())
 /// # }
 /// ```

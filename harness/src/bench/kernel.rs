@@ -29,7 +29,7 @@ pub fn identity(x: i64) -> i64 {
 /// fork the child also holds a copy of its parent's end, so end of file alone would never come:
 /// workloads stop it with an empty message.
 pub fn echo_bytes(conn: Connection) {
-    while let Ok(m) = conn.recv_bytes(None) {
+    while let Ok(m) = conn.recv_bytes() {
         if m.is_empty() || conn.send_bytes(&m).is_err() {
             break;
         }
@@ -39,7 +39,7 @@ pub fn echo_bytes(conn: Connection) {
 /// Receives messages until the message `stop` or end of file; after each empty message,
 /// acknowledges on `ack` (throughput sink).
 pub fn sink_bytes(data: Connection, ack: Connection) {
-    while let Ok(m) = data.recv_bytes(None) {
+    while let Ok(m) = data.recv_bytes() {
         if m == b"stop" || (m.is_empty() && ack.send_bytes(b"k").is_err()) {
             break;
         }
@@ -49,7 +49,7 @@ pub fn sink_bytes(data: Connection, ack: Connection) {
 /// Puts `0..n` on the queue (producer).
 pub fn put_n(q: Queue<i64>, n: i64) -> mproc::Result<()> {
     for i in 0..n {
-        q.put(i, true, None).map_err(mproc::Error::from)?;
+        q.put(i).map_err(mproc::Error::from)?;
     }
     Ok(())
 }
@@ -57,7 +57,7 @@ pub fn put_n(q: Queue<i64>, n: i64) -> mproc::Result<()> {
 /// Takes `n` items from the queue (consumer).
 pub fn get_n(q: Queue<i64>, n: i64) -> mproc::Result<()> {
     for _ in 0..n {
-        std::hint::black_box(q.get(true, Some(WAIT))?);
+        std::hint::black_box(q.get_timeout(WAIT)?);
     }
     Ok(())
 }
@@ -336,7 +336,12 @@ impl Compiler<'_> {
                 let b = self.slot(ids[1].as_str().ok_or("ids are strings")?);
                 let duplex = v.get("duplex").and_then(|x| x.as_bool()).unwrap_or(true);
                 Box::new(move |env: &mut Env| {
-                    let (x, y) = env.ctx.pipe(duplex).map_err(|e| e.to_string())?;
+                    let (x, y) = if duplex {
+                        env.ctx.pipe()
+                    } else {
+                        env.ctx.pipe_simplex()
+                    }
+                    .map_err(|e| e.to_string())?;
                     env.slots[a] = Obj::Conn(x);
                     env.slots[b] = Obj::Conn(y);
                     Ok(())
@@ -385,7 +390,7 @@ impl Compiler<'_> {
                 let id = self.existing(self.primary(v, "id")?)?;
                 Box::new(move |env: &mut Env| {
                     env.conn(id)?
-                        .recv_bytes(None)
+                        .recv_bytes()
                         .map(drop)
                         .map_err(|e| e.to_string())
                 })
@@ -400,7 +405,7 @@ impl Compiler<'_> {
             "queue" => {
                 let id = self.slot(self.primary(v, "id")?);
                 Box::new(move |env: &mut Env| {
-                    env.slots[id] = Obj::Queue(env.ctx.queue(None).map_err(|e| e.to_string())?);
+                    env.slots[id] = Obj::Queue(env.ctx.queue().map_err(|e| e.to_string())?);
                     Ok(())
                 })
             }
