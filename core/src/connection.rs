@@ -301,7 +301,9 @@ impl Connection {
         *self.partial.borrow_mut() = None;
     }
 
-    /// Sends a value (serialised with bincode) as one message (Python's `send(obj)`).
+    /// Sends a value (serialised with bincode) as one message (Python's `send(obj)`). The
+    /// message starts with the sender's type name (`std::any::type_name`, behind a 2-byte
+    /// length), so that a receiver expecting another type says which type was sent.
     /// [`Error::Serialize`] if it cannot be serialised (naming its type), [`Error::Eof`] if the
     /// other end is closed.
     ///
@@ -314,7 +316,7 @@ impl Connection {
     /// ```
     pub fn send<T: Serialize + ?Sized>(&self, value: &T) -> Result<()> {
         let fd = self.check_writable()?;
-        let bytes = reduction::to_bytes_as(value, "a message to send on a Connection")?;
+        let bytes = reduction::to_tagged_bytes(value, "a message to send on a Connection")?;
         send_frame(fd, &bytes)
     }
 
@@ -333,7 +335,7 @@ impl Connection {
     /// ```
     pub fn recv<T: DeserializeOwned>(&self) -> Result<T> {
         let bytes = self.recv_message(None, None)?;
-        reduction::from_bytes_as(&bytes, "a message received on a Connection")
+        reduction::from_tagged_bytes(&bytes, "a message received on a Connection")
     }
 
     /// As [`recv`](Connection::recv), giving up with [`Error::Timeout`] when no whole message has
@@ -350,7 +352,7 @@ impl Connection {
     /// ```
     pub fn recv_timeout<T: DeserializeOwned>(&self, timeout: Duration) -> Result<T> {
         let bytes = self.recv_message(None, Instant::now().checked_add(timeout))?;
-        reduction::from_bytes_as(&bytes, "a message received on a Connection")
+        reduction::from_tagged_bytes(&bytes, "a message received on a Connection")
     }
 
     /// Sends `buf` as one message (Python's `send_bytes(buf)`), framed as CPython frames it.

@@ -239,7 +239,13 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             let mut buf = s.borrow_mut();
             let (block, timeout) = deadline.python();
             self.core.get(&mut buf, block, timeout)?;
-            reduction::from_bytes_as(&buf, "an item taken from a queue")
+            // Every handle of a queue has the item type it was made with (`Queue<T>` passes
+            // to a child only as a `Queue<T>`), so an item that does not decode was put as
+            // this `T`.
+            reduction::from_bytes_described(&buf, || reduction::Described {
+                what: "an item taken from a queue".into(),
+                sent_as: Some(std::any::type_name::<T>().into()),
+            })
         })
     }
 

@@ -113,6 +113,26 @@ pub(crate) fn from_bytes<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
 /// expected, where decoding stopped and why: bytes left over after a whole `T` count as a
 /// failure, since they mean that the sender sent another type.
 pub(crate) fn from_bytes_as<T: DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T> {
+    from_bytes_described(bytes, || Described {
+        what: what.to_string(),
+        sent_as: None,
+    })
+}
+
+/// What a decoded message is, for its error message; made only when decoding fails.
+pub(crate) struct Described {
+    /// What the bytes are ("a message received on a Connection").
+    pub what: String,
+    /// The type the sender declared (`std::any::type_name`), when it is known.
+    pub sent_as: Option<String>,
+}
+
+/// As [`from_bytes_as`], with the description made by `describe` only if decoding fails (so
+/// that hot paths format nothing).
+pub(crate) fn from_bytes_described<T: DeserializeOwned>(
+    bytes: &[u8],
+    describe: impl FnOnce() -> Described,
+) -> Result<T> {
     // The options of `bincode::deserialize` (and so of `bincode::serialize`'s format), with a
     // limit on the bytes read.
     let options = bincode::DefaultOptions::new()
@@ -124,29 +144,102 @@ pub(crate) fn from_bytes_as<T: DeserializeOwned>(bytes: &[u8], what: &str) -> Re
         bincode::Deserializer::with_bincode_read(guard::Reader::new(bytes, &limits), options);
     match T::deserialize(guard::Guard::new(&mut de, &limits)) {
         Ok(v) if limits.position() == bytes.len() => Ok(v),
-        Ok(_) => Err(Error::Deserialize(format!(
-            "expected `{}` in {what} ({} bytes), but a whole `{0}` ends at byte {}: {} bytes are \
-             left over. Was it sent as another type? (The sender and the receiver must use the \
-             same Rust type, or types with the same serde layout.)",
-            short_type_name::<T>(),
-            bytes.len(),
-            limits.position(),
-            bytes.len() - limits.position(),
-        ))),
-        Err(e) => Err(deserialize_error::<T>(what, bytes, &e, limits.failure())),
+        Ok(_) => {
+            let d = describe();
+            Err(Error::Deserialize(format!(
+                "{}, but a whole `{}` ends at byte {}: {} bytes are left over. {}",
+                expected::<T>(&d, bytes.len()),
+                short_type_name::<T>(),
+                limits.position(),
+                bytes.len() - limits.position(),
+                hint::<T>(&d),
+            )))
+        }
+        Err(e) => Err(deserialize_error::<T>(
+            &describe(),
+            bytes,
+            &e,
+            limits.failure(),
+        )),
     }
+}
+
+/// "expected `T` in {what}, sent as `U` (N bytes)".
+fn expected<T: ?Sized>(d: &Described, len: usize) -> String {
+    let sent = match &d.sent_as {
+        Some(s) => format!(", sent as `{}`", shorten(s)),
+        None => String::new(),
+    };
+    format!(
+        "expected `{}` in {}{sent} ({len} bytes)",
+        short_type_name::<T>(),
+        d.what
+    )
+}
+
+/// What to check when bytes do not decode as a `T`.
+fn hint<T: ?Sized>(d: &Described) -> &'static str {
+    match &d.sent_as {
+        Some(s) if s == std::any::type_name::<T>() => {
+            "The type's Serialize and Deserialize do not agree, which bincode needs (attributes \
+             such as #[serde(skip_serializing_if)] break that)."
+        }
+        Some(_) => {
+            "The sender and the receiver must use the same Rust type, or types with the same \
+             serde layout."
+        }
+        None => {
+            "Was it sent as another type? (The sender and the receiver must use the same Rust \
+             type, or types with the same serde layout.)"
+        }
+    }
+}
+
+/// Serialises `value` for [`Connection::send`](crate::Connection::send): the sender's type name
+/// (`std::any::type_name`, for the receiver's error message if it expects another type), then
+/// the value. Layout: the name's length (`u16`, little-endian), the name, the bincode bytes.
+pub(crate) fn to_tagged_bytes<T: Serialize + ?Sized>(value: &T, what: &str) -> Result<Vec<u8>> {
+    let name = std::any::type_name::<T>().as_bytes();
+    let name = &name[..name.len().min(u16::MAX as usize)];
+    let mut buf = Vec::with_capacity(2 + name.len() + 16);
+    buf.extend_from_slice(&(name.len() as u16).to_le_bytes());
+    buf.extend_from_slice(name);
+    to_bytes_into(&mut buf, value, what)?;
+    Ok(buf)
+}
+
+/// Deserialises a message made by [`to_tagged_bytes`]; `what` names it for the error message,
+/// with the type the sender declared.
+pub(crate) fn from_tagged_bytes<T: DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T> {
+    let header = bytes
+        .get(..2)
+        .map(|h| 2 + u16::from_le_bytes([h[0], h[1]]) as usize);
+    let Some(body) = header.filter(|&n| n <= bytes.len()) else {
+        return Err(Error::Deserialize(format!(
+            "expected `{}` in {what} ({} bytes), but it does not start with the type header \
+             that Connection::send writes: was it sent with send_bytes (receive it with \
+             recv_bytes), or by another program?",
+            short_type_name::<T>(),
+            bytes.len()
+        )));
+    };
+    let sent_as = &bytes[2..body];
+    from_bytes_described(&bytes[body..], || Described {
+        what: what.to_string(),
+        sent_as: Some(String::from_utf8_lossy(sent_as).into_owned()),
+    })
 }
 
 /// The error for `bytes` that do not decode as a `T`.
 fn deserialize_error<T: ?Sized>(
-    what: &str,
+    d: &Described,
     bytes: &[u8],
     e: &bincode::Error,
     failure: Option<guard::Failure>,
 ) -> Error {
     use std::fmt::Write;
-    let ty = short_type_name::<T>();
-    let mut msg = format!("expected `{ty}` in {what} ({} bytes): ", bytes.len());
+    let mut msg = expected::<T>(d, bytes.len());
+    msg.push_str(": ");
     let (reading, at, names) = match failure {
         Some(f) => (f.reading, f.at, f.names),
         None => ("a value", 0, Vec::new()),
@@ -186,35 +279,10 @@ fn deserialize_error<T: ?Sized>(
         let _ = write!(msg, "; the bytes there: {}{more}", hex.join(" "));
     }
     if !matches!(**e, bincode::ErrorKind::DeserializeAnyNotSupported) {
-        msg.push_str(
-            ". Was it sent as another type? (The sender and the receiver must use the same \
-             Rust type, or types with the same serde layout.)",
-        );
+        msg.push_str(". ");
+        msg.push_str(hint::<T>(d));
     }
     Error::Deserialize(msg)
-}
-
-/// `std::any::type_name::<T>()` without module paths: `(i64, Option<i64>, String)` for
-/// `(i64, core::option::Option<i64>, alloc::string::String)`.
-pub(crate) fn short_type_name<T: ?Sized>() -> String {
-    let full = std::any::type_name::<T>();
-    let mut out = String::with_capacity(full.len());
-    // Where the path being written began in `out`: a `::` cuts it back to there.
-    let mut path_start = 0;
-    let mut rest = full;
-    while let Some(c) = rest.chars().next() {
-        if let Some(after) = rest.strip_prefix("::") {
-            out.truncate(path_start);
-            rest = after;
-            continue;
-        }
-        out.push(c);
-        if !(c.is_alphanumeric() || c == '_') {
-            path_start = out.len();
-        }
-        rest = &rest[c.len_utf8()..];
-    }
-    out
 }
 
 /// Serialises a descriptor as its index in the side list. `what` names the object for the error
@@ -260,4 +328,31 @@ pub(crate) fn deserialize_fd<'de, D: Deserializer<'de>>(d: D) -> Result<OwnedFd,
     fd.ok_or_else(|| {
         serde::de::Error::custom(format!("descriptor #{idx} missing from the message"))
     })
+}
+
+/// `std::any::type_name::<T>()` without module paths: `(i64, Option<i64>, String)` for
+/// `(i64, core::option::Option<i64>, alloc::string::String)`.
+pub(crate) fn short_type_name<T: ?Sized>() -> String {
+    shorten(std::any::type_name::<T>())
+}
+
+/// A type name without module paths (see [`short_type_name`]).
+pub(crate) fn shorten(full: &str) -> String {
+    let mut out = String::with_capacity(full.len());
+    // Where the path being written began in `out`: a `::` cuts it back to there.
+    let mut path_start = 0;
+    let mut rest = full;
+    while let Some(c) = rest.chars().next() {
+        if let Some(after) = rest.strip_prefix("::") {
+            out.truncate(path_start);
+            rest = after;
+            continue;
+        }
+        out.push(c);
+        if !(c.is_alphanumeric() || c == '_') {
+            path_start = out.len();
+        }
+        rest = &rest[c.len_utf8()..];
+    }
+    out
 }

@@ -191,12 +191,18 @@ fn a_process_limited_to_one_gib_survives_a_two_gib_claim() {
     );
 }
 
+/// The type header `Connection::send` writes before a value (the length of the sender's type
+/// name, a little-endian `u16`, then the name), for a name left empty.
+const NO_TYPE_NAME: [u8; 2] = [0, 0];
+
 #[test]
 fn a_vec_of_units_declaring_two_to_the_forty_elements_is_an_error_not_a_spin() {
     // bincode: an 8-byte little-endian length and no element bytes. bincode's own `with_limit`
     // does not bound this (each `()` reads nothing); the decoder's element budget does.
+    // (`recv` reads the sender's type name first: an empty one here.)
     let (conn, mut raw) = pair();
-    raw.write_all(&short_header(8)).unwrap();
+    raw.write_all(&short_header(10)).unwrap();
+    raw.write_all(&NO_TYPE_NAME).unwrap();
     raw.write_all(&(1u64 << 40).to_le_bytes()).unwrap();
     let t0 = Instant::now();
     match conn.recv::<Vec<()>>() {
@@ -206,7 +212,8 @@ fn a_vec_of_units_declaring_two_to_the_forty_elements_is_an_error_not_a_spin() {
     // A spin would run for hours; this bound only tells a spin from an answer.
     assert!(t0.elapsed() < Duration::from_secs(30));
     // The same for a map whose keys and values take no bytes.
-    raw.write_all(&short_header(8)).unwrap();
+    raw.write_all(&short_header(10)).unwrap();
+    raw.write_all(&NO_TYPE_NAME).unwrap();
     raw.write_all(&(1u64 << 40).to_le_bytes()).unwrap();
     assert!(matches!(
         conn.recv::<std::collections::BTreeMap<(), ()>>(),
@@ -233,7 +240,8 @@ fn deep_nesting_is_an_error_not_a_stack_overflow() {
     // bincode: variant index 1 (Node) repeated, ending in 0 (Leaf). A million levels would
     // overflow any stack if decoding recursed without a bound.
     let levels = 1_000_000usize;
-    let mut body = Vec::with_capacity(levels * 4 + 4);
+    let mut body = Vec::with_capacity(levels * 4 + 6);
+    body.extend_from_slice(&NO_TYPE_NAME);
     for _ in 0..levels {
         body.extend_from_slice(&1u32.to_le_bytes());
     }
@@ -365,7 +373,8 @@ fn frame() -> impl Strategy<Value = Vec<u8>> {
     ]
 }
 
-/// Honest frames of bincode values, then mutated: bytes flipped, cut, inserted.
+/// Honest frames of values as `Connection::send` writes them, then mutated: bytes flipped, cut,
+/// inserted.
 fn mutated_stream() -> impl Strategy<Value = Vec<u8>> {
     let values = proptest::collection::vec(
         (
@@ -381,7 +390,8 @@ fn mutated_stream() -> impl Strategy<Value = Vec<u8>> {
         let mut s = Vec::new();
         for v in values {
             let b = bincode::serialize(&v).unwrap();
-            s.extend_from_slice(&(b.len() as i32).to_be_bytes());
+            s.extend_from_slice(&((b.len() + NO_TYPE_NAME.len()) as i32).to_be_bytes());
+            s.extend(NO_TYPE_NAME);
             s.extend(b);
         }
         for (at, byte, kind) in edits {
