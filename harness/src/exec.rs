@@ -677,22 +677,30 @@ impl Exec<'_> {
                 }
                 let r = self
                     .pool(f)?
-                    .apply_async_with(catalogue::pool_main, (call,), cbs)?;
+                    .apply_async_with(catalogue::pool_main, (call,))
+                    .callbacks(cbs)
+                    .submit()?;
                 self.objs.insert(id, Obj::One(r));
                 Ok(None)
             }
             "map" | "starmap" => {
                 let calls = self.calls(&s("task"), &items, op == "starmap")?;
-                let r = self.pool(f)?.map(catalogue::pool_main, calls, chunk)?;
+                let mut m = self.pool(f)?.map_async_with(catalogue::pool_main, calls);
+                if let Some(c) = chunk {
+                    m = m.chunksize(c);
+                }
+                let r = m.submit()?.get()?;
                 Ok(Some(Value::Array(
                     r.iter().map(|x| parse_json(x)).collect(),
                 )))
             }
             "map_async" => {
                 let calls = self.calls(&s("task"), &items, false)?;
-                let r = self
-                    .pool(f)?
-                    .map_async(catalogue::pool_main, calls, chunk)?;
+                let mut m = self.pool(f)?.map_async_with(catalogue::pool_main, calls);
+                if let Some(c) = chunk {
+                    m = m.chunksize(c);
+                }
+                let r = m.submit()?;
                 self.objs.insert(id, Obj::Many(r));
                 Ok(None)
             }
@@ -700,9 +708,13 @@ impl Exec<'_> {
                 let calls = self.calls(&s("task"), &items, false)?;
                 let pool = self.pool(f)?;
                 let it = if op == "imap" {
-                    pool.imap(catalogue::pool_main, calls, chunk.unwrap_or(1))?
+                    pool.imap_with(catalogue::pool_main, calls)
+                        .chunksize(chunk.unwrap_or(1))
+                        .submit()?
                 } else {
-                    pool.imap_unordered(catalogue::pool_main, calls, chunk.unwrap_or(1))?
+                    pool.imap_unordered_with(catalogue::pool_main, calls)
+                        .chunksize(chunk.unwrap_or(1))
+                        .submit()?
                 };
                 let mut out = Vec::new();
                 for r in it {
@@ -721,12 +733,18 @@ impl Exec<'_> {
                         (true, Some(t)) => q.get_timeout(t),
                     };
                 match self.objs.get(&id) {
-                    Some(Obj::One(r)) => Ok(Some(parse_json(&r.get(ms("timeout_ms"))?))),
+                    Some(Obj::One(r)) => Ok(Some(parse_json(&match ms("timeout_ms") {
+                        Some(d) => r.get_timeout(d)?,
+                        None => r.get()?,
+                    }))),
                     Some(Obj::Many(r)) => Ok(Some(Value::Array(
-                        r.get(ms("timeout_ms"))?
-                            .iter()
-                            .map(|x| parse_json(x))
-                            .collect(),
+                        match ms("timeout_ms") {
+                            Some(d) => r.get_timeout(d)?,
+                            None => r.get()?,
+                        }
+                        .iter()
+                        .map(|x| parse_json(x))
+                        .collect(),
                     ))),
                     Some(Obj::Shared(Arg::Queue(q))) => Ok(Some(parse_json(&queue_get(q)?))),
                     Some(Obj::Shared(Arg::JoinableQueue(q))) => {
@@ -739,7 +757,10 @@ impl Exec<'_> {
                 let (ready, ok) = match self.objs.get(&id) {
                     Some(Obj::One(r)) => {
                         if op == "wait" {
-                            r.wait(ms("timeout_ms"));
+                            match ms("timeout_ms") {
+                                Some(d) => drop(r.wait_timeout(d)),
+                                None => r.wait(),
+                            }
                         }
                         (
                             r.ready(),
@@ -752,7 +773,10 @@ impl Exec<'_> {
                     }
                     Some(Obj::Many(r)) => {
                         if op == "wait" {
-                            r.wait(ms("timeout_ms"));
+                            match ms("timeout_ms") {
+                                Some(d) => drop(r.wait_timeout(d)),
+                                None => r.wait(),
+                            }
                         }
                         (
                             r.ready(),
