@@ -105,3 +105,30 @@ fn setting_the_start_method_twice_names_both_methods() {
     assert!(msg.contains("spawn") && msg.contains("fork"), "{msg}");
     assert!(msg.contains("force_start_method"), "{msg}");
 }
+
+fn lopsided(n: u8) -> Lopsided {
+    Lopsided { note: None, n }
+}
+
+#[test]
+fn a_pool_result_that_does_not_decode_names_its_type() {
+    let pool = mproc::get_context(StartMethod::Fork)
+        .pool()
+        .processes(1)
+        .build()
+        .unwrap();
+    let e = pool
+        .apply_async(lopsided, (3,))
+        .unwrap()
+        .get_timeout(Duration::from_secs(30))
+        .unwrap_err();
+    let msg = e.to_string();
+    assert!(matches!(e, Error::Deserialize(_)), "{e:?}");
+    assert!(
+        msg.contains("expected `Lopsided` as the result of a pool task"),
+        "{msg}"
+    );
+    assert!(msg.contains("skip_serializing_if"), "{msg}");
+    pool.terminate().unwrap();
+    pool.join().unwrap();
+}

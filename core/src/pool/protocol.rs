@@ -384,7 +384,17 @@ pub(crate) fn decode_outcome<T: DeserializeOwned>(bytes: &[u8], n: usize) -> Vec
     let mut out = Vec::with_capacity(n);
     while out.len() < n {
         let item = match u8::deserialize(&mut de) {
-            Ok(ITEM_OK) => T::deserialize(&mut de).map_err(|e| Error::Deserialize(e.to_string())),
+            Ok(ITEM_OK) => T::deserialize(&mut de).map_err(|e| {
+                // The worker serialised a `T` of the same program: a value that does not read
+                // back means that the type's serde implementations disagree.
+                Error::Deserialize(format!(
+                    "expected `{}` as the result of a pool task (result {} of {n}): {e}. The \
+                     type's Serialize and Deserialize do not agree, which bincode needs \
+                     (attributes such as #[serde(skip_serializing_if)] break that).",
+                    crate::reduction::short_type_name::<T>(),
+                    out.len() + 1,
+                ))
+            }),
             Ok(ITEM_ERR) => match RemoteErr::deserialize(&mut de) {
                 Ok(e) => Err(e.into()),
                 Err(e) => Err(Error::Deserialize(e.to_string())),
