@@ -177,13 +177,14 @@ fn expected<T: ?Sized>(d: &Described, len: usize) -> String {
     )
 }
 
+/// Why a value written as a `T` does not read back as a `T`.
+pub(crate) const SERDE_MISMATCH: &str = "The type's Serialize and Deserialize do not agree, \
+    which bincode needs (attributes such as #[serde(skip_serializing_if)] break that).";
+
 /// What to check when bytes do not decode as a `T`.
 fn hint<T: ?Sized>(d: &Described) -> &'static str {
     match &d.sent_as {
-        Some(s) if s == std::any::type_name::<T>() => {
-            "The type's Serialize and Deserialize do not agree, which bincode needs (attributes \
-             such as #[serde(skip_serializing_if)] break that)."
-        }
+        Some(s) if s == std::any::type_name::<T>() => SERDE_MISMATCH,
         Some(_) => {
             "The sender and the receiver must use the same Rust type, or types with the same \
              serde layout."

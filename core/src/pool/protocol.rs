@@ -388,11 +388,10 @@ pub(crate) fn decode_outcome<T: DeserializeOwned>(bytes: &[u8], n: usize) -> Vec
                 // The worker serialised a `T` of the same program: a value that does not read
                 // back means that the type's serde implementations disagree.
                 Error::Deserialize(format!(
-                    "expected `{}` as the result of a pool task (result {} of {n}): {e}. The \
-                     type's Serialize and Deserialize do not agree, which bincode needs \
-                     (attributes such as #[serde(skip_serializing_if)] break that).",
+                    "expected `{}` as the result of a pool task (result {} of {n}): {e}. {}",
                     crate::reduction::short_type_name::<T>(),
                     out.len() + 1,
+                    crate::reduction::SERDE_MISMATCH,
                 ))
             }),
             Ok(ITEM_ERR) => match RemoteErr::deserialize(&mut de) {
