@@ -37,8 +37,8 @@ thread_local! {
 /// ```
 /// # fn main() -> mproc::Result<()> {
 /// let q = mproc::default_context().queue_builder().maxsize(1).build()?;
-/// q.put("first")?;
-/// let err = q.try_put("second").unwrap_err();
+/// q.put("first".to_string())?;
+/// let err = q.try_put("second".to_string()).unwrap_err();
 /// assert!(err.is_full());
 /// assert_eq!(err.to_string(), "queue is full: it holds its maxsize of items");
 /// assert_eq!(err.into_inner(), "second"); // nothing is lost
@@ -468,8 +468,8 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
 /// ```
 /// # fn main() -> mproc::Result<()> {
 /// let q = mproc::default_context().simple_queue()?;
-/// q.put(("job", 1))?;
-/// assert_eq!(q.get()?, ("job", 1));
+/// q.put(("job".to_string(), 1))?; // the item type is inferred: (String, i32)
+/// assert_eq!(q.get()?, ("job".to_string(), 1));
 /// assert!(q.empty());
 /// # Ok(()) }
 /// ```
@@ -518,7 +518,7 @@ impl<T: Serialize + DeserializeOwned> SimpleQueue<T> {
     /// ```
     /// # fn main() -> mproc::Result<()> {
     /// let q = mproc::default_context().simple_queue()?;
-    /// q.put("x")?;
+    /// q.put("x".to_string())?;
     /// assert_eq!(q.get()?, "x");
     /// # Ok(()) }
     /// ```
@@ -585,7 +585,7 @@ impl<T: Serialize + DeserializeOwned> SimpleQueue<T> {
 /// ```
 /// # fn main() -> mproc::Result<()> {
 /// let q = mproc::default_context().joinable_queue()?;
-/// q.put("task")?;
+/// q.put("task".to_string())?;
 /// let task = q.get()?;
 /// assert_eq!(task, "task");
 /// q.task_done()?;

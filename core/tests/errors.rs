@@ -132,3 +132,66 @@ fn a_pool_result_that_does_not_decode_names_its_type() {
     pool.terminate().unwrap();
     pool.join().unwrap();
 }
+
+#[test]
+fn misuse_of_a_connection_says_what_to_do_instead() {
+    let (mut a, b) = mproc::pipe_simplex().unwrap();
+    // `a` is the receiving end, `b` the sending end.
+    let msg = b.recv_bytes().unwrap_err().to_string();
+    assert!(msg.starts_with("connection is write-only"), "{msg}");
+    assert!(msg.contains("receive on the other end"), "{msg}");
+    let msg = a.send_bytes(b"x").unwrap_err().to_string();
+    assert!(msg.starts_with("connection is read-only"), "{msg}");
+    assert!(msg.contains("send on the other end"), "{msg}");
+    a.close();
+    let e = a.recv_bytes().unwrap_err();
+    assert!(matches!(e, Error::Closed), "{e:?}");
+    assert!(e.to_string().contains("close() was called"), "{e}");
+    let e = a.poll_timeout(Duration::from_millis(1)).unwrap_err();
+    assert!(matches!(e, Error::Closed), "{e:?}");
+}
+
+#[test]
+fn waits_that_run_out_say_so() {
+    let ctx = mproc::get_context(StartMethod::Fork);
+    let q = ctx.queue::<u8>().unwrap();
+    let e = q.try_get().unwrap_err();
+    assert!(matches!(e, Error::Empty), "{e:?}");
+    assert!(e.to_string().contains("no item to take"), "{e}");
+    // As Python's `queue.Empty` after `get(timeout=t)`.
+    let e = q.get_timeout(Duration::from_millis(1)).unwrap_err();
+    assert!(matches!(e, Error::Empty), "{e:?}");
+    let (_a, b) = mproc::pipe().unwrap();
+    let e = b.recv_bytes_timeout(Duration::from_millis(1)).unwrap_err();
+    assert!(matches!(e, Error::Timeout), "{e:?}");
+    assert!(
+        e.to_string()
+            .contains("wait again, or with a longer timeout"),
+        "{e}"
+    );
+}
+
+fn nothing() {}
+
+#[test]
+fn a_process_used_out_of_order_says_what_to_call() {
+    let p = mproc::get_context(StartMethod::Fork).process(nothing, ());
+    let e = p.join().unwrap_err();
+    assert!(matches!(e, Error::NotStarted), "{e:?}");
+    assert!(e.to_string().contains("call start()"), "{e}");
+    p.start().unwrap();
+    assert_eq!(p.join().unwrap(), 0);
+    p.close().unwrap();
+    let e = p.is_alive().unwrap_err();
+    assert!(matches!(e, Error::ProcessClosed), "{e:?}");
+    assert!(e.to_string().contains("close() released it"), "{e}");
+}
+
+#[test]
+fn a_broken_barrier_says_how_to_mend_it() {
+    let b = mproc::get_context(StartMethod::Fork).barrier(2).unwrap();
+    b.abort().unwrap();
+    let e = b.wait().unwrap_err();
+    assert!(matches!(e, Error::BrokenBarrier), "{e:?}");
+    assert!(e.to_string().contains("reset()"), "{e}");
+}
