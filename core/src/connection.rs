@@ -243,10 +243,46 @@ impl Connection {
         self.max_message_size = limit;
     }
 
-    /// Wraps a connected stream socket or pipe end (for example one end of a socket a Python
-    /// `multiprocessing.connection` peer uses).
-    pub fn from_fd(fd: OwnedFd, readable: bool, writable: bool) -> Connection {
-        Connection::new(fd, readable, writable)
+    /// Wraps a connected stream socket that both receives and sends (for example one end of a
+    /// socket a Python `multiprocessing.connection` peer uses): Python's `Connection(handle)`.
+    ///
+    /// ```
+    /// use std::os::unix::net::UnixStream;
+    ///
+    /// # fn main() -> mproc::Result<()> {
+    /// let (a, b) = UnixStream::pair()?;
+    /// let (a, b) = (mproc::Connection::from_fd(a.into()), mproc::Connection::from_fd(b.into()));
+    /// a.send_bytes(b"ping")?;
+    /// assert_eq!(b.recv_bytes()?, b"ping");
+    /// # Ok(()) }
+    /// ```
+    pub fn from_fd(fd: OwnedFd) -> Connection {
+        Connection::new(fd, true, true)
+    }
+
+    /// Wraps a descriptor that only receives (the read end of a pipe): Python's
+    /// `Connection(handle, writable=False)`. Sending on it is [`Error::NotWritable`].
+    ///
+    /// ```
+    /// use mproc::{Connection, Error};
+    ///
+    /// # fn main() -> mproc::Result<()> {
+    /// let (r, w) = std::io::pipe()?;
+    /// let (r, w) = (Connection::from_read_fd(r.into()), Connection::from_write_fd(w.into()));
+    /// w.send(&7u8)?;
+    /// assert_eq!(r.recv::<u8>()?, 7);
+    /// assert!(matches!(r.send(&7u8), Err(Error::NotWritable)));
+    /// assert!(matches!(w.recv::<u8>(), Err(Error::NotReadable)));
+    /// # Ok(()) }
+    /// ```
+    pub fn from_read_fd(fd: OwnedFd) -> Connection {
+        Connection::new(fd, true, false)
+    }
+
+    /// Wraps a descriptor that only sends (the write end of a pipe): Python's
+    /// `Connection(handle, readable=False)`. Receiving on it is [`Error::NotReadable`].
+    pub fn from_write_fd(fd: OwnedFd) -> Connection {
+        Connection::new(fd, false, true)
     }
 
     /// Whether this end can receive.
@@ -813,7 +849,7 @@ mod tests {
         // The writer sends every frame in one raw write, so the reader's chunked reads end in the
         // middle of frames.
         let (mut raw, ours) = std::os::unix::net::UnixStream::pair().unwrap();
-        let b = Connection::from_fd(OwnedFd::from(ours), true, true);
+        let b = Connection::from_fd(OwnedFd::from(ours));
         let writer = std::thread::spawn(move || {
             use std::io::Write;
             let mut all = Vec::with_capacity(200_000 * 7);

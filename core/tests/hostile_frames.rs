@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 /// A connection and the raw peer socket that feeds it.
 fn pair() -> (Connection, UnixStream) {
     let (ours, raw) = UnixStream::pair().unwrap();
-    (Connection::from_fd(OwnedFd::from(ours), true, true), raw)
+    (Connection::from_fd(OwnedFd::from(ours)), raw)
 }
 
 /// A long-form header: `-1`, then the 8-byte length.

@@ -176,7 +176,7 @@ fn poll_waits_for_its_timeout() {
 #[test]
 fn framing_is_cpythons() {
     let (ours, mut raw) = UnixStream::pair().unwrap();
-    let conn = Connection::from_fd(OwnedFd::from(ours), true, true);
+    let conn = Connection::from_fd(OwnedFd::from(ours));
     conn.send_bytes(b"abc").unwrap();
     let mut got = [0u8; 7];
     raw.read_exact(&mut got).unwrap();
@@ -213,7 +213,7 @@ fn talks_to_cpython_multiprocessing_connection() {
         .spawn()
         .unwrap();
     drop(inheritable);
-    let conn = Connection::from_fd(OwnedFd::from(ours), true, true);
+    let conn = Connection::from_fd(OwnedFd::from(ours));
     for msg in [
         b"hello".to_vec(),
         vec![],

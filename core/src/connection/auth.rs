@@ -301,7 +301,7 @@ mod tests {
 
     fn conn_and_raw() -> (Connection, UnixStream) {
         let (a, b) = UnixStream::pair().unwrap();
-        (Connection::from_fd(OwnedFd::from(a), true, true), b)
+        (Connection::from_fd(OwnedFd::from(a)), b)
     }
 
     // Expected MACs computed with CPython's hmac module:
