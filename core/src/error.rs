@@ -12,6 +12,11 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// Match on the variant, or use [`Error::kind_name`] for a stable one-word name (the harness
 /// records it in traces). `Debug` prints `Kind: message` (and a remote traceback), so that a
 /// `main` returning this error says clearly what went wrong.
+///
+/// [`source()`](std::error::Error::source) gives the underlying error where there is one: the OS
+/// error of [`Error::Io`], the [`PickleError`](crate::pickle::PickleError) of [`Error::Pickle`].
+/// The other variants carry their cause in their message (a decode error names the expected and
+/// the sent type, the byte offset and serde's message; a remote failure its text and traceback).
 #[non_exhaustive]
 pub enum Error {
     /// A wait with a timeout ran out (Python's `multiprocessing.TimeoutError`).

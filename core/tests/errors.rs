@@ -195,3 +195,15 @@ fn a_broken_barrier_says_how_to_mend_it() {
     assert!(matches!(e, Error::BrokenBarrier), "{e:?}");
     assert!(e.to_string().contains("reset()"), "{e}");
 }
+
+#[test]
+fn an_os_error_is_the_source_of_the_error() {
+    use std::error::Error as _;
+    let e = mproc::SharedMemory::attach("mproc-errors-test-no-such-block").unwrap_err();
+    assert!(matches!(e, Error::Io(_)), "{e:?}");
+    let source = e
+        .source()
+        .expect("an Io error has the OS error as its source");
+    let io = source.downcast_ref::<std::io::Error>().unwrap();
+    assert_eq!(io.kind(), std::io::ErrorKind::NotFound);
+}
