@@ -297,7 +297,7 @@ fn dispatch(task: &str, mut a: Args) -> Result<Value, TaskFailure> {
         "echo_conn" => {
             let c = a.conn()?;
             loop {
-                let msg = c.recv_bytes(None).map_err(fail)?;
+                let msg = c.recv_bytes().map_err(fail)?;
                 if msg.is_empty() {
                     break;
                 }
@@ -370,7 +370,7 @@ fn dispatch(task: &str, mut a: Args) -> Result<Value, TaskFailure> {
                 return Err(TaskFailure("expected a joinable queue".into()));
             };
             for _ in 0..n {
-                q.get(true, None).map_err(fail)?;
+                q.get().map_err(fail)?;
                 q.task_done().map_err(fail)?;
             }
             Value::Null
@@ -433,7 +433,7 @@ fn dispatch(task: &str, mut a: Args) -> Result<Value, TaskFailure> {
                 return Err(TaskFailure("expected a Barrier".into()));
             };
             let c = a.conn()?;
-            let r = match b.wait(Some(Duration::from_secs(10))) {
+            let r = match b.wait_timeout(Duration::from_secs(10)) {
                 Ok(_) => "passed".to_string(),
                 Err(e) => e.kind_name().to_string(),
             };
@@ -449,7 +449,7 @@ fn dispatch(task: &str, mut a: Args) -> Result<Value, TaskFailure> {
             let notified = {
                 let _g = c.lock().map_err(fail)?;
                 e.set();
-                c.wait(Some(Duration::from_secs(10))).map_err(fail)?
+                c.wait_timeout(Duration::from_secs(10)).map_err(fail)?
             };
             send(&conn, &json!(notified))?;
             Value::Null
@@ -466,7 +466,7 @@ fn dispatch(task: &str, mut a: Args) -> Result<Value, TaskFailure> {
                 return Err(TaskFailure("expected an Event".into()));
             };
             let c = a.conn()?;
-            let set = e.wait(Some(Duration::from_secs(10))).map_err(fail)?;
+            let set = e.wait_timeout(Duration::from_secs(10)).map_err(fail)?;
             send(&c, &json!(set))?;
             Value::Null
         }
@@ -479,7 +479,7 @@ fn dispatch(task: &str, mut a: Args) -> Result<Value, TaskFailure> {
             let p = mproc::Process::new(process_main, (call,));
             let r = match p.start() {
                 Ok(()) => {
-                    let _ = p.join(None);
+                    let _ = p.join();
                     "ok".to_string()
                 }
                 Err(e) => e.kind_name().to_string(),
@@ -500,8 +500,8 @@ fn text(v: &Value) -> String {
 
 fn put(q: &Arg, v: &Value) -> Result<(), TaskFailure> {
     let r = match q {
-        Arg::Queue(q) => q.put(v.to_string(), true, None),
-        Arg::JoinableQueue(q) => q.put(v.to_string(), true, None),
+        Arg::Queue(q) => q.put(v.to_string()),
+        Arg::JoinableQueue(q) => q.put(v.to_string()),
         _ => return Err(TaskFailure("expected a queue".into())),
     };
     r.map_err(|e| fail(e.error))
@@ -509,8 +509,8 @@ fn put(q: &Arg, v: &Value) -> Result<(), TaskFailure> {
 
 fn get(q: &Arg) -> Result<Value, TaskFailure> {
     let s = match q {
-        Arg::Queue(q) => q.get(true, None),
-        Arg::JoinableQueue(q) => q.get(true, None),
+        Arg::Queue(q) => q.get(),
+        Arg::JoinableQueue(q) => q.get(),
         _ => return Err(TaskFailure("expected a queue".into())),
     }
     .map_err(fail)?;
@@ -529,11 +529,11 @@ fn with_lock<R>(l: &Arg, f: impl FnOnce() -> R) -> Result<R, TaskFailure> {
             f()
         }
         Arg::Semaphore(s) => {
-            let _g = s.acquire(true, None).map_err(fail)?;
+            let _g = s.acquire().map_err(fail)?;
             f()
         }
         Arg::BoundedSemaphore(s) => {
-            let _g = s.acquire(true, None).map_err(fail)?;
+            let _g = s.acquire().map_err(fail)?;
             f()
         }
         _ => return Err(TaskFailure("expected a lock".into())),

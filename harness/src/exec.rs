@@ -253,7 +253,7 @@ impl Exec<'_> {
                 if let Ok(true) = p.is_alive() {
                     self.trace.unreaped.push(id.clone());
                     let _ = p.kill();
-                    let _ = p.join(Some(Duration::from_secs(10)));
+                    let _ = p.join_timeout(Duration::from_secs(10));
                 }
                 let code = p.exitcode().ok().flatten().map(i64::from);
                 self.trace.exitcodes.insert(id.clone(), code);
@@ -372,8 +372,14 @@ impl Exec<'_> {
             "join" => {
                 match self.objs.get(&id) {
                     Some(Obj::Pool(p)) => p.join()?,
-                    Some(Obj::Shared(Arg::JoinableQueue(q))) => q.join(ms("timeout_ms"))?,
-                    _ => self.process(&id)?.join(ms("timeout_ms"))?,
+                    Some(Obj::Shared(Arg::JoinableQueue(q))) => match ms("timeout_ms") {
+                        Some(t) => q.join_timeout(t)?,
+                        None => q.join()?,
+                    },
+                    _ => match ms("timeout_ms") {
+                        Some(t) => drop(self.process(&id)?.join_timeout(t)?),
+                        None => drop(self.process(&id)?.join()?),
+                    },
                 }
                 none
             }
@@ -420,7 +426,7 @@ impl Exec<'_> {
             }
             "active_children" => Ok(Some(json!(mproc::active_children().len()))),
             "join_current" => {
-                mproc::current_process().join(None)?;
+                mproc::current_process().join()?;
                 none
             }
             "current_process" => {
@@ -441,7 +447,11 @@ impl Exec<'_> {
                     return Err(harness("`pipe.ids` must name two ends"));
                 }
                 let duplex = f.get("duplex").and_then(Value::as_bool).unwrap_or(true);
-                let (a, b) = self.ctx.pipe(duplex)?;
+                let (a, b) = if duplex {
+                    self.ctx.pipe()?
+                } else {
+                    self.ctx.pipe_simplex()?
+                };
                 self.objs.insert(ids[0].clone(), Obj::Conn(Some(a)));
                 self.objs.insert(ids[1].clone(), Obj::Conn(Some(b)));
                 none
@@ -467,7 +477,15 @@ impl Exec<'_> {
                             .get("size")
                             .and_then(Value::as_i64)
                             .map(|x| x.max(0) as usize);
-                        c.send_bytes_range(data.as_bytes(), off.max(0) as usize, size)?
+                        {
+                            let off = off.max(0) as usize;
+                            match size {
+                                Some(n) => {
+                                    c.send_bytes_range(data.as_bytes(), off..off.saturating_add(n))?
+                                }
+                                None => c.send_bytes_range(data.as_bytes(), off..)?,
+                            }
+                        }
                     }
                 }
                 none
@@ -477,17 +495,25 @@ impl Exec<'_> {
                     .get("maxlen")
                     .and_then(Value::as_i64)
                     .map(|x| x.max(0) as usize);
-                let b = self.conn(&id)?.recv_bytes(max)?;
+                let c = self.conn(&id)?;
+                let b = match max {
+                    Some(n) => c.recv_bytes_max(n)?,
+                    None => c.recv_bytes()?,
+                };
                 Ok(Some(json!(String::from_utf8_lossy(&b))))
             }
             "poll" => {
                 let t = ms("timeout_ms").unwrap_or(Duration::ZERO);
-                Ok(Some(json!(self.conn(&id)?.poll(Some(t))?)))
+                Ok(Some(json!(self.conn(&id)?.poll_timeout(t)?)))
             }
             "set_start_method" => {
                 let m: StartMethod = s("method").parse()?;
                 let force = f.get("force").and_then(Value::as_bool).unwrap_or(false);
-                mproc::set_start_method(Some(m), force)?;
+                if force {
+                    mproc::force_start_method(m);
+                } else {
+                    mproc::set_start_method(m)?;
+                }
                 none
             }
             "get_start_method" => {
@@ -495,9 +521,12 @@ impl Exec<'_> {
                     .get("allow_none")
                     .and_then(Value::as_bool)
                     .unwrap_or(false);
-                Ok(Some(json!(
-                    mproc::get_start_method(allow).map(|m| m.as_str())
-                )))
+                Ok(Some(json!(if allow {
+                    mproc::peek_start_method()
+                } else {
+                    Some(mproc::get_start_method())
+                }
+                .map(|m| m.as_str()))))
             }
             "sleep_ms" => {
                 catalogue::sleep(f.get("ms").and_then(Value::as_i64).unwrap_or(0));
@@ -696,28 +725,34 @@ impl Exec<'_> {
                 }
                 Ok(Some(Value::Array(out)))
             }
-            "get" => match self.objs.get(&id) {
-                Some(Obj::One(r)) => Ok(Some(parse_json(&match ms("timeout_ms") {
-                    Some(d) => r.get_timeout(d)?,
-                    None => r.get()?,
-                }))),
-                Some(Obj::Many(r)) => Ok(Some(Value::Array(
-                    match ms("timeout_ms") {
+            "get" => {
+                let queue_get =
+                    |q: &mproc::Queue<String>| match (b("block", true), ms("timeout_ms")) {
+                        (false, _) => q.try_get(),
+                        (true, None) => q.get(),
+                        (true, Some(t)) => q.get_timeout(t),
+                    };
+                match self.objs.get(&id) {
+                    Some(Obj::One(r)) => Ok(Some(parse_json(&match ms("timeout_ms") {
                         Some(d) => r.get_timeout(d)?,
                         None => r.get()?,
+                    }))),
+                    Some(Obj::Many(r)) => Ok(Some(Value::Array(
+                        match ms("timeout_ms") {
+                            Some(d) => r.get_timeout(d)?,
+                            None => r.get()?,
+                        }
+                        .iter()
+                        .map(|x| parse_json(x))
+                        .collect(),
+                    ))),
+                    Some(Obj::Shared(Arg::Queue(q))) => Ok(Some(parse_json(&queue_get(q)?))),
+                    Some(Obj::Shared(Arg::JoinableQueue(q))) => {
+                        Ok(Some(parse_json(&queue_get(q)?)))
                     }
-                    .iter()
-                    .map(|x| parse_json(x))
-                    .collect(),
-                ))),
-                Some(Obj::Shared(Arg::Queue(q))) => Ok(Some(parse_json(
-                    &q.get(b("block", true), ms("timeout_ms"))?,
-                ))),
-                Some(Obj::Shared(Arg::JoinableQueue(q))) => Ok(Some(parse_json(
-                    &q.get(b("block", true), ms("timeout_ms"))?,
-                ))),
-                _ => Err(harness(format!("no result or queue `{id}`"))),
-            },
+                    _ => Err(harness(format!("no result or queue `{id}`"))),
+                }
+            }
             "wait" | "ready" | "successful" => {
                 let (ready, ok) = match self.objs.get(&id) {
                     Some(Obj::One(r)) => {
@@ -771,19 +806,29 @@ impl Exec<'_> {
                     .and_then(Value::as_i64)
                     .map(|m| m.max(0) as usize);
                 let q = if b("joinable", false) {
-                    Arg::JoinableQueue(self.ctx.joinable_queue(max)?)
+                    Arg::JoinableQueue(
+                        self.ctx
+                            .queue_builder()
+                            .maxsize(max.unwrap_or(0))
+                            .build_joinable()?,
+                    )
                 } else {
-                    Arg::Queue(self.ctx.queue(max)?)
+                    Arg::Queue(self.ctx.queue_builder().maxsize(max.unwrap_or(0)).build()?)
                 };
                 self.objs.insert(id, Obj::Shared(q));
                 Ok(None)
             }
             "put" => {
                 let v = f.get("value").cloned().unwrap_or(Value::Null).to_string();
-                let r = match self.shared(&id)? {
-                    Arg::Queue(q) => q.put(v, b("block", true), ms("timeout_ms")),
-                    Arg::JoinableQueue(q) => q.put(v, b("block", true), ms("timeout_ms")),
+                let q: &mproc::Queue<String> = match self.shared(&id)? {
+                    Arg::Queue(q) => q,
+                    Arg::JoinableQueue(q) => q,
                     _ => return Err(harness(format!("`{id}` is not a queue"))),
+                };
+                let r = match (b("block", true), ms("timeout_ms")) {
+                    (false, _) => q.try_put(v),
+                    (true, None) => q.put(v),
+                    (true, Some(t)) => q.put_timeout(v, t),
                 };
                 r.map_err(|e| Fail::from(e.error))?;
                 Ok(None)
@@ -826,18 +871,26 @@ impl Exec<'_> {
             }
             "acquire" => {
                 let (block, t) = (b("block", true), ms("timeout_ms"));
+                // Python's acquire(block, timeout) onto the three forms; a hold is kept without
+                // its guard until the `release` step.
+                macro_rules! take {
+                    ($l:expr) => {
+                        match (block, t) {
+                            (false, _) => $l.try_acquire()?.map(|g| g.forget()).is_some(),
+                            (true, None) => {
+                                $l.acquire()?.forget();
+                                true
+                            }
+                            (true, Some(t)) => $l.acquire_timeout(t)?.map(|g| g.forget()).is_some(),
+                        }
+                    };
+                }
                 let got = match self.shared(&id)? {
-                    Arg::Lock(l) => l.acquire(block, t)?.map(|g| g.forget()).is_some(),
-                    Arg::RLock(l) => l.acquire(block, t)?.map(|g| g.forget()).is_some(),
-                    Arg::Semaphore(l) => l.acquire(block, t)?.map(|g| g.forget()).is_some(),
-                    Arg::BoundedSemaphore(l) => l.acquire(block, t)?.map(|g| g.forget()).is_some(),
-                    Arg::Condition(c) => c
-                        .acquire(block, t)?
-                        .map(|g| match g {
-                            mproc::ConditionGuard::Lock(g) => g.forget(),
-                            mproc::ConditionGuard::RLock(g) => g.forget(),
-                        })
-                        .is_some(),
+                    Arg::Lock(l) => take!(l),
+                    Arg::RLock(l) => take!(l),
+                    Arg::Semaphore(l) => take!(l),
+                    Arg::BoundedSemaphore(l) => take!(l),
+                    Arg::Condition(c) => take!(c),
                     _ => return Err(harness(format!("`{id}` is not a lock"))),
                 };
                 Ok(Some(json!(got)))
@@ -876,12 +929,12 @@ impl Exec<'_> {
                     }
                     "event_is_set" => Some(json!(e.is_set())),
                     _ => Some(json!(
-                        e.wait(Some(ms("timeout_ms").unwrap_or(Duration::ZERO)))?
+                        e.wait_timeout(ms("timeout_ms").unwrap_or(Duration::ZERO))?
                     )),
                 })
             }
             "condition" => {
-                let c = self.ctx.condition(None)?;
+                let c = self.ctx.condition()?;
                 self.objs.insert(id, Obj::Shared(Arg::Condition(c)));
                 Ok(None)
             }
@@ -890,7 +943,13 @@ impl Exec<'_> {
                     return Err(harness(format!("`{id}` is not a condition")));
                 };
                 Ok(match op {
-                    "condition_wait" => Some(json!(c.wait(ms("timeout_ms"))?)),
+                    "condition_wait" => Some(json!(match ms("timeout_ms") {
+                        Some(t) => c.wait_timeout(t)?,
+                        None => {
+                            c.wait()?;
+                            true
+                        }
+                    })),
                     "notify" => {
                         c.notify(f.get("n").and_then(Value::as_i64).unwrap_or(1).max(0) as usize)?;
                         None
@@ -913,7 +972,10 @@ impl Exec<'_> {
                 };
                 Ok(match op {
                     "barrier_wait" => {
-                        b.wait(ms("timeout_ms"))?;
+                        match ms("timeout_ms") {
+                            Some(t) => b.wait_timeout(t)?,
+                            None => b.wait()?,
+                        };
                         None
                     }
                     "broken" => Some(json!(b.broken())),

@@ -19,6 +19,4 @@ pub mod suite;
 pub mod trace;
 pub mod vocab;
 
-/// The benchmarks (`cargo xtask bench`): workloads in `cases/bench/`, raw OS limits, CPython,
-/// procspawn, `results.json`, `report.html` and the regression gate.
 pub mod bench;

@@ -4,7 +4,8 @@
 //!   `--gate-selftest`) it first builds the baseline revision's bench binary under
 //!   `target/gate/` (see `bench.rs` and `cargo xtask bench --help`).
 //! - `cargo xtask ci`: formatting check, clippy with warnings as errors, and every test
-//!   (nextest for the integration tests, each in its own process; then the doc tests).
+//!   (nextest for the integration tests, each in its own process; then the doc tests), then
+//!   `cargo doc` with warnings as errors.
 //!
 //! - `cargo xtask conformance [--cases DIR] [--method M]... [--filter TEXT]
 //!   [--reference auto|python|none] [--format human|json] [--jobs N]`: runs every case under
@@ -44,7 +45,7 @@ fn print_help() {
     println!(
         "cargo xtask <command>\n\n\
          commands:\n  \
-         ci           format check, clippy (-D warnings), all tests (nextest + doc tests)\n  \
+         ci           format check, clippy (-D warnings), all tests (nextest + doc tests), docs (-D warnings)\n  \
          conformance  run the cases under fork/spawn/forkserver and CPython; see --help\n  \
          bench        benchmarks vs raw OS limits, CPython, procspawn; --quick, --gate (A/B against\n               \
                       the baseline build); see --help\n"
@@ -115,6 +116,12 @@ fn ci() -> Result<(), String> {
     let mut doc = cargo();
     doc.args(["test", "--workspace", "--doc"]);
     run("doc tests", doc)?;
+
+    // The docs build without a warning (broken intra-doc links, bad code blocks, ...).
+    let mut docs = cargo();
+    docs.args(["doc", "--workspace", "--no-deps"])
+        .env("RUSTDOCFLAGS", "-D warnings");
+    run("docs", docs)?;
     Ok(())
 }
 

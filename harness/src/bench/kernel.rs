@@ -30,7 +30,7 @@ pub fn identity(x: i64) -> i64 {
 /// fork the child also holds a copy of its parent's end, so end of file alone would never come:
 /// workloads stop it with an empty message.
 pub fn echo_bytes(conn: Connection) {
-    while let Ok(m) = conn.recv_bytes(None) {
+    while let Ok(m) = conn.recv_bytes() {
         if m.is_empty() || conn.send_bytes(&m).is_err() {
             break;
         }
@@ -40,7 +40,7 @@ pub fn echo_bytes(conn: Connection) {
 /// Receives messages until the message `stop` or end of file; after each empty message,
 /// acknowledges on `ack` (throughput sink).
 pub fn sink_bytes(data: Connection, ack: Connection) {
-    while let Ok(m) = data.recv_bytes(None) {
+    while let Ok(m) = data.recv_bytes() {
         if m == b"stop" || (m.is_empty() && ack.send_bytes(b"k").is_err()) {
             break;
         }
@@ -50,7 +50,7 @@ pub fn sink_bytes(data: Connection, ack: Connection) {
 /// Puts `0..n` on the queue (producer).
 pub fn put_n(q: Queue<i64>, n: i64) -> mproc::Result<()> {
     for i in 0..n {
-        q.put(i, true, None).map_err(mproc::Error::from)?;
+        q.put(i).map_err(mproc::Error::from)?;
     }
     Ok(())
 }
@@ -58,7 +58,7 @@ pub fn put_n(q: Queue<i64>, n: i64) -> mproc::Result<()> {
 /// Takes `n` items from the queue (consumer).
 pub fn get_n(q: Queue<i64>, n: i64) -> mproc::Result<()> {
     for _ in 0..n {
-        std::hint::black_box(q.get(true, Some(WAIT))?);
+        std::hint::black_box(q.get_timeout(WAIT)?);
     }
     Ok(())
 }
@@ -86,7 +86,7 @@ pub fn lock_n(l: mproc::Lock, n: i64) -> mproc::Result<()> {
 pub fn put_bytes_n(q: Queue<Vec<u8>>, n: i64, size: i64) -> mproc::Result<()> {
     let msg = vec![b'x'; size.max(0) as usize];
     for _ in 0..n {
-        q.put(msg.clone(), true, None).map_err(mproc::Error::from)?;
+        q.put(msg.clone()).map_err(mproc::Error::from)?;
     }
     Ok(())
 }
@@ -94,7 +94,7 @@ pub fn put_bytes_n(q: Queue<Vec<u8>>, n: i64, size: i64) -> mproc::Result<()> {
 /// Takes `n` messages from the queue.
 pub fn get_bytes_n(q: Queue<Vec<u8>>, n: i64) -> mproc::Result<()> {
     for _ in 0..n {
-        std::hint::black_box(q.get(true, Some(WAIT))?);
+        std::hint::black_box(q.get_timeout(WAIT)?);
     }
     Ok(())
 }
@@ -394,7 +394,12 @@ impl Compiler<'_> {
                 let b = self.slot(ids[1].as_str().ok_or("ids are strings")?);
                 let duplex = v.get("duplex").and_then(|x| x.as_bool()).unwrap_or(true);
                 Box::new(move |env: &mut Env| {
-                    let (x, y) = env.ctx.pipe(duplex).map_err(|e| e.to_string())?;
+                    let (x, y) = if duplex {
+                        env.ctx.pipe()
+                    } else {
+                        env.ctx.pipe_simplex()
+                    }
+                    .map_err(|e| e.to_string())?;
                     env.slots[a] = Obj::Conn(x);
                     env.slots[b] = Obj::Conn(y);
                     Ok(())
@@ -452,7 +457,7 @@ impl Compiler<'_> {
                 let id = self.existing(self.primary(v, "id")?)?;
                 Box::new(move |env: &mut Env| {
                     env.conn(id)?
-                        .recv_bytes(None)
+                        .recv_bytes()
                         .map(drop)
                         .map_err(|e| e.to_string())
                 })
@@ -471,9 +476,9 @@ impl Compiler<'_> {
                 Box::new(move |env: &mut Env| {
                     let e = |e: mproc::Error| e.to_string();
                     env.slots[id] = if bytes {
-                        Obj::BytesQueue(env.ctx.queue(None).map_err(e)?)
+                        Obj::BytesQueue(env.ctx.queue().map_err(e)?)
                     } else {
-                        Obj::Queue(env.ctx.queue(None).map_err(e)?)
+                        Obj::Queue(env.ctx.queue().map_err(e)?)
                     };
                     Ok(())
                 })
@@ -606,7 +611,7 @@ fn start(env: &mut Env, id: usize) -> Result<(), String> {
 }
 
 fn join_one(p: &Process) -> Result<(), String> {
-    p.join(Some(WAIT)).map_err(|e| e.to_string())?;
+    p.join_timeout(WAIT).map_err(|e| e.to_string())?;
     match p.exitcode().map_err(|e| e.to_string())? {
         Some(0) => Ok(()),
         Some(c) => Err(format!("child exited with {c}")),
@@ -738,14 +743,14 @@ impl Kernel {
                 if p.is_alive().unwrap_or(false) {
                     let _ = p.kill();
                 }
-                let _ = p.join(Some(WAIT));
+                let _ = p.join_timeout(WAIT);
             }
             if let Obj::Procs(ps) = s {
                 for p in ps.iter() {
                     if p.is_alive().unwrap_or(false) {
                         let _ = p.kill();
                     }
-                    let _ = p.join(Some(WAIT));
+                    let _ = p.join_timeout(WAIT);
                 }
             }
             if let Obj::Pool(p) = s {
