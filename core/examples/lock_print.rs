@@ -9,7 +9,7 @@ mod common;
 use mproc::Lock;
 
 fn f(l: Lock, i: u32) -> mproc::Result<()> {
-    let _guard = l.acquire(true, None)?;
+    let _guard = l.acquire()?;
     println!("hello world {i}");
     Ok(())
 }
@@ -25,7 +25,7 @@ fn main() -> mproc::Result<()> {
         procs.push(p);
     }
     for p in &procs {
-        p.join(None)?;
+        p.join()?;
     }
     Ok(())
 }

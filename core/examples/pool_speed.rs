@@ -85,7 +85,7 @@ fn main() -> mproc::Result<()> {
         a.read_exact(&mut buf).unwrap();
     });
     drop(a);
-    child.join(None)?;
+    child.join()?;
     println!(
         "raw socketpair round trip: {:.1} us",
         raw.as_secs_f64() * 1e6
@@ -105,7 +105,7 @@ fn main() -> mproc::Result<()> {
                 let q = ctx.process(noop, ());
                 q.start().unwrap();
                 let started = t.elapsed();
-                q.join(None).unwrap();
+                q.join().unwrap();
                 println!("{m}: pool build {built:?} total {done:?}; process start {started:?} total {:?}", t.elapsed());
             }
         }
@@ -140,7 +140,7 @@ fn main() -> mproc::Result<()> {
         let one = per_op(n, || {
             let p = ctx.process(noop, ());
             p.start().unwrap();
-            p.join(None).unwrap();
+            p.join().unwrap();
         });
         println!(
             "{m}: apply_async+get {:.1} us ({:.2}x raw); map 10k default {:.2} ms; map 10k chunksize=1 {:.2} ms; Pool(2) create+close+join {:.2} ms; process start+join {:.2} ms ({:.2}x)",

@@ -16,7 +16,7 @@ fn main() -> mproc::Result<()> {
     let p = ctx.process(run_proc, ("test".to_string(),));
     println!("Child process will start.");
     p.start()?;
-    p.join(None)?;
+    p.join()?;
     println!("Child process end.");
     Ok(())
 }

@@ -14,7 +14,7 @@ fn write(q: Queue<String>) -> mproc::Result<()> {
     println!("Process to write: {}", std::process::id());
     for (i, value) in ["A", "B", "C"].into_iter().enumerate() {
         println!("Put {value} to queue...");
-        q.put(value.to_string(), true, None)?;
+        q.put(value.to_string())?;
         // As Python's `time.sleep(random.random())`, with a pseudo-random pause.
         let pause = 200 + (std::process::id() as u64 * 7919 + i as u64 * 104_729) % 300;
         std::thread::sleep(Duration::from_millis(pause));
@@ -25,7 +25,7 @@ fn write(q: Queue<String>) -> mproc::Result<()> {
 fn read(q: Queue<String>) -> mproc::Result<()> {
     println!("Process to read: {}", std::process::id());
     loop {
-        let value = q.get(true, None)?;
+        let value = q.get()?;
         println!("Get {value} from queue.");
     }
 }
@@ -34,14 +34,14 @@ fn main() -> mproc::Result<()> {
     mproc::init();
     let ctx = mproc::get_context(common::method()?);
     // The parent makes the queue and passes it to both children.
-    let q = ctx.queue::<String>(None)?;
+    let q = ctx.queue::<String>()?;
     let pw = ctx.process(write, (q.clone(),));
     let pr = ctx.process(read, (q.clone(),));
     pw.start()?;
     pr.start()?;
-    pw.join(None)?;
+    pw.join()?;
     // The reader loops forever: it can only be terminated.
     pr.terminate()?;
-    pr.join(None)?;
+    pr.join()?;
     Ok(())
 }

@@ -14,7 +14,7 @@ fn foo(conn: Connection) -> mproc::Result<()> {
 
 fn main() -> mproc::Result<()> {
     mproc::init();
-    let default = mproc::get_start_method(false).expect("allow_none is false");
+    let default = mproc::get_start_method();
     println!("default start method: {default}");
 
     let method = if std::env::args().any(|a| a == "--method") {
@@ -23,11 +23,11 @@ fn main() -> mproc::Result<()> {
         default
     };
     let ctx = mproc::get_context(method);
-    let (parent_conn, child_conn) = ctx.pipe(true)?;
+    let (parent_conn, child_conn) = ctx.pipe()?;
     let p = ctx.process(foo, (child_conn,));
     p.start()?;
     let msg: String = parent_conn.recv()?;
     println!("{msg}");
-    p.join(None)?;
+    p.join()?;
     Ok(())
 }

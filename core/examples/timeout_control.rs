@@ -30,10 +30,10 @@ fn main() -> mproc::Result<()> {
         .process(test_func, ("demo".to_string(), task_ms))
         .name("test_process");
     process.start()?;
-    process.join(Some(Duration::from_millis(timeout_ms)))?;
+    process.join_timeout(Duration::from_millis(timeout_ms))?;
     if process.is_alive()? {
         process.terminate()?;
-        process.join(None)?;
+        process.join()?;
         println!("task exceeded {timeout_ms} ms");
     }
     match process.exitcode()? {

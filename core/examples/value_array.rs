@@ -27,7 +27,7 @@ fn main() -> mproc::Result<()> {
     let arr = ctx.array::<i32>(0..10)?;
     let p = ctx.process(f, (num.clone(), arr.clone()));
     p.start()?;
-    p.join(None)?;
+    p.join()?;
     println!("{}", num.get());
     println!("{:?}", arr.to_vec());
     Ok(())

@@ -37,7 +37,7 @@ pub use auth::{
     answer_challenge, answer_challenge_timeout, deliver_challenge, deliver_challenge_timeout,
 };
 pub use listener::{Client, Listener, ListenerBuilder, DEFAULT_BACKLOG, DEFAULT_HANDSHAKE_TIMEOUT};
-pub use wait::{wait, Waitable};
+pub use wait::{wait, wait_timeout, Waitable};
 
 use crate::context::Context;
 use crate::error::{Error, Result};
@@ -47,6 +47,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::cell::{Cell, RefCell};
 use std::marker::PhantomData;
+use std::ops::{Bound, RangeBounds};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
@@ -72,6 +73,39 @@ struct Partial {
 /// One end of a pipe. Not thread-safe (`!Sync`), like Python's: two threads using the same end
 /// at once could interleave messages. Send it to another thread, or to a child process as a start
 /// argument, whole.
+///
+/// # Receiving: blocking, non-blocking and timed
+/// [`recv`](Connection::recv) and [`recv_bytes`](Connection::recv_bytes) wait for a message;
+/// [`recv_timeout`](Connection::recv_timeout) and
+/// [`recv_bytes_timeout`](Connection::recv_bytes_timeout) wait at most a given time
+/// ([`Error::Timeout`]); [`poll`](Connection::poll) says without waiting whether a message is
+/// there, and [`poll_timeout`](Connection::poll_timeout) waits at most a given time for one.
+/// To wait on several connections (and processes) at once, see [`wait`].
+///
+/// | Python | mproc |
+/// |---|---|
+/// | `conn.send(obj)`, `conn.recv()` | `conn.send(&value)?`, `conn.recv::<T>()?` |
+/// | `conn.send_bytes(b)`, `conn.recv_bytes()` | `conn.send_bytes(&b)?`, `conn.recv_bytes()?` |
+/// | `conn.send_bytes(b, offset, size)` | `conn.send_bytes_range(&b, offset..offset + size)?` |
+/// | `conn.recv_bytes(maxlength)` | `conn.recv_bytes_max(maxlength)?` |
+/// | `conn.poll()`, `conn.poll(t)` | `conn.poll()?`, `conn.poll_timeout(t)?` |
+/// | `conn.poll(None)` | `wait(&[&conn])?` |
+///
+/// ```
+/// use std::time::Duration;
+/// # fn main() -> mproc::Result<()> {
+/// let (a, b) = mproc::pipe()?;
+/// assert!(!b.poll()?); // nothing yet
+/// a.send(&(42, None::<i64>, "hello"))?;
+/// assert!(b.poll_timeout(Duration::from_secs(1))?);
+/// let got: (i32, Option<i64>, String) = b.recv()?;
+/// assert_eq!(got, (42, None, "hello".to_string()));
+/// # Ok(()) }
+/// ```
+///
+/// A value is received as the type it was sent as (bincode carries no types); anything else is
+/// an [`Error::Deserialize`] that names the type expected and where decoding stopped. Python
+/// values ([`pickle::Value`](crate::pickle::Value)) travel too, and print as Python prints them.
 pub struct Connection {
     fd: Option<OwnedFd>,
     /// A `Cell`: a duplex end stops being readable after an over-long message, as in Python.
@@ -102,29 +136,72 @@ impl std::fmt::Debug for Connection {
     }
 }
 
-/// Makes a pipe (Python's `Pipe(duplex)`). Duplex (`true`): two ends of a socketpair, each can
-/// send and receive. Simplex (`false`): `(reader, writer)`, the first only receives and the
-/// second only sends.
-pub fn pipe(duplex: bool) -> Result<(Connection, Connection)> {
-    if duplex {
-        let (a, b) = sys::socketpair()?;
-        Ok((
-            Connection::new(a, true, true),
-            Connection::new(b, true, true),
-        ))
-    } else {
-        let (r, w) = sys::pipe()?;
-        Ok((
-            Connection::new(r, true, false),
-            Connection::new(w, false, true),
-        ))
-    }
+/// Makes a duplex pipe (Python's `Pipe()`): the two ends of a socketpair, each of which can
+/// send and receive. For a one-way pipe, see [`pipe_simplex`].
+///
+/// ```
+/// # fn main() -> mproc::Result<()> {
+/// let (a, b) = mproc::pipe()?;
+/// a.send(&"ping")?;
+/// assert_eq!(b.recv::<String>()?, "ping");
+/// b.send(&"pong")?;
+/// assert_eq!(a.recv::<String>()?, "pong");
+/// # Ok(()) }
+/// ```
+#[doc(alias = "Pipe")]
+pub fn pipe() -> Result<(Connection, Connection)> {
+    let (a, b) = sys::socketpair()?;
+    Ok((
+        Connection::new(a, true, true),
+        Connection::new(b, true, true),
+    ))
+}
+
+/// Makes a one-way pipe (Python's `Pipe(duplex=False)`): `(reader, writer)`; the first only
+/// receives, the second only sends.
+///
+/// ```
+/// # fn main() -> mproc::Result<()> {
+/// let (reader, writer) = mproc::pipe_simplex()?;
+/// writer.send_bytes(b"one way")?;
+/// assert_eq!(reader.recv_bytes()?, b"one way");
+/// assert!(matches!(reader.send_bytes(b"back"), Err(mproc::Error::NotWritable)));
+/// # Ok(()) }
+/// ```
+pub fn pipe_simplex() -> Result<(Connection, Connection)> {
+    let (r, w) = sys::pipe()?;
+    Ok((
+        Connection::new(r, true, false),
+        Connection::new(w, false, true),
+    ))
 }
 
 impl Context {
-    /// Makes a pipe; see [`pipe`].
-    pub fn pipe(&self, duplex: bool) -> Result<(Connection, Connection)> {
-        pipe(duplex)
+    /// Makes a duplex pipe; see [`pipe`]. (Connections belong to no context: the two are the
+    /// same.)
+    ///
+    /// ```
+    /// # fn main() -> mproc::Result<()> {
+    /// let (parent_conn, child_conn) = mproc::default_context().pipe()?;
+    /// # drop((parent_conn, child_conn));
+    /// # Ok(()) }
+    /// ```
+    #[doc(alias = "Pipe")]
+    pub fn pipe(&self) -> Result<(Connection, Connection)> {
+        pipe()
+    }
+
+    /// Makes a one-way pipe, `(reader, writer)`; see [`pipe_simplex`].
+    ///
+    /// ```
+    /// # fn main() -> mproc::Result<()> {
+    /// let (reader, writer) = mproc::default_context().pipe_simplex()?;
+    /// assert!(reader.readable() && !reader.writable());
+    /// assert!(writer.writable() && !writer.readable());
+    /// # Ok(()) }
+    /// ```
+    pub fn pipe_simplex(&self) -> Result<(Connection, Connection)> {
+        pipe_simplex()
     }
 }
 
@@ -166,10 +243,46 @@ impl Connection {
         self.max_message_size = limit;
     }
 
-    /// Wraps a connected stream socket or pipe end (for example one end of a socket a Python
-    /// `multiprocessing.connection` peer uses).
-    pub fn from_fd(fd: OwnedFd, readable: bool, writable: bool) -> Connection {
-        Connection::new(fd, readable, writable)
+    /// Wraps a connected stream socket that both receives and sends (for example one end of a
+    /// socket a Python `multiprocessing.connection` peer uses): Python's `Connection(handle)`.
+    ///
+    /// ```
+    /// use std::os::unix::net::UnixStream;
+    ///
+    /// # fn main() -> mproc::Result<()> {
+    /// let (a, b) = UnixStream::pair()?;
+    /// let (a, b) = (mproc::Connection::from_fd(a.into()), mproc::Connection::from_fd(b.into()));
+    /// a.send_bytes(b"ping")?;
+    /// assert_eq!(b.recv_bytes()?, b"ping");
+    /// # Ok(()) }
+    /// ```
+    pub fn from_fd(fd: OwnedFd) -> Connection {
+        Connection::new(fd, true, true)
+    }
+
+    /// Wraps a descriptor that only receives (the read end of a pipe): Python's
+    /// `Connection(handle, writable=False)`. Sending on it is [`Error::NotWritable`].
+    ///
+    /// ```
+    /// use mproc::{Connection, Error};
+    ///
+    /// # fn main() -> mproc::Result<()> {
+    /// let (r, w) = std::io::pipe()?;
+    /// let (r, w) = (Connection::from_read_fd(r.into()), Connection::from_write_fd(w.into()));
+    /// w.send(&7u8)?;
+    /// assert_eq!(r.recv::<u8>()?, 7);
+    /// assert!(matches!(r.send(&7u8), Err(Error::NotWritable)));
+    /// assert!(matches!(w.recv::<u8>(), Err(Error::NotReadable)));
+    /// # Ok(()) }
+    /// ```
+    pub fn from_read_fd(fd: OwnedFd) -> Connection {
+        Connection::new(fd, true, false)
+    }
+
+    /// Wraps a descriptor that only sends (the write end of a pipe): Python's
+    /// `Connection(handle, readable=False)`. Receiving on it is [`Error::NotReadable`].
+    pub fn from_write_fd(fd: OwnedFd) -> Connection {
+        Connection::new(fd, false, true)
     }
 
     /// Whether this end can receive.
@@ -224,70 +337,170 @@ impl Connection {
         *self.partial.borrow_mut() = None;
     }
 
-    /// Sends a value (serialised) as one message.
+    /// Sends a value (serialised with bincode) as one message (Python's `send(obj)`). The
+    /// message starts with the sender's type name (`std::any::type_name`, behind a 2-byte
+    /// length), so that a receiver expecting another type says which type was sent.
+    /// [`Error::Serialize`] if it cannot be serialised (naming its type), [`Error::Eof`] if the
+    /// other end is closed.
+    ///
+    /// ```
+    /// # fn main() -> mproc::Result<()> {
+    /// let (a, b) = mproc::pipe()?;
+    /// a.send(&vec![1u8, 2, 3])?;
+    /// assert_eq!(b.recv::<Vec<u8>>()?, [1, 2, 3]);
+    /// # Ok(()) }
+    /// ```
     pub fn send<T: Serialize + ?Sized>(&self, value: &T) -> Result<()> {
         let fd = self.check_writable()?;
-        let bytes = reduction::to_bytes(value)?;
+        let bytes = reduction::to_tagged_bytes(value, "a message to send on a Connection")?;
         send_frame(fd, &bytes)
     }
 
-    /// Receives one message sent by [`send`](Connection::send) and deserialises it. Blocks until
-    /// a message arrives; [`Error::Eof`] when the other end is closed and nothing is left.
+    /// Receives one message sent by [`send`](Connection::send) and deserialises it (Python's
+    /// `recv()`). Waits until a message arrives; [`Error::Eof`] when the other end is closed
+    /// and nothing is left; [`Error::Deserialize`] if the message is not a `T` (naming `T`, the
+    /// position and the cause).
+    ///
+    /// ```
+    /// # fn main() -> mproc::Result<()> {
+    /// let (a, b) = mproc::pipe()?;
+    /// a.send(&3.5f64)?;
+    /// let x: f64 = b.recv()?;
+    /// assert_eq!(x, 3.5);
+    /// # Ok(()) }
+    /// ```
     pub fn recv<T: DeserializeOwned>(&self) -> Result<T> {
-        let bytes = self.recv_bytes(None)?;
-        reduction::from_bytes(&bytes)
+        let bytes = self.recv_message(None, None)?;
+        reduction::from_tagged_bytes(&bytes, "a message received on a Connection")
     }
 
     /// As [`recv`](Connection::recv), giving up with [`Error::Timeout`] when no whole message has
     /// arrived within `timeout`. Part of a message that arrived in time is kept for the next
     /// receive.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// # fn main() -> mproc::Result<()> {
+    /// let (_a, b) = mproc::pipe()?;
+    /// let r = b.recv_timeout::<u32>(Duration::from_millis(10));
+    /// assert!(matches!(r, Err(mproc::Error::Timeout)));
+    /// # Ok(()) }
+    /// ```
     pub fn recv_timeout<T: DeserializeOwned>(&self, timeout: Duration) -> Result<T> {
-        let bytes = self.recv_bytes_timeout(None, timeout)?;
-        reduction::from_bytes(&bytes)
+        let bytes = self.recv_message(None, Instant::now().checked_add(timeout))?;
+        reduction::from_tagged_bytes(&bytes, "a message received on a Connection")
     }
-    /// Sends `buf` as one message.
+
+    /// Sends `buf` as one message (Python's `send_bytes(buf)`), framed as CPython frames it.
+    ///
+    /// ```
+    /// # fn main() -> mproc::Result<()> {
+    /// let (a, b) = mproc::pipe()?;
+    /// a.send_bytes(b"raw")?;
+    /// assert_eq!(b.recv_bytes()?, b"raw");
+    /// # Ok(()) }
+    /// ```
     pub fn send_bytes(&self, buf: &[u8]) -> Result<()> {
         let fd = self.check_writable()?;
         send_frame(fd, buf)
     }
 
-    /// Sends `buf[offset..offset + size]` (`size` `None`: to the end) as one message, as
-    /// Python's `send_bytes(buf, offset, size)`; a range outside `buf` is [`Error::BadRange`].
-    pub fn send_bytes_range(&self, buf: &[u8], offset: usize, size: Option<usize>) -> Result<()> {
-        if offset > buf.len() {
+    /// Sends the part `range` of `buf` as one message, as Python's `send_bytes(buf, offset,
+    /// size)` (`offset..offset + size`); a range outside `buf` is [`Error::BadRange`].
+    ///
+    /// ```
+    /// # fn main() -> mproc::Result<()> {
+    /// let (a, b) = mproc::pipe()?;
+    /// a.send_bytes_range(b"0123456789", 2..5)?;
+    /// a.send_bytes_range(b"0123456789", 7..)?;
+    /// assert_eq!(b.recv_bytes()?, b"234");
+    /// assert_eq!(b.recv_bytes()?, b"789");
+    /// assert!(a.send_bytes_range(b"abc", 2..9).is_err());
+    /// # Ok(()) }
+    /// ```
+    pub fn send_bytes_range(&self, buf: &[u8], range: impl RangeBounds<usize>) -> Result<()> {
+        let start = match range.start_bound() {
+            Bound::Included(&s) => s,
+            Bound::Excluded(&s) => s.saturating_add(1),
+            Bound::Unbounded => 0,
+        };
+        let end = match range.end_bound() {
+            Bound::Included(&e) => e.saturating_add(1),
+            Bound::Excluded(&e) => e,
+            Bound::Unbounded => buf.len(),
+        };
+        if start > buf.len() {
             return Err(Error::BadRange(format!(
-                "buffer length < offset ({} < {offset})",
+                "send_bytes_range: buffer length < offset ({} < {start})",
                 buf.len()
             )));
         }
-        let size = size.unwrap_or(buf.len() - offset);
-        if offset.checked_add(size).is_none_or(|end| end > buf.len()) {
+        if end > buf.len() || end < start {
             return Err(Error::BadRange(format!(
-                "buffer length < offset + size ({} < {offset} + {size})",
+                "send_bytes_range: the range {start}..{end} is not within the buffer of {} bytes",
                 buf.len()
             )));
         }
-        self.send_bytes(&buf[offset..offset + size])
+        self.send_bytes(&buf[start..end])
     }
 
-    /// Receives one message as bytes. With `maxlen`, a longer message is
-    /// [`Error::MessageTooLong`], after which (as in Python) a duplex end is no longer readable
-    /// ([`Error::NotReadable`]) but can still send, and a read-only end is closed. The same holds
-    /// for a message above the connection's [maximum
-    /// size](Connection::set_max_message_size), and for a message whose buffer cannot be
-    /// allocated ([`Error::Io`] of kind `OutOfMemory`).
-    pub fn recv_bytes(&self, maxlen: Option<usize>) -> Result<Vec<u8>> {
-        self.recv_message(maxlen, None)
+    /// Receives one message as bytes (Python's `recv_bytes()`), waiting until one arrives.
+    /// A message above the connection's [maximum
+    /// size](Connection::set_max_message_size) is [`Error::MessageTooLong`], after which (as in
+    /// Python) a duplex end is no longer readable ([`Error::NotReadable`]) but can still send,
+    /// and a read-only end is closed; so is a message whose buffer cannot be allocated
+    /// ([`Error::Io`] of kind `OutOfMemory`).
+    ///
+    /// ```
+    /// # fn main() -> mproc::Result<()> {
+    /// let (a, b) = mproc::pipe()?;
+    /// a.send_bytes(b"")?;
+    /// assert_eq!(b.recv_bytes()?, b""); // an empty message is a message
+    /// # Ok(()) }
+    /// ```
+    pub fn recv_bytes(&self) -> Result<Vec<u8>> {
+        self.recv_message(None, None)
     }
 
-    /// As [`recv_bytes`](Connection::recv_bytes), giving up with [`Error::Timeout`] when no whole
-    /// message has arrived within `timeout`. Part of a message that arrived in time is kept: the
-    /// next receive continues it.
-    pub fn recv_bytes_timeout(&self, maxlen: Option<usize>, timeout: Duration) -> Result<Vec<u8>> {
-        self.recv_message(maxlen, Instant::now().checked_add(timeout))
+    /// As [`recv_bytes`](Connection::recv_bytes), refusing a message longer than `maxlen`
+    /// bytes with [`Error::MessageTooLong`] (Python's `recv_bytes(maxlength)`), with the same
+    /// consequences for the connection.
+    ///
+    /// ```
+    /// # fn main() -> mproc::Result<()> {
+    /// let (a, b) = mproc::pipe()?;
+    /// a.send_bytes(b"too long")?;
+    /// assert!(matches!(b.recv_bytes_max(3), Err(mproc::Error::MessageTooLong { .. })));
+    /// # Ok(()) }
+    /// ```
+    #[doc(alias = "maxlength")]
+    pub fn recv_bytes_max(&self, maxlen: usize) -> Result<Vec<u8>> {
+        self.recv_message(Some(maxlen), None)
     }
 
-    fn recv_message(&self, maxlen: Option<usize>, deadline: Option<Instant>) -> Result<Vec<u8>> {
+    /// As [`recv_bytes`](Connection::recv_bytes), giving up with [`Error::Timeout`] when no
+    /// whole message has arrived within `timeout`. Part of a message that arrived in time is
+    /// kept: the next receive continues it.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// # fn main() -> mproc::Result<()> {
+    /// let (a, b) = mproc::pipe()?;
+    /// a.send_bytes(b"x")?;
+    /// assert_eq!(b.recv_bytes_timeout(Duration::from_secs(1))?, b"x");
+    /// # Ok(()) }
+    /// ```
+    pub fn recv_bytes_timeout(&self, timeout: Duration) -> Result<Vec<u8>> {
+        self.recv_message(None, Instant::now().checked_add(timeout))
+    }
+
+    /// Receives one message of at most `maxlen` bytes (`None`: the connection's maximum),
+    /// before `deadline` (`None`: however long it takes).
+    pub(crate) fn recv_message(
+        &self,
+        maxlen: Option<usize>,
+        deadline: Option<Instant>,
+    ) -> Result<Vec<u8>> {
         let fd = self.check_readable()?;
         let resumed = self.partial.borrow_mut().take();
         let mut msg = match resumed {
@@ -353,10 +566,37 @@ impl Connection {
         }
     }
 
-    /// Whether a message (or part of one) is ready to be received, waiting up to `timeout`
-    /// (`Some(Duration::ZERO)`: just look; `None`: wait until something arrives). End of file
-    /// counts as ready: the next receive reports it.
-    pub fn poll(&self, timeout: Option<Duration>) -> Result<bool> {
+    /// Whether a message (or part of one, or end of file) is ready to be received, without
+    /// waiting (Python's `poll()`). End of file counts as ready: the next receive reports it.
+    ///
+    /// ```
+    /// # fn main() -> mproc::Result<()> {
+    /// let (a, b) = mproc::pipe()?;
+    /// assert!(!b.poll()?);
+    /// a.send_bytes(b"x")?;
+    /// assert!(b.poll()?);
+    /// # Ok(()) }
+    /// ```
+    pub fn poll(&self) -> Result<bool> {
+        self.poll_inner(Some(Duration::ZERO))
+    }
+
+    /// Whether a message (or part of one, or end of file) is ready to be received, waiting at
+    /// most `timeout` for one (Python's `poll(timeout)`).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// # fn main() -> mproc::Result<()> {
+    /// let (a, b) = mproc::pipe()?;
+    /// drop(a); // end of file counts as ready
+    /// assert!(b.poll_timeout(Duration::from_secs(1))?);
+    /// # Ok(()) }
+    /// ```
+    pub fn poll_timeout(&self, timeout: Duration) -> Result<bool> {
+        self.poll_inner(Some(timeout))
+    }
+
+    fn poll_inner(&self, timeout: Option<Duration>) -> Result<bool> {
         let fd = self.check_readable()?;
         if self.buffered() > 0 {
             return Ok(true);
@@ -609,7 +849,7 @@ mod tests {
         // The writer sends every frame in one raw write, so the reader's chunked reads end in the
         // middle of frames.
         let (mut raw, ours) = std::os::unix::net::UnixStream::pair().unwrap();
-        let b = Connection::from_fd(OwnedFd::from(ours), true, true);
+        let b = Connection::from_fd(OwnedFd::from(ours));
         let writer = std::thread::spawn(move || {
             use std::io::Write;
             let mut all = Vec::with_capacity(200_000 * 7);
@@ -621,7 +861,7 @@ mod tests {
         });
         let mut largest = 0;
         for i in 0..200_000u32 {
-            assert_eq!(b.recv_bytes(None).unwrap(), &i.to_le_bytes()[..3]);
+            assert_eq!(b.recv_bytes().unwrap(), &i.to_le_bytes()[..3]);
             largest = largest.max(b.rbuf.borrow().capacity());
         }
         writer.join().unwrap();
@@ -629,6 +869,6 @@ mod tests {
             largest <= 3 * READ_CHUNK,
             "the read buffer grew to {largest} bytes"
         );
-        assert!(matches!(b.recv_bytes(None), Err(Error::Eof)));
+        assert!(matches!(b.recv_bytes(), Err(Error::Eof)));
     }
 }

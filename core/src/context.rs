@@ -67,29 +67,84 @@ pub fn default_context() -> Context {
     Context::DEFAULT
 }
 
-/// Sets the start method of the default context. A second call, or a call after the default has
-/// been used, is [`Error::StartMethodAlreadySet`] unless `force` is true (Python's
-/// `set_start_method(method, force=False)`). `None` with `force` clears it.
-pub fn set_start_method(method: Option<StartMethod>, force: bool) -> Result<()> {
+/// Sets the start method of the default context (Python's `set_start_method(method)`), once:
+/// if one is set already, or the default context has been used (which fixes the platform
+/// default), this is [`Error::StartMethodAlreadySet`] and changes nothing. Call it first in
+/// `main`, after [`init`](crate::init).
+///
+/// ```
+/// use mproc::StartMethod;
+///
+/// mproc::set_start_method(StartMethod::Spawn)?;
+/// assert_eq!(mproc::get_start_method(), StartMethod::Spawn);
+/// // A second call is an error, as in Python; force_start_method overrides.
+/// assert!(mproc::set_start_method(StartMethod::Fork).is_err());
+/// # Ok::<(), mproc::Error>(())
+/// ```
+pub fn set_start_method(method: StartMethod) -> Result<()> {
     let mut st = state::lock();
-    if st.start_method.is_some() && !force {
-        return Err(Error::StartMethodAlreadySet);
+    if let Some(current) = st.start_method {
+        return Err(Error::StartMethodAlreadySet {
+            current,
+            requested: method,
+        });
     }
-    st.start_method = method;
+    st.start_method = Some(method);
     Ok(())
 }
 
-/// The start method of the default context. With `allow_none`, returns `None` if none has been
-/// fixed yet; otherwise fixes the platform default and returns it (as Python does).
-pub fn get_start_method(allow_none: bool) -> Option<StartMethod> {
-    let mut st = state::lock();
-    if st.start_method.is_none() && allow_none {
-        return None;
-    }
-    Some(
-        *st.start_method
-            .get_or_insert_with(StartMethod::platform_default),
-    )
+/// Sets the start method of the default context whether or not one is set (Python's
+/// `set_start_method(method, force=True)`). Processes started before keep theirs.
+///
+/// ```
+/// use mproc::StartMethod;
+///
+/// mproc::force_start_method(StartMethod::Fork);
+/// mproc::force_start_method(StartMethod::Forkserver);
+/// assert_eq!(mproc::get_start_method(), StartMethod::Forkserver);
+/// ```
+pub fn force_start_method(method: StartMethod) {
+    state::lock().start_method = Some(method);
+}
+
+/// Forgets the start method of the default context (Python's `set_start_method(None,
+/// force=True)`): the next use fixes the platform default again, and [`set_start_method`] may
+/// be called again.
+///
+/// ```
+/// use mproc::StartMethod;
+///
+/// mproc::force_start_method(StartMethod::Spawn);
+/// mproc::clear_start_method();
+/// assert_eq!(mproc::peek_start_method(), None);
+/// ```
+pub fn clear_start_method() {
+    state::lock().start_method = None;
+}
+
+/// The start method of the default context (Python's `get_start_method()`). If none is set yet,
+/// this fixes the platform default ([`StartMethod::platform_default`]) and returns it, as Python
+/// does: a later [`set_start_method`] is then an error. To look without fixing it, use
+/// [`peek_start_method`].
+///
+/// ```
+/// // On Linux the default is forkserver, as in Python 3.14.
+/// println!("default start method: {}", mproc::get_start_method());
+/// ```
+pub fn get_start_method() -> StartMethod {
+    resolve_default()
+}
+
+/// The start method of the default context if one is fixed, without fixing it (Python's
+/// `get_start_method(allow_none=True)`).
+///
+/// ```
+/// assert_eq!(mproc::peek_start_method(), None); // nothing has fixed it yet
+/// let m = mproc::get_start_method();            // fixes the platform default
+/// assert_eq!(mproc::peek_start_method(), Some(m));
+/// ```
+pub fn peek_start_method() -> Option<StartMethod> {
+    state::lock().start_method
 }
 
 /// The start methods this platform supports (all three on Linux).

@@ -12,6 +12,11 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// Match on the variant, or use [`Error::kind_name`] for a stable one-word name (the harness
 /// records it in traces). `Debug` prints `Kind: message` (and a remote traceback), so that a
 /// `main` returning this error says clearly what went wrong.
+///
+/// [`source()`](std::error::Error::source) gives the underlying error where there is one: the OS
+/// error of [`Error::Io`], the [`PickleError`](crate::pickle::PickleError) of [`Error::Pickle`].
+/// The other variants carry their cause in their message (a decode error names the expected and
+/// the sent type, the byte offset and serde's message; a remote failure its text and traceback).
 #[non_exhaustive]
 pub enum Error {
     /// A wait with a timeout ran out (Python's `multiprocessing.TimeoutError`).
@@ -48,8 +53,15 @@ pub enum Error {
     DaemonAfterStart,
     /// A daemonic process tried to start a child.
     DaemonChildren,
-    /// `set_start_method` was called a second time without `force`.
-    StartMethodAlreadySet,
+    /// [`set_start_method`](crate::set_start_method) when the default context's start method
+    /// is fixed already (set before, or fixed by a use of the default context). Python raises
+    /// `RuntimeError('context has already been set')`.
+    StartMethodAlreadySet {
+        /// The start method in force.
+        current: crate::method::StartMethod,
+        /// The start method that was asked for.
+        requested: crate::method::StartMethod,
+    },
     /// A start method name that is not `fork`, `spawn` or `forkserver`.
     UnknownStartMethod(String),
     /// The target cannot run under this start method (a closure that captures state, which only
@@ -156,7 +168,7 @@ impl Error {
             Error::StillRunning => "StillRunning",
             Error::DaemonAfterStart => "DaemonAfterStart",
             Error::DaemonChildren => "DaemonChildren",
-            Error::StartMethodAlreadySet => "StartMethodAlreadySet",
+            Error::StartMethodAlreadySet { .. } => "StartMethodAlreadySet",
             Error::UnknownStartMethod(_) => "UnknownStartMethod",
             Error::NotSpawnable(_) => "NotSpawnable",
             Error::ContextMismatch { .. } => "ContextMismatch",
@@ -192,7 +204,9 @@ impl Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::Timeout => f.write_str("timed out"),
+            Error::Timeout => f.write_str(
+                "timed out: the timeout ran out before the wait was over (wait again, or with a longer timeout)",
+            ),
             Error::Remote { kind, message, .. } => write!(f, "remote {kind}: {message}"),
             Error::WorkerLost { pid, exitcode } => {
                 if *exitcode < 0 {
@@ -201,17 +215,28 @@ impl fmt::Display for Error {
                     write!(f, "worker {pid} was lost: exited with code {exitcode}")
                 }
             }
-            Error::NotStarted => f.write_str("can only join a started process"),
+            Error::NotStarted => {
+                f.write_str("can only join a started process: call start() on it first")
+            }
             Error::AlreadyStarted => f.write_str("cannot start a process twice"),
-            Error::NotChild => f.write_str("can only join a child process"),
+            Error::NotChild => f.write_str(
+                "can only join a child process: this Process was started by another process, which alone can wait on it",
+            ),
             Error::JoinSelf => f.write_str("a process cannot join itself"),
-            Error::ProcessClosed => f.write_str("process object is closed"),
+            Error::ProcessClosed => f.write_str(
+                "process object is closed: close() released it, so it can no longer be used",
+            ),
             Error::StillRunning => f.write_str(
                 "Cannot close a process while it is still running. You should first call join() or terminate().",
             ),
             Error::DaemonAfterStart => f.write_str("process has already started: daemon cannot be changed"),
             Error::DaemonChildren => f.write_str("daemonic processes are not allowed to have children"),
-            Error::StartMethodAlreadySet => f.write_str("context has already been set"),
+            Error::StartMethodAlreadySet { current, requested } => write!(
+                f,
+                "context has already been set: cannot set the start method to {requested}, it is \
+                 {current} already (set_start_method works once, before the default context is \
+                 used; force_start_method changes it)"
+            ),
             Error::UnknownStartMethod(m) => {
                 write!(f, "cannot find context for {m:?} (expected fork, spawn or forkserver)")
             }
@@ -221,21 +246,29 @@ impl fmt::Display for Error {
                 "an object created by the {object} context cannot be passed to a process started by the {process} context"
             ),
             Error::Eof => f.write_str("end of file: the other end was closed"),
-            Error::Closed => f.write_str("handle is closed"),
-            Error::NotReadable => f.write_str("connection is write-only"),
-            Error::NotWritable => f.write_str("connection is read-only"),
+            Error::Closed => f.write_str(
+                "handle is closed: close() was called on this connection, listener or queue handle, which cannot be used again",
+            ),
+            Error::NotReadable => f.write_str(
+                "connection is write-only: this is the sending end of a simplex pipe; receive on the other end",
+            ),
+            Error::NotWritable => f.write_str(
+                "connection is read-only: this is the receiving end of a simplex pipe; send on the other end",
+            ),
             Error::MessageTooLong { len, maxlen } => {
                 write!(f, "bad message length: {len} bytes exceeds maxlen {maxlen}")
             }
             Error::BadRange(why) => f.write_str(why),
             Error::Serialize(why) => write!(f, "cannot serialise value: {why}"),
             Error::Deserialize(why) => write!(f, "cannot deserialise value: {why}"),
-            Error::Full => f.write_str("queue is full"),
-            Error::Empty => f.write_str("queue is empty"),
+            Error::Full => f.write_str("queue is full: it holds its maxsize of items"),
+            Error::Empty => f.write_str("queue is empty: there was no item to take (in the time given)"),
             Error::InvalidArgument(why) => f.write_str(why),
             Error::PoolNotRunning => f.write_str("Pool not running"),
             Error::PoolStillRunning => f.write_str("pool is still running: call close() or terminate() before join()"),
-            Error::NotReady => f.write_str("result is not ready"),
+            Error::NotReady => {
+                f.write_str("result is not ready: wait() for it, or check ready() first")
+            }
             Error::PoolTerminated => {
                 f.write_str("the pool was terminated before the task finished")
             }
@@ -245,7 +278,9 @@ impl fmt::Display for Error {
             ),
             Error::Forkserver(why) => write!(f, "forkserver: {why}"),
             Error::NotOwner(why) => f.write_str(why),
-            Error::BrokenBarrier => f.write_str("the barrier is broken"),
+            Error::BrokenBarrier => f.write_str(
+                "the barrier is broken: it was aborted, reset while parties waited, or a wait timed out; reset() makes it usable again",
+            ),
             Error::IndexOutOfRange { index, len } => {
                 write!(f, "index {index} out of range for an array of length {len}")
             }

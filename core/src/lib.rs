@@ -23,12 +23,124 @@
 //!     let ctx = mproc::get_context(StartMethod::Spawn);
 //!     let p = ctx.process(work, ("worker".to_string(), 7)).name("worker");
 //!     p.start()?;
-//!     p.join(Some(Duration::from_secs(5)))?;
+//!     p.join_timeout(Duration::from_secs(5))?;
 //!     if p.is_alive()? {
 //!         p.terminate()?;
-//!         p.join(None)?;
+//!         p.join()?;
 //!     }
 //!     println!("exitcode: {:?}", p.exitcode()?);
+//!     Ok(())
+//! }
+//! ```
+//!
+//! ## Coming from Python
+//! Every call of the user's notes on `multiprocessing`, and its mproc form. Blocking, non-blocking
+//! and timed waits are separate methods (`get()`, `try_get()`, `get_timeout(d)`), never a
+//! `(block, timeout)` pair; a lock is held by the guard its `acquire` returns.
+//!
+//! | Python | mproc |
+//! |---|---|
+//! | `if __name__ == '__main__':` | [`mproc::init()`](init) as the first line of `main` |
+//! | `os.getpid()` | `std::process::id()` |
+//! | `Process(target=f, args=(a,), name='n', daemon=True)` | `ctx.process(f, (a,)).name("n").daemon(true)` ([`Context::process`]), or [`Process::new`]`(f, (a,))` in the default context |
+//! | `p.start()` | [`p.start()?`](Process::start) |
+//! | `p.join()` | [`p.join()?`](Process::join) (returns the exit code) |
+//! | `p.join(timeout)` | [`p.join_timeout(d)?`](Process::join_timeout) (`Some(exit code)`, or `None` if still running) |
+//! | `p.is_alive()` | [`p.is_alive()?`](Process::is_alive) |
+//! | `p.terminate()` / `p.kill()` | [`p.terminate()?`](Process::terminate) / [`p.kill()?`](Process::kill) |
+//! | `p.exitcode` / `p.pid` / `p.name` | [`p.exitcode()?`](Process::exitcode) / [`p.pid()`](Process::pid) / [`p.get_name()`](Process::get_name) |
+//! | `p.close()` | [`p.close()?`](Process::close) |
+//! | `multiprocessing.set_start_method('spawn')` | [`mproc::set_start_method(StartMethod::Spawn)?`](set_start_method) |
+//! | `set_start_method('spawn', force=True)` | [`mproc::force_start_method(StartMethod::Spawn)`](force_start_method) |
+//! | `multiprocessing.get_start_method()` | [`mproc::get_start_method()`](get_start_method) |
+//! | `get_start_method(allow_none=True)` | [`mproc::peek_start_method()`](peek_start_method) |
+//! | `mp.get_context('spawn')` | [`mproc::get_context(StartMethod::Spawn)`](get_context) |
+//! | `ctx.Process(...)` / `ctx.Queue()` | [`ctx.process(f, args)`](Context::process) / [`ctx.queue::<T>()?`](Context::queue) |
+//! | `Queue()` / `Queue(maxsize)` | [`ctx.queue::<T>()?`](Context::queue) / [`ctx.queue_builder().maxsize(n).build::<T>()?`](QueueBuilder) |
+//! | `q.put(x)` | [`q.put(x)?`](Queue::put) (a failed put hands `x` back: [`PutError::into_inner`]) |
+//! | `q.put(x, timeout=t)` / `q.put_nowait(x)` | [`q.put_timeout(x, d)?`](Queue::put_timeout) / [`q.try_put(x)?`](Queue::try_put) |
+//! | `q.get()` | [`q.get()?`](Queue::get) |
+//! | `q.get(timeout=t)` / `q.get_nowait()` | [`q.get_timeout(d)?`](Queue::get_timeout) / [`q.try_get()?`](Queue::try_get) |
+//! | `Pipe()` / `Pipe(duplex=False)` | [`mproc::pipe()?`](pipe) or [`ctx.pipe()?`](Context::pipe) / [`mproc::pipe_simplex()?`](pipe_simplex) |
+//! | `conn.send(obj)` / `conn.recv()` | [`conn.send(&obj)?`](Connection::send) / [`conn.recv::<T>()?`](Connection::recv) |
+//! | `conn.poll(t)` | [`conn.poll_timeout(d)?`](Connection::poll_timeout) ([`conn.poll()?`](Connection::poll) does not wait) |
+//! | `conn.close()` | [`conn.close()`](Connection::close) |
+//! | `Lock()` | [`ctx.lock()?`](Context::lock) |
+//! | `l.acquire(); ...; l.release()` | `{ let _guard = l.acquire()?; ... }` ([`Lock::acquire`]; the guard releases) |
+//! | `with lock: ...` | `let _guard = lock.lock()?;` ([`Lock::lock`]) |
+//! | `l.acquire(False)` / `l.acquire(timeout=t)` | [`l.try_acquire()?`](Lock::try_acquire) / [`l.acquire_timeout(d)?`](Lock::acquire_timeout) (`Option<LockGuard>`) |
+//! | `Value('d', 0.0)` / `num.value` | [`ctx.value(0.0f64)?`](Context::value) / [`num.get()`](Value::get), [`num.set(x)`](Value::set) |
+//! | `Array('i', range(10))` / `arr[i]` / `arr[:]` | [`ctx.array(0..10i32)?`](Context::array) / [`arr.get(i)`](Array::get), [`arr.set(i, x)`](Array::set) / [`arr.to_vec()`](Array::to_vec) |
+//! | `os.cpu_count()` | [`mproc::cpu_count()`](cpu_count) |
+//! | `Pool(4)` / `Pool(processes=4)` | [`Pool::new(4)?`](Pool::new) / [`ctx.pool().processes(4).build()?`](Context::pool) |
+//! | `Pool(initializer=f, initargs=a, maxtasksperchild=n)` | [`ctx.pool().initializer(f, a).maxtasksperchild(n).build()?`](PoolBuilder) |
+//! | `pool.apply(f, (x,))` | [`pool.apply(f, (x,))?`](Pool::apply) |
+//! | `pool.apply_async(f, (x,))` | [`pool.apply_async(f, (x,))?`](Pool::apply_async) → [`AsyncResult`] |
+//! | `apply_async(f, args, callback=c, error_callback=e)` | [`pool.apply_async_with(f, args).callback(c).error_callback(e).submit()?`](Pool::apply_async_with) |
+//! | `pool.map(f, xs)` / `pool.map_async(f, xs)` | [`pool.map(f, xs)?`](Pool::map) / [`pool.map_async(f, xs)?`](Pool::map_async) |
+//! | `pool.close()` / `pool.terminate()` / `pool.join()` | [`pool.close()?`](Pool::close) / [`pool.terminate()?`](Pool::terminate) / [`pool.join()?`](Pool::join) |
+//! | `res.get()` / `res.get(timeout)` | [`res.get()?`](AsyncResult::get) / [`res.get_timeout(d)?`](AsyncResult::get_timeout) |
+//! | `res.wait()` / `res.wait(timeout)` | [`res.wait()`](AsyncResult::wait) / [`res.wait_timeout(d)`](AsyncResult::wait_timeout) |
+//! | `res.ready()` / `res.successful()` | [`res.ready()`](AsyncResult::ready) / [`res.successful()?`](AsyncResult::successful) |
+//! | `multiprocessing.TimeoutError` | [`Error::Timeout`] |
+//! | `time.sleep(s)` | `std::thread::sleep(Duration::from_secs_f64(s))` |
+//! | `Manager()`, `manager.dict()`, `manager.list()`, `manager.Lock()` | not in mproc yet (the Manager is the next issue) |
+//!
+//! The same calls, compiled:
+//!
+//! ```no_run
+//! use mproc::{Connection, Lock, Queue, StartMethod};
+//! use std::time::Duration;
+//!
+//! fn square(x: u64) -> u64 {
+//!     x * x
+//! }
+//!
+//! fn child(q: Queue<String>, conn: Connection, lock: Lock) -> mproc::Result<()> {
+//!     {
+//!         let _guard = lock.acquire()?; // l.acquire() ... l.release()
+//!         println!("child {}", std::process::id());
+//!     }
+//!     q.put("from the queue".to_string())?;
+//!     conn.send(&(42, None::<i64>, "hello"))?;
+//!     Ok(())
+//! }
+//!
+//! fn main() -> mproc::Result<()> {
+//!     mproc::init();
+//!     mproc::set_start_method(StartMethod::Spawn)?;
+//!     assert_eq!(mproc::get_start_method(), StartMethod::Spawn);
+//!     let ctx = mproc::get_context(StartMethod::Forkserver);
+//!     let q = ctx.queue::<String>()?;
+//!     let (parent_conn, child_conn) = ctx.pipe()?;
+//!     let lock = ctx.lock()?;
+//!     let p = ctx
+//!         .process(child, (q.clone(), child_conn, lock.clone()))
+//!         .name("child");
+//!     p.start()?;
+//!     println!("{}", q.get_timeout(Duration::from_secs(5))?);
+//!     if parent_conn.poll_timeout(Duration::from_secs(5))? {
+//!         let (n, none, s): (i32, Option<i64>, String) = parent_conn.recv()?;
+//!         println!("{n} {none:?} {s}");
+//!     }
+//!     if p.join_timeout(Duration::from_secs(5))?.is_none() {
+//!         p.terminate()?;
+//!         p.join()?;
+//!     }
+//!     println!("exitcode: {:?}", p.exitcode()?);
+//!
+//!     let num = ctx.value(0.0f64)?;
+//!     let arr = ctx.array(0..10i32)?;
+//!     num.set(3.1415927);
+//!     arr.set(0, -1)?;
+//!     println!("{} {:?}", num.get(), arr.to_vec());
+//!
+//!     let pool = ctx.pool().processes(mproc::cpu_count().min(4)).build()?;
+//!     let res = pool.apply_async(square, (10,))?;
+//!     println!("{}", res.get_timeout(Duration::from_secs(1))?);
+//!     println!("{:?}", pool.map(square, 0..10u64)?);
+//!     pool.close()?;
+//!     pool.join()?;
 //!     Ok(())
 //! }
 //! ```
@@ -73,10 +185,10 @@ mod sys;
 mod target;
 
 pub use children::{active_children, ChildInfo};
-pub use connection::{pipe, Connection, DEFAULT_MAX_MESSAGE_SIZE};
+pub use connection::{pipe, pipe_simplex, Connection, DEFAULT_MAX_MESSAGE_SIZE};
 pub use context::{
-    cpu_count, default_context, get_all_start_methods, get_context, get_start_method,
-    set_start_method, Context,
+    clear_start_method, cpu_count, default_context, force_start_method, get_all_start_methods,
+    get_context, get_start_method, peek_start_method, set_start_method, Context,
 };
 pub use error::{Error, Result};
 pub use launch::child::exit;
@@ -90,13 +202,13 @@ pub use process::{
     current_process, parent_process, CurrentProcess, Ending, Process, RunOutcome,
     DEFAULT_TERMINATE_GRACE,
 };
-pub use queues::{JoinableQueue, PutError, Queue, SimpleQueue, DEFAULT_CAPACITY};
+pub use queues::{JoinableQueue, PutError, Queue, QueueBuilder, SimpleQueue, DEFAULT_CAPACITY};
 pub use sharedctypes::{
     Array, CChar, DynArray, Number, RawArray, RawValue, Scalar, SharedMemory, TypeCode, Value,
 };
 pub use synchronize::{
-    Barrier, BoundedSemaphore, Condition, ConditionGuard, ConditionLock, Event, Lock, LockGuard,
-    RLock, RLockGuard, Semaphore, SemaphoreGuard,
+    Barrier, BarrierBuilder, BoundedSemaphore, Condition, ConditionGuard, ConditionLock, Event,
+    Lock, LockGuard, RLock, RLockGuard, Semaphore, SemaphoreGuard,
 };
 pub use target::{Target, Termination};
 

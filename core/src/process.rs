@@ -77,10 +77,15 @@ where
     F::Output: Termination,
     A: DeserializeOwned,
 {
-    let args: A = match reduction::decode(bytes, fds) {
+    let args: A = match reduction::decode(bytes, fds, "the arguments the parent sent") {
         Ok(a) => a,
         Err(e) => {
-            eprintln!("mproc: cannot decode the arguments of the child's target: {e}");
+            // Where Python prints the unpickling error's traceback on the child's stderr.
+            eprintln!(
+                "Process {}: cannot start the target `{}`: {e}",
+                state::lock().me.name,
+                std::any::type_name::<F>()
+            );
             return 1;
         }
     };
@@ -101,7 +106,7 @@ where
         }
         Ok((
             EntryOffset::of(process_entry::<F, A>),
-            reduction::encode(&self.args)?,
+            reduction::encode(&self.args, "the arguments of a child's target")?,
         ))
     }
     fn run_here(self: Box<Self>) -> i32 {
@@ -157,7 +162,7 @@ struct Inner {
 ///     mproc::init();
 ///     let p = mproc::Process::new(run_proc, ("test".to_string(),));
 ///     p.start()?;
-///     p.join(None)?;
+///     p.join()?;
 ///     assert_eq!(p.exitcode()?, Some(0));
 ///     Ok(())
 /// }
@@ -437,15 +442,70 @@ impl Process {
         self.join_or_terminate(timeout)
     }
 
-    /// Waits until the child ends, or for at most `timeout` (`None`: no limit). Returns `Ok` in
-    /// both cases, as Python does: check [`exitcode`](Process::exitcode) or
-    /// [`is_alive`](Process::is_alive) to tell them apart. A process may be joined many times.
-    pub fn join(&self, timeout: Option<Duration>) -> Result<()> {
+    /// Waits until the child ends and returns its exit code (Python's `join()`, then
+    /// `exitcode`): `0` after a normal return, `n` after [`crate::exit`]`(n)`, `1` after a
+    /// panic, `-N` after signal `N`. A process may be joined many times; each returns the same
+    /// code.
+    ///
+    /// ```no_run
+    /// fn work() {}
+    ///
+    /// fn main() -> mproc::Result<()> {
+    ///     mproc::init();
+    ///     let p = mproc::Process::new(work, ());
+    ///     p.start()?;
+    ///     assert_eq!(p.join()?, 0);
+    ///     Ok(())
+    /// }
+    /// ```
+    ///
+    /// Errors: [`Error::NotStarted`] before [`start`](Process::start),
+    /// [`Error::ProcessClosed`] after [`close`](Process::close), [`Error::NotChild`] in a
+    /// process other than the one that made this object, [`Error::JoinSelf`] in the child
+    /// itself.
+    pub fn join(&self) -> Result<i32> {
         let child = self.started_child()?;
-        if child.popen.wait(timeout)?.is_some() {
+        // A wait without a timeout returns only once the child has ended.
+        let code = loop {
+            if let Some(code) = child.popen.wait(None)? {
+                break code;
+            }
+        };
+        children::forget(&child);
+        Ok(code)
+    }
+
+    /// Waits at most `timeout` for the child to end (Python's `join(timeout)`): its exit code
+    /// if it ended, `None` if it is still running. Python's `join(timeout)` returns nothing
+    /// either way and leaves the question to `is_alive()`; here the answer comes back.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    ///
+    /// fn work() {
+    ///     std::thread::sleep(Duration::from_secs(60));
+    /// }
+    ///
+    /// fn main() -> mproc::Result<()> {
+    ///     mproc::init();
+    ///     let p = mproc::Process::new(work, ());
+    ///     p.start()?;
+    ///     if p.join_timeout(Duration::from_secs(5))?.is_none() {
+    ///         p.terminate()?;
+    ///         assert_eq!(p.join()?, -15);
+    ///     }
+    ///     Ok(())
+    /// }
+    /// ```
+    ///
+    /// Errors: as [`join`](Process::join).
+    pub fn join_timeout(&self, timeout: Duration) -> Result<Option<i32>> {
+        let child = self.started_child()?;
+        let code = child.popen.wait(Some(timeout))?;
+        if code.is_some() {
             children::forget(&child);
         }
-        Ok(())
+        Ok(code)
     }
 
     /// Whether the child is running: false before `start` and after it ended.
@@ -614,7 +674,7 @@ pub struct CurrentProcess {
 
 impl CurrentProcess {
     /// Always [`Error::JoinSelf`]: a process cannot wait for its own end.
-    pub fn join(&self, _timeout: Option<Duration>) -> Result<()> {
+    pub fn join(&self) -> Result<i32> {
         Err(Error::JoinSelf)
     }
 }

@@ -203,6 +203,29 @@ impl Deadline {
     }
 }
 
+/// How long a blocking operation may wait: its three forms (`x()`, `try_x()`, `x_timeout(d)`).
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Wait {
+    /// As long as it takes.
+    Forever,
+    /// Not at all.
+    Never,
+    /// At most this long.
+    For(std::time::Duration),
+}
+
+impl Wait {
+    /// As Python's `(block, timeout)`.
+    #[inline]
+    pub fn python(self) -> (bool, Option<std::time::Duration>) {
+        match self {
+            Wait::Forever => (true, None),
+            Wait::Never => (false, None),
+            Wait::For(t) => (true, Some(t)),
+        }
+    }
+}
+
 /// Turns an OS error into ours.
 pub(crate) fn io(e: std::io::Error) -> Error {
     Error::Io(e)

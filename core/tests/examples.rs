@@ -68,7 +68,7 @@ fn start_method_sends_hello(#[values("fork", "spawn", "forkserver")] m: &str) {
 
 #[rstest]
 fn pipe_prints_the_documented_list(#[values("fork", "spawn", "forkserver")] m: &str) {
-    assert_eq!(run("pipe", &["--method", m]), "[42, None, \"hello\"]\n");
+    assert_eq!(run("pipe", &["--method", m]), "[42, None, 'hello']\n");
 }
 
 #[test]

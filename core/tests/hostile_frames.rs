@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 /// A connection and the raw peer socket that feeds it.
 fn pair() -> (Connection, UnixStream) {
     let (ours, raw) = UnixStream::pair().unwrap();
-    (Connection::from_fd(OwnedFd::from(ours), true, true), raw)
+    (Connection::from_fd(OwnedFd::from(ours)), raw)
 }
 
 /// A long-form header: `-1`, then the 8-byte length.
@@ -38,7 +38,7 @@ fn declared_lengths_above_the_maximum_are_refused_at_the_header() {
     ] {
         let (conn, mut raw) = pair();
         raw.write_all(&long_header(len)).unwrap();
-        match conn.recv_bytes(None) {
+        match conn.recv_bytes() {
             Err(Error::MessageTooLong { len: got, maxlen }) => {
                 assert_eq!(got, len);
                 assert_eq!(maxlen as u64, mproc::DEFAULT_MAX_MESSAGE_SIZE);
@@ -47,7 +47,7 @@ fn declared_lengths_above_the_maximum_are_refused_at_the_header() {
         }
         // The stream is no longer at a message boundary: as after Python's bad message length,
         // the duplex end stops reading but still sends.
-        assert!(matches!(conn.recv_bytes(None), Err(Error::NotReadable)));
+        assert!(matches!(conn.recv_bytes(), Err(Error::NotReadable)));
         conn.send_bytes(b"still sends").unwrap();
     }
 }
@@ -65,10 +65,7 @@ fn without_a_maximum_a_claimed_length_costs_nothing_until_bytes_arrive() {
         raw.write_all(&long_header(len)).unwrap();
         raw.write_all(&[7u8; 100_000]).unwrap();
         drop(raw);
-        assert!(
-            matches!(conn.recv_bytes(None), Err(Error::Eof)),
-            "length {len}"
-        );
+        assert!(matches!(conn.recv_bytes(), Err(Error::Eof)), "length {len}");
     }
 }
 
@@ -78,15 +75,15 @@ fn short_form_lengths_are_claims_too() {
     raw.write_all(&short_header(0x7FFF_FFFF)).unwrap();
     raw.write_all(b"abc").unwrap();
     drop(raw);
-    assert!(matches!(conn.recv_bytes(None), Err(Error::Eof)));
+    assert!(matches!(conn.recv_bytes(), Err(Error::Eof)));
     // A negative length other than -1 is a broken stream.
     let (conn, mut raw) = pair();
     raw.write_all(&short_header(-5)).unwrap();
-    match conn.recv_bytes(None) {
+    match conn.recv_bytes() {
         Err(Error::Deserialize(m)) => assert!(m.contains("-5"), "{m}"),
         other => panic!("expected a bad length, got {other:?}"),
     }
-    assert!(matches!(conn.recv_bytes(None), Err(Error::NotReadable)));
+    assert!(matches!(conn.recv_bytes(), Err(Error::NotReadable)));
 }
 
 #[test]
@@ -95,24 +92,21 @@ fn the_maximum_message_size_is_configurable() {
     conn.set_max_message_size(Some(10));
     raw.write_all(&short_header(10)).unwrap();
     raw.write_all(&[1u8; 10]).unwrap();
-    assert_eq!(conn.recv_bytes(None).unwrap(), [1u8; 10]);
+    assert_eq!(conn.recv_bytes().unwrap(), [1u8; 10]);
     raw.write_all(&short_header(11)).unwrap();
     assert!(matches!(
-        conn.recv_bytes(None),
+        conn.recv_bytes(),
         Err(Error::MessageTooLong {
             len: 11,
             maxlen: 10
         })
     ));
     // A read-only end is closed by an over-long message.
-    let (r, w) = mproc::pipe(false).unwrap();
+    let (r, w) = mproc::pipe_simplex().unwrap();
     let mut r = r;
     r.set_max_message_size(Some(4));
     w.send_bytes(b"12345").unwrap();
-    assert!(matches!(
-        r.recv_bytes(None),
-        Err(Error::MessageTooLong { .. })
-    ));
+    assert!(matches!(r.recv_bytes(), Err(Error::MessageTooLong { .. })));
     assert!(r.closed());
 }
 
@@ -126,7 +120,7 @@ fn inner_limited_memory() {
         raw.write_all(&short_header(0x7FFF_FFFF)).unwrap();
         raw.write_all(&vec![1u8; 1 << 20]).unwrap();
     });
-    let r = conn.recv_bytes(None);
+    let r = conn.recv_bytes();
     writer.join().unwrap();
     assert!(matches!(r, Err(Error::Eof)), "{r:?}");
     println!("INNER: claim of 0x7FFFFFFF then end of file: Eof");
@@ -145,7 +139,7 @@ fn inner_limited_memory() {
             }
         }
     });
-    let r = conn.recv_bytes(None);
+    let r = conn.recv_bytes();
     match &r {
         Err(Error::Io(e)) if e.kind() == std::io::ErrorKind::OutOfMemory => {}
         other => panic!("expected an out-of-memory error, got {other:?}"),
@@ -197,12 +191,18 @@ fn a_process_limited_to_one_gib_survives_a_two_gib_claim() {
     );
 }
 
+/// The type header `Connection::send` writes before a value (the length of the sender's type
+/// name, a little-endian `u16`, then the name), for a name left empty.
+const NO_TYPE_NAME: [u8; 2] = [0, 0];
+
 #[test]
 fn a_vec_of_units_declaring_two_to_the_forty_elements_is_an_error_not_a_spin() {
     // bincode: an 8-byte little-endian length and no element bytes. bincode's own `with_limit`
     // does not bound this (each `()` reads nothing); the decoder's element budget does.
+    // (`recv` reads the sender's type name first: an empty one here.)
     let (conn, mut raw) = pair();
-    raw.write_all(&short_header(8)).unwrap();
+    raw.write_all(&short_header(10)).unwrap();
+    raw.write_all(&NO_TYPE_NAME).unwrap();
     raw.write_all(&(1u64 << 40).to_le_bytes()).unwrap();
     let t0 = Instant::now();
     match conn.recv::<Vec<()>>() {
@@ -212,14 +212,15 @@ fn a_vec_of_units_declaring_two_to_the_forty_elements_is_an_error_not_a_spin() {
     // A spin would run for hours; this bound only tells a spin from an answer.
     assert!(t0.elapsed() < Duration::from_secs(30));
     // The same for a map whose keys and values take no bytes.
-    raw.write_all(&short_header(8)).unwrap();
+    raw.write_all(&short_header(10)).unwrap();
+    raw.write_all(&NO_TYPE_NAME).unwrap();
     raw.write_all(&(1u64 << 40).to_le_bytes()).unwrap();
     assert!(matches!(
         conn.recv::<std::collections::BTreeMap<(), ()>>(),
         Err(Error::Deserialize(_))
     ));
     // Honest values of the same types pass.
-    let (a, b) = mproc::pipe(true).unwrap();
+    let (a, b) = mproc::pipe().unwrap();
     a.send(&vec![(); 1000]).unwrap();
     assert_eq!(b.recv::<Vec<()>>().unwrap().len(), 1000);
     a.send(&vec![vec![(); 3]; 500]).unwrap();
@@ -239,7 +240,8 @@ fn deep_nesting_is_an_error_not_a_stack_overflow() {
     // bincode: variant index 1 (Node) repeated, ending in 0 (Leaf). A million levels would
     // overflow any stack if decoding recursed without a bound.
     let levels = 1_000_000usize;
-    let mut body = Vec::with_capacity(levels * 4 + 4);
+    let mut body = Vec::with_capacity(levels * 4 + 6);
+    body.extend_from_slice(&NO_TYPE_NAME);
     for _ in 0..levels {
         body.extend_from_slice(&1u32.to_le_bytes());
     }
@@ -257,7 +259,7 @@ fn deep_nesting_is_an_error_not_a_stack_overflow() {
     writer.join().unwrap();
     // Moderate nesting passes, on an ordinary 2 MiB thread stack.
     std::thread::spawn(|| {
-        let (a, b) = mproc::pipe(true).unwrap();
+        let (a, b) = mproc::pipe().unwrap();
         let mut t = Tree::Leaf;
         for _ in 0..200 {
             t = Tree::Node(Box::new(t));
@@ -274,7 +276,7 @@ fn a_receive_with_a_timeout_keeps_what_arrived() {
     let (conn, mut raw) = pair();
     let t0 = Instant::now();
     assert!(matches!(
-        conn.recv_bytes_timeout(None, Duration::from_millis(50)),
+        conn.recv_bytes_timeout(Duration::from_millis(50)),
         Err(Error::Timeout)
     ));
     assert!(t0.elapsed() >= Duration::from_millis(50));
@@ -283,22 +285,21 @@ fn a_receive_with_a_timeout_keeps_what_arrived() {
     frame.extend_from_slice(b"abcdef");
     raw.write_all(&frame[..7]).unwrap();
     assert!(matches!(
-        conn.recv_bytes_timeout(None, Duration::from_millis(20)),
+        conn.recv_bytes_timeout(Duration::from_millis(20)),
         Err(Error::Timeout)
     ));
     raw.write_all(&frame[7..15]).unwrap();
     assert!(matches!(
-        conn.recv_bytes_timeout(None, Duration::from_millis(20)),
+        conn.recv_bytes_timeout(Duration::from_millis(20)),
         Err(Error::Timeout)
     ));
     raw.write_all(&frame[15..]).unwrap();
     assert_eq!(
-        conn.recv_bytes_timeout(None, Duration::from_secs(5))
-            .unwrap(),
+        conn.recv_bytes_timeout(Duration::from_secs(5)).unwrap(),
         b"abcdef"
     );
     // A value, with the typed receive.
-    let (a, b) = mproc::pipe(true).unwrap();
+    let (a, b) = mproc::pipe().unwrap();
     assert!(matches!(
         b.recv_timeout::<u32>(Duration::from_millis(10)),
         Err(Error::Timeout)
@@ -334,7 +335,7 @@ fn drain<T: serde::de::DeserializeOwned>(stream: Vec<u8>, max: Option<u64>, type
         let r = if typed {
             conn.recv::<T>().map(|_| ())
         } else {
-            conn.recv_bytes(None).map(|_| ())
+            conn.recv_bytes().map(|_| ())
         };
         match r {
             Ok(()) => continue,
@@ -372,7 +373,8 @@ fn frame() -> impl Strategy<Value = Vec<u8>> {
     ]
 }
 
-/// Honest frames of bincode values, then mutated: bytes flipped, cut, inserted.
+/// Honest frames of values as `Connection::send` writes them, then mutated: bytes flipped, cut,
+/// inserted.
 fn mutated_stream() -> impl Strategy<Value = Vec<u8>> {
     let values = proptest::collection::vec(
         (
@@ -388,7 +390,8 @@ fn mutated_stream() -> impl Strategy<Value = Vec<u8>> {
         let mut s = Vec::new();
         for v in values {
             let b = bincode::serialize(&v).unwrap();
-            s.extend_from_slice(&(b.len() as i32).to_be_bytes());
+            s.extend_from_slice(&((b.len() + NO_TYPE_NAME.len()) as i32).to_be_bytes());
+            s.extend(NO_TYPE_NAME);
             s.extend(b);
         }
         for (at, byte, kind) in edits {
@@ -430,11 +433,11 @@ proptest! {
 
 #[test]
 fn a_timeout_too_long_for_the_clock_waits_like_no_timeout() {
-    let (a, b) = mproc::pipe(true).unwrap();
+    let (a, b) = mproc::pipe().unwrap();
     a.send_bytes(b"x").unwrap();
-    assert_eq!(b.recv_bytes_timeout(None, Duration::MAX).unwrap(), b"x");
+    assert_eq!(b.recv_bytes_timeout(Duration::MAX).unwrap(), b"x");
     a.send(&1u8).unwrap();
     assert_eq!(b.recv_timeout::<u8>(Duration::MAX).unwrap(), 1);
     a.send_bytes(b"y").unwrap();
-    assert!(b.poll(Some(Duration::MAX)).unwrap());
+    assert!(b.poll_timeout(Duration::MAX).unwrap());
 }

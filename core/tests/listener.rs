@@ -7,7 +7,7 @@ mproc::enable_test_support!();
 mod cpython;
 
 use cpython::{Python, Running};
-use mproc::connection::{wait, Address, Client, Listener, Waitable};
+use mproc::connection::{wait_timeout, Address, Client, Listener, Waitable};
 use mproc::{Error, StartMethod};
 use std::io::Write;
 use std::os::unix::net::UnixStream;
@@ -63,7 +63,7 @@ fn ipv6_loopback() {
     let server = l.accept().unwrap();
     let client = t.join().unwrap();
     client.send_bytes(b"six").unwrap();
-    assert_eq!(server.recv_bytes(None).unwrap(), b"six");
+    assert_eq!(server.recv_bytes().unwrap(), b"six");
     assert!(matches!(l.last_accepted(), Some(Address::Tcp(a)) if a.ip().is_loopback()));
 }
 
@@ -83,9 +83,9 @@ fn a_wrong_key_is_an_authentication_error_on_both_sides() {
         let bound = l.address().clone();
         let t = std::thread::spawn(move || {
             let c = Client::connect(&bound, None).unwrap();
-            let challenge = c.recv_bytes(None).unwrap();
+            let challenge = c.recv_bytes().unwrap();
             c.send_bytes(b"(None, 'shutdown', (), {})").unwrap();
-            (challenge, c.recv_bytes(None).unwrap())
+            (challenge, c.recv_bytes().unwrap())
         });
         assert!(matches!(l.accept(), Err(Error::AuthenticationError(_))));
         let (challenge, verdict) = t.join().unwrap();
@@ -128,7 +128,7 @@ fn authenticate_apart_from_accept() {
         // A server authenticates on a thread of its own; the accept loop goes on.
         mproc::connection::deliver_challenge(&raw, KEY)?;
         mproc::connection::answer_challenge(&raw, KEY)?;
-        raw.recv_bytes(None)
+        raw.recv_bytes()
     });
     let c = t.join().unwrap();
     c.send_bytes(b"after the handshake").unwrap();
@@ -142,34 +142,34 @@ fn exit_soon() {
 
 #[test]
 fn wait_over_connections_listeners_sockets_and_sentinels() {
-    let (a, b) = mproc::pipe(true).unwrap();
-    let (c, d) = mproc::pipe(true).unwrap();
+    let (a, b) = mproc::pipe().unwrap();
+    let (c, d) = mproc::pipe().unwrap();
     let (mut s1, s2) = UnixStream::pair().unwrap();
     let l = Listener::bind(&Address::unique_unix().unwrap(), None).unwrap();
     let ctx = mproc::get_context(StartMethod::Fork);
     let p = ctx.process(exit_soon, ());
     p.start().unwrap();
     let objects: [&dyn Waitable; 4] = [&b, &d, &s2, &l];
-    assert!(wait(&objects, Some(Duration::from_millis(20)))
+    assert!(wait_timeout(&objects, Duration::from_millis(20))
         .unwrap()
         .is_empty());
     a.send_bytes(b"1").unwrap();
     s1.write_all(b"x").unwrap();
-    assert_eq!(wait(&objects, Some(T)).unwrap(), [0, 2]);
+    assert_eq!(wait_timeout(&objects, T).unwrap(), [0, 2]);
     // A received message's rest, buffered in the connection, keeps it ready.
     c.send_bytes(b"2").unwrap();
     c.send_bytes(b"3").unwrap();
-    assert_eq!(d.recv_bytes(None).unwrap(), b"2");
-    assert!(wait(&[&d as &dyn Waitable], Some(Duration::ZERO))
+    assert_eq!(d.recv_bytes().unwrap(), b"2");
+    assert!(wait_timeout(&[&d as &dyn Waitable], Duration::ZERO)
         .unwrap()
         .contains(&0));
     // A client waiting to be accepted makes the listener ready.
     let _client = Client::connect(l.address(), None).unwrap();
-    assert!(wait(&objects, Some(T)).unwrap().contains(&3));
+    assert!(wait_timeout(&objects, T).unwrap().contains(&3));
     // A process is ready when it has ended.
     let procs: [&dyn Waitable; 1] = [&p];
-    assert_eq!(wait(&procs, Some(T)).unwrap(), [0]);
-    p.join(Some(T)).unwrap();
+    assert_eq!(wait_timeout(&procs, T).unwrap(), [0]);
+    p.join_timeout(T).unwrap();
     assert_eq!(p.exitcode().unwrap(), Some(0));
 }
 
@@ -249,12 +249,12 @@ fn python_client_to_mproc(py: &Python, addr: &Address, key: Option<&[u8]>, py_ke
         return;
     }
     let c = l.accept_timeout(T).unwrap();
-    assert_eq!(c.recv_bytes(None).unwrap(), b"hello from python");
+    assert_eq!(c.recv_bytes().unwrap(), b"hello from python");
     c.send_bytes(b"hello from mproc").unwrap();
     assert_eq!(child.line(T), "hello from mproc");
     // A pickled value arrives as bytes; our answer is a pickle too (protocol 2, written by
     // hand here: the pickle codec has its own tests).
-    let pickled = c.recv_bytes(None).unwrap();
+    let pickled = c.recv_bytes().unwrap();
     assert_eq!(pickled[0], 0x80, "a pickle");
     c.send_bytes(b"\x80\x02K\x07.").unwrap();
     assert_eq!(child.line(T), "7");
@@ -298,7 +298,7 @@ fn mproc_client_to_python(py: &Python, addr: &Address, key: Option<&[u8]>, py_ke
     }
     let c = r.unwrap();
     c.send_bytes(b"abc").unwrap();
-    assert_eq!(c.recv_bytes(None).unwrap(), b"cba");
+    assert_eq!(c.recv_bytes().unwrap(), b"cba");
     assert_eq!(server.line(T), "served");
     assert!(server.finish(T).status.success());
 }
@@ -339,7 +339,7 @@ fn a_cpython_tcp_client_does_not_wait_for_delayed_acks() {
     let mut child = Running::start(&py, script, &[&port]);
     for _ in 0..15 {
         let c = l.accept_timeout(T).unwrap();
-        let m = c.recv_bytes(None).unwrap();
+        let m = c.recv_bytes().unwrap();
         c.send_bytes(&m).unwrap();
     }
     let mut ms: Vec<f64> = (0..15).map(|_| child.line(T).parse().unwrap()).collect();

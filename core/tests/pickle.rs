@@ -588,7 +588,7 @@ fn a_value_crosses_bincode_and_the_bridge_whole() {
         Value::from(pickle::BigInt::from(7).pow(40)),
     ]);
     // mproc's own channels use bincode: the value travels as its pickle.
-    let (a, b) = mproc::pipe(true).unwrap();
+    let (a, b) = mproc::pipe().unwrap();
     a.send(&v).unwrap();
     assert_eq!(b.recv::<Value>().unwrap().to_string(), v.to_string());
     // The bridge keeps sets, globals and objects.

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 fn echo(conn: Connection) -> mproc::Result<()> {
     let n: usize = conn.recv()?;
     for _ in 0..n {
-        let b = conn.recv_bytes(None)?;
+        let b = conn.recv_bytes()?;
         conn.send_bytes(&b)?;
     }
     Ok(())
@@ -52,7 +52,7 @@ const METHODS: [StartMethod; 3] = [
 
 #[test]
 fn duplex_both_ways_in_process() {
-    let (a, b) = mproc::pipe(true).unwrap();
+    let (a, b) = mproc::pipe().unwrap();
     a.send(&(42, None::<i32>, "hello".to_string())).unwrap();
     b.send(&[1.5f64, 2.5]).unwrap();
     assert_eq!(
@@ -65,17 +65,14 @@ fn duplex_both_ways_in_process() {
 
 #[test]
 fn simplex_ends_have_one_direction() {
-    let (r, w) = mproc::pipe(false).unwrap();
+    let (r, w) = mproc::pipe_simplex().unwrap();
     assert!(r.readable() && !r.writable());
     assert!(!w.readable() && w.writable());
     assert!(matches!(r.send(&1), Err(Error::NotWritable)));
     assert!(matches!(r.send_bytes(b"x"), Err(Error::NotWritable)));
     assert!(matches!(w.recv::<i32>(), Err(Error::NotReadable)));
-    assert!(matches!(w.recv_bytes(None), Err(Error::NotReadable)));
-    assert!(matches!(
-        w.poll(Some(Duration::ZERO)),
-        Err(Error::NotReadable)
-    ));
+    assert!(matches!(w.recv_bytes(), Err(Error::NotReadable)));
+    assert!(matches!(w.poll(), Err(Error::NotReadable)));
     w.send(&7u8).unwrap();
     assert_eq!(r.recv::<u8>().unwrap(), 7);
 }
@@ -83,34 +80,31 @@ fn simplex_ends_have_one_direction() {
 #[rstest]
 fn eof_after_the_other_end_closes(#[values(true, false)] duplex: bool) {
     let (r, mut w) = if duplex {
-        mproc::pipe(true).unwrap()
+        mproc::pipe().unwrap()
     } else {
-        mproc::pipe(false).unwrap()
+        mproc::pipe_simplex().unwrap()
     };
     w.send_bytes(b"last").unwrap();
     w.close();
     assert!(w.closed());
     assert!(matches!(w.send_bytes(b"x"), Err(Error::Closed)));
-    assert_eq!(r.recv_bytes(None).unwrap(), b"last");
-    assert!(
-        r.poll(Some(Duration::ZERO)).unwrap(),
-        "end of file counts as ready"
-    );
-    assert!(matches!(r.recv_bytes(None), Err(Error::Eof)));
-    let (mut a, b) = mproc::pipe(true).unwrap();
+    assert_eq!(r.recv_bytes().unwrap(), b"last");
+    assert!(r.poll().unwrap(), "end of file counts as ready");
+    assert!(matches!(r.recv_bytes(), Err(Error::Eof)));
+    let (mut a, b) = mproc::pipe().unwrap();
     drop(b);
     assert!(matches!(a.send_bytes(b"into the void"), Err(Error::Eof)));
     a.close();
-    assert!(matches!(a.recv_bytes(None), Err(Error::Closed)));
+    assert!(matches!(a.recv_bytes(), Err(Error::Closed)));
 }
 
 #[test]
 fn maxlen_stops_reading_as_python_does() {
     // Duplex: the end is no longer readable, but it can still send (Python's
     // `_bad_message_length`).
-    let (a, b) = mproc::pipe(true).unwrap();
+    let (a, b) = mproc::pipe().unwrap();
     a.send_bytes(&[0u8; 100]).unwrap();
-    match b.recv_bytes(Some(10)) {
+    match b.recv_bytes_max(10) {
         Err(Error::MessageTooLong {
             len: 100,
             maxlen: 10,
@@ -118,68 +112,71 @@ fn maxlen_stops_reading_as_python_does() {
         other => panic!("expected MessageTooLong, got {other:?}"),
     }
     assert!(!b.closed() && !b.readable() && b.writable());
-    assert!(matches!(b.recv_bytes(None), Err(Error::NotReadable)));
+    assert!(matches!(b.recv_bytes(), Err(Error::NotReadable)));
     b.send_bytes(b"still here").unwrap();
-    assert_eq!(a.recv_bytes(None).unwrap(), b"still here");
+    assert_eq!(a.recv_bytes().unwrap(), b"still here");
     // Read-only: the end is closed.
-    let (r, w) = mproc::pipe(false).unwrap();
+    let (r, w) = mproc::pipe_simplex().unwrap();
     w.send_bytes(&[0u8; 100]).unwrap();
     assert!(matches!(
-        r.recv_bytes(Some(10)),
+        r.recv_bytes_max(10),
         Err(Error::MessageTooLong { .. })
     ));
     assert!(r.closed());
-    assert!(matches!(r.recv_bytes(None), Err(Error::Closed)));
+    assert!(matches!(r.recv_bytes(), Err(Error::Closed)));
     // A message within the limit is fine.
-    let (a, b) = mproc::pipe(true).unwrap();
+    let (a, b) = mproc::pipe().unwrap();
     a.send_bytes(&[9u8; 10]).unwrap();
-    assert_eq!(b.recv_bytes(Some(10)).unwrap(), [9u8; 10]);
+    assert_eq!(b.recv_bytes_max(10).unwrap(), [9u8; 10]);
 }
 
 #[test]
 fn send_bytes_range_as_python() {
-    let (a, b) = mproc::pipe(true).unwrap();
+    let (a, b) = mproc::pipe().unwrap();
     let buf = b"0123456789";
-    a.send_bytes_range(buf, 2, Some(3)).unwrap();
-    a.send_bytes_range(buf, 7, None).unwrap();
-    a.send_bytes_range(buf, 10, None).unwrap();
-    assert_eq!(b.recv_bytes(None).unwrap(), b"234");
-    assert_eq!(b.recv_bytes(None).unwrap(), b"789");
-    assert_eq!(b.recv_bytes(None).unwrap(), b"");
+    a.send_bytes_range(buf, 2..5).unwrap();
+    a.send_bytes_range(buf, 7..).unwrap();
+    a.send_bytes_range(buf, 10..).unwrap();
+    assert_eq!(b.recv_bytes().unwrap(), b"234");
+    assert_eq!(b.recv_bytes().unwrap(), b"789");
+    assert_eq!(b.recv_bytes().unwrap(), b"");
     assert!(matches!(
-        a.send_bytes_range(buf, 11, None),
+        a.send_bytes_range(buf, 11..),
         Err(Error::BadRange(_))
     ));
     assert!(matches!(
-        a.send_bytes_range(buf, 5, Some(6)),
+        a.send_bytes_range(buf, 5..11),
         Err(Error::BadRange(_))
     ));
     assert!(matches!(
-        a.send_bytes_range(buf, 1, Some(usize::MAX)),
+        a.send_bytes_range(buf, 1..=usize::MAX),
         Err(Error::BadRange(_))
     ));
+    #[allow(clippy::reversed_empty_ranges)]
+    let backwards = a.send_bytes_range(buf, 6..4);
+    assert!(matches!(backwards, Err(Error::BadRange(_))));
 }
 
 #[test]
 fn poll_waits_for_its_timeout() {
-    let (a, b) = mproc::pipe(true).unwrap();
-    assert!(!b.poll(Some(Duration::ZERO)).unwrap());
+    let (a, b) = mproc::pipe().unwrap();
+    assert!(!b.poll().unwrap());
     let t0 = Instant::now();
-    assert!(!b.poll(Some(Duration::from_millis(150))).unwrap());
+    assert!(!b.poll_timeout(Duration::from_millis(150)).unwrap());
     assert!(
         t0.elapsed() >= Duration::from_millis(150),
         "poll returned before its timeout"
     );
     a.send(&1u8).unwrap();
-    assert!(b.poll(Some(Duration::from_secs(5))).unwrap());
-    assert!(b.poll(None).unwrap());
+    assert!(b.poll_timeout(Duration::from_secs(5)).unwrap());
+    assert_eq!(mproc::connection::wait(&[&b]).unwrap(), [0]);
     assert_eq!(b.recv::<u8>().unwrap(), 1);
 }
 
 #[test]
 fn framing_is_cpythons() {
     let (ours, mut raw) = UnixStream::pair().unwrap();
-    let conn = Connection::from_fd(OwnedFd::from(ours), true, true);
+    let conn = Connection::from_fd(OwnedFd::from(ours));
     conn.send_bytes(b"abc").unwrap();
     let mut got = [0u8; 7];
     raw.read_exact(&mut got).unwrap();
@@ -190,8 +187,8 @@ fn framing_is_cpythons() {
     ])
     .unwrap();
     raw.write_all(&[0, 0, 0, 2, b'o', b'k']).unwrap();
-    assert_eq!(conn.recv_bytes(None).unwrap(), b"hello");
-    assert_eq!(conn.recv_bytes(None).unwrap(), b"ok");
+    assert_eq!(conn.recv_bytes().unwrap(), b"hello");
+    assert_eq!(conn.recv_bytes().unwrap(), b"ok");
 }
 
 #[test]
@@ -216,7 +213,7 @@ fn talks_to_cpython_multiprocessing_connection() {
         .spawn()
         .unwrap();
     drop(inheritable);
-    let conn = Connection::from_fd(OwnedFd::from(ours), true, true);
+    let conn = Connection::from_fd(OwnedFd::from(ours));
     for msg in [
         b"hello".to_vec(),
         vec![],
@@ -225,7 +222,7 @@ fn talks_to_cpython_multiprocessing_connection() {
         conn.send_bytes(&msg).unwrap();
         let mut want = msg.clone();
         want.reverse();
-        assert_eq!(conn.recv_bytes(None).unwrap(), want);
+        assert_eq!(conn.recv_bytes().unwrap(), want);
     }
     conn.send_bytes(b"stop").unwrap();
     assert!(child.wait().unwrap().success());
@@ -233,7 +230,7 @@ fn talks_to_cpython_multiprocessing_connection() {
 
 #[test]
 fn connections_refuse_to_serialise_outside_a_start() {
-    let (a, b) = mproc::pipe(true).unwrap();
+    let (a, b) = mproc::pipe().unwrap();
     match a.send(&b) {
         Err(Error::Serialize(msg)) => assert!(msg.contains("child process"), "{msg}"),
         other => panic!("expected a serialisation error, got {other:?}"),
@@ -244,7 +241,7 @@ fn connections_refuse_to_serialise_outside_a_start() {
 fn child_sends_then_eof(
     #[values(StartMethod::Fork, StartMethod::Spawn, StartMethod::Forkserver)] m: StartMethod,
 ) {
-    let (ours, theirs) = ctx(m).pipe(true).unwrap();
+    let (ours, theirs) = ctx(m).pipe().unwrap();
     let p = ctx(m).process(send_three, (theirs,));
     p.start().unwrap();
     assert_eq!(ours.recv::<u32>().unwrap(), 1);
@@ -252,7 +249,7 @@ fn child_sends_then_eof(
     assert_eq!(ours.recv::<Vec<u8>>().unwrap(), [3, 3, 3]);
     // The child's end was moved into the child: once it closes, nothing holds it open.
     assert!(matches!(ours.recv::<u32>(), Err(Error::Eof)));
-    p.join(None).unwrap();
+    p.join().unwrap();
     assert_eq!(p.exitcode().unwrap(), Some(0));
 }
 
@@ -260,20 +257,20 @@ fn child_sends_then_eof(
 fn simplex_end_to_a_child(
     #[values(StartMethod::Fork, StartMethod::Spawn, StartMethod::Forkserver)] m: StartMethod,
 ) {
-    let (r, w) = ctx(m).pipe(false).unwrap();
+    let (r, w) = ctx(m).pipe_simplex().unwrap();
     let p = ctx(m).process(send_three, (w,));
     p.start().unwrap();
     assert_eq!(r.recv::<u32>().unwrap(), 1);
     assert_eq!(r.recv::<String>().unwrap(), "two");
     assert_eq!(r.recv::<Vec<u8>>().unwrap(), [3, 3, 3]);
-    p.join(None).unwrap();
+    p.join().unwrap();
 }
 
 #[rstest]
 fn buffered_bytes_travel_with_the_connection(
     #[values(StartMethod::Fork, StartMethod::Spawn, StartMethod::Forkserver)] m: StartMethod,
 ) {
-    let (a, b) = ctx(m).pipe(true).unwrap();
+    let (a, b) = ctx(m).pipe().unwrap();
     a.send(&10u64).unwrap();
     a.send(&21u64).unwrap();
     // Both messages arrive in one read; the second stays in b's buffer...
@@ -282,7 +279,7 @@ fn buffered_bytes_travel_with_the_connection(
     let p = ctx(m).process(recv_one, (b,));
     p.start().unwrap();
     assert_eq!(a.recv::<u64>().unwrap(), 42);
-    p.join(None).unwrap();
+    p.join().unwrap();
     assert_eq!(p.exitcode().unwrap(), Some(0));
 }
 
@@ -303,18 +300,18 @@ proptest! {
         mi in 0usize..3,
     ) {
         let m = METHODS[mi];
-        let (ours, theirs) = ctx(m).pipe(true).unwrap();
+        let (ours, theirs) = ctx(m).pipe().unwrap();
         let p = ctx(m).process(echo, (theirs,));
         p.start().unwrap();
         ours.send(&msgs.len()).unwrap();
         for msg in &msgs {
             ours.send_bytes(msg).unwrap();
-            let back = ours.recv_bytes(None).unwrap();
+            let back = ours.recv_bytes().unwrap();
             prop_assert_eq!(back.len(), msg.len());
             prop_assert!(&back == msg);
         }
         drop(ours);
-        p.join(Some(Duration::from_secs(30))).unwrap();
+        p.join_timeout(Duration::from_secs(30)).unwrap();
         prop_assert_eq!(p.exitcode().unwrap(), Some(0));
     }
 }

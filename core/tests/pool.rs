@@ -411,7 +411,7 @@ fn init_calls(_: u32) -> (u32, u32) {
 fn initializer_runs_once_in_every_worker(
     #[values(StartMethod::Fork, StartMethod::Spawn, StartMethod::Forkserver)] m: StartMethod,
 ) {
-    let (rx, tx) = mproc::pipe(true).unwrap();
+    let (rx, tx) = mproc::pipe().unwrap();
     let p = mproc::get_context(m)
         .pool()
         .processes(3)
@@ -421,7 +421,7 @@ fn initializer_runs_once_in_every_worker(
     let mut inited = HashSet::new();
     for _ in 0..3 {
         assert!(
-            rx.poll(Some(LONG)).unwrap(),
+            rx.poll_timeout(LONG).unwrap(),
             "every worker reports its initializer"
         );
         let (pid, tag): (u32, String) = rx.recv().unwrap();
@@ -446,7 +446,7 @@ fn initializer_runs_once_in_every_worker(
 }
 
 fn init_with_queue(q: mproc::Queue<u32>) {
-    q.put(std::process::id(), true, None).unwrap();
+    q.put(std::process::id()).unwrap();
 }
 
 #[rstest]
@@ -454,7 +454,7 @@ fn a_queue_in_initargs_reaches_every_worker(
     #[values(StartMethod::Fork, StartMethod::Spawn, StartMethod::Forkserver)] m: StartMethod,
 ) {
     let ctx = mproc::get_context(m);
-    let q = ctx.queue::<u32>(None).unwrap();
+    let q = ctx.queue::<u32>().unwrap();
     let p = ctx
         .pool()
         .processes(2)
@@ -463,7 +463,7 @@ fn a_queue_in_initargs_reaches_every_worker(
         .unwrap();
     let mut pids = HashSet::new();
     for _ in 0..2 {
-        pids.insert(q.get(true, Some(LONG)).unwrap());
+        pids.insert(q.get_timeout(LONG).unwrap());
     }
     let workers: HashSet<u32> = p.workers().iter().map(|w| w.pid).collect();
     assert_eq!(pids, workers);
@@ -967,13 +967,13 @@ fn fork_warning_scenario() {
     assert_eq!(p.apply(square, (4,)).unwrap(), 16);
     let c = mproc::get_context(StartMethod::Fork).process(noop, ());
     c.start().unwrap();
-    c.join(None).unwrap();
+    c.join().unwrap();
     eprintln!("STAGE: user thread");
     let (tx, rx) = mpsc::channel::<()>();
     let t = std::thread::spawn(move || rx.recv());
     let c = mproc::get_context(StartMethod::Fork).process(noop, ());
     c.start().unwrap();
-    c.join(None).unwrap();
+    c.join().unwrap();
     tx.send(()).unwrap();
     t.join().unwrap().unwrap();
     p.close().unwrap();
@@ -987,7 +987,7 @@ fn pool_threads_do_not_trigger_the_fork_warning() {
         mproc::set_fork_warning(false);
         let c = mproc::get_context(StartMethod::Fork).process(fork_warning_scenario, ());
         c.start().unwrap();
-        c.join(None).unwrap();
+        c.join().unwrap();
         assert_eq!(c.exitcode().unwrap(), Some(0));
         return;
     }

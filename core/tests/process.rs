@@ -55,7 +55,7 @@ fn start_grandchild(conn: Connection) -> mproc::Result<()> {
     let first = Process::new(noop, ());
     let second = Process::new(noop, ());
     second.start()?;
-    second.join(None)?;
+    second.join()?;
     conn.send(&(first.get_name(), second.get_name(), second.exitcode()?))
 }
 
@@ -101,7 +101,7 @@ fn return_is_exit_code_zero(
     #[values(StartMethod::Fork, StartMethod::Spawn, StartMethod::Forkserver)] m: StartMethod,
 ) {
     let p = started(m, noop, ());
-    p.join(None).unwrap();
+    p.join().unwrap();
     assert_eq!(p.exitcode().unwrap(), Some(0));
     assert!(!p.is_alive().unwrap());
 }
@@ -111,7 +111,7 @@ fn exit_n_is_exit_code_n(
     #[values(StartMethod::Fork, StartMethod::Spawn, StartMethod::Forkserver)] m: StartMethod,
 ) {
     let p = started(m, exit_with, (42,));
-    p.join(None).unwrap();
+    p.join().unwrap();
     assert_eq!(p.exitcode().unwrap(), Some(42));
 }
 
@@ -120,7 +120,7 @@ fn panic_is_exit_code_one(
     #[values(StartMethod::Fork, StartMethod::Spawn, StartMethod::Forkserver)] m: StartMethod,
 ) {
     let p = started(m, panic_with, ("deliberate".to_string(),));
-    p.join(None).unwrap();
+    p.join().unwrap();
     assert_eq!(p.exitcode().unwrap(), Some(1));
 }
 
@@ -129,7 +129,7 @@ fn err_result_is_exit_code_one(
     #[values(StartMethod::Fork, StartMethod::Spawn, StartMethod::Forkserver)] m: StartMethod,
 ) {
     let p = started(m, err_result, ());
-    p.join(None).unwrap();
+    p.join().unwrap();
     assert_eq!(p.exitcode().unwrap(), Some(1));
 }
 
@@ -138,7 +138,7 @@ fn abort_is_minus_sigabrt(
     #[values(StartMethod::Fork, StartMethod::Spawn, StartMethod::Forkserver)] m: StartMethod,
 ) {
     let p = started(m, abort_self, ());
-    p.join(None).unwrap();
+    p.join().unwrap();
     assert_eq!(p.exitcode().unwrap(), Some(-libc::SIGABRT));
 }
 
@@ -148,7 +148,7 @@ fn join_timeout_then_terminate(
 ) {
     let p = started(m, hang, ());
     let t0 = Instant::now();
-    p.join(Some(Duration::from_millis(200))).unwrap();
+    p.join_timeout(Duration::from_millis(200)).unwrap();
     assert!(
         t0.elapsed() >= Duration::from_millis(200),
         "join returned before its timeout"
@@ -156,7 +156,7 @@ fn join_timeout_then_terminate(
     assert!(p.is_alive().unwrap());
     assert_eq!(p.exitcode().unwrap(), None);
     p.terminate().unwrap();
-    p.join(None).unwrap();
+    p.join().unwrap();
     assert_eq!(p.exitcode().unwrap(), Some(-libc::SIGTERM));
     assert!(!p.is_alive().unwrap());
     // Signalling an ended process is not an error, and changes nothing.
@@ -171,7 +171,7 @@ fn kill_is_minus_sigkill(
 ) {
     let p = started(m, hang, ());
     p.kill().unwrap();
-    p.join(Some(Duration::from_secs(10))).unwrap();
+    p.join_timeout(Duration::from_secs(10)).unwrap();
     assert_eq!(p.exitcode().unwrap(), Some(-libc::SIGKILL));
 }
 
@@ -180,11 +180,11 @@ fn join_returns_when_child_ends_within_timeout(
     #[values(StartMethod::Fork, StartMethod::Spawn, StartMethod::Forkserver)] m: StartMethod,
 ) {
     let p = started(m, sleep_ms, (50,));
-    p.join(Some(Duration::from_secs(30))).unwrap();
+    p.join_timeout(Duration::from_secs(30)).unwrap();
     assert_eq!(p.exitcode().unwrap(), Some(0));
     // A process may be joined many times.
-    p.join(None).unwrap();
-    p.join(Some(Duration::ZERO)).unwrap();
+    p.join().unwrap();
+    p.join_timeout(Duration::ZERO).unwrap();
 }
 
 #[rstest]
@@ -192,7 +192,7 @@ fn misuse_before_start(
     #[values(StartMethod::Fork, StartMethod::Spawn, StartMethod::Forkserver)] m: StartMethod,
 ) {
     let p = ctx(m).process(noop, ());
-    assert!(matches!(p.join(None), Err(Error::NotStarted)));
+    assert!(matches!(p.join(), Err(Error::NotStarted)));
     assert!(matches!(p.terminate(), Err(Error::NotStarted)));
     assert!(matches!(p.kill(), Err(Error::NotStarted)));
     assert!(!p.is_alive().unwrap());
@@ -206,7 +206,7 @@ fn start_twice(
 ) {
     let p = started(m, noop, ());
     assert!(matches!(p.start(), Err(Error::AlreadyStarted)));
-    p.join(None).unwrap();
+    p.join().unwrap();
     assert!(matches!(p.start(), Err(Error::AlreadyStarted)));
 }
 
@@ -217,9 +217,9 @@ fn close_rules(
     let p = started(m, hang, ());
     assert!(matches!(p.close(), Err(Error::StillRunning)));
     p.kill().unwrap();
-    p.join(None).unwrap();
+    p.join().unwrap();
     p.close().unwrap();
-    assert!(matches!(p.join(None), Err(Error::ProcessClosed)));
+    assert!(matches!(p.join(), Err(Error::ProcessClosed)));
     assert!(matches!(p.is_alive(), Err(Error::ProcessClosed)));
     assert!(matches!(p.exitcode(), Err(Error::ProcessClosed)));
     assert!(matches!(p.terminate(), Err(Error::ProcessClosed)));
@@ -238,18 +238,18 @@ fn daemon_flag_rules(
     p.start().unwrap();
     assert!(matches!(p.set_daemon(false), Err(Error::DaemonAfterStart)));
     p.kill().unwrap();
-    p.join(None).unwrap();
+    p.join().unwrap();
 }
 
 #[rstest]
 fn daemonic_processes_may_not_have_children(
     #[values(StartMethod::Fork, StartMethod::Spawn, StartMethod::Forkserver)] m: StartMethod,
 ) {
-    let (ours, theirs) = mproc::pipe(true).unwrap();
+    let (ours, theirs) = mproc::pipe().unwrap();
     let p = ctx(m).process(daemon_tries_child, (theirs,)).daemon(true);
     p.start().unwrap();
     let kind: String = ours.recv().unwrap();
-    p.join(None).unwrap();
+    p.join().unwrap();
     assert_eq!(kind, "DaemonChildren");
     assert_eq!(p.exitcode().unwrap(), Some(0));
 }
@@ -257,7 +257,7 @@ fn daemonic_processes_may_not_have_children(
 #[test]
 fn a_process_cannot_join_itself() {
     assert!(matches!(
-        mproc::current_process().join(None),
+        mproc::current_process().join(),
         Err(Error::JoinSelf)
     ));
 }
@@ -269,29 +269,32 @@ fn only_the_parent_may_join() {
     let ctx = ctx(StartMethod::Fork);
     let sibling = Arc::new(ctx.process(hang, ()));
     sibling.start().unwrap();
-    let (ours, theirs) = mproc::pipe(true).unwrap();
+    let (ours, theirs) = mproc::pipe().unwrap();
     let held = Arc::clone(&sibling);
     let p = ctx.process_closure(move || {
-        let kinds: Vec<String> = [held.join(Some(Duration::ZERO)), held.terminate()]
-            .into_iter()
-            .map(|r| {
-                r.err()
-                    .map(|e| e.kind_name().to_string())
-                    .unwrap_or_default()
-            })
-            .collect();
+        let kinds: Vec<String> = [
+            held.join_timeout(Duration::ZERO).map(drop),
+            held.terminate(),
+        ]
+        .into_iter()
+        .map(|r| {
+            r.err()
+                .map(|e| e.kind_name().to_string())
+                .unwrap_or_default()
+        })
+        .collect();
         theirs.send(&kinds)
     });
     p.start().unwrap();
     let kinds: Vec<String> = ours.recv().unwrap();
-    p.join(None).unwrap();
+    p.join().unwrap();
     assert_eq!(kinds, ["NotChild", "NotChild"]);
     assert!(
         sibling.is_alive().unwrap(),
         "the sibling must not have been signalled"
     );
     sibling.kill().unwrap();
-    sibling.join(None).unwrap();
+    sibling.join().unwrap();
 }
 
 #[rstest]
@@ -306,24 +309,24 @@ fn names_follow_python(
     // Counters count objects made, started or not, as Python's do.
     let first = ctx(m).process(noop, ());
     assert_eq!(first.get_name(), format!("{expected_prefix}-1"));
-    let (ours, theirs) = mproc::pipe(true).unwrap();
+    let (ours, theirs) = mproc::pipe().unwrap();
     let p = ctx(m).process(report_self, (theirs,));
     assert_eq!(p.get_name(), format!("{expected_prefix}-2"));
     p.start().unwrap();
     let (name, identity, daemon, parent): (String, Vec<u32>, bool, Option<u32>) =
         ours.recv().unwrap();
-    p.join(None).unwrap();
+    p.join().unwrap();
     assert_eq!(name, format!("{expected_prefix}-2"));
     assert_eq!(identity, [2]);
     assert!(!daemon);
     assert_eq!(parent, Some(std::process::id()));
     assert_eq!(mproc::current_process().name, "MainProcess");
     // An explicit name is carried to the child.
-    let (ours, theirs) = mproc::pipe(true).unwrap();
+    let (ours, theirs) = mproc::pipe().unwrap();
     let p = ctx(m).process(report_self, (theirs,)).name("worker");
     p.start().unwrap();
     let (name, ..): (String, Vec<u32>, bool, Option<u32>) = ours.recv().unwrap();
-    p.join(None).unwrap();
+    p.join().unwrap();
     assert_eq!(name, "worker");
 }
 
@@ -331,13 +334,13 @@ fn names_follow_python(
 fn nested_names_in_the_default_context(
     #[values(StartMethod::Fork, StartMethod::Spawn, StartMethod::Forkserver)] m: StartMethod,
 ) {
-    mproc::set_start_method(Some(m), false).unwrap();
-    let (ours, theirs) = mproc::pipe(true).unwrap();
+    mproc::set_start_method(m).unwrap();
+    let (ours, theirs) = mproc::pipe().unwrap();
     let p = Process::new(start_grandchild, (theirs,));
     assert_eq!(p.get_name(), "Process-1");
     p.start().unwrap();
     let (first, second, code): (String, String, Option<i32>) = ours.recv().unwrap();
-    p.join(None).unwrap();
+    p.join().unwrap();
     assert_eq!(
         (first.as_str(), second.as_str(), code),
         ("Process-1:1", "Process-1:2", Some(0))
@@ -347,28 +350,40 @@ fn nested_names_in_the_default_context(
 
 #[test]
 fn start_method_is_set_once() {
-    assert_eq!(mproc::get_start_method(true), None);
-    mproc::set_start_method(Some(StartMethod::Spawn), false).unwrap();
-    assert!(matches!(
-        mproc::set_start_method(Some(StartMethod::Fork), false),
-        Err(Error::StartMethodAlreadySet)
-    ));
-    assert_eq!(mproc::get_start_method(false), Some(StartMethod::Spawn));
-    mproc::set_start_method(Some(StartMethod::Fork), true).unwrap();
-    assert_eq!(mproc::get_start_method(true), Some(StartMethod::Fork));
+    assert_eq!(mproc::peek_start_method(), None);
+    mproc::set_start_method(StartMethod::Spawn).unwrap();
+    match mproc::set_start_method(StartMethod::Fork) {
+        Err(e @ Error::StartMethodAlreadySet { .. }) => {
+            let msg = e.to_string();
+            assert!(
+                msg.contains("cannot set the start method to fork, it is spawn already")
+                    && msg.contains("force_start_method"),
+                "{msg}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(mproc::get_start_method(), StartMethod::Spawn);
+    mproc::force_start_method(StartMethod::Fork);
+    assert_eq!(mproc::peek_start_method(), Some(StartMethod::Fork));
     assert_eq!(mproc::default_context().start_method(), StartMethod::Fork);
+    // Python's set_start_method(None, force=True): cleared, it may be set again.
+    mproc::clear_start_method();
+    assert_eq!(mproc::peek_start_method(), None);
+    mproc::set_start_method(StartMethod::Forkserver).unwrap();
+    assert_eq!(mproc::get_start_method(), StartMethod::Forkserver);
 }
 
 #[test]
 fn using_the_default_fixes_it() {
-    // get_start_method(false) fixes the platform default (forkserver on Linux, as Python 3.14).
-    assert_eq!(
-        mproc::get_start_method(false),
-        Some(StartMethod::Forkserver)
-    );
+    // get_start_method() fixes the platform default (forkserver on Linux, as Python 3.14).
+    assert_eq!(mproc::get_start_method(), StartMethod::Forkserver);
     assert!(matches!(
-        mproc::set_start_method(Some(StartMethod::Spawn), false),
-        Err(Error::StartMethodAlreadySet)
+        mproc::set_start_method(StartMethod::Spawn),
+        Err(Error::StartMethodAlreadySet {
+            current: StartMethod::Forkserver,
+            requested: StartMethod::Spawn
+        })
     ));
     assert_eq!(mproc::get_all_start_methods().len(), 3);
     assert!(matches!(
@@ -391,8 +406,8 @@ fn capturing_closures_only_under_fork(
     if m == StartMethod::Fork {
         p.start().unwrap();
         q.start().unwrap();
-        p.join(None).unwrap();
-        q.join(None).unwrap();
+        p.join().unwrap();
+        q.join().unwrap();
         assert_eq!(p.exitcode().unwrap(), Some(17));
         assert_eq!(q.exitcode().unwrap(), Some(17));
     } else {
@@ -401,7 +416,7 @@ fn capturing_closures_only_under_fork(
         // A closure that captures nothing crosses any start method.
         let r = ctx(m).process(|n: i32| exit_with(n), (23,));
         r.start().unwrap();
-        r.join(None).unwrap();
+        r.join().unwrap();
         assert_eq!(r.exitcode().unwrap(), Some(23));
     }
 }
@@ -415,10 +430,10 @@ fn descriptor_hygiene(
     let file = std::fs::File::open("/proc/self/stat").unwrap();
     let inheritable = common::dup_inheritable(file.as_fd());
     let fds = vec![file.as_raw_fd(), inheritable.as_raw_fd()];
-    let (ours, theirs) = mproc::pipe(true).unwrap();
+    let (ours, theirs) = mproc::pipe().unwrap();
     let p = started(m, report_fds, (theirs, fds));
     let (open, stdin_open): (Vec<bool>, bool) = ours.recv().unwrap();
-    p.join(None).unwrap();
+    p.join().unwrap();
     assert!(stdin_open);
     match m {
         StartMethod::Fork => {
@@ -441,10 +456,10 @@ fn stdin_is_devnull(conn: Connection) -> mproc::Result<()> {
 
 #[rstest]
 fn spawned_stdin_is_devnull(#[values(StartMethod::Spawn, StartMethod::Forkserver)] m: StartMethod) {
-    let (ours, theirs) = mproc::pipe(true).unwrap();
+    let (ours, theirs) = mproc::pipe().unwrap();
     let p = started(m, stdin_is_devnull, (theirs,));
     let target: String = ours.recv().unwrap();
-    p.join(None).unwrap();
+    p.join().unwrap();
     assert_eq!(target, "/dev/null");
 }
 
@@ -454,12 +469,12 @@ fn many_starts_leak_nothing(
 ) {
     // Warm up (the forkserver opens its connection on first use).
     let p = started(m, noop, ());
-    p.join(None).unwrap();
+    p.join().unwrap();
     drop(p);
     let fds_before = common::open_fds();
     for i in 0..500 {
         let p = started(m, exit_with, (i % 7,));
-        p.join(None).unwrap();
+        p.join().unwrap();
         assert_eq!(p.exitcode().unwrap(), Some(i % 7));
     }
     assert_eq!(common::open_fds(), fds_before, "descriptors leaked");
@@ -528,7 +543,7 @@ fn panic_message_goes_to_the_childs_stderr() {
     if common::is_inner() {
         let method: StartMethod = std::env::var("M").unwrap().parse().unwrap();
         let p = started(method, panic_with, ("the sky fell".to_string(),));
-        p.join(None).unwrap();
+        p.join().unwrap();
         println!("exitcode {:?}", p.exitcode().unwrap());
         return;
     }
@@ -559,9 +574,9 @@ fn fork_warns_in_a_multithreaded_parent() {
         let (tx, rx) = std::sync::mpsc::channel::<()>();
         let t = std::thread::spawn(move || rx.recv());
         let p = started(StartMethod::Fork, noop, ());
-        p.join(None).unwrap();
+        p.join().unwrap();
         let p = started(StartMethod::Fork, noop, ());
-        p.join(None).unwrap();
+        p.join().unwrap();
         tx.send(()).unwrap();
         t.join().unwrap().unwrap();
         return;
@@ -588,7 +603,7 @@ proptest! {
     fn any_exit_code_is_reported_exactly(code in 0i32..=255, mi in 0usize..3) {
         let m = METHODS[mi];
         let p = started(m, exit_with, (code,));
-        p.join(None).unwrap();
+        p.join().unwrap();
         prop_assert_eq!(p.exitcode().unwrap(), Some(code));
     }
 }
@@ -607,10 +622,10 @@ fn report_sigmask(conn: Connection) -> mproc::Result<()> {
 fn spawned_children_start_with_an_empty_signal_mask() {
     // The forking thread blocks SIGUSR1; the spawned child must not inherit that mask.
     common::block_signal_in_this_thread(nix::sys::signal::Signal::SIGUSR1);
-    let (ours, theirs) = mproc::pipe(true).unwrap();
+    let (ours, theirs) = mproc::pipe().unwrap();
     let p = started(StartMethod::Spawn, report_sigmask, (theirs,));
     let blocked: String = ours.recv().unwrap();
-    p.join(None).unwrap();
+    p.join().unwrap();
     assert_eq!(
         blocked.split_whitespace().nth(1),
         Some("0000000000000000"),

@@ -15,11 +15,11 @@ use rstest::rstest;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-const LONG: Option<Duration> = Some(Duration::from_secs(30));
+const LONG: Duration = Duration::from_secs(30);
 
 fn put_many(q: Queue<String>, n: u32) -> mproc::Result<()> {
     for i in 0..n {
-        q.put(format!("item {i:05} {}", "x".repeat(80)), true, None)?;
+        q.put(format!("item {i:05} {}", "x".repeat(80)))?;
     }
     Ok(())
 }
@@ -31,30 +31,30 @@ fn data_put_by_an_exited_child_survives_join(
     // CPython deadlocks here when the items exceed the pipe buffer: the child's feeder thread
     // cannot flush, so the child never exits and join() never returns.
     let ctx = mproc::get_context(m);
-    let q = ctx.queue::<String>(None).unwrap();
+    let q = ctx.queue::<String>().unwrap();
     let p = ctx.process(put_many, (q.clone(), 10_000));
     p.start().unwrap();
-    p.join(LONG).unwrap();
+    p.join_timeout(LONG).unwrap();
     assert_eq!(p.exitcode().unwrap(), Some(0));
     assert_eq!(q.qsize(), 10_000);
     for i in 0..10_000 {
-        let s = q.get(true, LONG).unwrap();
+        let s = q.get_timeout(LONG).unwrap();
         assert!(s.starts_with(&format!("item {i:05} ")), "{s}");
     }
     assert!(q.empty());
-    assert!(matches!(q.get_nowait(), Err(Error::Empty)));
+    assert!(matches!(q.try_get(), Err(Error::Empty)));
 }
 
 #[rstest]
 fn get_timeout_raises_empty_after_the_timeout(
     #[values(StartMethod::Fork, StartMethod::Spawn, StartMethod::Forkserver)] m: StartMethod,
 ) {
-    let q = mproc::get_context(m).queue::<u8>(None).unwrap();
-    assert!(matches!(q.get_nowait(), Err(Error::Empty)));
-    assert!(matches!(q.get(false, LONG), Err(Error::Empty)));
+    let q = mproc::get_context(m).queue::<u8>().unwrap();
+    assert!(matches!(q.try_get(), Err(Error::Empty)));
+    assert!(matches!(q.try_get(), Err(Error::Empty)));
     let t = Instant::now();
     assert!(matches!(
-        q.get(true, Some(Duration::from_millis(150))),
+        q.get_timeout(Duration::from_millis(150)),
         Err(Error::Empty)
     ));
     assert!(t.elapsed() >= Duration::from_millis(150));
@@ -64,33 +64,37 @@ fn get_timeout_raises_empty_after_the_timeout(
 fn bounded_queue_is_full_and_hands_the_item_back(
     #[values(StartMethod::Fork, StartMethod::Spawn, StartMethod::Forkserver)] m: StartMethod,
 ) {
-    let q = mproc::get_context(m).queue::<String>(Some(2)).unwrap();
+    let q = mproc::get_context(m)
+        .queue_builder()
+        .maxsize(2)
+        .build::<String>()
+        .unwrap();
     assert_eq!(q.maxsize(), Some(2));
-    q.put("a".into(), true, None).unwrap();
-    q.put_nowait("b".into()).unwrap();
+    q.put("a".into()).unwrap();
+    q.try_put("b".into()).unwrap();
     assert!(q.full());
     assert_eq!(q.qsize(), 2);
-    let e = q.put_nowait("c".into()).unwrap_err();
+    let e = q.try_put("c".into()).unwrap_err();
     assert!(matches!(e.error, Error::Full));
     assert_eq!(e.into_inner(), "c");
     let t = Instant::now();
     let e = q
-        .put("d".into(), true, Some(Duration::from_millis(150)))
+        .put_timeout("d".into(), Duration::from_millis(150))
         .unwrap_err();
     assert!(t.elapsed() >= Duration::from_millis(150));
     assert_eq!(e.error.kind_name(), "Full");
     let err: Error = e.into();
     assert!(matches!(err, Error::Full));
-    assert_eq!(q.get_nowait().unwrap(), "a");
+    assert_eq!(q.try_get().unwrap(), "a");
     assert!(!q.full());
-    q.put_nowait("e".into()).unwrap();
-    assert_eq!(q.get_nowait().unwrap(), "b");
-    assert_eq!(q.get_nowait().unwrap(), "e");
+    q.try_put("e".into()).unwrap();
+    assert_eq!(q.try_get().unwrap(), "b");
+    assert_eq!(q.try_get().unwrap(), "e");
     assert!(q.empty());
 }
 
 fn put_two_then_signal(q: Queue<u32>, put_done: Event) -> mproc::Result<()> {
-    q.put(2, true, None)?;
+    q.put(2)?;
     put_done.set();
     Ok(())
 }
@@ -100,17 +104,17 @@ fn bounded_put_blocks_until_a_get(
     #[values(StartMethod::Fork, StartMethod::Spawn, StartMethod::Forkserver)] m: StartMethod,
 ) {
     let ctx = mproc::get_context(m);
-    let q = ctx.queue::<u32>(Some(1)).unwrap();
+    let q = ctx.queue_builder().maxsize(1).build::<u32>().unwrap();
     let done = ctx.event().unwrap();
-    q.put(1, true, None).unwrap();
+    q.put(1).unwrap();
     let p = ctx.process(put_two_then_signal, (q.clone(), done.clone()));
     p.start().unwrap();
     // The child's put cannot complete while the queue is full.
-    assert!(!done.wait(Some(Duration::from_millis(300))).unwrap());
-    assert_eq!(q.get(true, LONG).unwrap(), 1);
-    assert!(done.wait(LONG).unwrap());
-    assert_eq!(q.get(true, LONG).unwrap(), 2);
-    p.join(LONG).unwrap();
+    assert!(!done.wait_timeout(Duration::from_millis(300)).unwrap());
+    assert_eq!(q.get_timeout(LONG).unwrap(), 1);
+    assert!(done.wait_timeout(LONG).unwrap());
+    assert_eq!(q.get_timeout(LONG).unwrap(), 2);
+    p.join_timeout(LONG).unwrap();
     assert_eq!(p.exitcode().unwrap(), Some(0));
 }
 
@@ -119,15 +123,15 @@ fn a_closed_queue_refuses_use(
     #[values(StartMethod::Fork, StartMethod::Spawn, StartMethod::Forkserver)] m: StartMethod,
 ) {
     let ctx = mproc::get_context(m);
-    let q = ctx.queue::<u32>(None).unwrap();
-    let other = ctx.queue::<u32>(None).unwrap();
-    q.put(1, true, None).unwrap();
+    let q = ctx.queue::<u32>().unwrap();
+    let other = ctx.queue::<u32>().unwrap();
+    q.put(1).unwrap();
     q.close();
     assert!(q.is_closed());
-    let e = q.put(7, true, None).unwrap_err();
+    let e = q.put(7).unwrap_err();
     assert!(matches!(e.error, Error::Closed));
     assert_eq!(e.item, 7);
-    assert!(matches!(q.get(true, None), Err(Error::Closed)));
+    assert!(matches!(q.get(), Err(Error::Closed)));
     q.join_thread();
     if m != StartMethod::Fork {
         // A closed handle cannot be serialised for a child (a fork child inherits it closed).
@@ -146,12 +150,12 @@ fn count_items(_q: Queue<u32>, _o: Queue<u32>) {}
 
 fn work_and_mark_done(q: JoinableQueue<u64>, results: Queue<u64>) -> mproc::Result<()> {
     loop {
-        let v = q.get(true, None)?;
+        let v = q.get()?;
         if v == u64::MAX {
             q.task_done()?;
             return Ok(());
         }
-        results.put(v * v, true, None)?;
+        results.put(v * v)?;
         q.task_done()?;
     }
 }
@@ -161,34 +165,34 @@ fn task_done_and_join(
     #[values(StartMethod::Fork, StartMethod::Spawn, StartMethod::Forkserver)] m: StartMethod,
 ) {
     let ctx = mproc::get_context(m);
-    let q = ctx.joinable_queue::<u64>(None).unwrap();
-    let results = ctx.queue::<u64>(None).unwrap();
+    let q = ctx.joinable_queue::<u64>().unwrap();
+    let results = ctx.queue::<u64>().unwrap();
     assert!(matches!(q.task_done(), Err(Error::InvalidArgument(_))));
-    q.join(Some(Duration::ZERO)).unwrap();
+    q.join_timeout(Duration::ZERO).unwrap();
     for i in 0..50 {
-        q.put(i, true, None).unwrap();
+        q.put(i).unwrap();
     }
     assert!(matches!(
-        q.join(Some(Duration::from_millis(50))),
+        q.join_timeout(Duration::from_millis(50)),
         Err(Error::Timeout)
     ));
     let p = ctx.process(work_and_mark_done, (q.clone(), results.clone()));
     p.start().unwrap();
-    q.join(LONG).unwrap();
+    q.join_timeout(LONG).unwrap();
     // Every task done: every result is there.
-    let mut got: Vec<u64> = (0..50).map(|_| results.get_nowait().unwrap()).collect();
+    let mut got: Vec<u64> = (0..50).map(|_| results.try_get().unwrap()).collect();
     got.sort_unstable();
     assert_eq!(got, (0..50u64).map(|i| i * i).collect::<Vec<_>>());
-    q.put(u64::MAX, true, None).unwrap();
-    q.join(LONG).unwrap();
-    p.join(LONG).unwrap();
+    q.put(u64::MAX).unwrap();
+    q.join_timeout(LONG).unwrap();
+    p.join_timeout(LONG).unwrap();
     assert_eq!(p.exitcode().unwrap(), Some(0));
     assert!(matches!(q.task_done(), Err(Error::InvalidArgument(_))));
 }
 
 fn put_big(q: Queue<Vec<u8>>, sizes: Vec<usize>) -> mproc::Result<()> {
     for (k, n) in sizes.into_iter().enumerate() {
-        q.put((0..n).map(|i| (i * 31 + k) as u8).collect(), true, None)?;
+        q.put((0..n).map(|i| (i * 31 + k) as u8).collect())?;
     }
     Ok(())
 }
@@ -198,16 +202,20 @@ fn items_larger_than_the_ring_arrive_whole(
     #[values(StartMethod::Fork, StartMethod::Spawn, StartMethod::Forkserver)] m: StartMethod,
 ) {
     let ctx = mproc::get_context(m);
-    let q = ctx.queue_with_capacity::<Vec<u8>>(None, 8192).unwrap();
+    let q = ctx
+        .queue_builder()
+        .capacity(8192)
+        .build::<Vec<u8>>()
+        .unwrap();
     let sizes = vec![100_000, 3, 5000, 2047, 2048, 2049, 65_536, 0];
     let p = ctx.process(put_big, (q.clone(), sizes.clone()));
     p.start().unwrap();
     for (k, n) in sizes.iter().copied().enumerate() {
-        let v = q.get(true, LONG).unwrap();
+        let v = q.get_timeout(LONG).unwrap();
         assert_eq!(v.len(), n);
         assert!(v.iter().enumerate().all(|(i, &b)| b == (i * 31 + k) as u8));
     }
-    p.join(LONG).unwrap();
+    p.join_timeout(LONG).unwrap();
     assert_eq!(p.exitcode().unwrap(), Some(0));
     assert!(q.empty());
 }
@@ -215,10 +223,10 @@ fn items_larger_than_the_ring_arrive_whole(
 #[test]
 fn a_fork_queue_cannot_go_to_a_spawn_child() {
     let fork_q = mproc::get_context(StartMethod::Fork)
-        .queue::<u32>(None)
+        .queue::<u32>()
         .unwrap();
     let other = mproc::get_context(StartMethod::Spawn)
-        .queue::<u32>(None)
+        .queue::<u32>()
         .unwrap();
     for m in [StartMethod::Spawn, StartMethod::Forkserver] {
         let p = mproc::get_context(m).process(count_items, (fork_q.clone(), other.clone()));
@@ -232,11 +240,11 @@ fn a_fork_queue_cannot_go_to_a_spawn_child() {
     }
     // Spawn-context objects go to any process, fork children included.
     let spawn_q = mproc::get_context(StartMethod::Spawn)
-        .queue::<u32>(None)
+        .queue::<u32>()
         .unwrap();
     let p = mproc::get_context(StartMethod::Fork).process(count_items, (spawn_q, other));
     p.start().unwrap();
-    p.join(LONG).unwrap();
+    p.join_timeout(LONG).unwrap();
     assert_eq!(p.exitcode().unwrap(), Some(0));
 }
 
@@ -247,22 +255,26 @@ type Item = (u32, u32, u32); // (producer, sequence number, payload)
 
 fn producer(q: Queue<Option<Item>>, id: u32, items: Vec<u32>) -> mproc::Result<()> {
     for (seq, v) in items.into_iter().enumerate() {
-        q.put(Some((id, seq as u32, v)), true, None)?;
+        q.put(Some((id, seq as u32, v)))?;
     }
     Ok(())
 }
 
 fn consumer(q: Queue<Option<Item>>, out: Queue<(u32, Item)>, id: u32) -> mproc::Result<()> {
-    while let Some(item) = q.get(true, None)? {
-        out.put((id, item), true, None)?;
+    while let Some(item) = q.get()? {
+        out.put((id, item))?;
     }
     Ok(())
 }
 
 fn check_interleaving(m: StartMethod, producers: &[Vec<u32>], consumers: u32) {
     let ctx = mproc::get_context(m);
-    let q = ctx.queue_with_capacity::<Option<Item>>(None, 4096).unwrap();
-    let out = ctx.queue::<(u32, Item)>(None).unwrap();
+    let q = ctx
+        .queue_builder()
+        .capacity(4096)
+        .build::<Option<Item>>()
+        .unwrap();
+    let out = ctx.queue::<(u32, Item)>().unwrap();
     let cons: Vec<_> = (0..consumers)
         .map(|c| {
             let p = ctx.process(consumer, (q.clone(), out.clone(), c));
@@ -280,19 +292,19 @@ fn check_interleaving(m: StartMethod, producers: &[Vec<u32>], consumers: u32) {
         })
         .collect();
     for p in &prods {
-        p.join(LONG).unwrap();
+        p.join_timeout(LONG).unwrap();
         assert_eq!(p.exitcode().unwrap(), Some(0));
     }
     for _ in 0..consumers {
-        q.put(None, true, None).unwrap();
+        q.put(None).unwrap();
     }
     for p in &cons {
-        p.join(LONG).unwrap();
+        p.join_timeout(LONG).unwrap();
         assert_eq!(p.exitcode().unwrap(), Some(0));
     }
     let total: usize = producers.iter().map(Vec::len).sum();
     let mut received = Vec::with_capacity(total);
-    while let Ok(x) = out.get_nowait() {
+    while let Ok(x) = out.try_get() {
         received.push(x);
     }
     // Exactly the same multiset...
@@ -349,25 +361,25 @@ fn any_interleaving_of_puts_is_received_exactly_once(
 
 fn signal_then_get(q: Queue<u32>, started: Event, done: Event) -> mproc::Result<()> {
     started.set();
-    q.get(true, None)?;
+    q.get()?;
     done.set();
     Ok(())
 }
 
 fn signal_then_put(q: Queue<u32>, started: Event, done: Event) -> mproc::Result<()> {
     started.set();
-    q.put(2, true, None)?;
+    q.put(2)?;
     done.set();
     Ok(())
 }
 
 fn kill_when_blocked(p: &mproc::Process, started: &Event, done: &Event) {
-    assert!(started.wait(LONG).unwrap());
+    assert!(started.wait_timeout(LONG).unwrap());
     // The child is blocked inside the queue (this wait is a check, not a synchronisation: if the
     // child had not blocked it would have set `done`).
-    assert!(!done.wait(Some(Duration::from_millis(300))).unwrap());
+    assert!(!done.wait_timeout(Duration::from_millis(300)).unwrap());
     p.kill().unwrap();
-    p.join(LONG).unwrap();
+    p.join_timeout(LONG).unwrap();
     assert_eq!(p.exitcode().unwrap(), Some(-9));
 }
 
@@ -376,13 +388,13 @@ fn a_consumer_killed_in_get_does_not_wedge_the_queue(
     #[values(StartMethod::Fork, StartMethod::Spawn, StartMethod::Forkserver)] m: StartMethod,
 ) {
     let ctx = mproc::get_context(m);
-    let q = ctx.queue::<u32>(None).unwrap();
+    let q = ctx.queue::<u32>().unwrap();
     let (started, done) = (ctx.event().unwrap(), ctx.event().unwrap());
     let p = ctx.process(signal_then_get, (q.clone(), started.clone(), done.clone()));
     p.start().unwrap();
     kill_when_blocked(&p, &started, &done);
-    q.put(5, true, None).unwrap();
-    assert_eq!(q.get(true, LONG).unwrap(), 5);
+    q.put(5).unwrap();
+    assert_eq!(q.get_timeout(LONG).unwrap(), 5);
 }
 
 #[rstest]
@@ -390,17 +402,17 @@ fn a_producer_killed_in_a_blocked_put_does_not_wedge_the_queue(
     #[values(StartMethod::Fork, StartMethod::Spawn, StartMethod::Forkserver)] m: StartMethod,
 ) {
     let ctx = mproc::get_context(m);
-    let q = ctx.queue::<u32>(Some(1)).unwrap();
+    let q = ctx.queue_builder().maxsize(1).build::<u32>().unwrap();
     let (started, done) = (ctx.event().unwrap(), ctx.event().unwrap());
-    q.put(1, true, None).unwrap();
+    q.put(1).unwrap();
     let p = ctx.process(signal_then_put, (q.clone(), started.clone(), done.clone()));
     p.start().unwrap();
     kill_when_blocked(&p, &started, &done);
-    assert_eq!(q.get(true, LONG).unwrap(), 1);
+    assert_eq!(q.get_timeout(LONG).unwrap(), 1);
     // The killed put was never accepted.
-    assert!(matches!(q.get_nowait(), Err(Error::Empty)));
-    q.put(3, true, LONG).unwrap();
-    assert_eq!(q.get(true, LONG).unwrap(), 3);
+    assert!(matches!(q.try_get(), Err(Error::Empty)));
+    q.put_timeout(3, LONG).unwrap();
+    assert_eq!(q.get_timeout(LONG).unwrap(), 3);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -415,19 +427,19 @@ fn item_20k(i: u32) -> Vec<u8> {
 fn put_250_then_exit(q: Queue<Vec<u8>>, first: u32) -> mproc::Result<()> {
     for i in first..first + 250 {
         // Never blocks: a Full here fails the child.
-        q.put(item_20k(i), false, None)?;
+        q.try_put(item_20k(i))?;
     }
     Ok(())
 }
 
 fn drain_20k(q: Queue<Vec<u8>>, out: Queue<(u32, u32, bool)>, id: u32) -> mproc::Result<()> {
     loop {
-        let v = q.get(true, Some(Duration::from_secs(30)))?;
+        let v = q.get_timeout(Duration::from_secs(30))?;
         if v.is_empty() {
             return Ok(());
         }
         let i = u32::from_le_bytes(v[..4].try_into().unwrap());
-        out.put((id, i, v == item_20k(i)), true, None)?;
+        out.put((id, i, v == item_20k(i)))?;
     }
 }
 
@@ -438,9 +450,9 @@ fn an_unbounded_queue_holds_more_than_its_ring_before_any_reader(
     // Before: with no reader yet, the 211th put of 20 kB was Full (a blocking put waited for
     // ever): the 4 MiB ring was the bound.
     let ctx = mproc::get_context(m);
-    let q = ctx.queue::<Vec<u8>>(None).unwrap();
+    let q = ctx.queue::<Vec<u8>>().unwrap();
     for i in 0..250 {
-        if let Err(e) = q.put_nowait(item_20k(i)) {
+        if let Err(e) = q.try_put(item_20k(i)) {
             panic!("put {i} of 250: {}", e.error);
         }
     }
@@ -449,10 +461,10 @@ fn an_unbounded_queue_holds_more_than_its_ring_before_any_reader(
     // reach consumers started only afterwards.
     let p = ctx.process(put_250_then_exit, (q.clone(), 1000));
     p.start().unwrap();
-    p.join(LONG).unwrap();
+    p.join_timeout(LONG).unwrap();
     assert_eq!(p.exitcode().unwrap(), Some(0));
     assert_eq!(q.qsize(), 500);
-    let out = ctx.queue::<(u32, u32, bool)>(None).unwrap();
+    let out = ctx.queue::<(u32, u32, bool)>().unwrap();
     let cons: Vec<_> = (0..2)
         .map(|c| {
             let p = ctx.process(drain_20k, (q.clone(), out.clone(), c));
@@ -462,13 +474,13 @@ fn an_unbounded_queue_holds_more_than_its_ring_before_any_reader(
         .collect();
     let mut got = Vec::new();
     for _ in 0..500 {
-        got.push(out.get(true, LONG).unwrap());
+        got.push(out.get_timeout(LONG).unwrap());
     }
     for _ in &cons {
-        q.put(Vec::new(), true, None).unwrap();
+        q.put(Vec::new()).unwrap();
     }
     for p in &cons {
-        p.join(LONG).unwrap();
+        p.join_timeout(LONG).unwrap();
         assert_eq!(p.exitcode().unwrap(), Some(0));
     }
     assert!(got.iter().all(|&(_, _, whole)| whole), "a torn item");
@@ -490,11 +502,11 @@ fn an_unbounded_queue_holds_more_than_its_ring_before_any_reader(
 fn count_whole_20k(q: Queue<Vec<u8>>, n: u32, out: Queue<u32>) -> mproc::Result<()> {
     let mut whole = 0;
     for i in 0..n {
-        if q.get(true, Some(Duration::from_secs(30)))? == item_20k(i) {
+        if q.get_timeout(Duration::from_secs(30))? == item_20k(i) {
             whole += 1;
         }
     }
-    out.put(whole, true, None)?;
+    out.put(whole)?;
     Ok(())
 }
 
@@ -505,15 +517,19 @@ fn segments_made_after_a_child_started_reach_it(
     // The child got the queue (its descriptor) at start; the overflow segments are made later,
     // here, while it waits.
     let ctx = mproc::get_context(m);
-    let q = ctx.queue_with_capacity::<Vec<u8>>(None, 64 << 10).unwrap();
-    let out = ctx.queue::<u32>(None).unwrap();
+    let q = ctx
+        .queue_builder()
+        .capacity(64 << 10)
+        .build::<Vec<u8>>()
+        .unwrap();
+    let out = ctx.queue::<u32>().unwrap();
     let p = ctx.process(count_whole_20k, (q.clone(), 300, out.clone()));
     p.start().unwrap();
     for i in 0..300 {
-        q.put_nowait(item_20k(i)).unwrap();
+        q.try_put(item_20k(i)).unwrap();
     }
-    assert_eq!(out.get(true, LONG).unwrap(), 300);
-    p.join(LONG).unwrap();
+    assert_eq!(out.get_timeout(LONG).unwrap(), 300);
+    p.join_timeout(LONG).unwrap();
     assert_eq!(p.exitcode().unwrap(), Some(0));
     assert!(q.empty());
 }
@@ -536,17 +552,21 @@ fn queue_memory() -> u64 {
 #[test]
 fn overflow_memory_is_given_back_once_read() {
     let ctx = mproc::get_context(StartMethod::Spawn);
-    let q = ctx.queue_with_capacity::<Vec<u8>>(None, 64 << 10).unwrap();
+    let q = ctx
+        .queue_builder()
+        .capacity(64 << 10)
+        .build::<Vec<u8>>()
+        .unwrap();
     let item = |i: u32| vec![i as u8; 100_000];
     for i in 0..40 {
-        q.put_nowait(item(i)).unwrap();
+        q.try_put(item(i)).unwrap();
     }
     let held = queue_memory();
     assert!(held >= 4_000_000, "4 MB in flight, {held} bytes held");
     for i in 0..40 {
-        assert_eq!(q.get_nowait().unwrap(), item(i));
+        assert_eq!(q.try_get().unwrap(), item(i));
     }
-    assert!(q.get_nowait().is_err());
+    assert!(q.try_get().is_err());
     // Back in the ring: only its pages (64 KiB) and the header are left.
     let left = queue_memory();
     assert!(
@@ -554,8 +574,8 @@ fn overflow_memory_is_given_back_once_read() {
         "{left} bytes still held after reading everything"
     );
     for i in 0..1000 {
-        q.put_nowait(vec![i as u8; 100]).unwrap();
-        assert_eq!(q.get_nowait().unwrap(), vec![i as u8; 100]);
+        q.try_put(vec![i as u8; 100]).unwrap();
+        assert_eq!(q.try_get().unwrap(), vec![i as u8; 100]);
     }
     assert!(queue_memory() <= 256 << 10);
 }
@@ -567,14 +587,14 @@ fn put_nowait_many(
     n: u64,
     full: RawArray<u64>,
 ) -> mproc::Result<()> {
-    go.wait(None)?;
+    go.wait()?;
     for i in 0..n {
-        if let Err(e) = q.put_nowait(id << 32 | i) {
+        if let Err(e) = q.try_put(id << 32 | i) {
             if !matches!(e.error, Error::Full) {
                 return Err(e.into());
             }
             full.set(id as usize, full.get(id as usize)? + 1)?;
-            q.put(e.item, true, None)?;
+            q.put(e.item)?;
         }
     }
     Ok(())
@@ -586,7 +606,7 @@ fn put_nowait_on_an_unbounded_queue_is_never_full(
 ) {
     // Before: a put_nowait that found another process in the middle of a put failed with Full.
     let ctx = mproc::get_context(m);
-    let q = ctx.queue::<u64>(None).unwrap();
+    let q = ctx.queue::<u64>().unwrap();
     let go = ctx.event().unwrap();
     let full = ctx.raw_array::<u64>([0u64; 3]).unwrap();
     let ps: Vec<_> = (0..3)
@@ -602,10 +622,10 @@ fn put_nowait_on_an_unbounded_queue_is_never_full(
     go.set();
     let mut got = Vec::with_capacity(60_000);
     for _ in 0..60_000 {
-        got.push(q.get(true, LONG).unwrap());
+        got.push(q.get_timeout(LONG).unwrap());
     }
     for p in &ps {
-        p.join(LONG).unwrap();
+        p.join_timeout(LONG).unwrap();
         assert_eq!(p.exitcode().unwrap(), Some(0));
     }
     assert_eq!(
@@ -627,18 +647,23 @@ fn a_bounded_queue_is_bounded_in_items_not_bytes(
     // maxsize counts items, as Python's: three items much larger than the ring fit in a queue
     // of maxsize 3, the fourth is Full.
     let ctx = mproc::get_context(m);
-    let q = ctx.queue_with_capacity::<Vec<u8>>(Some(3), 4096).unwrap();
+    let q = ctx
+        .queue_builder()
+        .maxsize(3)
+        .capacity(4096)
+        .build::<Vec<u8>>()
+        .unwrap();
     for i in 0..3u8 {
-        q.put_nowait(vec![i; 50_000]).unwrap();
+        q.try_put(vec![i; 50_000]).unwrap();
     }
     assert!(q.full());
-    let e = q.put_nowait(vec![9; 10]).unwrap_err();
+    let e = q.try_put(vec![9; 10]).unwrap_err();
     assert!(matches!(e.error, Error::Full));
-    assert_eq!(q.get_nowait().unwrap(), vec![0; 50_000]);
-    q.put_nowait(vec![3; 10]).unwrap();
-    assert_eq!(q.get_nowait().unwrap(), vec![1; 50_000]);
-    assert_eq!(q.get_nowait().unwrap(), vec![2; 50_000]);
-    assert_eq!(q.get_nowait().unwrap(), vec![3; 10]);
+    assert_eq!(q.try_get().unwrap(), vec![0; 50_000]);
+    q.try_put(vec![3; 10]).unwrap();
+    assert_eq!(q.try_get().unwrap(), vec![1; 50_000]);
+    assert_eq!(q.try_get().unwrap(), vec![2; 50_000]);
+    assert_eq!(q.try_get().unwrap(), vec![3; 10]);
     assert!(q.empty());
 }
 
@@ -685,7 +710,7 @@ fn check_item(v: &[u8]) -> (u32, u64) {
 
 fn chaos_producer(q: JoinableQueue<Vec<u8>>, accepted: RawArray<u64>, p: u32) -> mproc::Result<()> {
     for seq in 0.. {
-        q.put(chaos_item(p, seq), true, None)?;
+        q.put(chaos_item(p, seq))?;
         accepted.set(p as usize, seq + 1)?;
     }
     Ok(())
@@ -706,7 +731,7 @@ fn kill_at_random(p: &mproc::Process, rng: &mut Rng) {
         std::hint::spin_loop();
     }
     p.kill().unwrap();
-    p.join(LONG).unwrap();
+    p.join_timeout(LONG).unwrap();
     assert_eq!(p.exitcode().unwrap(), Some(-9));
 }
 
@@ -718,7 +743,9 @@ fn producers_killed_mid_put_lose_nothing_accepted_and_qsize_stays_exact(
     let mut rng = Rng(0x5eed_0013 ^ m as u64);
     let ctx = mproc::get_context(m);
     let q = ctx
-        .joinable_queue_with_capacity::<Vec<u8>>(None, 4096)
+        .queue_builder()
+        .capacity(4096)
+        .build_joinable::<Vec<u8>>()
         .unwrap();
     let accepted = ctx.raw_array::<u64>([0u64; KILLS]).unwrap();
     for p in 0..KILLS {
@@ -732,7 +759,7 @@ fn producers_killed_mid_put_lose_nothing_accepted_and_qsize_stays_exact(
     let n = q.qsize();
     let mut next = [0u64; KILLS];
     let mut got = 0;
-    while let Ok(v) = q.get_nowait() {
+    while let Ok(v) = q.try_get() {
         let (p, seq) = check_item(&v);
         assert_eq!(
             seq, next[p as usize],
@@ -753,18 +780,18 @@ fn producers_killed_mid_put_lose_nothing_accepted_and_qsize_stays_exact(
     }
     // Every task is done: join returns (an item counted by a producer killed before it
     // published it is no unfinished task).
-    q.join(LONG).unwrap();
+    q.join_timeout(LONG).unwrap();
     // The queue works on, for small and large items.
-    q.put(chaos_item(99, 1), true, LONG).unwrap();
-    q.put(chaos_item(99, 4), true, LONG).unwrap();
-    assert_eq!(check_item(&q.get(true, LONG).unwrap()), (99, 1));
-    assert_eq!(check_item(&q.get(true, LONG).unwrap()), (99, 4));
+    q.put_timeout(chaos_item(99, 1), LONG).unwrap();
+    q.put_timeout(chaos_item(99, 4), LONG).unwrap();
+    assert_eq!(check_item(&q.get_timeout(LONG).unwrap()), (99, 1));
+    assert_eq!(check_item(&q.get_timeout(LONG).unwrap()), (99, 4));
     assert_eq!(q.qsize(), 0);
 }
 
 fn chaos_consumer(q: Queue<Vec<u8>>, taken: RawArray<u64>, c: u32) -> mproc::Result<()> {
     loop {
-        let v = q.get(true, None)?;
+        let v = q.get()?;
         let (_, seq) = check_item(&v);
         // The items come in order: what this consumer has taken is a count.
         assert_eq!(seq, taken.get(c as usize)? + first_of(&taken, c)?);
@@ -790,9 +817,13 @@ fn consumers_killed_mid_get_tear_nothing_and_qsize_stays_exact(
     const N: u64 = 600;
     let mut rng = Rng(0xc0de_0013 ^ m as u64);
     let ctx = mproc::get_context(m);
-    let q = ctx.queue_with_capacity::<Vec<u8>>(None, 4096).unwrap();
+    let q = ctx
+        .queue_builder()
+        .capacity(4096)
+        .build::<Vec<u8>>()
+        .unwrap();
     for seq in 0..N {
-        q.put_nowait(chaos_item(0, seq)).unwrap();
+        q.try_put(chaos_item(0, seq)).unwrap();
     }
     // taken[c]: items consumer c took (recorded after each get); taken[2 * KILLS - 1 - c]: items
     // lost between the consumers before c (taken by a killed one that had not recorded them).
@@ -822,7 +853,7 @@ fn consumers_killed_mid_get_tear_nothing_and_qsize_stays_exact(
     );
     let mut expect = N - n;
     let mut got = 0;
-    while let Ok(v) = q.get_nowait() {
+    while let Ok(v) = q.try_get() {
         assert_eq!(
             check_item(&v),
             (0, expect),
@@ -837,7 +868,7 @@ fn consumers_killed_mid_get_tear_nothing_and_qsize_stays_exact(
 
 fn count_puts(q: Queue<u64>, done: RawArray<u64>, slot: u32) -> mproc::Result<()> {
     for seq in 0.. {
-        q.put(seq, true, None)?;
+        q.put(seq)?;
         done.set(slot as usize, seq + 1)?;
     }
     Ok(())
@@ -845,7 +876,7 @@ fn count_puts(q: Queue<u64>, done: RawArray<u64>, slot: u32) -> mproc::Result<()
 
 fn count_gets(q: Queue<u64>, done: RawArray<u64>, slot: u32) -> mproc::Result<()> {
     loop {
-        q.get(true, None)?;
+        q.get()?;
         done.set(slot as usize, done.get(slot as usize)? + 1)?;
     }
 }
@@ -860,7 +891,7 @@ fn qsize_stays_exact_when_small_puts_and_gets_are_killed(
     const ROUNDS: usize = 40;
     let mut rng = Rng(0x0051_2e00 ^ m as u64);
     let ctx = mproc::get_context(m);
-    let q = ctx.queue::<u64>(None).unwrap();
+    let q = ctx.queue::<u64>().unwrap();
     let done = ctx.raw_array::<u64>([0u64; 2 * ROUNDS]).unwrap();
     for round in 0..ROUNDS {
         let (puts, gets) = (2 * round, 2 * round + 1);
@@ -877,7 +908,7 @@ fn qsize_stays_exact_when_small_puts_and_gets_are_killed(
         kill_at_random(&c, &mut rng);
         let n = q.qsize();
         let mut found = 0;
-        while q.get_nowait().is_ok() {
+        while q.try_get().is_ok() {
             found += 1;
         }
         assert_eq!(
@@ -885,4 +916,52 @@ fn qsize_stays_exact_when_small_puts_and_gets_are_killed(
             "round {round}: qsize said {n}, {found} were there"
         );
     }
+}
+
+fn put_one_later(q: mproc::SimpleQueue<String>, go: Event) -> mproc::Result<()> {
+    go.wait()?;
+    q.put("late".to_string())?;
+    Ok(())
+}
+
+#[rstest]
+fn builders_and_the_simple_queues_timed_forms(
+    #[values(StartMethod::Fork, StartMethod::Spawn, StartMethod::Forkserver)] m: StartMethod,
+) {
+    let ctx = mproc::get_context(m);
+    // maxsize(0) is unbounded, as Python's Queue(0).
+    let q = ctx.queue_builder().maxsize(0).build::<u8>().unwrap();
+    assert_eq!(q.maxsize(), None);
+    // The item type may come from the first use.
+    let inferred = ctx.queue().unwrap();
+    inferred.put((1u8, "one".to_string())).unwrap();
+    assert_eq!(inferred.get().unwrap(), (1, "one".to_string()));
+    // A SimpleQueue has no maxsize.
+    match ctx.queue_builder().maxsize(3).build_simple::<u8>() {
+        Err(Error::InvalidArgument(msg)) => assert!(msg.contains("SimpleQueue"), "{msg}"),
+        other => panic!("{other:?}"),
+    }
+    let jq = ctx
+        .queue_builder()
+        .maxsize(1)
+        .capacity(4096)
+        .build_joinable::<u8>()
+        .unwrap();
+    jq.put(1).unwrap();
+    assert!(jq.try_put(2).unwrap_err().is_full());
+    // SimpleQueue: try_get and get_timeout bound the wait Python's cannot.
+    let s = ctx.simple_queue::<String>().unwrap();
+    let go = ctx.event().unwrap();
+    assert!(matches!(s.try_get(), Err(Error::Empty)));
+    let t = Instant::now();
+    assert!(matches!(
+        s.get_timeout(Duration::from_millis(100)),
+        Err(Error::Empty)
+    ));
+    assert!(t.elapsed() >= Duration::from_millis(100));
+    let p = ctx.process(put_one_later, (s.clone(), go.clone()));
+    p.start().unwrap();
+    go.set();
+    assert_eq!(s.get_timeout(LONG).unwrap(), "late");
+    assert_eq!(p.join_timeout(LONG).unwrap(), Some(0));
 }

@@ -12,10 +12,10 @@ use mproc::{
 use rstest::rstest;
 use std::time::Duration;
 
-const LONG: Option<Duration> = Some(Duration::from_secs(30));
+const LONG: Duration = Duration::from_secs(30);
 
 fn join_ok(p: &mproc::Process) {
-    p.join(LONG).unwrap();
+    p.join_timeout(LONG).unwrap();
     assert_eq!(p.exitcode().unwrap(), Some(0));
 }
 
@@ -293,14 +293,14 @@ fn touch_everything(
     b: mproc::Barrier,
     s: mproc::BoundedSemaphore,
 ) -> mproc::Result<()> {
-    q.put(1, true, None)?;
+    q.put(1)?;
     drop(l.lock()?);
     drop(c.lock()?);
     v.set(5);
     a.set(0, 9)?;
     assert_eq!(b.parties(), 1);
-    b.wait(None)?;
-    drop(s.acquire(true, None)?);
+    b.wait()?;
+    drop(s.acquire()?);
     Ok(())
 }
 
@@ -316,9 +316,9 @@ fn no_descriptor_is_leaked(
     drop(warm);
     let before = count_fds();
     for _ in 0..3 {
-        let q = ctx.queue::<u32>(None).unwrap();
+        let q = ctx.queue::<u32>().unwrap();
         let l = ctx.lock().unwrap();
-        let c = ctx.condition(None).unwrap();
+        let c = ctx.condition().unwrap();
         let v = ctx.value::<i32>(0).unwrap();
         let a = ctx.array::<u8>([0u8; 4]).unwrap();
         let b = ctx.barrier(1).unwrap();
@@ -330,7 +330,7 @@ fn no_descriptor_is_leaked(
         p.start().unwrap();
         join_ok(&p);
         drop(p);
-        assert_eq!(q.get(true, LONG).unwrap(), 1);
+        assert_eq!(q.get_timeout(LONG).unwrap(), 1);
         assert_eq!(v.get(), 5);
         assert_eq!(a.get(0).unwrap(), 9);
     }

@@ -10,11 +10,11 @@ use mproc::{
 use rstest::rstest;
 use std::time::{Duration, Instant};
 
-const LONG: Option<Duration> = Some(Duration::from_secs(30));
+const LONG: Duration = Duration::from_secs(30);
 const SHORT: Duration = Duration::from_millis(150);
 
 fn join_ok(p: &mproc::Process) {
-    p.join(LONG).unwrap();
+    p.join_timeout(LONG).unwrap();
     assert_eq!(p.exitcode().unwrap(), Some(0));
 }
 
@@ -25,18 +25,18 @@ fn lock_semantics(
     let lock = mproc::get_context(m).lock().unwrap();
     assert_eq!(lock.start_method(), m);
     assert!(!lock.locked());
-    let g = lock.acquire(true, None).unwrap().unwrap();
+    let g = lock.acquire().unwrap();
     assert!(!g.owner_died());
     assert!(lock.locked() && lock.is_mine());
     // Not recursive: a second acquire by the same thread fails (after the timeout if any).
-    assert!(lock.acquire(false, None).unwrap().is_none());
+    assert!(lock.try_acquire().unwrap().is_none());
     let t = Instant::now();
-    assert!(lock.acquire(true, Some(SHORT)).unwrap().is_none());
+    assert!(lock.acquire_timeout(SHORT).unwrap().is_none());
     assert!(t.elapsed() >= SHORT);
     // Another thread cannot take it, nor release it.
     std::thread::scope(|s| {
         s.spawn(|| {
-            assert!(lock.acquire(false, None).unwrap().is_none());
+            assert!(lock.try_acquire().unwrap().is_none());
             assert!(!lock.is_mine());
             assert!(matches!(lock.release(), Err(Error::NotOwner(_))));
         });
@@ -56,12 +56,12 @@ fn rlock_counts_its_owner(
     #[values(StartMethod::Fork, StartMethod::Spawn, StartMethod::Forkserver)] m: StartMethod,
 ) {
     let r = mproc::get_context(m).rlock().unwrap();
-    let g1 = r.acquire(true, None).unwrap().unwrap();
-    let g2 = r.acquire(false, None).unwrap().unwrap();
+    let g1 = r.acquire().unwrap();
+    let g2 = r.try_acquire().unwrap().unwrap();
     assert_eq!(r.count(), 2);
     std::thread::scope(|s| {
         s.spawn(|| {
-            assert!(r.acquire(true, Some(SHORT)).unwrap().is_none());
+            assert!(r.acquire_timeout(SHORT).unwrap().is_none());
             assert!(matches!(r.release(), Err(Error::NotOwner(_))));
         });
     });
@@ -73,7 +73,7 @@ fn rlock_counts_its_owner(
     assert!(!r.is_mine());
     assert!(matches!(r.release(), Err(Error::NotOwner(_))));
     std::thread::scope(|s| {
-        s.spawn(|| assert!(r.acquire(false, None).unwrap().is_some()));
+        s.spawn(|| assert!(r.try_acquire().unwrap().is_some()));
     });
 }
 
@@ -84,12 +84,12 @@ fn semaphores(
     let ctx = mproc::get_context(m);
     let s = ctx.semaphore(2).unwrap();
     assert_eq!(s.get_value(), 2);
-    let a = s.acquire(true, None).unwrap().unwrap();
-    let b = s.acquire(false, None).unwrap().unwrap();
+    let a = s.acquire().unwrap();
+    let b = s.try_acquire().unwrap().unwrap();
     assert_eq!(s.get_value(), 0);
-    assert!(s.acquire(false, None).unwrap().is_none());
+    assert!(s.try_acquire().unwrap().is_none());
     let t = Instant::now();
-    assert!(s.acquire(true, Some(SHORT)).unwrap().is_none());
+    assert!(s.acquire_timeout(SHORT).unwrap().is_none());
     assert!(t.elapsed() >= SHORT);
     drop(a);
     assert_eq!(s.get_value(), 1);
@@ -100,7 +100,7 @@ fn semaphores(
 
     let bs = ctx.bounded_semaphore(1).unwrap();
     assert!(matches!(bs.release(1), Err(Error::InvalidArgument(_))));
-    let g = bs.acquire(true, None).unwrap().unwrap();
+    let g = bs.acquire().unwrap();
     assert_eq!(bs.get_value(), 0);
     drop(g);
     assert_eq!(bs.get_value(), 1);
@@ -109,7 +109,7 @@ fn semaphores(
 }
 
 fn release_later(s: Semaphore, go: Event) -> mproc::Result<()> {
-    go.wait(None)?;
+    go.wait()?;
     s.release(1)
 }
 
@@ -123,14 +123,14 @@ fn a_semaphore_released_by_another_process_wakes_a_waiter(
     let p = ctx.process(release_later, (s.clone(), go.clone()));
     p.start().unwrap();
     go.set();
-    let g = s.acquire(true, LONG).unwrap();
+    let g = s.acquire_timeout(LONG).unwrap();
     assert!(g.is_some());
     g.unwrap().forget();
     join_ok(&p);
 }
 
 fn wait_event(e: Event) {
-    if !e.wait(Some(Duration::from_secs(30))).unwrap() {
+    if !e.wait_timeout(Duration::from_secs(30)).unwrap() {
         mproc::exit(3);
     }
 }
@@ -143,7 +143,7 @@ fn events(
     let e = ctx.event().unwrap();
     assert!(!e.is_set());
     let t = Instant::now();
-    assert!(!e.wait(Some(SHORT)).unwrap());
+    assert!(!e.wait_timeout(SHORT).unwrap());
     assert!(t.elapsed() >= SHORT);
     let ps: Vec<_> = (0..3)
         .map(|_| {
@@ -154,19 +154,19 @@ fn events(
         .collect();
     e.set();
     assert!(e.is_set());
-    assert!(e.wait(None).unwrap());
+    e.wait().unwrap();
     for p in &ps {
         join_ok(p);
     }
     e.clear();
     assert!(!e.is_set());
-    assert!(!e.wait(Some(Duration::ZERO)).unwrap());
+    assert!(!e.wait_timeout(Duration::ZERO).unwrap());
 }
 
 fn cond_waiter(c: Condition, ready: Semaphore, woken: Semaphore) -> mproc::Result<()> {
     let _g = c.lock()?;
     ready.release(1)?;
-    if !c.wait(Some(Duration::from_secs(30)))? {
+    if !c.wait_timeout(Duration::from_secs(30))? {
         mproc::exit(3);
     }
     woken.release(1)
@@ -177,10 +177,10 @@ fn condition_notify_and_notify_all(
     #[values(StartMethod::Fork, StartMethod::Spawn, StartMethod::Forkserver)] m: StartMethod,
 ) {
     let ctx = mproc::get_context(m);
-    let c = ctx.condition(None).unwrap();
+    let c = ctx.condition().unwrap();
     let ready = ctx.semaphore(0).unwrap();
     let woken = ctx.semaphore(0).unwrap();
-    assert!(matches!(c.wait(Some(SHORT)), Err(Error::NotOwner(_))));
+    assert!(matches!(c.wait_timeout(SHORT), Err(Error::NotOwner(_))));
     assert!(matches!(c.notify(1), Err(Error::NotOwner(_))));
     let ps: Vec<_> = (0..4)
         .map(|_| {
@@ -190,29 +190,29 @@ fn condition_notify_and_notify_all(
         })
         .collect();
     for _ in 0..4 {
-        ready.acquire(true, LONG).unwrap().unwrap().forget();
+        ready.acquire_timeout(LONG).unwrap().unwrap().forget();
     }
     // Each waiter released `ready` while holding the lock; once we hold it, all four wait.
     {
         let _g = c.lock().unwrap();
         c.notify(1).unwrap();
     }
-    woken.acquire(true, LONG).unwrap().unwrap().forget();
+    woken.acquire_timeout(LONG).unwrap().unwrap().forget();
     // notify(1) woke exactly one.
-    assert!(woken.acquire(true, Some(SHORT)).unwrap().is_none());
+    assert!(woken.acquire_timeout(SHORT).unwrap().is_none());
     {
         let _g = c.lock().unwrap();
         c.notify(2).unwrap();
     }
     for _ in 0..2 {
-        woken.acquire(true, LONG).unwrap().unwrap().forget();
+        woken.acquire_timeout(LONG).unwrap().unwrap().forget();
     }
-    assert!(woken.acquire(true, Some(SHORT)).unwrap().is_none());
+    assert!(woken.acquire_timeout(SHORT).unwrap().is_none());
     {
         let _g = c.lock().unwrap();
         c.notify_all().unwrap();
     }
-    woken.acquire(true, LONG).unwrap().unwrap().forget();
+    woken.acquire_timeout(LONG).unwrap().unwrap().forget();
     for p in &ps {
         join_ok(p);
     }
@@ -232,29 +232,29 @@ fn condition_wait_timeout_and_wait_for(
     #[values(StartMethod::Fork, StartMethod::Spawn, StartMethod::Forkserver)] m: StartMethod,
 ) {
     let ctx = mproc::get_context(m);
-    let c = ctx.condition(Some(ctx.lock().unwrap().into())).unwrap();
+    let c = ctx.condition_with(ctx.lock().unwrap()).unwrap();
     let v = ctx.raw_value::<i32>(0).unwrap();
     {
         let _g = c.lock().unwrap();
         let t = Instant::now();
-        assert!(!c.wait(Some(SHORT)).unwrap());
+        assert!(!c.wait_timeout(SHORT).unwrap());
         assert!(t.elapsed() >= SHORT);
         let t = Instant::now();
-        assert!(!c.wait_for(|| v.get() == 5, Some(SHORT)).unwrap());
+        assert!(!c.wait_for_timeout(|| v.get() == 5, SHORT).unwrap());
         assert!(t.elapsed() >= SHORT);
     }
     let p = ctx.process(set_state, (c.clone(), v.clone()));
     p.start().unwrap();
     {
         let _g = c.lock().unwrap();
-        assert!(c.wait_for(|| v.get() == 5, LONG).unwrap());
+        assert!(c.wait_for_timeout(|| v.get() == 5, LONG).unwrap());
     }
     join_ok(&p);
     // An RLock held twice is released fully by wait and restored after.
-    let rc = ctx.condition(None).unwrap();
+    let rc = ctx.condition().unwrap();
     let _g1 = rc.lock().unwrap();
     let _g2 = rc.lock().unwrap();
-    assert!(!rc.wait(Some(Duration::from_millis(10))).unwrap());
+    assert!(!rc.wait_timeout(Duration::from_millis(10)).unwrap());
     match rc.get_lock() {
         mproc::ConditionLock::RLock(r) => assert_eq!(r.count(), 2),
         other => panic!("default lock is an RLock, got {other:?}"),
@@ -262,8 +262,8 @@ fn condition_wait_timeout_and_wait_for(
 }
 
 fn barrier_party(b: Barrier, out: Queue<u32>) -> mproc::Result<()> {
-    let i = b.wait(Some(Duration::from_secs(30)))?;
-    out.put(i, true, None)?;
+    let i = b.wait_timeout(Duration::from_secs(30))?;
+    out.put(i)?;
     Ok(())
 }
 
@@ -273,7 +273,7 @@ fn barrier_passes_parties_together(
 ) {
     let ctx = mproc::get_context(m);
     let b = ctx.barrier(4).unwrap();
-    let out = ctx.queue::<u32>(None).unwrap();
+    let out = ctx.queue::<u32>().unwrap();
     assert_eq!(b.parties(), 4);
     assert_eq!(b.n_waiting(), 0);
     assert!(!b.broken());
@@ -285,8 +285,8 @@ fn barrier_passes_parties_together(
                 p
             })
             .collect();
-        let mine = b.wait(LONG).unwrap();
-        let mut idx: Vec<u32> = (0..3).map(|_| out.get(true, LONG).unwrap()).collect();
+        let mine = b.wait_timeout(LONG).unwrap();
+        let mut idx: Vec<u32> = (0..3).map(|_| out.get_timeout(LONG).unwrap()).collect();
         idx.push(mine);
         idx.sort_unstable();
         assert_eq!(idx, vec![0, 1, 2, 3]);
@@ -297,7 +297,7 @@ fn barrier_passes_parties_together(
 }
 
 fn barrier_expect_broken(b: Barrier) {
-    match b.wait(Some(Duration::from_secs(30))) {
+    match b.wait_timeout(Duration::from_secs(30)) {
         Err(Error::BrokenBarrier) => {}
         _ => mproc::exit(3),
     }
@@ -311,10 +311,10 @@ fn barrier_abort_timeout_reset(
     let b = ctx.barrier(3).unwrap();
     // A timeout breaks it.
     let t = Instant::now();
-    assert!(matches!(b.wait(Some(SHORT)), Err(Error::BrokenBarrier)));
+    assert!(matches!(b.wait_timeout(SHORT), Err(Error::BrokenBarrier)));
     assert!(t.elapsed() >= SHORT);
     assert!(b.broken());
-    assert!(matches!(b.wait(Some(SHORT)), Err(Error::BrokenBarrier)));
+    assert!(matches!(b.wait_timeout(SHORT), Err(Error::BrokenBarrier)));
     b.reset().unwrap();
     assert!(!b.broken());
     // abort() wakes a waiting process with BrokenBarrier.
@@ -371,7 +371,7 @@ fn hold_forever(lock: Lock, rlock: RLock, held: Event) -> mproc::Result<()> {
     held.set();
     // Blocks until killed (the event is never cleared, so wait on another never-set one).
     let never = mproc::default_context().event()?;
-    never.wait(None)?;
+    never.wait()?;
     Ok(())
 }
 
@@ -385,25 +385,25 @@ fn a_killed_owner_does_not_leave_the_lock_locked(
     let held = ctx.event().unwrap();
     let p = ctx.process(hold_forever, (lock.clone(), rlock.clone(), held.clone()));
     p.start().unwrap();
-    assert!(held.wait(LONG).unwrap());
-    assert!(lock.acquire(false, None).unwrap().is_none());
+    assert!(held.wait_timeout(LONG).unwrap());
+    assert!(lock.try_acquire().unwrap().is_none());
     p.kill().unwrap();
-    p.join(LONG).unwrap();
+    p.join_timeout(LONG).unwrap();
     assert_eq!(p.exitcode().unwrap(), Some(-9));
     // Its owner died: free to take (the kernel marked it), and not ours.
     assert!(!lock.locked());
     assert!(!lock.is_mine() && !rlock.is_mine());
     let g = lock
-        .acquire(true, LONG)
+        .acquire_timeout(LONG)
         .unwrap()
         .expect("the lock is recovered");
     assert!(g.owner_died());
     drop(g);
-    let g = lock.acquire(false, None).unwrap().unwrap();
+    let g = lock.try_acquire().unwrap().unwrap();
     assert!(!g.owner_died());
     drop(g);
     let r = rlock
-        .acquire(true, LONG)
+        .acquire_timeout(LONG)
         .unwrap()
         .expect("the rlock is recovered");
     assert!(r.owner_died());
@@ -438,7 +438,7 @@ fn fork_context_locks_cannot_go_to_other_start_methods() {
 fn wait_forever(c: Condition, ready: Semaphore) -> mproc::Result<()> {
     let _g = c.lock()?;
     ready.release(1)?;
-    c.wait(None)?;
+    c.wait()?;
     Ok(())
 }
 
@@ -447,7 +447,7 @@ fn a_waiter_killed_in_wait_does_not_hang_notify_all(
     #[values(StartMethod::Fork, StartMethod::Spawn, StartMethod::Forkserver)] m: StartMethod,
 ) {
     let ctx = mproc::get_context(m);
-    let c = ctx.condition(None).unwrap();
+    let c = ctx.condition().unwrap();
     let ready = ctx.semaphore(0).unwrap();
     let woken = ctx.semaphore(0).unwrap();
     let dead = ctx.process(wait_forever, (c.clone(), ready.clone()));
@@ -455,27 +455,27 @@ fn a_waiter_killed_in_wait_does_not_hang_notify_all(
     let alive = ctx.process(cond_waiter, (c.clone(), ready.clone(), woken.clone()));
     alive.start().unwrap();
     for _ in 0..2 {
-        ready.acquire(true, LONG).unwrap().unwrap().forget();
+        ready.acquire_timeout(LONG).unwrap().unwrap().forget();
     }
     {
         // Both wait once we hold the lock; then one of them dies.
         let _g = c.lock().unwrap();
         dead.kill().unwrap();
-        dead.join(LONG).unwrap();
+        dead.join_timeout(LONG).unwrap();
         assert_eq!(dead.exitcode().unwrap(), Some(-9));
         c.notify_all().unwrap();
     }
-    woken.acquire(true, LONG).unwrap().unwrap().forget();
+    woken.acquire_timeout(LONG).unwrap().unwrap().forget();
     join_ok(&alive);
     // The condition still works.
     let again = ctx.process(cond_waiter, (c.clone(), ready.clone(), woken.clone()));
     again.start().unwrap();
-    ready.acquire(true, LONG).unwrap().unwrap().forget();
+    ready.acquire_timeout(LONG).unwrap().unwrap().forget();
     {
         let _g = c.lock().unwrap();
         c.notify(1).unwrap();
     }
-    woken.acquire(true, LONG).unwrap().unwrap().forget();
+    woken.acquire_timeout(LONG).unwrap().unwrap().forget();
     join_ok(&again);
 }
 
@@ -490,7 +490,7 @@ fn count_action() {
 }
 
 fn barrier_party_plain(b: Barrier) -> mproc::Result<()> {
-    b.wait(Some(Duration::from_secs(30)))?;
+    b.wait_timeout(Duration::from_secs(30))?;
     Ok(())
 }
 
@@ -500,7 +500,7 @@ fn barrier_action_runs_once_per_round(
 ) {
     let ctx = mproc::get_context(m);
     let shm = mproc::SharedMemory::create(Some(&action_counter_name()), 8).unwrap();
-    let b = ctx.barrier_with_action(3, count_action, None).unwrap();
+    let b = ctx.barrier_builder(3).action(count_action).build().unwrap();
     for round in 1..=2u8 {
         let ps: Vec<_> = (0..2)
             .map(|_| {
@@ -509,7 +509,7 @@ fn barrier_action_runs_once_per_round(
                 p
             })
             .collect();
-        b.wait(LONG).unwrap();
+        b.wait_timeout(LONG).unwrap();
         // The action ran before anyone was released.
         assert_eq!(
             shm.buf()[0].load(std::sync::atomic::Ordering::SeqCst),
@@ -521,7 +521,9 @@ fn barrier_action_runs_once_per_round(
     }
     let captured = 5u8;
     assert!(matches!(
-        ctx.barrier_with_action(2, move || assert_eq!(captured, 5), None),
+        ctx.barrier_builder(2)
+            .action(move || assert_eq!(captured, 5))
+            .build(),
         Err(Error::NotSpawnable(_))
     ));
 }
@@ -533,10 +535,14 @@ fn panicking_action() {
 #[test]
 fn a_panicking_barrier_action_breaks_the_barrier() {
     let ctx = mproc::get_context(StartMethod::Spawn);
-    let b = ctx.barrier_with_action(2, panicking_action, None).unwrap();
+    let b = ctx
+        .barrier_builder(2)
+        .action(panicking_action)
+        .build()
+        .unwrap();
     std::thread::scope(|s| {
-        let other = s.spawn(|| b.wait(LONG));
-        let mine = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| b.wait(LONG)));
+        let other = s.spawn(|| b.wait_timeout(LONG));
+        let mine = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| b.wait_timeout(LONG)));
         let theirs = other.join();
         // Exactly one of the two ran the action and panicked; the other saw the barrier break.
         let (panicked, broken) = match (mine, theirs) {
@@ -595,7 +601,7 @@ fn voluntary_switches() -> u64 {
 fn cond_waiter_long(c: Condition, ready: Semaphore, woken: Semaphore) -> mproc::Result<()> {
     let _g = c.lock()?;
     ready.release(1)?;
-    if !c.wait(Some(Duration::from_secs(20)))? {
+    if !c.wait_timeout(Duration::from_secs(20))? {
         mproc::exit(3);
     }
     woken.release(1)
@@ -609,7 +615,7 @@ fn a_stopped_waiter_never_loses_its_notification(
     // a waiter stopped for 2 s missed it (15 of 15 times).
     const N: usize = 15;
     let ctx = mproc::get_context(m);
-    let c = ctx.condition(None).unwrap();
+    let c = ctx.condition().unwrap();
     let ready = ctx.semaphore(0).unwrap();
     let woken = ctx.semaphore(0).unwrap();
     let ps: Vec<_> = (0..N)
@@ -620,7 +626,7 @@ fn a_stopped_waiter_never_loses_its_notification(
         })
         .collect();
     for _ in 0..N {
-        ready.acquire(true, LONG).unwrap().unwrap().forget();
+        ready.acquire_timeout(LONG).unwrap().unwrap().forget();
     }
     let g = c.lock().unwrap(); // every waiter is inside wait() now
     signal(&ps, "STOP");
@@ -634,11 +640,11 @@ fn a_stopped_waiter_never_loses_its_notification(
     // The fault: the waiters stay stopped for 2 s (longer than any patience a notify could
     // afford while it holds the lock).
     std::thread::sleep(Duration::from_secs(2));
-    assert!(woken.acquire(false, None).unwrap().is_none());
+    assert!(woken.try_acquire().unwrap().is_none());
     signal(&ps, "CONT");
     for i in 0..N {
         assert!(
-            woken.acquire(true, LONG).unwrap().is_some(),
+            woken.acquire_timeout(LONG).unwrap().is_some(),
             "only {i} of {N} stopped waiters got their notification"
         );
     }
@@ -654,7 +660,7 @@ fn dead_waiters_cost_notify_nothing(
     // Before: each dead waiter cost `notify` one second, with the lock held, and notify(1) gave
     // its one wake-up to a dead waiter (then took it back): the live waiter missed it.
     let ctx = mproc::get_context(m);
-    let c = ctx.condition(None).unwrap();
+    let c = ctx.condition().unwrap();
     let ready = ctx.semaphore(0).unwrap();
     let woken = ctx.semaphore(0).unwrap();
     let mut order = Vec::new();
@@ -667,14 +673,14 @@ fn dead_waiters_cost_notify_nothing(
         };
         p.start().unwrap();
         // One at a time, so that they wait in this order.
-        ready.acquire(true, LONG).unwrap().unwrap().forget();
+        ready.acquire_timeout(LONG).unwrap().unwrap().forget();
         drop(c.lock().unwrap());
         order.push(p);
     }
     let g = c.lock().unwrap();
     for p in &order[..3] {
         p.kill().unwrap();
-        p.join(LONG).unwrap();
+        p.join_timeout(LONG).unwrap();
         assert_eq!(p.exitcode().unwrap(), Some(-9));
     }
     // notify(1) goes to the oldest live waiter without sleeping once: it waits for nobody.
@@ -682,7 +688,7 @@ fn dead_waiters_cost_notify_nothing(
     c.notify(1).unwrap();
     assert_eq!(voluntary_switches(), slept, "notify slept");
     drop(g);
-    woken.acquire(true, LONG).unwrap().unwrap().forget();
+    woken.acquire_timeout(LONG).unwrap().unwrap().forget();
     join_ok(&order[3]);
     assert!(order[4].is_alive().unwrap());
     let g = c.lock().unwrap();
@@ -690,7 +696,7 @@ fn dead_waiters_cost_notify_nothing(
     c.notify_all().unwrap();
     assert_eq!(voluntary_switches(), slept, "notify_all slept");
     drop(g);
-    woken.acquire(true, LONG).unwrap().unwrap().forget();
+    woken.acquire_timeout(LONG).unwrap().unwrap().forget();
     join_ok(&order[4]);
 }
 
@@ -711,7 +717,7 @@ fn a_condition_takes_more_waiters_than_its_first_table(
     // 4 processes × 15 threads: the waiters' table grows (in the children, for the spawned
     // ones) beyond its first 16 slots, and the notifier finds them all.
     let ctx = mproc::get_context(m);
-    let c = ctx.condition(Some(ctx.lock().unwrap().into())).unwrap();
+    let c = ctx.condition_with(ctx.lock().unwrap()).unwrap();
     let ready = ctx.semaphore(0).unwrap();
     let woken = ctx.semaphore(0).unwrap();
     let ps: Vec<_> = (0..4)
@@ -725,22 +731,22 @@ fn a_condition_takes_more_waiters_than_its_first_table(
         })
         .collect();
     for _ in 0..60 {
-        ready.acquire(true, LONG).unwrap().unwrap().forget();
+        ready.acquire_timeout(LONG).unwrap().unwrap().forget();
     }
     {
         let _g = c.lock().unwrap();
         c.notify(7).unwrap();
     }
     for _ in 0..7 {
-        woken.acquire(true, LONG).unwrap().unwrap().forget();
+        woken.acquire_timeout(LONG).unwrap().unwrap().forget();
     }
-    assert!(woken.acquire(true, Some(SHORT)).unwrap().is_none());
+    assert!(woken.acquire_timeout(SHORT).unwrap().is_none());
     {
         let _g = c.lock().unwrap();
         c.notify_all().unwrap();
     }
     for _ in 7..60 {
-        woken.acquire(true, LONG).unwrap().unwrap().forget();
+        woken.acquire_timeout(LONG).unwrap().unwrap().forget();
     }
     for p in &ps {
         join_ok(p);
@@ -750,7 +756,7 @@ fn a_condition_takes_more_waiters_than_its_first_table(
 #[test]
 fn notify_wakes_the_longest_waiting_first() {
     let ctx = mproc::get_context(StartMethod::Spawn);
-    let c = ctx.condition(None).unwrap();
+    let c = ctx.condition().unwrap();
     let ready = ctx.semaphore(0).unwrap();
     let order = std::sync::Mutex::new(Vec::new());
     std::thread::scope(|s| {
@@ -759,11 +765,11 @@ fn notify_wakes_the_longest_waiting_first() {
             s.spawn(move || {
                 let _g = c.lock().unwrap();
                 ready.release(1).unwrap();
-                assert!(c.wait(LONG).unwrap());
+                assert!(c.wait_timeout(LONG).unwrap());
                 order.lock().unwrap().push(i);
             });
             // Waiter i is waiting before waiter i + 1 starts.
-            ready.acquire(true, LONG).unwrap().unwrap().forget();
+            ready.acquire_timeout(LONG).unwrap().unwrap().forget();
             drop(c.lock().unwrap());
         }
         for n in 1..=6 {
@@ -798,7 +804,103 @@ fn a_forgotten_guard_keeps_its_lock_mapped_after_the_last_handle_goes() {
         assert!(b.is_mine());
         drop(g);
     }
-    let c = ctx.condition(None).unwrap();
+    let c = ctx.condition().unwrap();
     let _g = c.lock().unwrap();
-    assert!(!c.wait(Some(Duration::from_millis(1))).unwrap());
+    assert!(!c.wait_timeout(Duration::from_millis(1)).unwrap());
+}
+
+#[rstest]
+fn release_releases_only_a_hold_given_up_with_forget(
+    #[values(StartMethod::Fork, StartMethod::Spawn)] m: StartMethod,
+) {
+    let ctx = mproc::get_context(m);
+    // A lock held through a guard: release() must not pull it from under the guard.
+    let lock = ctx.lock().unwrap();
+    let g = lock.lock().unwrap();
+    match lock.release() {
+        Err(Error::NotOwner(msg)) => assert!(msg.contains("through a guard"), "{msg}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(lock.is_mine());
+    drop(g);
+    assert!(!lock.locked());
+    // Given up with forget: release() is Python's release().
+    lock.acquire().unwrap().forget();
+    lock.release().unwrap();
+    assert!(matches!(lock.release(), Err(Error::NotOwner(_))));
+
+    // An RLock mixing guards and forgotten levels: release() takes only the forgotten ones.
+    let r = ctx.rlock().unwrap();
+    let outer = r.lock().unwrap();
+    r.lock().unwrap().forget();
+    assert_eq!(r.count(), 2);
+    r.release().unwrap();
+    assert_eq!(r.count(), 1);
+    assert!(matches!(r.release(), Err(Error::NotOwner(_))));
+    assert!(r.is_mine());
+    drop(outer);
+    assert_eq!(r.count(), 0);
+    r.lock().unwrap().forget();
+    let inner = r.lock().unwrap();
+    drop(inner);
+    assert_eq!(r.count(), 1);
+    r.release().unwrap();
+    assert!(!r.is_mine());
+
+    // A condition wait gives the lock up and back with its forgotten hold intact; meanwhile
+    // another thread that takes the lock cannot release the hold it holds by a guard.
+    let c = ctx.condition_with(ctx.lock().unwrap()).unwrap();
+    c.acquire().unwrap().forget();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let _g = c.lock().unwrap();
+            let mproc::ConditionLock::Lock(l) = c.get_lock() else {
+                unreachable!()
+            };
+            assert!(matches!(l.release(), Err(Error::NotOwner(_))));
+            c.notify_all().unwrap();
+        });
+        assert!(c.wait_timeout(LONG).unwrap());
+    });
+    let mproc::ConditionLock::Lock(l) = c.get_lock() else {
+        unreachable!()
+    };
+    l.release().unwrap();
+    assert!(!l.locked());
+}
+
+fn forget_and_die(lock: Lock, rlock: RLock, held: Event) -> mproc::Result<()> {
+    lock.lock()?.forget();
+    rlock.lock()?.forget();
+    held.set();
+    let never = mproc::default_context().event()?;
+    never.wait()
+}
+
+#[rstest]
+fn a_dead_owners_forgotten_hold_dies_with_it(
+    #[values(StartMethod::Fork, StartMethod::Forkserver)] m: StartMethod,
+) {
+    let ctx = mproc::get_context(m);
+    let (lock, rlock, held) = (
+        ctx.lock().unwrap(),
+        ctx.rlock().unwrap(),
+        ctx.event().unwrap(),
+    );
+    let p = ctx.process(forget_and_die, (lock.clone(), rlock.clone(), held.clone()));
+    p.start().unwrap();
+    assert!(held.wait_timeout(LONG).unwrap());
+    p.kill().unwrap();
+    assert_eq!(p.join_timeout(LONG).unwrap(), Some(-9));
+    // The next owner holds through a guard; the dead owner's forgotten hold does not let it
+    // (or anyone) release that.
+    let g = lock.acquire_timeout(LONG).unwrap().unwrap();
+    assert!(g.owner_died());
+    assert!(matches!(lock.release(), Err(Error::NotOwner(_))));
+    drop(g);
+    let r = rlock.acquire_timeout(LONG).unwrap().unwrap();
+    assert!(r.owner_died());
+    assert!(matches!(rlock.release(), Err(Error::NotOwner(_))));
+    drop(r);
+    assert_eq!(rlock.count(), 0);
 }

@@ -370,7 +370,7 @@ fn conn_task(task: &str, mut a: Args) -> Result<Value, TaskFailure> {
 
 fn echo_conn(c: &Connection) -> Result<(), TaskFailure> {
     loop {
-        let msg = c.recv_bytes(None).map_err(fail)?;
+        let msg = c.recv_bytes().map_err(fail)?;
         if msg.is_empty() {
             return Ok(());
         }
@@ -387,7 +387,7 @@ fn try_child() -> String {
     let p = mproc::Process::new(process_main, (call,));
     match p.start() {
         Ok(()) => {
-            let _ = p.join(None);
+            let _ = p.join();
             "ok".to_string()
         }
         Err(e) => e.kind_name().to_string(),
@@ -432,7 +432,7 @@ fn queue_task(task: &str, mut a: Args) -> Result<Value, TaskFailure> {
                 return Err(TaskFailure("expected a joinable queue".into()));
             };
             for _ in 0..a.int() {
-                q.get(true, None).map_err(fail)?;
+                q.get().map_err(fail)?;
                 q.task_done().map_err(fail)?;
             }
         }
@@ -502,7 +502,7 @@ fn object_conn_task(task: &str, mut a: Args) -> Result<Value, TaskFailure> {
                 return Err(TaskFailure("expected a Barrier".into()));
             };
             let c = a.conn()?;
-            let r = match b.wait(Some(Duration::from_secs(10))) {
+            let r = match b.wait_timeout(Duration::from_secs(10)) {
                 Ok(_) => "passed".to_string(),
                 Err(e) => e.kind_name().to_string(),
             };
@@ -516,13 +516,13 @@ fn object_conn_task(task: &str, mut a: Args) -> Result<Value, TaskFailure> {
             let notified = {
                 let _g = cond.lock().map_err(fail)?;
                 e.set();
-                cond.wait(Some(Duration::from_secs(10))).map_err(fail)?
+                cond.wait_timeout(Duration::from_secs(10)).map_err(fail)?
             };
             (c, json!(notified))
         }
         "wait_event" => {
             let (e, c) = (a.event()?, a.conn()?);
-            let set = e.wait(Some(Duration::from_secs(10))).map_err(fail)?;
+            let set = e.wait_timeout(Duration::from_secs(10)).map_err(fail)?;
             (c, json!(set))
         }
         other => return Err(TaskFailure(format!("unknown task {other}"))),
@@ -540,16 +540,15 @@ fn text(v: &Value) -> String {
 
 fn put(q: &Arg, v: &Value) -> Result<(), TaskFailure> {
     let r = match q {
-        Arg::Queue(q) => q.put(v.to_string(), true, None).map_err(|e| e.error),
-        Arg::JoinableQueue(q) => q.put(v.to_string(), true, None).map_err(|e| e.error),
+        Arg::Queue(q) => q.put(v.to_string()).map_err(|e| e.error),
+        Arg::JoinableQueue(q) => q.put(v.to_string()).map_err(|e| e.error),
         Arg::BytesQueue(q) => {
             let Value::String(s) = v else {
                 return Err(TaskFailure(format!(
                     "a queue of bytes takes strings, not {v}"
                 )));
             };
-            q.put(s.as_bytes().to_vec(), true, None)
-                .map_err(|e| e.error)
+            q.put(s.as_bytes().to_vec()).map_err(|e| e.error)
         }
         _ => return Err(TaskFailure("expected a queue".into())),
     };
@@ -558,10 +557,10 @@ fn put(q: &Arg, v: &Value) -> Result<(), TaskFailure> {
 
 fn get(q: &Arg) -> Result<Value, TaskFailure> {
     let s = match q {
-        Arg::Queue(q) => q.get(true, None),
-        Arg::JoinableQueue(q) => q.get(true, None),
+        Arg::Queue(q) => q.get(),
+        Arg::JoinableQueue(q) => q.get(),
         Arg::BytesQueue(q) => {
-            let b = q.get(true, None).map_err(fail)?;
+            let b = q.get().map_err(fail)?;
             return Ok(Value::String(String::from_utf8_lossy(&b).into_owned()));
         }
         _ => return Err(TaskFailure("expected a queue".into())),
@@ -582,11 +581,11 @@ fn with_lock<R>(l: &Arg, f: impl FnOnce() -> R) -> Result<R, TaskFailure> {
             f()
         }
         Arg::Semaphore(s) => {
-            let _g = s.acquire(true, None).map_err(fail)?;
+            let _g = s.acquire().map_err(fail)?;
             f()
         }
         Arg::BoundedSemaphore(s) => {
-            let _g = s.acquire(true, None).map_err(fail)?;
+            let _g = s.acquire().map_err(fail)?;
             f()
         }
         _ => return Err(TaskFailure("expected a lock".into())),

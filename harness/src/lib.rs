@@ -16,7 +16,7 @@
 //! - [`trace`]: normalising traces, checking expectations, comparing.
 //! - [`suite`]: runs many cases in parallel (ours and the CPython reference) into a report.
 //! - [`report`]: the report as a table, JSON and HTML.
-//! - [`bench`]: the benchmarks (`cargo xtask bench`).
+//! - [`mod@bench`]: the benchmarks (`cargo xtask bench`).
 
 pub mod case;
 pub mod catalogue;
@@ -31,6 +31,4 @@ pub mod template;
 pub mod trace;
 pub mod vocab;
 
-/// The benchmarks (`cargo xtask bench`): workloads in `cases/bench/`, raw OS limits, CPython,
-/// procspawn, `results.json`, `report.html` and the regression gate.
 pub mod bench;

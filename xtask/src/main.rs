@@ -4,7 +4,8 @@
 //!   `--gate-selftest`) it first builds the baseline revision's bench binary under
 //!   `target/gate/` (see `bench.rs` and `cargo xtask bench --help`).
 //! - `cargo xtask ci`: formatting check, clippy with warnings as errors, and every test
-//!   (nextest for the integration tests, each in its own process; then the doc tests).
+//!   (nextest for the integration tests, each in its own process; then the doc tests), then
+//!   `cargo doc` with warnings as errors.
 //!
 //! - `cargo xtask conformance [--cases DIR] [--method M]... [--filter TEXT]
 //!   [--reference auto|python|none] [--format human|json] [--jobs N]`: runs every case under
@@ -30,7 +31,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Task {
-    /// Format check, clippy (-D warnings), all tests (nextest + doc tests).
+    /// Format check, clippy (-D warnings), all tests (nextest + doc tests), docs (-D warnings).
     Ci,
     /// Run the cases under fork/spawn/forkserver and CPython: a table, report.json and
     /// report.html in target/xtask/conformance. Exit status: 0 all passed, 1 a case failed, 2
@@ -181,6 +182,12 @@ fn ci() -> Result<(), String> {
     let mut doc = cargo();
     doc.args(["test", "--workspace", "--doc"]);
     run("doc tests", doc)?;
+
+    // The docs build without a warning (broken intra-doc links, bad code blocks, ...).
+    let mut docs = cargo();
+    docs.args(["doc", "--workspace", "--no-deps"])
+        .env("RUSTDOCFLAGS", "-D warnings");
+    run("docs", docs)?;
     Ok(())
 }
 

@@ -148,13 +148,7 @@ fn py_bytes_repr(b: &[u8]) -> String {
 
 /// Receives one handshake frame (at most 256 bytes) before `deadline`.
 fn recv_frame(conn: &Connection, deadline: Option<Instant>) -> Result<Vec<u8>> {
-    match deadline {
-        None => conn.recv_bytes(Some(HANDSHAKE_MAXLEN)),
-        Some(d) => {
-            let left = d.saturating_duration_since(Instant::now());
-            conn.recv_bytes_timeout(Some(HANDSHAKE_MAXLEN), left)
-        }
-    }
+    conn.recv_message(Some(HANDSHAKE_MAXLEN), deadline)
 }
 
 fn deadline(timeout: Option<Duration>) -> Option<Instant> {
@@ -307,7 +301,7 @@ mod tests {
 
     fn conn_and_raw() -> (Connection, UnixStream) {
         let (a, b) = UnixStream::pair().unwrap();
-        (Connection::from_fd(OwnedFd::from(a), true, true), b)
+        (Connection::from_fd(OwnedFd::from(a)), b)
     }
 
     // Expected MACs computed with CPython's hmac module:
@@ -428,7 +422,7 @@ mod tests {
 
     #[test]
     fn the_two_halves_agree() {
-        let (a, b) = crate::connection::pipe(true).unwrap();
+        let (a, b) = crate::connection::pipe().unwrap();
         let t = std::thread::spawn(move || {
             deliver_challenge(&a, b"key")?;
             answer_challenge(&a, b"key")

@@ -44,7 +44,7 @@ pub const DEFAULT_BACKLOG: i32 = 128;
 ///     conn.send_bytes(b"hello")
 /// });
 /// let conn = listener.accept()?;
-/// assert_eq!(conn.recv_bytes(None)?, b"hello");
+/// assert_eq!(conn.recv_bytes()?, b"hello");
 /// # Ok(())
 /// # }
 /// ```
@@ -194,7 +194,7 @@ impl Listener {
         if tcp {
             sys::net::set_tcp_nodelay(fd.as_fd())?;
         }
-        let mut conn = Connection::from_fd(fd, true, true);
+        let mut conn = Connection::from_fd(fd);
         conn.set_quickack(tcp);
         conn.set_max_message_size(self.max_message_size);
         Ok(conn)
@@ -312,7 +312,7 @@ impl Client {
         if matches!(address, Address::Tcp(_)) {
             sys::net::set_tcp_nodelay(fd.as_fd())?;
         }
-        let mut conn = Connection::from_fd(fd, true, true);
+        let mut conn = Connection::from_fd(fd);
         conn.set_max_message_size(self.max_message_size);
         if let Some(key) = &self.authkey {
             let deadline = self.timeout.and_then(|t| Instant::now().checked_add(t));

@@ -40,25 +40,45 @@ impl<T: AsFd> Waitable for T {
     }
 }
 
-/// Waits until at least one of `objects` is ready, or `timeout` passes (`None`: for ever), and
-/// returns the indices of the ready ones in order (empty on timeout): CPython's
-/// `multiprocessing.connection.wait`, which returns the ready objects themselves.
+/// Waits until at least one of `objects` is ready and returns the indices of the ready ones in
+/// order: CPython's `multiprocessing.connection.wait(objects)`, which returns the ready objects
+/// themselves. With a timeout: [`wait_timeout`].
 ///
 /// ```
 /// use mproc::connection::{wait, Waitable};
-/// use std::time::Duration;
 ///
 /// # fn main() -> mproc::Result<()> {
-/// let (a, b) = mproc::pipe(true)?;
-/// let (c, d) = mproc::pipe(true)?;
+/// let (a, b) = mproc::pipe()?;
+/// let (_c, d) = mproc::pipe()?;
 /// a.send_bytes(b"x")?;
-/// let ready = wait(&[&b as &dyn Waitable, &d], Some(Duration::from_secs(1)))?;
-/// assert_eq!(ready, [0]); // `b` has a message; `d` has none (`c` sent nothing)
-/// # drop(c);
+/// let ready = wait(&[&b as &dyn Waitable, &d])?;
+/// assert_eq!(ready, [0]); // `b` has a message; `d` has none
 /// # Ok(())
 /// # }
 /// ```
-pub fn wait(objects: &[&dyn Waitable], timeout: Option<Duration>) -> Result<Vec<usize>> {
+pub fn wait(objects: &[&dyn Waitable]) -> Result<Vec<usize>> {
+    wait_inner(objects, None)
+}
+
+/// As [`wait`], for at most `timeout` (CPython's `wait(objects, timeout)`): the indices of the
+/// ready objects, empty if none was ready in time.
+///
+/// ```
+/// use mproc::connection::{wait_timeout, Waitable};
+/// use std::time::Duration;
+///
+/// # fn main() -> mproc::Result<()> {
+/// let (_a, b) = mproc::pipe()?;
+/// let ready = wait_timeout(&[&b as &dyn Waitable], Duration::from_millis(10))?;
+/// assert!(ready.is_empty());
+/// # Ok(())
+/// # }
+/// ```
+pub fn wait_timeout(objects: &[&dyn Waitable], timeout: Duration) -> Result<Vec<usize>> {
+    wait_inner(objects, Some(timeout))
+}
+
+fn wait_inner(objects: &[&dyn Waitable], timeout: Option<Duration>) -> Result<Vec<usize>> {
     let fds = objects
         .iter()
         .map(|o| Ok((o.wait_fd()?, Interest::Read)))

@@ -345,7 +345,7 @@ impl Shared {
             Ok(s) => s,
             Err(e) => {
                 let _ = process.kill();
-                let _ = process.join(Some(TERM_GRACE));
+                let _ = process.join_timeout(TERM_GRACE);
                 return Err(e);
             }
         };
@@ -767,7 +767,7 @@ impl Inner {
             let _ = self.epoll.delete(w.sock.as_fd());
         }
         let _ = self.epoll.delete(w.sentinel.as_fd());
-        let _ = w.process.join(Some(Duration::from_millis(200)));
+        let _ = w.process.join_timeout(Duration::from_millis(200));
         let exitcode = w.process.exitcode().ok().flatten().unwrap_or(1);
         let timed_out = w
             .killed_for
@@ -854,9 +854,9 @@ fn stop_workers(workers: Vec<Worker>) {
         let _ = w.process.terminate();
     }
     for w in workers {
-        if w.process.join(Some(TERM_GRACE)).is_ok() && matches!(w.process.is_alive(), Ok(true)) {
+        if w.process.join_timeout(TERM_GRACE).is_ok() && matches!(w.process.is_alive(), Ok(true)) {
             let _ = w.process.kill();
-            let _ = w.process.join(Some(TERM_GRACE));
+            let _ = w.process.join_timeout(TERM_GRACE);
         }
         let _ = w.process.close();
     }
@@ -864,7 +864,7 @@ fn stop_workers(workers: Vec<Worker>) {
 
 fn reap(dead: Vec<Process>) {
     for p in dead {
-        let _ = p.join(Some(TERM_GRACE));
+        let _ = p.join_timeout(TERM_GRACE);
         let _ = p.close();
     }
 }

@@ -384,7 +384,16 @@ pub(crate) fn decode_outcome<T: DeserializeOwned>(bytes: &[u8], n: usize) -> Vec
     let mut out = Vec::with_capacity(n);
     while out.len() < n {
         let item = match u8::deserialize(&mut de) {
-            Ok(ITEM_OK) => T::deserialize(&mut de).map_err(|e| Error::Deserialize(e.to_string())),
+            Ok(ITEM_OK) => T::deserialize(&mut de).map_err(|e| {
+                // The worker serialised a `T` of the same program: a value that does not read
+                // back means that the type's serde implementations disagree.
+                Error::Deserialize(format!(
+                    "expected `{}` as the result of a pool task (result {} of {n}): {e}. {}",
+                    crate::reduction::short_type_name::<T>(),
+                    out.len() + 1,
+                    crate::reduction::SERDE_MISMATCH,
+                ))
+            }),
             Ok(ITEM_ERR) => match RemoteErr::deserialize(&mut de) {
                 Ok(e) => Err(e.into()),
                 Err(e) => Err(Error::Deserialize(e.to_string())),

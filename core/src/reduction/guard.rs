@@ -17,7 +17,7 @@
 //! the format is exactly bincode's.
 
 use serde::de::{self, DeserializeSeed, Deserializer, Visitor};
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::fmt;
 
 /// How many elements that take no bytes on the wire one message may hold, beyond one per byte.
@@ -26,10 +26,30 @@ pub(crate) const ZERO_SIZED_ALLOWANCE: u64 = 1 << 16;
 /// How deeply values may nest (each struct, enum, option, sequence or map is one level).
 pub(crate) const MAX_DEPTH: u32 = 512;
 
-/// The budget of one decode.
+/// The budget of one decode, and where it is: the reader's position, what was being read
+/// there, and the named types around it (for the error message when decoding fails).
 pub(crate) struct Limits {
     elements_left: Cell<u64>,
     depth: Cell<u32>,
+    /// How many bytes of the input the reader has consumed.
+    pos: Cell<usize>,
+    /// What the innermost `deserialize_*` call reads, and the position where it began.
+    reading: Cell<(&'static str, usize)>,
+    /// The named structs and enums being read, outermost first.
+    names: RefCell<Vec<&'static str>>,
+    /// Where the first failure happened, taken as it happened.
+    failure: RefCell<Option<Failure>>,
+}
+
+/// Where a decode failed.
+#[derive(Clone, Debug)]
+pub(crate) struct Failure {
+    /// What was being read ("an i64", "a string", ...).
+    pub reading: &'static str,
+    /// The byte offset where that read began.
+    pub at: usize,
+    /// The named structs and enums around it, outermost first.
+    pub names: Vec<&'static str>,
 }
 
 impl Limits {
@@ -38,7 +58,21 @@ impl Limits {
         Limits {
             elements_left: Cell::new((input_len as u64).saturating_add(ZERO_SIZED_ALLOWANCE)),
             depth: Cell::new(0),
+            pos: Cell::new(0),
+            reading: Cell::new(("a value", 0)),
+            names: RefCell::new(Vec::new()),
+            failure: RefCell::new(None),
         }
+    }
+
+    /// How many bytes the reader has consumed.
+    pub(crate) fn position(&self) -> usize {
+        self.pos.get()
+    }
+
+    /// Where the decode failed, if it did.
+    pub(crate) fn failure(&self) -> Option<Failure> {
+        self.failure.borrow().clone()
     }
 
     fn charge<E: de::Error>(&self) -> Result<(), E> {
@@ -53,7 +87,8 @@ impl Limits {
         Ok(())
     }
 
-    fn enter<E: de::Error>(&self) -> Result<(), E> {
+    fn enter<E: de::Error>(&self, what: &'static str, name: Option<&'static str>) -> Result<(), E> {
+        self.reading.set((what, self.pos.get()));
         let d = self.depth.get();
         if d >= MAX_DEPTH {
             return Err(E::custom(format_args!(
@@ -61,11 +96,90 @@ impl Limits {
             )));
         }
         self.depth.set(d + 1);
+        if let Some(n) = name {
+            self.names.borrow_mut().push(n);
+        }
         Ok(())
     }
 
-    fn leave(&self) {
+    fn leave(&self, named: bool, failed: bool) {
+        if failed && self.failure.borrow().is_none() {
+            let (reading, at) = self.reading.get();
+            *self.failure.borrow_mut() = Some(Failure {
+                reading,
+                at,
+                names: self.names.borrow().clone(),
+            });
+        }
+        if named {
+            self.names.borrow_mut().pop();
+        }
         self.depth.set(self.depth.get() - 1);
+    }
+}
+
+/// A `BincodeRead` over a byte slice (as bincode's own `SliceReader`) that keeps the position
+/// in [`Limits`], so that an error can say where it happened.
+pub(crate) struct Reader<'s, 'l> {
+    slice: &'s [u8],
+    lim: &'l Limits,
+}
+
+impl<'s, 'l> Reader<'s, 'l> {
+    pub(crate) fn new(slice: &'s [u8], lim: &'l Limits) -> Self {
+        Reader { slice, lim }
+    }
+
+    fn take(&mut self, n: usize) -> Result<&'s [u8], bincode::Error> {
+        if n > self.slice.len() {
+            return Err(Box::new(bincode::ErrorKind::Io(
+                std::io::ErrorKind::UnexpectedEof.into(),
+            )));
+        }
+        let (head, rest) = self.slice.split_at(n);
+        self.slice = rest;
+        self.lim.pos.set(self.lim.pos.get() + n);
+        Ok(head)
+    }
+}
+
+impl std::io::Read for Reader<'_, '_> {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        let head = self
+            .take(out.len())
+            .map_err(|_| std::io::Error::from(std::io::ErrorKind::UnexpectedEof))?;
+        out.copy_from_slice(head);
+        Ok(out.len())
+    }
+
+    fn read_exact(&mut self, out: &mut [u8]) -> std::io::Result<()> {
+        self.read(out).map(|_| ())
+    }
+}
+
+impl<'s> bincode::BincodeRead<'s> for Reader<'s, '_> {
+    fn forward_read_str<V: Visitor<'s>>(
+        &mut self,
+        length: usize,
+        visitor: V,
+    ) -> Result<V::Value, bincode::Error> {
+        let bytes = self.take(length)?;
+        match std::str::from_utf8(bytes) {
+            Ok(s) => visitor.visit_borrowed_str(s),
+            Err(e) => Err(Box::new(bincode::ErrorKind::InvalidUtf8Encoding(e))),
+        }
+    }
+
+    fn get_byte_buffer(&mut self, length: usize) -> Result<Vec<u8>, bincode::Error> {
+        self.take(length).map(<[u8]>::to_vec)
+    }
+
+    fn forward_read_bytes<V: Visitor<'s>>(
+        &mut self,
+        length: usize,
+        visitor: V,
+    ) -> Result<V::Value, bincode::Error> {
+        visitor.visit_borrowed_bytes(self.take(length)?)
     }
 }
 
@@ -90,19 +204,19 @@ struct Wrap<'l, V> {
 }
 
 macro_rules! forward_plain {
-    ($($method:ident)*) => {$(
+    ($($method:ident => $what:literal)*) => {$(
         fn $method<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
             let de = self.de;
-            nested(self.lim, visitor, false, |w| de.$method(w))
+            nested(self.lim, $what, None, visitor, false, |w| de.$method(w))
         }
     )*};
 }
 
 macro_rules! forward_counted {
-    ($($method:ident)*) => {$(
+    ($($method:ident => $what:literal)*) => {$(
         fn $method<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
             let de = self.de;
-            nested(self.lim, visitor, true, |w| de.$method(w))
+            nested(self.lim, $what, None, visitor, true, |w| de.$method(w))
         }
     )*};
 }
@@ -111,13 +225,20 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Guard<'_, D> {
     type Error = D::Error;
 
     forward_plain! {
-        deserialize_bool deserialize_i8 deserialize_i16 deserialize_i32 deserialize_i64
-        deserialize_i128 deserialize_u8 deserialize_u16 deserialize_u32 deserialize_u64
-        deserialize_u128 deserialize_f32 deserialize_f64 deserialize_char deserialize_str
-        deserialize_string deserialize_bytes deserialize_byte_buf deserialize_option
-        deserialize_unit deserialize_identifier deserialize_ignored_any
+        deserialize_bool => "a bool" deserialize_i8 => "an i8" deserialize_i16 => "an i16"
+        deserialize_i32 => "an i32" deserialize_i64 => "an i64" deserialize_i128 => "an i128"
+        deserialize_u8 => "a u8" deserialize_u16 => "a u16" deserialize_u32 => "a u32"
+        deserialize_u64 => "a u64" deserialize_u128 => "a u128" deserialize_f32 => "an f32"
+        deserialize_f64 => "an f64" deserialize_char => "a char" deserialize_str => "a string"
+        deserialize_string => "a string" deserialize_bytes => "bytes"
+        deserialize_byte_buf => "bytes" deserialize_option => "an Option"
+        deserialize_unit => "a unit" deserialize_identifier => "an identifier"
+        deserialize_ignored_any => "an ignored value"
     }
-    forward_counted! { deserialize_any deserialize_seq deserialize_map }
+    forward_counted! {
+        deserialize_any => "a self-describing value" deserialize_seq => "a sequence"
+        deserialize_map => "a map"
+    }
 
     fn deserialize_unit_struct<V: Visitor<'de>>(
         self,
@@ -125,7 +246,7 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Guard<'_, D> {
         visitor: V,
     ) -> Result<V::Value, Self::Error> {
         let de = self.de;
-        nested(self.lim, visitor, false, |w| {
+        nested(self.lim, "a unit struct", Some(name), visitor, false, |w| {
             de.deserialize_unit_struct(name, w)
         })
     }
@@ -136,9 +257,14 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Guard<'_, D> {
         visitor: V,
     ) -> Result<V::Value, Self::Error> {
         let de = self.de;
-        nested(self.lim, visitor, false, |w| {
-            de.deserialize_newtype_struct(name, w)
-        })
+        nested(
+            self.lim,
+            "a newtype struct",
+            Some(name),
+            visitor,
+            false,
+            |w| de.deserialize_newtype_struct(name, w),
+        )
     }
 
     fn deserialize_tuple<V: Visitor<'de>>(
@@ -147,7 +273,9 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Guard<'_, D> {
         visitor: V,
     ) -> Result<V::Value, Self::Error> {
         let de = self.de;
-        nested(self.lim, visitor, false, |w| de.deserialize_tuple(len, w))
+        nested(self.lim, "a tuple", None, visitor, false, |w| {
+            de.deserialize_tuple(len, w)
+        })
     }
 
     fn deserialize_tuple_struct<V: Visitor<'de>>(
@@ -157,9 +285,14 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Guard<'_, D> {
         visitor: V,
     ) -> Result<V::Value, Self::Error> {
         let de = self.de;
-        nested(self.lim, visitor, false, |w| {
-            de.deserialize_tuple_struct(name, len, w)
-        })
+        nested(
+            self.lim,
+            "a tuple struct",
+            Some(name),
+            visitor,
+            false,
+            |w| de.deserialize_tuple_struct(name, len, w),
+        )
     }
 
     fn deserialize_struct<V: Visitor<'de>>(
@@ -169,7 +302,7 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Guard<'_, D> {
         visitor: V,
     ) -> Result<V::Value, Self::Error> {
         let de = self.de;
-        nested(self.lim, visitor, false, |w| {
+        nested(self.lim, "a struct", Some(name), visitor, false, |w| {
             de.deserialize_struct(name, fields, w)
         })
     }
@@ -181,9 +314,14 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Guard<'_, D> {
         visitor: V,
     ) -> Result<V::Value, Self::Error> {
         let de = self.de;
-        nested(self.lim, visitor, false, |w| {
-            de.deserialize_enum(name, variants, w)
-        })
+        nested(
+            self.lim,
+            "an enum's variant index",
+            Some(name),
+            visitor,
+            false,
+            |w| de.deserialize_enum(name, variants, w),
+        )
     }
 
     fn is_human_readable(&self) -> bool {
@@ -191,20 +329,23 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Guard<'_, D> {
     }
 }
 
-/// Runs `f` one nesting level down, with `visitor` wrapped.
+/// Runs `f` one nesting level down, with `visitor` wrapped; `what` is what it reads, `name`
+/// the name of the struct or enum it is (if any).
 fn nested<'l, V, R, E: de::Error>(
     lim: &'l Limits,
+    what: &'static str,
+    name: Option<&'static str>,
     visitor: V,
     counted: bool,
     f: impl FnOnce(Wrap<'l, V>) -> Result<R, E>,
 ) -> Result<R, E> {
-    lim.enter()?;
+    lim.enter(what, name)?;
     let r = f(Wrap {
         v: visitor,
         lim,
         counted,
     });
-    lim.leave();
+    lim.leave(name.is_some(), r.is_err());
     r
 }
 
@@ -389,7 +530,9 @@ impl<'de, A: de::VariantAccess<'de>> de::VariantAccess<'de> for Access<'_, A> {
         visitor: V,
     ) -> Result<V::Value, Self::Error> {
         let inner = self.inner;
-        nested(self.lim, visitor, false, |w| inner.tuple_variant(len, w))
+        nested(self.lim, "a tuple variant", None, visitor, false, |w| {
+            inner.tuple_variant(len, w)
+        })
     }
 
     fn struct_variant<V: Visitor<'de>>(
@@ -398,7 +541,7 @@ impl<'de, A: de::VariantAccess<'de>> de::VariantAccess<'de> for Access<'_, A> {
         visitor: V,
     ) -> Result<V::Value, Self::Error> {
         let inner = self.inner;
-        nested(self.lim, visitor, false, |w| {
+        nested(self.lim, "a struct variant", None, visitor, false, |w| {
             inner.struct_variant(fields, w)
         })
     }

@@ -12,7 +12,7 @@
 //! shallow clone, a revision that does not build, or one that predates the protocol).
 //!
 //! The in-process hot paths are also compared in instructions under callgrind
-//! ([`counts`](super::counts)), A/B where the baseline build exists, else against the stored
+//! ([`counts`]), A/B where the baseline build exists, else against the stored
 //! counts.
 
 use super::counts::{self, Count, COUNT_THRESHOLD};

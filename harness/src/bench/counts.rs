@@ -90,21 +90,21 @@ pub fn run_counted(id: &str, iters: u64) -> Result<(), String> {
     let slow = slowdown_requested(id);
     let mut body: Box<dyn FnMut() -> Result<(), String>> = match id {
         "count/frame" => {
-            let (a, b) = ctx.pipe(true).map_err(e)?;
+            let (a, b) = ctx.pipe().map_err(e)?;
             let msg = [7u8; 8];
             Box::new(move || {
                 a.send_bytes(&msg).map_err(e)?;
-                std::hint::black_box(b.recv_bytes(None).map_err(e)?);
+                std::hint::black_box(b.recv_bytes().map_err(e)?);
                 Ok(())
             })
         }
         "count/queue" => {
-            let q = ctx.queue::<i64>(None).map_err(e)?;
+            let q = ctx.queue::<i64>().map_err(e)?;
             let mut i = 0i64;
             Box::new(move || {
-                q.put(i, true, None).map_err(|x| e(x.into()))?;
+                q.put(i).map_err(|x| e(x.into()))?;
                 i += 1;
-                std::hint::black_box(q.get(true, None).map_err(e)?);
+                std::hint::black_box(q.get().map_err(e)?);
                 Ok(())
             })
         }

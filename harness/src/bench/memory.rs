@@ -15,7 +15,7 @@ pub const SUBJECTS: &[&str] = &["child", "pool_worker"];
 /// memory is read.
 pub fn rss_wait(conn: mproc::Connection) {
     if conn.send_bytes(b"up").is_ok() {
-        let _ = conn.recv_bytes(None);
+        let _ = conn.recv_bytes();
     }
 }
 
@@ -61,18 +61,18 @@ pub fn measure_once(subject: &str, method: mproc::StartMethod) -> Result<Rss, St
     let e = |e: mproc::Error| e.to_string();
     match subject {
         "child" => {
-            let (a, b) = ctx.pipe(true).map_err(e)?;
+            let (a, b) = ctx.pipe().map_err(e)?;
             let p = ctx.process(rss_wait, (b,));
             placement::reset_alternation();
             placement::for_child(Child::Process, || p.start()).map_err(e)?;
-            let up = match a.poll(Some(WAIT)).map_err(e) {
-                Ok(true) => a.recv_bytes(None).map_err(e),
+            let up = match a.poll_timeout(WAIT).map_err(e) {
+                Ok(true) => a.recv_bytes().map_err(e),
                 Ok(false) => Err(format!("the child did not start in {WAIT:?}")),
                 Err(x) => Err(x),
             };
             let r = up.and_then(|_| read(p.pid().ok_or("no pid")?));
             let _ = a.send_bytes(b"");
-            p.join(Some(WAIT)).map_err(e)?;
+            p.join_timeout(WAIT).map_err(e)?;
             r
         }
         "pool_worker" => {

@@ -1,4 +1,5 @@
-//! The benchmark harness behind `cargo xtask bench`.
+//! The benchmark harness behind `cargo xtask bench`: workloads in `cases/bench/`, raw OS
+//! limits, CPython, procspawn, `results.json`, `report.html` and the regression gate.
 //!
 //! - [`workload`]: workloads declared as data (`cases/bench/*.toml`: the case format's steps
 //!   plus a `[bench]` table).

@@ -5,7 +5,7 @@
 //! `--calibrate`, `--gate-selftest`.
 //!
 //! Every measurement runs in a fresh process of a bench binary through the sampling
-//! [`protocol`](super::protocol), under a placement applied before anything starts; this
+//! [`protocol`], under a placement applied before anything starts; this
 //! process only drives them (it forks nothing itself but those processes).
 
 use super::ab::{self, CurrentSamples, GateConfig, GateReport};

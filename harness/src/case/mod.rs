@@ -2,7 +2,7 @@
 //! positions for every complaint.
 //!
 //! See `cases/README.md` for the format. A file holds a case's metadata, its `[[step]]`s (each
-//! action typed into a [`vocab::Op`] as it loads), and its `[expect]` table (a conformance
+//! action typed into a [`crate::vocab::Op`] as it loads), and its `[expect]` table (a conformance
 //! case) or its `[bench]` table (a benchmark workload of `cases/bench/`). [`Case::load`] reads
 //! a conformance case, [`Case::load_with`] a file under other [`Rules`]; every error is a
 //! [`CaseError`] that prints as `path:line:column: message`.

@@ -8,12 +8,21 @@ impl Exec<'_> {
         match op {
             ContextsOp::SetStartMethod { method, force } => {
                 let m: mproc::StartMethod = self.get(method)?.parse()?;
-                mproc::set_start_method(Some(m), self.opt(force)?.unwrap_or(false))?;
+                if self.opt(force)?.unwrap_or(false) {
+                    mproc::force_start_method(m);
+                } else {
+                    mproc::set_start_method(m)?;
+                }
                 DONE
             }
             ContextsOp::GetStartMethod { allow_none } => {
                 let allow = self.opt(allow_none)?.unwrap_or(false);
-                value(mproc::get_start_method(allow).map(|m| m.as_str()))
+                let m = if allow {
+                    mproc::peek_start_method()
+                } else {
+                    Some(mproc::get_start_method())
+                };
+                value(m.map(|m| m.as_str()))
             }
         }
     }

@@ -13,7 +13,11 @@ impl Exec<'_> {
                 let [a, b] = ids.as_slice() else {
                     return Err(harness("`pipe.ids` must name two ends"));
                 };
-                let (x, y) = self.ctx.pipe(self.opt(duplex)?.unwrap_or(true))?;
+                let (x, y) = if self.opt(duplex)?.unwrap_or(true) {
+                    self.ctx.pipe()?
+                } else {
+                    self.ctx.pipe_simplex()?
+                };
                 self.objs.insert(a.clone(), Obj::Conn(Some(x)));
                 self.objs.insert(b.clone(), Obj::Conn(Some(y)));
                 DONE
@@ -45,20 +49,30 @@ impl Exec<'_> {
                 match self.opt(offset)? {
                     None => c.send_bytes(&buf)?,
                     Some(off) => {
-                        let size = self.opt(size)?.map(|x| x.max(0) as usize);
-                        c.send_bytes_range(&buf, off.max(0) as usize, size)?
+                        let off = off.max(0) as usize;
+                        match self.opt(size)? {
+                            Some(n) => c.send_bytes_range(
+                                &buf,
+                                off..off.saturating_add(n.max(0) as usize),
+                            )?,
+                            None => c.send_bytes_range(&buf, off..)?,
+                        }
                     }
                 }
                 DONE
             }
             IpcOp::RecvBytes { id, maxlen } => {
                 let max = self.opt(maxlen)?.map(|x| x.max(0) as usize);
-                let b = self.conn(&self.get(id)?)?.recv_bytes(max)?;
+                let c = self.conn(&self.get(id)?)?;
+                let b = match max {
+                    Some(n) => c.recv_bytes_max(n)?,
+                    None => c.recv_bytes()?,
+                };
                 value(String::from_utf8_lossy(&b))
             }
             IpcOp::Poll { id, timeout_ms } => {
                 let t = self.ms(timeout_ms)?.unwrap_or(Duration::ZERO);
-                value(self.conn(&self.get(id)?)?.poll(Some(t))?)
+                value(self.conn(&self.get(id)?)?.poll_timeout(t)?)
             }
         }
     }

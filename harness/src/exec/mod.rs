@@ -245,7 +245,7 @@ impl Exec<'_> {
                 if let Ok(true) = p.is_alive() {
                     self.trace.unreaped.push(name.clone());
                     let _ = p.kill();
-                    let _ = p.join(Some(Duration::from_secs(10)));
+                    let _ = p.join_timeout(Duration::from_secs(10));
                 }
                 let code = p.exitcode().ok().flatten().map(i64::from);
                 self.trace.exitcodes.insert(name, code);

@@ -294,9 +294,11 @@ impl Exec<'_> {
 impl Exec<'_> {
     fn queue_get(&self, id: &str, block: bool, t: Option<std::time::Duration>) -> Outcome {
         let v = match self.shared(id)? {
-            Arg::Queue(q) => parse_json(&q.get(block, t)?),
-            Arg::JoinableQueue(q) => parse_json(&q.get(block, t)?),
-            Arg::BytesQueue(q) => Value::String(String::from_utf8_lossy(&q.get(block, t)?).into()),
+            Arg::Queue(q) => parse_json(&super::queue::get(q, block, t)?),
+            Arg::JoinableQueue(q) => parse_json(&super::queue::get(q, block, t)?),
+            Arg::BytesQueue(q) => {
+                Value::String(String::from_utf8_lossy(&super::queue::get(q, block, t)?).into())
+            }
             _ => return Err(harness(format!("no result or queue `{id}`"))),
         };
         Ok(Some(v))

@@ -62,7 +62,7 @@ impl Exec<'_> {
                 value(serde_json::json!({"name": me.name, "daemon": me.daemon}))
             }
             ProcessOp::JoinCurrent {} => {
-                mproc::current_process().join(None)?;
+                mproc::current_process().join()?;
                 DONE
             }
         }
@@ -144,10 +144,16 @@ impl Exec<'_> {
     fn join(&self, id: &str, timeout: Option<std::time::Duration>) -> Outcome {
         match self.obj(id)? {
             Obj::Pool(p) => p.join()?,
-            Obj::Shared(Arg::JoinableQueue(q)) => q.join(timeout)?,
+            Obj::Shared(Arg::JoinableQueue(q)) => match timeout {
+                Some(t) => q.join_timeout(t)?,
+                None => q.join()?,
+            },
             _ => {
                 for p in self.procs(id)? {
-                    p.join(timeout)?;
+                    match timeout {
+                        Some(t) => drop(p.join_timeout(t)?),
+                        None => drop(p.join()?),
+                    }
                 }
             }
         }

@@ -4,7 +4,10 @@
 use super::{harness, value, Exec, Obj, Outcome, DONE};
 use crate::catalogue::Arg;
 use crate::vocab::queue::QueueOp;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 use serde_json::Value;
+use std::time::Duration;
 
 impl Exec<'_> {
     pub(super) fn queue(&mut self, op: &QueueOp) -> Outcome {
@@ -20,9 +23,16 @@ impl Exec<'_> {
                     (Some(true), Some(true)) => {
                         return Err(harness("a queue of bytes cannot be joinable"))
                     }
-                    (Some(true), _) => Arg::JoinableQueue(self.ctx.joinable_queue(max)?),
-                    (_, Some(true)) => Arg::BytesQueue(self.ctx.queue(max)?),
-                    _ => Arg::Queue(self.ctx.queue(max)?),
+                    (Some(true), _) => Arg::JoinableQueue(
+                        self.ctx
+                            .queue_builder()
+                            .maxsize(max.unwrap_or(0))
+                            .build_joinable()?,
+                    ),
+                    (_, Some(true)) => {
+                        Arg::BytesQueue(self.ctx.queue_builder().maxsize(max.unwrap_or(0)).build()?)
+                    }
+                    _ => Arg::Queue(self.ctx.queue_builder().maxsize(max.unwrap_or(0)).build()?),
                 };
                 self.objs.insert(self.get(id)?, Obj::Shared(q));
                 DONE
@@ -36,15 +46,15 @@ impl Exec<'_> {
                 let (id, v) = (self.get(id)?, self.get(item)?);
                 let (block, t) = (self.opt(block)?.unwrap_or(true), self.ms(timeout_ms)?);
                 let r: mproc::Result<()> = match self.shared(&id)? {
-                    Arg::Queue(q) => q.put(v.to_string(), block, t).map_err(|e| e.error),
-                    Arg::JoinableQueue(q) => q.put(v.to_string(), block, t).map_err(|e| e.error),
+                    Arg::Queue(q) => put(q, v.to_string(), block, t),
+                    Arg::JoinableQueue(q) => put(q, v.to_string(), block, t),
                     Arg::BytesQueue(q) => {
                         let Value::String(s) = v else {
                             return Err(harness(format!(
                                 "a queue of bytes takes strings, not {v}"
                             )));
                         };
-                        q.put(s.into_bytes(), block, t).map_err(|e| e.error)
+                        put(q, s.into_bytes(), block, t)
                     }
                     _ => return Err(harness(format!("`{id}` is not a queue"))),
                 };
@@ -72,5 +82,33 @@ impl Exec<'_> {
             Arg::BytesQueue(q) => f((q.qsize(), q.empty(), q.full())),
             _ => Err(harness(format!("`{id}` is not a queue"))),
         }
+    }
+}
+
+/// Python's `put(item, block, timeout)` onto the three forms mproc has.
+fn put<T: Serialize + DeserializeOwned>(
+    q: &mproc::Queue<T>,
+    item: T,
+    block: bool,
+    t: Option<Duration>,
+) -> mproc::Result<()> {
+    match (block, t) {
+        (false, _) => q.try_put(item),
+        (true, None) => q.put(item),
+        (true, Some(t)) => q.put_timeout(item, t),
+    }
+    .map_err(|e| e.error)
+}
+
+/// Python's `get(block, timeout)` onto the three forms mproc has.
+pub(super) fn get<T: Serialize + DeserializeOwned>(
+    q: &mproc::Queue<T>,
+    block: bool,
+    t: Option<Duration>,
+) -> mproc::Result<T> {
+    match (block, t) {
+        (false, _) => q.try_get(),
+        (true, None) => q.get(),
+        (true, Some(t)) => q.get_timeout(t),
     }
 }

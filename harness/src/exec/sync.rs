@@ -6,7 +6,7 @@ use crate::catalogue::Arg;
 use crate::template::Template;
 use crate::vocab::kinds::Lock;
 use crate::vocab::sync::SyncOp;
-use mproc::{ConditionGuard, ConditionLock};
+use mproc::ConditionLock;
 use std::time::Duration;
 
 impl Exec<'_> {
@@ -54,16 +54,23 @@ impl Exec<'_> {
             SyncOp::EventIsSet { id } => value(self.event(id)?.is_set()),
             SyncOp::EventWait { id, timeout_ms } => {
                 let t = self.ms(timeout_ms)?.unwrap_or(Duration::ZERO);
-                value(self.event(id)?.wait(Some(t))?)
+                value(self.event(id)?.wait_timeout(t)?)
             }
             SyncOp::Condition { id } => {
-                let c = self.ctx.condition(None)?;
+                let c = self.ctx.condition()?;
                 self.objs
                     .insert(self.get(id)?, Obj::Shared(Arg::Condition(c)));
                 DONE
             }
             SyncOp::ConditionWait { id, timeout_ms } => {
-                value(self.condition(id)?.wait(self.ms(timeout_ms)?)?)
+                let c = self.condition(id)?;
+                value(match self.ms(timeout_ms)? {
+                    Some(t) => c.wait_timeout(t)?,
+                    None => {
+                        c.wait()?;
+                        true
+                    }
+                })
             }
             SyncOp::Notify { id, n } => {
                 let n = self.opt(n)?.unwrap_or(1).max(0) as usize;
@@ -81,7 +88,11 @@ impl Exec<'_> {
                 DONE
             }
             SyncOp::BarrierWait { id, timeout_ms } => {
-                self.barrier(id)?.wait(self.ms(timeout_ms)?)?;
+                let b = self.barrier(id)?;
+                match self.ms(timeout_ms)? {
+                    Some(t) => b.wait_timeout(t)?,
+                    None => b.wait()?,
+                };
                 DONE
             }
             SyncOp::Broken { id } => value(self.barrier(id)?.broken()),
@@ -94,18 +105,26 @@ impl Exec<'_> {
 
     /// Acquires lock `id` and keeps it; whether it was acquired.
     fn acquire(&self, id: &str, block: bool, t: Option<Duration>) -> Result<bool, Fail> {
+        // Python's acquire(block, timeout) onto the three forms mproc has; a hold is kept
+        // without its guard until the `release` step.
+        macro_rules! take {
+            ($l:expr) => {
+                match (block, t) {
+                    (false, _) => $l.try_acquire()?.map(|g| g.forget()).is_some(),
+                    (true, None) => {
+                        $l.acquire()?.forget();
+                        true
+                    }
+                    (true, Some(t)) => $l.acquire_timeout(t)?.map(|g| g.forget()).is_some(),
+                }
+            };
+        }
         Ok(match self.shared(id)? {
-            Arg::Lock(l) => l.acquire(block, t)?.map(|g| g.forget()).is_some(),
-            Arg::RLock(l) => l.acquire(block, t)?.map(|g| g.forget()).is_some(),
-            Arg::Semaphore(l) => l.acquire(block, t)?.map(|g| g.forget()).is_some(),
-            Arg::BoundedSemaphore(l) => l.acquire(block, t)?.map(|g| g.forget()).is_some(),
-            Arg::Condition(c) => c
-                .acquire(block, t)?
-                .map(|g| match g {
-                    ConditionGuard::Lock(g) => g.forget(),
-                    ConditionGuard::RLock(g) => g.forget(),
-                })
-                .is_some(),
+            Arg::Lock(l) => take!(l),
+            Arg::RLock(l) => take!(l),
+            Arg::Semaphore(l) => take!(l),
+            Arg::BoundedSemaphore(l) => take!(l),
+            Arg::Condition(c) => take!(c),
             _ => return Err(harness(format!("`{id}` is not a lock"))),
         })
     }

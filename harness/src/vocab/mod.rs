@@ -1,7 +1,7 @@
 //! The step vocabulary: every action a case or a benchmark workload can take, module by module
 //! (one file each: `process.rs`, `ipc.rs`, ...), as a typed [`Op`].
 //!
-//! Each module is declared once with [`vocabulary!`]: the declaration makes the module's op enum
+//! Each module is declared once with `vocabulary!`: the declaration makes the module's op enum
 //! (one variant per action, one typed field per action field), its table of [`OpSpec`]s (what
 //! the loader checks and the docs list) and the parser from a step's fields. The loader
 //! ([`crate::case`]) parses every action into an [`Op`] when the file loads; the conformance
@@ -9,7 +9,7 @@
 //! ([`crate::bench::kernel`]) match on it, so an action without an arm does not compile.
 //!
 //! Adding a module (say `manager`): write `vocab/manager.rs` with a `vocabulary!` block, add it
-//! to [`modules!`] below, add `exec/manager.rs` and its arm in `exec::Exec::act`, an arm in the
+//! to `modules!` below, add `exec/manager.rs` and its arm in `exec::Exec::act`, an arm in the
 //! bench compiler (`bench/kernel/compile.rs`; refuse it there if the bench does not run it),
 //! `op_...` methods in `harness/py/reference.py` (and `bench_reference.py` for actions marked
 //! `bench`), and a table in `cases/README.md`. The vocabulary's tests name whatever is missing.

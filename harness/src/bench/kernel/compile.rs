@@ -220,7 +220,12 @@ impl Compiler {
                 let b = *self.ids.entry(b.clone()).or_insert(n);
                 let duplex = self.opt(duplex)?.unwrap_or(true);
                 Box::new(move |env: &mut Env| {
-                    let (x, y) = env.ctx.pipe(duplex).map_err(|e| e.to_string())?;
+                    let (x, y) = if duplex {
+                        env.ctx.pipe()
+                    } else {
+                        env.ctx.pipe_simplex()
+                    }
+                    .map_err(|e| e.to_string())?;
                     env.slots[a] = Obj::Conn(x);
                     env.slots[b] = Obj::Conn(y);
                     Ok(())
@@ -249,10 +254,13 @@ impl Compiler {
                 let id = self.existing(id)?;
                 let max = self.opt(maxlen)?.map(|m| m.max(0) as usize);
                 Box::new(move |env: &mut Env| {
-                    env.conn(id)?
-                        .recv_bytes(max)
-                        .map(drop)
-                        .map_err(|e| e.to_string())
+                    let c = env.conn(id)?;
+                    match max {
+                        Some(n) => c.recv_bytes_max(n),
+                        None => c.recv_bytes(),
+                    }
+                    .map(drop)
+                    .map_err(|e| e.to_string())
                 })
             }
             IpcOp::Send { .. } | IpcOp::Recv { .. } | IpcOp::Poll { .. } => {
@@ -399,9 +407,9 @@ impl Compiler {
                 Box::new(move |env: &mut Env| {
                     let e = |e: mproc::Error| e.to_string();
                     env.slots[id] = if bytes {
-                        Obj::BytesQueue(env.ctx.queue(None).map_err(e)?)
+                        Obj::BytesQueue(env.ctx.queue().map_err(e)?)
                     } else {
-                        Obj::Queue(env.ctx.queue(None).map_err(e)?)
+                        Obj::Queue(env.ctx.queue().map_err(e)?)
                     };
                     Ok(())
                 })

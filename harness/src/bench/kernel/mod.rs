@@ -121,7 +121,7 @@ fn start(env: &mut Env, id: usize) -> Result<(), String> {
 }
 
 fn join_one(p: &Process) -> Result<(), String> {
-    p.join(Some(WAIT)).map_err(|e| e.to_string())?;
+    p.join_timeout(WAIT).map_err(|e| e.to_string())?;
     match p.exitcode().map_err(|e| e.to_string())? {
         Some(0) => Ok(()),
         Some(c) => Err(format!("child exited with {c}")),
@@ -206,7 +206,7 @@ impl Kernel {
             if p.is_alive().unwrap_or(false) {
                 let _ = p.kill();
             }
-            let _ = p.join(Some(WAIT));
+            let _ = p.join_timeout(WAIT);
         };
         for s in &mut self.env.slots {
             match s {

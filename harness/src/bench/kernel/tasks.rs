@@ -72,7 +72,7 @@ pub fn identity(x: i64) -> i64 {
 /// fork the child also holds a copy of its parent's end, so end of file alone would never come:
 /// workloads stop it with an empty message.
 pub fn echo_bytes(conn: Connection) {
-    while let Ok(m) = conn.recv_bytes(None) {
+    while let Ok(m) = conn.recv_bytes() {
         if m.is_empty() || conn.send_bytes(&m).is_err() {
             break;
         }
@@ -82,7 +82,7 @@ pub fn echo_bytes(conn: Connection) {
 /// Receives messages until the message `stop` or end of file; after each empty message,
 /// acknowledges on `ack` (throughput sink).
 pub fn sink_bytes(data: Connection, ack: Connection) {
-    while let Ok(m) = data.recv_bytes(None) {
+    while let Ok(m) = data.recv_bytes() {
         if m == b"stop" || (m.is_empty() && ack.send_bytes(b"k").is_err()) {
             break;
         }
@@ -92,7 +92,7 @@ pub fn sink_bytes(data: Connection, ack: Connection) {
 /// Puts `0..n` on the queue (producer).
 pub fn put_n(q: Queue<i64>, n: i64) -> mproc::Result<()> {
     for i in 0..n {
-        q.put(i, true, None).map_err(mproc::Error::from)?;
+        q.put(i).map_err(mproc::Error::from)?;
     }
     Ok(())
 }
@@ -100,7 +100,7 @@ pub fn put_n(q: Queue<i64>, n: i64) -> mproc::Result<()> {
 /// Takes `n` items from the queue (consumer).
 pub fn get_n(q: Queue<i64>, n: i64) -> mproc::Result<()> {
     for _ in 0..n {
-        std::hint::black_box(q.get(true, Some(WAIT))?);
+        std::hint::black_box(q.get_timeout(WAIT)?);
     }
     Ok(())
 }
@@ -128,7 +128,7 @@ pub fn lock_n(l: mproc::Lock, n: i64) -> mproc::Result<()> {
 pub fn put_bytes_n(q: Queue<Vec<u8>>, n: i64, size: i64) -> mproc::Result<()> {
     let msg = vec![b'x'; size.max(0) as usize];
     for _ in 0..n {
-        q.put(msg.clone(), true, None).map_err(mproc::Error::from)?;
+        q.put(msg.clone()).map_err(mproc::Error::from)?;
     }
     Ok(())
 }
@@ -136,7 +136,7 @@ pub fn put_bytes_n(q: Queue<Vec<u8>>, n: i64, size: i64) -> mproc::Result<()> {
 /// Takes `n` messages from the queue.
 pub fn get_bytes_n(q: Queue<Vec<u8>>, n: i64) -> mproc::Result<()> {
     for _ in 0..n {
-        std::hint::black_box(q.get(true, Some(WAIT))?);
+        std::hint::black_box(q.get_timeout(WAIT)?);
     }
     Ok(())
 }
