@@ -129,6 +129,17 @@ pub enum Error {
     /// A pickle could not be read, or a value could not be pickled
     /// ([`mproc::pickle`](crate::pickle)).
     Pickle(crate::pickle::error::PickleError),
+    /// A [`Manager`](crate::Manager)'s server cannot be reached: it was shut down, killed, or
+    /// died, or the object a proxy names no longer exists there. The message says which.
+    ManagerGone(String),
+    /// A key that a manager's dict does not hold (Python's `KeyError`): the key's `repr`.
+    KeyError(String),
+    /// An index outside a manager's list or array, or a `pop` from an empty one (Python's
+    /// `IndexError`), with Python's message.
+    IndexError(String),
+    /// An attribute that a manager's `Namespace` (or other object) does not have (Python's
+    /// `AttributeError`), with Python's message.
+    AttributeError(String),
 }
 
 impl Error {
@@ -174,6 +185,10 @@ impl Error {
             Error::Io(_) => "Io",
             Error::AuthenticationError(_) => "AuthenticationError",
             Error::Pickle(_) => "Pickle",
+            Error::ManagerGone(_) => "ManagerGone",
+            Error::KeyError(_) => "KeyError",
+            Error::IndexError(_) => "IndexError",
+            Error::AttributeError(_) => "AttributeError",
         }
     }
 }
@@ -241,6 +256,10 @@ impl fmt::Display for Error {
             Error::Io(e) => write!(f, "{e}"),
             Error::AuthenticationError(why) => f.write_str(why),
             Error::Pickle(e) => write!(f, "pickle: {e}"),
+            Error::ManagerGone(why) => write!(f, "the manager is gone: {why}"),
+            Error::KeyError(key) => write!(f, "no such key: {key}"),
+            Error::IndexError(why) => f.write_str(why),
+            Error::AttributeError(why) => f.write_str(why),
         }
     }
 }

@@ -56,6 +56,7 @@ pub mod connection;
 mod context;
 mod error;
 mod launch;
+pub mod managers;
 mod method;
 pub mod pickle;
 mod pool;
@@ -81,6 +82,11 @@ pub use context::{
 pub use error::{Error, Result};
 pub use launch::child::exit;
 pub use launch::fork::set_fork_warning;
+pub use managers::{
+    AcquireGuard, ArrayProxy, BarrierProxy, ConditionProxy, DictProxy, EventProxy, ListProxy,
+    LockProxy, Manager, ManagerBuilder, NamespaceProxy, Proxy, QueueProxy, RLockProxy,
+    SemaphoreProxy, ValueProxy,
+};
 pub use method::StartMethod;
 pub use pool::{AsyncResult, Callbacks, IMapIterator, MapResult, Pool, PoolBuilder};
 pub use process::{current_process, parent_process, CurrentProcess, Process};

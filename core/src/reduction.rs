@@ -55,6 +55,12 @@ pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Encoded> {
     })
 }
 
+/// Whether [`encode`] is running on this thread: the value being serialised goes to a child
+/// process as a start argument (CPython's `get_spawning_popen() is not None`).
+pub(crate) fn encoding_for_child() -> bool {
+    OUTGOING.with(|o| o.borrow().is_some())
+}
+
 /// Deserialises a value encoded by [`encode`], handing it the received descriptors. Descriptors
 /// the value did not claim are closed.
 pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8], fds: Vec<OwnedFd>) -> Result<T> {

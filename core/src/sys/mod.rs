@@ -27,12 +27,14 @@ pub mod fd;
 pub mod fnptr;
 pub mod futex;
 pub(crate) mod net;
+pub mod peer;
 pub mod proc;
 pub mod scm;
 pub mod shm;
 
 pub use fd::*;
 pub use futex::*;
+pub use peer::*;
 pub use proc::*;
 pub use scm::*;
 pub use shm::*;
