@@ -84,8 +84,8 @@ pub use launch::child::exit;
 pub use launch::fork::set_fork_warning;
 pub use managers::{
     AcquireGuard, ArrayProxy, BarrierProxy, ConditionProxy, DictProxy, EventProxy, ListProxy,
-    LockProxy, Manager, ManagerBuilder, NamespaceProxy, Proxy, QueueProxy, RLockProxy,
-    SemaphoreProxy, ValueProxy,
+    LockProxy, Manager, ManagerBuilder, ManagerStats, NamespaceProxy, Proxy, QueueProxy,
+    RLockProxy, SemaphoreProxy, ValueProxy,
 };
 pub use method::StartMethod;
 pub use pool::{AsyncResult, Callbacks, IMapIterator, MapResult, Pool, PoolBuilder};

@@ -498,7 +498,10 @@ impl Client {
             h.refs.remove(id).map(|r| r.forks)
         };
         let Some(forks) = forks else { return };
-        if forks != sys::forks_made() && has_children() {
+        if forks != sys::forks_made() {
+            // A fork child may have a copy. Whether one is alive is asked at the next call (a
+            // child forked just now may not be registered yet: its start argument is dropped
+            // here, inside the start).
             locked(&self.held).deferred.push((id.to_owned(), forks));
             self.any_deferred.store(true, Ordering::Relaxed);
             return;

@@ -98,6 +98,17 @@ pub fn set_current_authkey(key: &[u8]) {
     crate::state::lock().me.authkey = key.to_vec();
 }
 
+/// What a manager's server holds, from [`Manager::stats`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
+pub struct ManagerStats {
+    /// Objects alive (with at least one reference).
+    pub objects: usize,
+    /// mproc client processes connected (or holding references).
+    pub sessions: usize,
+    /// Calls blocked in the server for a client.
+    pub blocked: usize,
+}
+
 /// Settings for a [`Manager`], from [`Manager::builder`] or [`Context::manager_builder`].
 #[derive(Clone, Debug)]
 pub struct ManagerBuilder {
@@ -319,6 +330,15 @@ impl Manager {
         let v = self
             .client
             .call(None, "number_of_objects", vec![], Dict::new(), Wait::Quick)?;
+        pickle::from_value(v)
+    }
+
+    /// What the server holds now: objects, client sessions (processes), and calls blocked for a
+    /// client (in `acquire`, `get`, `wait`, ...).
+    pub fn stats(&self) -> Result<ManagerStats> {
+        let v = self
+            .client
+            .call(None, "mproc_stats", vec![], Dict::new(), Wait::Quick)?;
         pickle::from_value(v)
     }
 

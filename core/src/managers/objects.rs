@@ -262,12 +262,12 @@ impl Obj {
     /// Python's `repr` of the object (what `str(proxy)` prints).
     pub(crate) fn repr(&self) -> Result<String, PyErr> {
         Ok(match &self.kind {
-            Kind::Dict(d) => d.lock()?.to_string(),
+            Kind::Dict(d) => repr(&Value::Dict(d.lock()?.clone())),
             Kind::List(l) => list_repr(&*l.lock()?),
             Kind::Namespace(n) => namespace_repr(&*n.lock()?),
             Kind::Value(v) => {
                 let v = v.lock()?;
-                format!("Value({}, {})", Value::Str(v.0.clone()), v.1)
+                format!("Value({}, {})", Value::Str(v.0.clone()), repr(&v.1))
             }
             Kind::Array(a) => a.lock()?.repr(),
             Kind::Iterator(_) => "<dict_keyiterator object>".into(),
@@ -356,8 +356,37 @@ impl Obj {
 }
 
 fn list_repr(items: &[Value]) -> String {
-    let parts: Vec<String> = items.iter().map(Value::to_string).collect();
+    let parts: Vec<String> = items.iter().map(repr).collect();
     format!("[{}]", parts.join(", "))
+}
+
+/// Python's `repr` of a value held by the server, where a proxy inside prints as the proxy
+/// object CPython's server holds there prints: `<ListProxy object, typeid 'list' at 0x1f>`.
+pub(crate) fn repr(v: &Value) -> String {
+    let mut has_proxy = false;
+    super::wire::for_each_proxy(v, &mut |_| has_proxy = true);
+    if !has_proxy {
+        return v.to_string();
+    }
+    let join = |items: &mut dyn Iterator<Item = String>| items.collect::<Vec<_>>().join(", ");
+    match v {
+        Value::List(items) => format!("[{}]", join(&mut items.iter().map(repr))),
+        Value::Tuple(items) if items.len() == 1 => format!("({},)", repr(&items[0])),
+        Value::Tuple(items) => format!("({})", join(&mut items.iter().map(repr))),
+        Value::Dict(d) => format!(
+            "{{{}}}",
+            join(&mut d.iter().map(|(k, v)| format!("{}: {}", repr(k), repr(v))))
+        ),
+        Value::Set(s) => format!("{{{}}}", join(&mut s.iter().map(repr))),
+        Value::FrozenSet(s) => format!("frozenset({{{}}})", join(&mut s.iter().map(repr))),
+        other => match super::wire::parse_rebuild(other) {
+            Some((t, _)) => {
+                let class = super::wire::type_info(&t.typeid).map_or("AutoProxy", |i| i.proxy);
+                format!("<{class} object, typeid '{}' at 0x{}>", t.typeid, t.id)
+            }
+            None => other.to_string(),
+        },
+    }
 }
 
 fn namespace_repr(attrs: &Dict) -> String {
@@ -365,7 +394,7 @@ fn namespace_repr(attrs: &Dict) -> String {
         .iter()
         .filter_map(|(k, v)| {
             let name = k.as_str()?;
-            (!name.starts_with('_')).then(|| format!("{name}={v}"))
+            (!name.starts_with('_')).then(|| format!("{name}={}", repr(v)))
         })
         .collect();
     parts.sort();

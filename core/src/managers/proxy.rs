@@ -165,6 +165,32 @@ impl Proxy {
         })
     }
 
+    /// A proxy for the object `id` (of `typeid`) of the manager at `address`, authenticating
+    /// with `authkey`: for a process that was not handed a proxy (one started separately) but
+    /// learned where the object lives (as CPython rebuilds a proxy from a `Token`). It takes its
+    /// reference on first use; an object the manager no longer holds is then
+    /// [`Error::ManagerGone`].
+    pub fn connect<A: crate::connection::ToAddress + ?Sized>(
+        address: &A,
+        authkey: &[u8],
+        typeid: &str,
+        id: &str,
+    ) -> Result<Proxy> {
+        Ok(Proxy {
+            r: Arc::new(ProxyRef {
+                token: Token {
+                    typeid: typeid.to_owned(),
+                    address: address.to_address()?,
+                    id: id.to_owned(),
+                },
+                exposed: None,
+                claim: Mutex::new(Claim::Unheld {
+                    authkey: Some(authkey.to_vec()),
+                }),
+            }),
+        })
+    }
+
     /// The typeid (`"dict"`, `"list"`, `"Lock"`, ...).
     pub fn typeid(&self) -> &str {
         &self.r.token.typeid

@@ -574,6 +574,23 @@ impl Server {
                 ok(Value::from(n as u64))
             }
             "dummy" => ok(Value::None),
+            "mproc_stats" => {
+                let (objects, sessions) = {
+                    let reg = locked(&self.registry);
+                    (reg.objects.len(), reg.sessions.len())
+                };
+                let blocked = locked(&self.watched).len();
+                let mut d = Dict::new();
+                for (k, v) in [
+                    ("objects", objects),
+                    ("sessions", sessions),
+                    ("blocked", blocked),
+                ] {
+                    d.insert(k.into(), Value::from(v as u64))
+                        .expect("a str key is hashable");
+                }
+                ok(Value::Dict(d))
+            }
             "debug_info" => ok(Value::Str(self.debug_info())),
             "shutdown" => (wire::reply_return(Value::None), None, After::Stop),
             "mproc_transfer" => {

@@ -573,6 +573,7 @@ pub(crate) fn server_read_options() -> ReadOptions {
         .allow(MANAGERS, "Token")
         .allow(MANAGERS, "AutoProxy")
         .allow("builtins", "slice")
+        .allow("builtins", "range")
         .allow("array", "array")
         .allow("array", "_array_reconstructor");
     for t in TYPES {
