@@ -210,6 +210,20 @@ impl Client {
         kwds: Dict,
         wait: Wait,
     ) -> Result<Value> {
+        let ident = ident.map_or(Value::None, Value::from);
+        self.call_with(&ident, method, args, kwds, wait)
+    }
+
+    /// As [`call`](Client::call), with the ident as the `str` value (or `None`) the request
+    /// carries (a proxy keeps its own).
+    pub(crate) fn call_with(
+        &self,
+        ident: &Value,
+        method: &str,
+        args: Vec<Value>,
+        kwds: Dict,
+        wait: Wait,
+    ) -> Result<Value> {
         if self.any_deferred.load(Ordering::Relaxed) {
             self.flush_deferred();
         }
@@ -219,13 +233,13 @@ impl Client {
             Wait::Block(Some(t)) => Some(t.saturating_add(REPLY_GRACE)),
         };
         let deadline = bound.and_then(|b| Instant::now().checked_add(b));
-        let request = pickle::dumps(&wire::request(ident, method, args, kwds))?;
+        let request = wire::encode_request(ident, method, args, kwds)?;
         let bytes = self.exchange(&request, deadline)?;
         let reply = pickle::loads_with(&bytes, &self.read_opts)?;
         match wire::parse_reply(reply)? {
             Reply::Return(v) => Ok(v),
             Reply::Error(e) => Err(wire::error_from_exception(&e)),
-            Reply::Traceback(t) => Err(wire::error_from_traceback(&t, ident)),
+            Reply::Traceback(t) => Err(wire::error_from_traceback(&t, ident.as_str())),
             Reply::Proxy(p) => proxy_reply(p),
         }
     }

@@ -51,6 +51,8 @@ enum Claim {
 #[derive(Debug)]
 struct ProxyRef {
     token: Token,
+    /// The token's id as the `str` value every request carries.
+    ident: Value,
     /// The methods of an `AutoProxy` (queues), as the server gave them.
     exposed: Option<Vec<String>>,
     claim: Mutex<Claim>,
@@ -135,6 +137,7 @@ impl Proxy {
     ) -> Proxy {
         Proxy {
             r: Arc::new(ProxyRef {
+                ident: Value::from(id.as_str()),
                 token: Token {
                     typeid: typeid.to_owned(),
                     address: client.address.clone(),
@@ -158,6 +161,7 @@ impl Proxy {
         };
         Ok(Proxy {
             r: Arc::new(ProxyRef {
+                ident: Value::from(token.id.as_str()),
                 token,
                 exposed,
                 claim: Mutex::new(claim),
@@ -178,6 +182,7 @@ impl Proxy {
     ) -> Result<Proxy> {
         Ok(Proxy {
             r: Arc::new(ProxyRef {
+                ident: Value::from(id),
                 token: Token {
                     typeid: typeid.to_owned(),
                     address: address.to_address()?,
@@ -227,7 +232,7 @@ impl Proxy {
 
     fn raw(&self, method: &str, args: Vec<Value>, kwds: Dict, wait: Wait) -> Result<Value> {
         let c = self.r.client()?;
-        c.call(Some(&self.r.token.id), method, args, kwds, wait)
+        c.call_with(&self.r.ident, method, args, kwds, wait)
     }
 
     /// Calls and decodes the reply as `T` (proxies inside it take their references at once).
@@ -238,7 +243,7 @@ impl Proxy {
         wait: Wait,
     ) -> Result<T> {
         let c = self.r.client()?;
-        let v = c.call(Some(&self.r.token.id), method, args, Dict::new(), wait)?;
+        let v = c.call_with(&self.r.ident, method, args, Dict::new(), wait)?;
         client::decode_reply(&c, v)
     }
 
@@ -392,6 +397,7 @@ impl<'de> Deserialize<'de> for Proxy {
         };
         Ok(Proxy {
             r: Arc::new(ProxyRef {
+                ident: Value::from(w.id.as_str()),
                 token: Token {
                     typeid: w.typeid,
                     address,
@@ -780,9 +786,7 @@ impl<T: Serialize + DeserializeOwned> ListProxy<T> {
         let mut kwds = Dict::new();
         kwds.insert("reverse".into(), Value::Bool(true))
             .expect("a str key is hashable");
-        let c = self.p.r.client()?;
-        c.call(Some(self.p.id()), "sort", vec![], kwds, Wait::Quick)
-            .map(drop)
+        self.p.raw("sort", vec![], kwds, Wait::Quick).map(drop)
     }
 
     /// `l *= n`.

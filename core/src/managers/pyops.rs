@@ -237,13 +237,16 @@ impl Args {
     /// The next parameter, `name`: positional if one is left, else by keyword.
     pub(crate) fn opt(&mut self, name: &str) -> Result<Option<Value>, PyErr> {
         if let Some(v) = self.args.next() {
-            if self.kwds.contains_key(&Value::from(name)) {
+            if !self.kwds.is_empty() && self.kwds.contains_key(&Value::from(name)) {
                 return Err(PyErr::Type(format!(
                     "{}() got multiple values for argument '{name}'",
                     self.method
                 )));
             }
             return Ok(Some(v));
+        }
+        if self.kwds.is_empty() {
+            return Ok(None);
         }
         Ok(self.kwds.remove(&Value::from(name)))
     }

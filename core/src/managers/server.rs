@@ -24,7 +24,7 @@
 
 use super::call::{Call, Cancel, Host, Owner, Undo};
 use super::objects::{Kind, Obj};
-use super::wire::{self, PyErr, Request, Token};
+use super::wire::{self, Outgoing, PyErr, Request, Token};
 use crate::connection::{Address, Connection, Listener};
 use crate::pickle::{self, Dict, ReadOptions, Value};
 use crate::sys::{self, Watch};
@@ -213,6 +213,10 @@ fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 struct ConnState {
     owner: Owner,
     mproc: bool,
+    /// Set when the connection's client is gone (its connection hung up, its process died):
+    /// the call blocked for it ends. Once set, the connection is dead: every later call on it
+    /// is moot, so one flag serves all its calls.
+    cancel: Arc<Cancel>,
     /// Internal references held for proxies in the last reply.
     pending: Vec<u64>,
 }
@@ -228,11 +232,16 @@ impl Server {
         let (wake_r, wake_w) = sys::pipe()?;
         sys::set_nonblocking(wake_r.as_fd(), true)?;
         sys::set_nonblocking(wake_w.as_fd(), true)?;
+        // Ids start at a random point, so that a proxy of an earlier server at the same address
+        // (one that was shut down) names no object of this one.
+        let mut seed = [0u8; 4];
+        sys::net::random_bytes(&mut seed)?;
+        let first_id = (u64::from(u32::from_le_bytes(seed)) << 16) | 1;
         Ok(Server {
             address,
             listener,
             registry: Mutex::new(Registry {
-                next_id: 1,
+                next_id: first_id,
                 next_transfer: 1,
                 ..Registry::default()
             }),
@@ -346,13 +355,13 @@ impl Server {
         true
     }
 
-    fn send(&self, conn: &Connection, reply: &Value) -> crate::error::Result<()> {
-        let bytes = match pickle::dumps(reply) {
+    fn send(&self, conn: &Connection, reply: &Outgoing) -> crate::error::Result<()> {
+        let bytes = match reply.encode() {
             Ok(b) => b,
-            Err(e) => pickle::dumps(&wire::reply_traceback(
-                "PicklingError",
-                &format!("cannot pickle the reply: {e}"),
-            ))?,
+            Err(e) => {
+                wire::reply_traceback("PicklingError", &format!("cannot pickle the reply: {e}"))
+                    .encode()?
+            }
         };
         conn.send_bytes(&bytes)
     }
@@ -363,6 +372,7 @@ impl Server {
         let mut st = ConnState {
             owner: Owner::Conn(id),
             mproc: false,
+            cancel: Arc::new(Cancel::default()),
             pending: Vec::new(),
         };
         let fd = conn.fileno().unwrap_or(-1);
@@ -375,9 +385,7 @@ impl Server {
                 let pending = std::mem::take(&mut st.pending);
                 match undo {
                     // The value goes back into its container, with the references it holds.
-                    Some(u) if u.takes_back => {
-                        u.run(st.owner, returned(reply).unwrap_or(Value::None))
-                    }
+                    Some(u) if u.takes_back => u.run(st.owner, reply.value),
                     Some(u) => {
                         u.run(st.owner, Value::None);
                         self.release_internal(&pending);
@@ -404,7 +412,7 @@ impl Server {
         conn: &Connection,
         fd: RawFd,
         bytes: &[u8],
-    ) -> (Value, Option<Undo>, After) {
+    ) -> (Outgoing, Option<Undo>, After) {
         let req = match pickle::loads_with(bytes, &self.read_opts)
             .map_err(|e| e.to_string())
             .and_then(wire::parse_request)
@@ -418,10 +426,10 @@ impl Server {
                 )
             }
         };
-        match req.ident.clone() {
-            None => self.server_method(st, conn, req),
-            Some(ident) => {
-                let (reply, undo) = self.object_method(st, fd, &ident, req);
+        match req.ident.is_some() {
+            false => self.server_method(st, conn, req),
+            true => {
+                let (reply, undo) = self.object_method(st, fd, req);
                 (reply, undo, After::Continue)
             }
         }
@@ -431,9 +439,9 @@ impl Server {
         self: &Arc<Self>,
         st: &mut ConnState,
         fd: RawFd,
-        ident: &str,
         req: Request,
-    ) -> (Value, Option<Undo>) {
+    ) -> (Outgoing, Option<Undo>) {
+        let ident = req.ident.as_deref().unwrap_or_default();
         let obj = parse_id(ident).and_then(|id| {
             locked(&self.registry)
                 .objects
@@ -460,20 +468,19 @@ impl Server {
                 None,
             );
         }
-        let cancel = Arc::new(Cancel::default());
         let host = ReqHost {
             server: self,
             watch: Some(WatchFor {
                 fd,
                 session: st.owner.session(),
-                cancel: &cancel,
+                cancel: &st.cancel,
                 obj: &obj,
             }),
         };
         let call = Call {
             owner: st.owner,
             mproc: st.mproc,
-            cancel: &cancel,
+            cancel: &st.cancel,
             host: &host,
         };
         match obj.call(&call, &req.method, req.args, req.kwds) {
@@ -494,7 +501,7 @@ impl Server {
         st: &mut ConnState,
         conn: &Connection,
         req: Request,
-    ) -> (Value, Option<Undo>, After) {
+    ) -> (Outgoing, Option<Undo>, After) {
         let holder = match st.owner {
             Owner::Thread { session, .. } => Holder::Session(session),
             Owner::Conn(_) => Holder::Anonymous,
@@ -862,14 +869,6 @@ impl Server {
             })
             .collect::<Vec<_>>()
             .join("\n")
-    }
-}
-
-/// The value a `#RETURN` reply carries.
-fn returned(reply: Value) -> Option<Value> {
-    match reply {
-        Value::Tuple(mut items) if items.len() == 2 => items.pop(),
-        _ => None,
     }
 }
 

@@ -342,6 +342,22 @@ pub(crate) fn request(ident: Option<&str>, method: &str, args: Vec<Value>, kwds:
     ])
 }
 
+/// A request's pickle, from its parts (`ident` is `None` or a `str`), without building the
+/// tuple.
+pub(crate) fn encode_request(
+    ident: &Value,
+    method: &str,
+    args: Vec<Value>,
+    kwds: Dict,
+) -> Result<Vec<u8>, crate::pickle::PickleError> {
+    crate::pickle::dumps_tuple(&[
+        ident,
+        &Value::from(method),
+        &Value::Tuple(args),
+        &Value::Dict(kwds),
+    ])
+}
+
 /// A request, taken apart.
 #[derive(Debug)]
 pub(crate) struct Request {
@@ -393,26 +409,51 @@ pub(crate) fn parse_request(v: Value) -> Result<Request, String> {
     })
 }
 
+/// A reply to send: `('#RETURN', value)`, `('#ERROR', exception)` or `('#TRACEBACK', text)`.
+#[derive(Debug)]
+pub(crate) struct Outgoing {
+    kind: usize,
+    pub value: Value,
+}
+
+static REPLY_KINDS: std::sync::LazyLock<[Value; 3]> = std::sync::LazyLock::new(|| {
+    [
+        Value::from("#RETURN"),
+        Value::from("#ERROR"),
+        Value::from("#TRACEBACK"),
+    ]
+});
+
+impl Outgoing {
+    /// The reply's pickle (the envelope written around the value, not built).
+    pub(crate) fn encode(&self) -> Result<Vec<u8>, crate::pickle::PickleError> {
+        crate::pickle::dumps_tuple(&[&REPLY_KINDS[self.kind], &self.value])
+    }
+}
+
 /// `('#RETURN', v)`.
-pub(crate) fn reply_return(v: Value) -> Value {
-    Value::Tuple(vec![Value::from("#RETURN"), v])
+pub(crate) fn reply_return(v: Value) -> Outgoing {
+    Outgoing { kind: 0, value: v }
 }
 
 /// `('#ERROR', exception)`.
-pub(crate) fn reply_error(exc: Value) -> Value {
-    Value::Tuple(vec![Value::from("#ERROR"), exc])
+pub(crate) fn reply_error(exc: Value) -> Outgoing {
+    Outgoing {
+        kind: 1,
+        value: exc,
+    }
 }
 
 /// `('#TRACEBACK', text)`: CPython's reply for a failure outside the object's method (a bad
 /// request, an unknown id), whose text is a formatted traceback; ours ends like one, with the
 /// exception's class and message.
-pub(crate) fn reply_traceback(exception: &str, message: &str) -> Value {
-    Value::Tuple(vec![
-        Value::from("#TRACEBACK"),
-        Value::Str(format!(
+pub(crate) fn reply_traceback(exception: &str, message: &str) -> Outgoing {
+    Outgoing {
+        kind: 2,
+        value: Value::Str(format!(
             "Traceback (most recent call last):\n  File \"<mproc manager>\", in serve_client\n{exception}: {message}\n"
         )),
-    ])
+    }
 }
 
 /// A reply, taken apart.
