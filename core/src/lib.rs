@@ -8,7 +8,8 @@
 //! accepted is delivered exactly once, even if the putter exits at once); the locks and their
 //! kin ([`Lock`], [`RLock`], [`Semaphore`], [`BoundedSemaphore`], [`Condition`], [`Event`],
 //! [`Barrier`]), robust against a dead owner; shared [`Value`]s and [`Array`]s by Python
-//! typecode, and named [`SharedMemory`].
+//! typecode, and named [`SharedMemory`]; a [`Manager`], whose server process holds objects that
+//! any process uses through proxies, over CPython's own wire ([`managers`]).
 //!
 //! ```no_run
 //! use mproc::StartMethod;

@@ -719,6 +719,27 @@ q.put({'k': (1, 2)})
 print(q.get(), q.qsize())
 d['nested'] = l
 print(d['nested'][0])
+print(sorted(map(str, d)), len(d))
+v = m.Value('d', 1.5)
+v.value = 2.5
+a = m.Array('i', range(4))
+a[1] = -1
+print(v.value, a[:].tolist(), len(a), str(a))
+e = m.Event()
+print(e.wait(0.01), e.set(), e.wait(), e.is_set())
+b = m.Barrier(1)
+print(b.wait(), b.parties, b.broken)
+c = m.Condition()
+with c:
+    print(c.wait_for(lambda: True), c.wait(0.01))
+    c.notify_all()
+jq = m.JoinableQueue()
+jq.put(1); jq.get(); jq.task_done(); jq.join()
+s = m.BoundedSemaphore(1)
+try:
+    s.release()
+except ValueError as err:
+    print('ValueError', err)
 print(str(d).replace('0x' + l._token.id + '>', '0xID>'))
 "#;
     let runs: Vec<String> = common_cpython::interpreters()
@@ -744,7 +765,7 @@ print(str(d).replace('0x' + l._token.id + '>', '0xID>'))
             let stdout = String::from_utf8(out.stdout).unwrap();
             assert_eq!(
                 stdout,
-                "1\nKeyError 'missing'\n[3, 2, 1, 0] 4\nNamespace(a=1, b='two')\nTrue False None\nshared lock free: True\n{'k': (1, 2)} 0\n3\n{'from rust': 1, 'from python': [1, 2.5, 'x', None], 'nested': <ListProxy object, typeid 'list' at 0xID>}\n",
+                "1\nKeyError 'missing'\n[3, 2, 1, 0] 4\nNamespace(a=1, b='two')\nTrue False None\nshared lock free: True\n{'k': (1, 2)} 0\n3\n['from python', 'from rust', 'nested'] 3\n2.5 [0, -1, 2, 3] 4 array('i', [0, -1, 2, 3])\nFalse None True True\n0 1 False\nTrue False\nValueError Semaphore released too many times\n{'from rust': 1, 'from python': [1, 2.5, 'x', None], 'nested': <ListProxy object, typeid 'list' at 0xID>}\n",
                 "{}",
                 py.label()
             );

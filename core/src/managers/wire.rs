@@ -675,6 +675,28 @@ mod tests {
     }
 
     #[test]
+    fn envelopes_are_written_as_the_whole_tuple_would_be() {
+        use crate::pickle::dumps;
+        let args = vec![Value::Int(1), Value::from("x")];
+        let mut kwds = Dict::new();
+        kwds.insert("k".into(), Value::Float(0.5)).unwrap();
+        for ident in [Value::None, Value::from("7f0001")] {
+            let whole = dumps(&request(ident.as_str(), "get", args.clone(), kwds.clone())).unwrap();
+            let parts = encode_request(&ident, "get", args.clone(), kwds.clone()).unwrap();
+            assert_eq!(parts, whole);
+        }
+        let reply = reply_return(Value::List(vec![Value::None]))
+            .encode()
+            .unwrap();
+        let whole = dumps(&Value::Tuple(vec![
+            Value::from("#RETURN"),
+            Value::List(vec![Value::None]),
+        ]))
+        .unwrap();
+        assert_eq!(reply, whole);
+    }
+
+    #[test]
     fn exceptions_become_typed_errors() {
         let e = error_from_exception(&PyErr::Key(Value::from("k")).to_value());
         assert!(matches!(e, Error::KeyError(ref k) if k == "'k'"), "{e:?}");
