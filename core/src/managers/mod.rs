@@ -36,7 +36,7 @@
 //! ```
 //!
 //! # The wire
-//! CPython's own (see [`wire`]): the connection's framing, CPython's HMAC handshake, and a
+//! CPython's own: the connection's framing, CPython's HMAC handshake, and a
 //! pickle per message, so that CPython's clients can use an mproc manager.
 //!
 //! # What mproc guarantees beyond CPython

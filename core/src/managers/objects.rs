@@ -263,8 +263,14 @@ impl Obj {
     pub(crate) fn repr(&self) -> Result<String, PyErr> {
         Ok(match &self.kind {
             Kind::Dict(d) => repr(&Value::Dict(d.lock()?.clone())),
-            Kind::List(l) => list_repr(&*l.lock()?),
-            Kind::Namespace(n) => namespace_repr(&*n.lock()?),
+            Kind::List(l) => {
+                let items = l.lock()?;
+                list_repr(&items)
+            }
+            Kind::Namespace(n) => {
+                let attrs = n.lock()?;
+                namespace_repr(&attrs)
+            }
             Kind::Value(v) => {
                 let v = v.lock()?;
                 format!("Value({}, {})", Value::Str(v.0.clone()), repr(&v.1))
