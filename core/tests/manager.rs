@@ -40,6 +40,16 @@ fn v(x: impl Into<Value>) -> Value {
 }
 
 #[test]
+fn managers_and_proxies_go_to_other_threads() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<Manager>();
+    send_sync::<mproc::Proxy>();
+    send_sync::<DictProxy<String, Vec<u8>>>();
+    send_sync::<LockProxy>();
+    send_sync::<QueueProxy<String>>();
+}
+
+#[test]
 fn dict_has_pythons_semantics() {
     let mgr = manager(StartMethod::Fork);
     let d: DictProxy = mgr.dict().unwrap();

@@ -43,7 +43,13 @@ pub(crate) enum Wait {
     Quick,
     /// A call that blocks in the server for at most this long (`None`: for ever).
     Block(Option<Duration>),
+    /// A clean-up call (a `decref` when a proxy is dropped): bounded by [`CLEANUP_BOUND`]
+    /// whatever the call timeout, so that dropping a proxy of a stopped manager cannot hang.
+    Cleanup,
 }
+
+/// How long a clean-up call (from a destructor) may take, connecting included.
+pub(crate) const CLEANUP_BOUND: Duration = Duration::from_secs(5);
 
 /// What kind of server is at the other end.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -231,6 +237,7 @@ impl Client {
             Wait::Quick => self.call_timeout,
             Wait::Block(None) => None,
             Wait::Block(Some(t)) => Some(t.saturating_add(REPLY_GRACE)),
+            Wait::Cleanup => Some(CLEANUP_BOUND),
         };
         let deadline = bound.and_then(|b| Instant::now().checked_add(b));
         let request = wire::encode_request(ident, method, args, kwds)?;
@@ -495,7 +502,7 @@ impl Client {
             "mproc_drop_transfer",
             vec![Value::from(transfer)],
             Dict::new(),
-            Wait::Quick,
+            Wait::Cleanup,
         );
     }
 

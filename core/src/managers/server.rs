@@ -229,6 +229,9 @@ enum After {
 
 impl Server {
     fn new(listener: Listener, address: Address) -> crate::error::Result<Server> {
+        // A client that connects and resets before it is accepted must not block the main
+        // loop in `accept`.
+        sys::set_nonblocking(listener.as_fd(), true)?;
         let (wake_r, wake_w) = sys::pipe()?;
         sys::set_nonblocking(wake_r.as_fd(), true)?;
         sys::set_nonblocking(wake_w.as_fd(), true)?;
