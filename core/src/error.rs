@@ -140,6 +140,16 @@ pub enum Error {
     /// An attribute that a manager's `Namespace` (or other object) does not have (Python's
     /// `AttributeError`), with Python's message.
     AttributeError(String),
+    /// A pool task ran past its deadline (`task_timeout`, or `timeout` on the call): its worker
+    /// was killed and replaced, and the task failed. Distinct from [`Error::Timeout`], which is a
+    /// caller giving up waiting while the task runs on.
+    TaskTimeout {
+        /// The pid of the worker that was killed.
+        pid: u32,
+        /// The deadline the task ran past (for a chunk of a map: the items' deadline times the
+        /// number of items in the chunk).
+        timeout: std::time::Duration,
+    },
 }
 
 impl Error {
@@ -189,6 +199,7 @@ impl Error {
             Error::KeyError(_) => "KeyError",
             Error::IndexError(_) => "IndexError",
             Error::AttributeError(_) => "AttributeError",
+            Error::TaskTimeout { .. } => "TaskTimeout",
         }
     }
 }
@@ -260,6 +271,10 @@ impl fmt::Display for Error {
             Error::KeyError(key) => write!(f, "no such key: {key}"),
             Error::IndexError(why) => f.write_str(why),
             Error::AttributeError(why) => f.write_str(why),
+            Error::TaskTimeout { pid, timeout } => write!(
+                f,
+                "the task ran past its deadline of {timeout:?}: its worker {pid} was killed and replaced"
+            ),
         }
     }
 }

@@ -60,7 +60,7 @@ mod launch;
 pub mod managers;
 mod method;
 pub mod pickle;
-mod pool;
+pub mod pool;
 mod popen;
 mod process;
 mod queues;
@@ -89,8 +89,14 @@ pub use managers::{
     RLockProxy, SemaphoreProxy, ValueProxy,
 };
 pub use method::StartMethod;
-pub use pool::{AsyncResult, Callbacks, IMapIterator, MapResult, Pool, PoolBuilder};
-pub use process::{current_process, parent_process, CurrentProcess, Process};
+pub use pool::{
+    ApplyBuilder, AsyncResult, Callbacks, IMapBuilder, IMapIterator, IMapStream, MapBuilder,
+    MapResult, Pool, PoolBuilder,
+};
+pub use process::{
+    current_process, parent_process, CurrentProcess, Ending, Process, RunOutcome,
+    DEFAULT_TERMINATE_GRACE,
+};
 pub use queues::{JoinableQueue, PutError, Queue, SimpleQueue, DEFAULT_CAPACITY};
 pub use sharedctypes::{
     Array, CChar, DynArray, Number, RawArray, RawValue, Scalar, SharedMemory, TypeCode, Value,
