@@ -632,6 +632,81 @@ fn calls_on_a_shut_down_manager_are_manager_gone() {
     assert!(common::zombie_children().is_empty());
 }
 
+fn append_one(l: ListProxy<i64>, x: i64) -> mproc::Result<()> {
+    l.append(x)
+}
+
+/// One manager's whole life in this process: proxies of several kinds, calls from the main
+/// thread and from other threads (each its own connection), a child that uses a proxy.
+fn one_manager_life(m: StartMethod, shutdown: bool) {
+    let mgr = manager(m);
+    let d: DictProxy<String, i64> = mgr.dict().unwrap();
+    let l: ListProxy<i64> = mgr.list().unwrap();
+    let lock = mgr.lock().unwrap();
+    d.set_item("a".into(), 1).unwrap();
+    std::thread::scope(|s| {
+        for i in 0..3 {
+            let (d, l) = (&d, &l);
+            s.spawn(move || {
+                l.append(i).unwrap();
+                assert_eq!(d.get_item("a").unwrap(), 1);
+            });
+        }
+    });
+    let p = mproc::get_context(m).process(append_one, (l.clone(), 9));
+    p.start().unwrap();
+    join_ok(&p);
+    drop(lock.acquire().unwrap());
+    assert_eq!(l.len().unwrap(), 4);
+    let pid = mgr.pid().unwrap();
+    if shutdown {
+        mgr.shutdown().unwrap();
+        assert_eq!(mgr.exitcode().unwrap(), Some(0));
+    }
+    drop((d, l, lock, p));
+    drop(mgr);
+    assert!(common::pidfd(pid).is_none(), "the server {pid} is reaped");
+}
+
+#[rstest]
+fn shutdown_and_drop_reap_the_server_and_close_every_descriptor(
+    #[values(StartMethod::Fork, StartMethod::Spawn, StartMethod::Forkserver)] m: StartMethod,
+) {
+    // The first life starts what lives on for the process (a forkserver, a helper thread).
+    one_manager_life(m, true);
+    let before = common::open_fds();
+    for shutdown in [true, false, true] {
+        one_manager_life(m, shutdown);
+    }
+    assert_eq!(
+        common::open_fds(),
+        before,
+        "descriptors left open by three managers"
+    );
+    assert!(common::zombie_children().is_empty());
+}
+
+#[test]
+fn shutdown_of_a_stopped_manager_is_bounded_and_reaps_it() {
+    let mgr = manager(StartMethod::Fork);
+    let d: DictProxy = mgr.dict().unwrap();
+    let pid = mgr.pid().unwrap();
+    common::kill(pid, Signal::SIGSTOP).unwrap();
+    let t = Instant::now();
+    mgr.shutdown().unwrap();
+    // The request goes unanswered, the wait runs out, then a signal ends it.
+    assert!(
+        t.elapsed() < mproc::managers::SHUTDOWN_STEP * 8,
+        "{:?}",
+        t.elapsed()
+    );
+    let code = mgr.exitcode().unwrap();
+    assert!(matches!(code, Some(-15) | Some(-9)), "{code:?}");
+    assert!(matches!(d.len(), Err(Error::ManagerGone(_))));
+    drop((d, mgr));
+    assert!(common::zombie_children().is_empty());
+}
+
 #[rstest]
 fn a_killed_manager_fails_blocked_and_later_calls(
     #[values(StartMethod::Fork, StartMethod::Spawn, StartMethod::Forkserver)] m: StartMethod,
