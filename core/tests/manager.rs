@@ -886,3 +886,98 @@ print(str(d).replace('0x' + l._token.id + '>', '0xID>'))
 
 #[path = "cpython/mod.rs"]
 mod common_cpython;
+
+#[test]
+fn mproc_proxies_use_a_cpython_manager() {
+    let script = r#"
+import sys
+from multiprocessing.managers import SyncManager
+key = bytes.fromhex(sys.argv[1])
+m = SyncManager(address=sys.argv[2], authkey=key)
+m.start()
+d = m.dict({'a': 1})
+l = m.list([1, 2])
+lk = m.Lock()
+q = m.Queue()
+print(d._token.id, l._token.id, lk._token.id, q._token.id, flush=True)
+# The Rust client says it is done through the queue it was given.
+done = q.get(timeout=60)
+print(dict(d), list(l), lk.acquire(False), done, flush=True)
+m.shutdown()
+"#;
+    let key = [7u8; 32];
+    let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+    let mut runs = Vec::new();
+    for py in common_cpython::interpreters() {
+        let path = std::env::temp_dir().join(format!(
+            "mproc-cpython-manager-{}-{}{}",
+            std::process::id(),
+            py.version.0,
+            py.version.1
+        ));
+        let _ = std::fs::remove_file(&path);
+        let path_s = path.to_str().unwrap().to_owned();
+        let mut python = common_cpython::Running::start(&py, script, &[&hex, &path_s]);
+        let line = python.line(Duration::from_secs(120));
+        let ids: Vec<&str> = line.split(' ').collect();
+        let [d_id, l_id, lock_id, q_id] = ids[..] else {
+            panic!("{}: {line:?}", py.label())
+        };
+        let d: DictProxy<String, i64> =
+            DictProxy::try_from(mproc::Proxy::connect(&*path_s, &key, "dict", d_id).unwrap())
+                .unwrap();
+        assert_eq!(d.get_item("a").unwrap(), 1);
+        d.set_item("b".into(), 2).unwrap();
+        assert_eq!(d.len().unwrap(), 2);
+        assert!(
+            matches!(d.get_item("zz"), Err(Error::KeyError(ref k)) if k == "'zz'"),
+            "{:?}",
+            d.get_item("zz")
+        );
+        let l: ListProxy<i64> =
+            ListProxy::try_from(mproc::Proxy::connect(&*path_s, &key, "list", l_id).unwrap())
+                .unwrap();
+        l.append(3).unwrap();
+        assert_eq!(l.to_vec().unwrap(), [1, 2, 3]);
+        assert!(matches!(l.get_item(10), Err(Error::IndexError(_))));
+        let lock =
+            LockProxy::try_from(mproc::Proxy::connect(&*path_s, &key, "Lock", lock_id).unwrap())
+                .unwrap();
+        let g = lock.acquire().unwrap();
+        assert!(lock.try_acquire().unwrap().is_none());
+        g.release().unwrap();
+        // Taken again and kept: Python sees it held.
+        lock.acquire().unwrap().forget();
+        let q: QueueProxy<String> =
+            QueueProxy::try_from(mproc::Proxy::connect(&*path_s, &key, "Queue", q_id).unwrap())
+                .unwrap();
+        assert!(matches!(
+            q.get_timeout(Duration::from_millis(50)),
+            Err(Error::Empty)
+        ));
+        q.put("done".into()).unwrap();
+        assert_eq!(
+            python.line(Duration::from_secs(60)),
+            "{'a': 1, 'b': 2} [1, 2, 3] False done",
+            "{}",
+            py.label()
+        );
+        let out = python.finish(Duration::from_secs(60));
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            py.label(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // The CPython manager is gone: a typed error, not a hang.
+        assert!(
+            matches!(d.len(), Err(Error::ManagerGone(_))),
+            "{:?}",
+            d.len()
+        );
+        drop((d, l, lock, q));
+        let _ = std::fs::remove_file(&path);
+        runs.push(py.label());
+    }
+    eprintln!("mproc clients used CPython managers: {runs:?}");
+}

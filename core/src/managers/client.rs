@@ -241,7 +241,12 @@ impl Client {
         };
         let deadline = bound.and_then(|b| Instant::now().checked_add(b));
         let request = wire::encode_request(ident, method, args, kwds)?;
-        let bytes = self.exchange(&request, deadline)?;
+        let bytes =
+            if matches!(ident, Value::None) && self.learn_dialect(deadline)? == Dialect::CPython {
+                self.exchange_once(&request, deadline)?
+            } else {
+                self.exchange(&request, deadline)?
+            };
         let reply = pickle::loads_with(&bytes, &self.read_opts)?;
         match wire::parse_reply(reply)? {
             Reply::Return(v) => Ok(v),
@@ -249,6 +254,42 @@ impl Client {
             Reply::Traceback(t) => Err(wire::error_from_traceback(&t, ident.as_str())),
             Reply::Proxy(p) => proxy_reply(p),
         }
+    }
+
+    /// The server's dialect, learned by opening this thread's connection if no connection
+    /// has yet.
+    fn learn_dialect(&self, deadline: Option<Instant>) -> Result<Dialect> {
+        if let Some(d) = self.dialect.get() {
+            return Ok(*d);
+        }
+        let conn = self.open(deadline)?;
+        put_conn(self, conn);
+        Ok(*self.dialect.get().unwrap_or(&Dialect::CPython))
+    }
+
+    /// Sends one request and receives its reply on a connection of its own, closed after: how
+    /// CPython's server takes its own methods (`incref`, `decref`, `create`, ...), which a
+    /// connection that has called `accept_connection` cannot reach.
+    fn exchange_once(&self, request: &[u8], deadline: Option<Instant>) -> Result<Vec<u8>> {
+        let conn = self.connect(deadline)?;
+        conn.send_bytes(request)
+            .and_then(|()| match deadline {
+                None => conn.recv_bytes(None),
+                Some(d) => conn.recv_bytes_timeout(None, left(d)),
+            })
+            .map_err(|e| self.lost(e))
+    }
+
+    /// Opens an authenticated connection, not yet greeted.
+    fn connect(&self, deadline: Option<Instant>) -> Result<Connection> {
+        let timeout = deadline
+            .map(left)
+            .unwrap_or(connection::DEFAULT_HANDSHAKE_TIMEOUT);
+        connection::Client::builder(&self.address)
+            .authkey(Some(&self.authkey))
+            .timeout(Some(timeout))
+            .open()
+            .map_err(|e| self.lost(e))
     }
 
     /// Sends one request and receives its reply on this thread's connection (opened and
@@ -292,14 +333,7 @@ impl Client {
 
     /// Opens and greets a connection for this thread.
     fn open(&self, deadline: Option<Instant>) -> Result<Connection> {
-        let timeout = deadline
-            .map(left)
-            .unwrap_or(connection::DEFAULT_HANDSHAKE_TIMEOUT);
-        let conn = connection::Client::builder(&self.address)
-            .authkey(Some(&self.authkey))
-            .timeout(Some(timeout))
-            .open()
-            .map_err(|e| self.lost(e))?;
+        let conn = self.connect(deadline)?;
         let name = state::lock().me.name.clone();
         let hello = |method: &str, args: Vec<Value>| -> Result<Reply> {
             let req = pickle::dumps(&wire::request(None, method, args, Dict::new()))?;
@@ -321,7 +355,13 @@ impl Client {
                 ];
                 match hello("mproc_hello", args)? {
                     Reply::Return(_) => Dialect::Mproc,
-                    _ => Dialect::CPython,
+                    _ => {
+                        // CPython's server answers an unknown method with a traceback and
+                        // closes the connection: greet it again on a fresh one.
+                        let _ = self.dialect.set(Dialect::CPython);
+                        drop(conn);
+                        return self.open(deadline);
+                    }
                 }
             }
         };
