@@ -765,6 +765,72 @@ fn a_stopped_manager_does_not_hold_a_caller_that_set_a_timeout() {
     assert_eq!(q.get_timeout(Duration::from_secs(30)).unwrap(), 1);
 }
 
+/// Exits 0 if a call on `d` runs out as the call timeout the parent's manager set, within
+/// a bound.
+fn call_times_out(d: DictProxy<String, i64>, go: mproc::Event) -> mproc::Result<()> {
+    if !go.wait(Some(Duration::from_secs(60)))? {
+        return Err(Error::Timeout);
+    }
+    let t = Instant::now();
+    match d.len() {
+        Err(Error::Timeout) if t.elapsed() < Duration::from_secs(5) => Ok(()),
+        other => Err(Error::InvalidArgument(format!(
+            "expected a timeout within 5 s, got {other:?} after {:?}",
+            t.elapsed()
+        ))),
+    }
+}
+
+#[rstest]
+fn a_childs_proxies_keep_the_managers_call_timeout(
+    #[values(StartMethod::Fork, StartMethod::Spawn, StartMethod::Forkserver)] m: StartMethod,
+) {
+    let mgr = mproc::get_context(m)
+        .manager_builder()
+        .call_timeout(Some(Duration::from_millis(300)))
+        .start()
+        .unwrap();
+    let d: DictProxy<String, i64> = mgr.dict().unwrap();
+    let pid = mgr.pid().unwrap();
+    let go = mproc::get_context(m).event().unwrap();
+    // Starting the child takes the reference it adopts (spawn, forkserver): before the stop.
+    let p = mproc::get_context(m).process(call_times_out, (d.clone(), go.clone()));
+    p.start().unwrap();
+    common::kill(pid, Signal::SIGSTOP).unwrap();
+    // The child's first call (its connection, its reference) meets a stopped manager.
+    go.set();
+    let joined = p.join(LONG);
+    common::kill(pid, Signal::SIGCONT).unwrap();
+    joined.unwrap();
+    assert_eq!(p.exitcode().unwrap(), Some(0));
+    // The manager serves again.
+    d.set_item("k".into(), 1).unwrap();
+    assert_eq!(d.len().unwrap(), 1);
+}
+
+#[test]
+fn dropping_proxies_of_a_stopped_manager_is_bounded() {
+    // No call timeout: clean-up calls are bounded all the same.
+    let mgr = manager(StartMethod::Fork);
+    let d: DictProxy = mgr.dict().unwrap();
+    let l: ListProxy<i64> = mgr.list().unwrap();
+    let pid = mgr.pid().unwrap();
+    common::kill(pid, Signal::SIGSTOP).unwrap();
+    let t = Instant::now();
+    drop(d);
+    let took = t.elapsed();
+    common::kill(pid, Signal::SIGCONT).unwrap();
+    assert!(
+        took < mproc::managers::CLEANUP_BOUND + Duration::from_secs(2),
+        "{took:?}"
+    );
+    // The dropped proxy's reference is lost with its connection; the list's is still held.
+    assert_eq!(l.len().unwrap(), 0);
+    drop(l);
+    drop(mgr);
+    assert!(common::zombie_children().is_empty());
+}
+
 #[test]
 fn the_server_speaks_to_cpython_clients() {
     let mgr = manager(StartMethod::Fork);
@@ -923,39 +989,55 @@ m.shutdown()
         let [d_id, l_id, lock_id, q_id] = ids[..] else {
             panic!("{}: {line:?}", py.label())
         };
-        let d: DictProxy<String, i64> =
-            DictProxy::try_from(mproc::Proxy::connect(&*path_s, &key, "dict", d_id).unwrap())
-                .unwrap();
-        assert_eq!(d.get_item("a").unwrap(), 1);
-        d.set_item("b".into(), 2).unwrap();
-        assert_eq!(d.len().unwrap(), 2);
-        assert!(
-            matches!(d.get_item("zz"), Err(Error::KeyError(ref k)) if k == "'zz'"),
-            "{:?}",
-            d.get_item("zz")
-        );
-        let l: ListProxy<i64> =
-            ListProxy::try_from(mproc::Proxy::connect(&*path_s, &key, "list", l_id).unwrap())
-                .unwrap();
-        l.append(3).unwrap();
-        assert_eq!(l.to_vec().unwrap(), [1, 2, 3]);
-        assert!(matches!(l.get_item(10), Err(Error::IndexError(_))));
-        let lock =
-            LockProxy::try_from(mproc::Proxy::connect(&*path_s, &key, "Lock", lock_id).unwrap())
-                .unwrap();
-        let g = lock.acquire().unwrap();
-        assert!(lock.try_acquire().unwrap().is_none());
-        g.release().unwrap();
-        // Taken again and kept: Python sees it held.
-        lock.acquire().unwrap().forget();
-        let q: QueueProxy<String> =
-            QueueProxy::try_from(mproc::Proxy::connect(&*path_s, &key, "Queue", q_id).unwrap())
-                .unwrap();
-        assert!(matches!(
-            q.get_timeout(Duration::from_millis(50)),
-            Err(Error::Empty)
-        ));
-        q.put("done".into()).unwrap();
+        let rust_side = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let d: DictProxy<String, i64> =
+                DictProxy::try_from(mproc::Proxy::connect(&*path_s, &key, "dict", d_id).unwrap())
+                    .unwrap();
+            assert_eq!(d.get_item("a").unwrap(), 1);
+            d.set_item("b".into(), 2).unwrap();
+            assert_eq!(d.len().unwrap(), 2);
+            assert!(
+                matches!(d.get_item("zz"), Err(Error::KeyError(ref k)) if k == "'zz'"),
+                "{:?}",
+                d.get_item("zz")
+            );
+            let l: ListProxy<i64> =
+                ListProxy::try_from(mproc::Proxy::connect(&*path_s, &key, "list", l_id).unwrap())
+                    .unwrap();
+            l.append(3).unwrap();
+            assert_eq!(l.to_vec().unwrap(), [1, 2, 3]);
+            assert!(matches!(l.get_item(10), Err(Error::IndexError(_))));
+            let lock = LockProxy::try_from(
+                mproc::Proxy::connect(&*path_s, &key, "Lock", lock_id).unwrap(),
+            )
+            .unwrap();
+            let g = lock.acquire().unwrap();
+            assert!(lock.try_acquire().unwrap().is_none());
+            g.release().unwrap();
+            // Taken again and kept: Python sees it held.
+            lock.acquire().unwrap().forget();
+            let q: QueueProxy<String> =
+                QueueProxy::try_from(mproc::Proxy::connect(&*path_s, &key, "Queue", q_id).unwrap())
+                    .unwrap();
+            assert!(matches!(
+                q.get_timeout(Duration::from_millis(50)),
+                Err(Error::Empty)
+            ));
+            q.put("done".into()).unwrap();
+            (d, l, lock, q)
+        }));
+        let (d, l, lock, q) = match rust_side {
+            Ok(proxies) => proxies,
+            Err(e) => {
+                let out = python.finish(Duration::from_secs(10));
+                eprintln!(
+                    "{} stderr:\n{}",
+                    py.label(),
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                std::panic::resume_unwind(e)
+            }
+        };
         assert_eq!(
             python.line(Duration::from_secs(60)),
             "{'a': 1, 'b': 2} [1, 2, 3] False done",

@@ -43,13 +43,14 @@ pub(crate) enum Wait {
     Quick,
     /// A call that blocks in the server for at most this long (`None`: for ever).
     Block(Option<Duration>),
-    /// A clean-up call (a `decref` when a proxy is dropped): bounded by [`CLEANUP_BOUND`]
-    /// whatever the call timeout, so that dropping a proxy of a stopped manager cannot hang.
+    /// A clean-up call (a `decref` when a proxy is dropped): bounded by [`CLEANUP_BOUND`] (or
+    /// the call timeout, if shorter), so that dropping a proxy of a stopped manager cannot
+    /// hang.
     Cleanup,
 }
 
 /// How long a clean-up call (from a destructor) may take, connecting included.
-pub(crate) const CLEANUP_BOUND: Duration = Duration::from_secs(5);
+pub const CLEANUP_BOUND: Duration = Duration::from_secs(5);
 
 /// What kind of server is at the other end.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -87,7 +88,7 @@ pub(crate) struct Client {
     pub(crate) authkey: Vec<u8>,
     pid: u32,
     session: [u8; 16],
-    call_timeout: Option<Duration>,
+    pub(crate) call_timeout: Option<Duration>,
     held: Mutex<Held>,
     any_deferred: AtomicBool,
     dialect: OnceLock<Dialect>,
@@ -237,7 +238,10 @@ impl Client {
             Wait::Quick => self.call_timeout,
             Wait::Block(None) => None,
             Wait::Block(Some(t)) => Some(t.saturating_add(REPLY_GRACE)),
-            Wait::Cleanup => Some(CLEANUP_BOUND),
+            Wait::Cleanup => Some(
+                self.call_timeout
+                    .map_or(CLEANUP_BOUND, |t| t.min(CLEANUP_BOUND)),
+            ),
         };
         let deadline = bound.and_then(|b| Instant::now().checked_add(b));
         let request = wire::encode_request(ident, method, args, kwds)?;
@@ -577,7 +581,7 @@ impl Client {
             "decref",
             vec![Value::from(id)],
             Dict::new(),
-            Wait::Quick,
+            Wait::Cleanup,
         );
     }
 

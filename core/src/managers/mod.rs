@@ -62,7 +62,7 @@ mod sync;
 mod sync_proxy;
 pub(crate) mod wire;
 
-pub use client::REPLY_GRACE;
+pub use client::{CLEANUP_BOUND, REPLY_GRACE};
 pub use proxy::{ArrayProxy, DictProxy, ListProxy, NamespaceProxy, Proxy, ValueProxy};
 pub use sync_proxy::{
     AcquireGuard, BarrierProxy, ConditionProxy, EventProxy, LockProxy, ManagedLock, QueueProxy,

@@ -56,6 +56,9 @@ struct ProxyRef {
     /// The methods of an `AutoProxy` (queues), as the server gave them.
     exposed: Option<Vec<String>>,
     claim: Mutex<Claim>,
+    /// The call timeout of the client this proxy makes if this process has none for its
+    /// manager yet: the sender's, for a proxy that came from another process.
+    call_timeout: Option<Duration>,
 }
 
 impl ProxyRef {
@@ -68,7 +71,7 @@ impl ProxyRef {
             Claim::Transfer { transfer, authkey } => (authkey.clone(), Some(*transfer)),
             Claim::Unheld { authkey } => (authkey.clone(), None),
         };
-        let c = Client::get(&self.token.address, authkey.as_deref(), None)?;
+        let c = Client::get(&self.token.address, authkey.as_deref(), self.call_timeout)?;
         match transfer {
             Some(t) => c.adopt(&self.token.id, t)?,
             None => c.acquire_ref(&self.token.id)?,
@@ -84,6 +87,14 @@ impl ProxyRef {
         match c.dialect()? {
             client::Dialect::Mproc => c.transfer(&self.token.id),
             client::Dialect::CPython => Ok(0),
+        }
+    }
+
+    /// The call timeout a copy of this proxy in another process uses.
+    fn call_timeout(&self) -> Option<Duration> {
+        match &*self.claim.lock().unwrap_or_else(|p| p.into_inner()) {
+            Claim::Held(c) => c.call_timeout,
+            Claim::Transfer { .. } | Claim::Unheld { .. } => self.call_timeout,
         }
     }
 
@@ -145,6 +156,7 @@ impl Proxy {
                 },
                 exposed,
                 claim: Mutex::new(Claim::Held(Arc::clone(client))),
+                call_timeout: client.call_timeout,
             }),
         }
     }
@@ -165,6 +177,7 @@ impl Proxy {
                 token,
                 exposed,
                 claim: Mutex::new(claim),
+                call_timeout: None,
             }),
         })
     }
@@ -192,6 +205,7 @@ impl Proxy {
                 claim: Mutex::new(Claim::Unheld {
                     authkey: Some(authkey.to_vec()),
                 }),
+                call_timeout: None,
             }),
         })
     }
@@ -345,6 +359,8 @@ struct ProxyWire {
     exposed: Option<Vec<String>>,
     transfer: u64,
     authkey: Option<Vec<u8>>,
+    /// The sender's call timeout, which the receiver's calls keep.
+    call_timeout: Option<Duration>,
 }
 
 impl Serialize for Proxy {
@@ -374,6 +390,7 @@ impl Serialize for Proxy {
             exposed: self.r.exposed.clone(),
             transfer,
             authkey,
+            call_timeout: self.r.call_timeout(),
         }
         .serialize(s)
     }
@@ -405,6 +422,7 @@ impl<'de> Deserialize<'de> for Proxy {
                 },
                 exposed: w.exposed,
                 claim: Mutex::new(claim),
+                call_timeout: w.call_timeout,
             }),
         })
     }
