@@ -37,13 +37,16 @@
 //!
 //! # The wire
 //! CPython's own: the connection's framing, CPython's HMAC handshake, and a
-//! pickle per message, so that CPython's clients can use an mproc manager.
+//! pickle per message, so that CPython's clients can use an mproc manager, and mproc's proxies
+//! ([`Proxy::connect`]) a manager of CPython's.
 //!
 //! # What mproc guarantees beyond CPython
 //! - **No hang on a gone manager.** A call on a manager that was shut down, killed or died is
 //!   [`Error::ManagerGone`] as soon as its connection ends. A blocking call given a timeout waits
 //!   for its answer at most that long plus [`REPLY_GRACE`], even if the manager is stopped
-//!   (`SIGSTOP`); other calls are bounded by [`ManagerBuilder::call_timeout`] when set.
+//!   (`SIGSTOP`); other calls are bounded by [`ManagerBuilder::call_timeout`] when set, in
+//!   every process the manager's proxies reach (a proxy carries it to a child); the calls a
+//!   dropped proxy makes (`decref`) by [`CLEANUP_BOUND`] (or the call timeout, if shorter).
 //! - **Dead clients release what they held.** Objects held only by a process that dies are
 //!   released; a lock it held is released, and the next owner is told
 //!   ([`AcquireGuard::owner_died`]); a call the server was blocked in for it (an `acquire`, a
