@@ -969,6 +969,9 @@ print(d._token.id, l._token.id, lk._token.id, q._token.id, flush=True)
 # The Rust client says it is done through the queue it was given.
 done = q.get(timeout=60)
 print(dict(d), list(l), lk.acquire(False), done, flush=True)
+# Shut down only when the Rust side has its answers (closes stdin): the manager must not go
+# while the reply to the Rust side's last call is on its way.
+sys.stdin.read()
 m.shutdown()
 "#;
     let key = [7u8; 32];
@@ -983,7 +986,12 @@ m.shutdown()
         ));
         let _ = std::fs::remove_file(&path);
         let path_s = path.to_str().unwrap().to_owned();
-        let mut python = common_cpython::Running::start(&py, script, &[&hex, &path_s]);
+        let mut python = common_cpython::Running::start_with_stdin(
+            &py,
+            script,
+            &[&hex, &path_s],
+            std::process::Stdio::piped(),
+        );
         let line = python.line(Duration::from_secs(120));
         let ids: Vec<&str> = line.split(' ').collect();
         let [d_id, l_id, lock_id, q_id] = ids[..] else {
@@ -1044,6 +1052,7 @@ m.shutdown()
             "{}",
             py.label()
         );
+        drop(python.child.as_mut().unwrap().stdin.take());
         let out = python.finish(Duration::from_secs(60));
         assert!(
             out.status.success(),
