@@ -644,15 +644,18 @@ fn one_manager_life(m: StartMethod, shutdown: bool) {
     let l: ListProxy<i64> = mgr.list().unwrap();
     let lock = mgr.lock().unwrap();
     d.set_item("a".into(), 1).unwrap();
-    std::thread::scope(|s| {
-        for i in 0..3 {
-            let (d, l) = (&d, &l);
-            s.spawn(move || {
+    // Joined threads, not scoped ones: `join` returns once a thread's thread-locals (its
+    // connection) are destroyed.
+    let threads: Vec<_> = (0..3)
+        .map(|i| {
+            let (d, l) = (d.clone(), l.clone());
+            std::thread::spawn(move || {
                 l.append(i).unwrap();
                 assert_eq!(d.get_item("a").unwrap(), 1);
-            });
-        }
-    });
+            })
+        })
+        .collect();
+    threads.into_iter().for_each(|t| t.join().unwrap());
     let p = mproc::get_context(m).process(append_one, (l.clone(), 9));
     p.start().unwrap();
     join_ok(&p);
