@@ -418,7 +418,11 @@ fn a_dict_of_lists_is_used_by_whoever_reads_it(
     d.del_item("template").unwrap();
     assert_eq!(mgr.stats().unwrap().objects, 1);
     drop(d);
-    assert_eq!(mgr.stats().unwrap().objects, 0);
+    // Under load the server may not yet have ended the session of the fork child joined last,
+    // which it counts as holding the dict for a moment (seen: 5 of 25 runs with two busy loops;
+    // why the child's own `decref` does not settle it first is not yet understood): the dict
+    // goes when the server sees that child's pidfd.
+    eventually("the dict released", || mgr.stats().unwrap().objects == 0);
 }
 
 fn append_and_store(l: ListProxy<i64>, d: DictProxy<String, ListProxy<i64>>) -> mproc::Result<()> {
