@@ -8,7 +8,8 @@
 //! accepted is delivered exactly once, even if the putter exits at once); the locks and their
 //! kin ([`Lock`], [`RLock`], [`Semaphore`], [`BoundedSemaphore`], [`Condition`], [`Event`],
 //! [`Barrier`]), robust against a dead owner; shared [`Value`]s and [`Array`]s by Python
-//! typecode, and named [`SharedMemory`].
+//! typecode, and named [`SharedMemory`]; a [`Manager`], whose server process holds objects that
+//! any process uses through proxies, over CPython's own wire ([`managers`]).
 //!
 //! ```no_run
 //! use mproc::StartMethod;
@@ -168,6 +169,7 @@ pub mod connection;
 mod context;
 mod error;
 mod launch;
+pub mod managers;
 mod method;
 pub mod pickle;
 pub mod pool;
@@ -193,6 +195,11 @@ pub use context::{
 pub use error::{Error, Result};
 pub use launch::child::exit;
 pub use launch::fork::set_fork_warning;
+pub use managers::{
+    AcquireGuard, ArrayProxy, BarrierProxy, ConditionProxy, DictProxy, EventProxy, ListProxy,
+    LockProxy, Manager, ManagerBuilder, ManagerStats, NamespaceProxy, Proxy, QueueProxy,
+    RLockProxy, SemaphoreProxy, ValueProxy,
+};
 pub use method::StartMethod;
 pub use pool::{
     ApplyBuilder, AsyncResult, Callbacks, IMapBuilder, IMapIterator, IMapStream, MapBuilder,
