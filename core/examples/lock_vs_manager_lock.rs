@@ -49,7 +49,7 @@ fn run_workers(procs: Vec<mproc::Process>) -> mproc::Result<()> {
         p.start()?;
     }
     for p in &procs {
-        p.join(None)?;
+        p.join()?;
         if p.exitcode()? != Some(0) {
             return Err(Error::InvalidArgument(format!(
                 "{} failed: {:?}",

@@ -35,7 +35,7 @@ fn main() -> mproc::Result<()> {
 
     let p = ctx.process(f, (d.clone(), l.clone()));
     p.start()?;
-    p.join(None)?;
+    p.join()?;
 
     println!("{d}");
     println!("{l}");

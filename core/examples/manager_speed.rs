@@ -62,7 +62,7 @@ fn raw_round_trip() -> mproc::Result<Duration> {
         a.read_exact(&mut buf).unwrap();
     });
     drop(a);
-    echo_proc.join(None)?;
+    echo_proc.join()?;
     Ok(rt)
 }
 
@@ -113,7 +113,7 @@ fn measure(
         l.clear_all()?;
     }
     drop(sock);
-    echo_proc.join(None)?;
+    echo_proc.join()?;
     let ns: Vec<u64> = samples
         .into_iter()
         .map(|s| median(s).as_nanos() as u64)
@@ -167,7 +167,7 @@ fn main() -> mproc::Result<()> {
     for m in methods {
         let ctx = mproc::get_context(m);
         let manager = ctx.manager()?;
-        let (ours, theirs) = ctx.pipe(true)?;
+        let (ours, theirs) = ctx.pipe()?;
         let p = ctx.process(
             measure,
             (
@@ -180,7 +180,7 @@ fn main() -> mproc::Result<()> {
         );
         p.start()?;
         let ns: Vec<u64> = ours.recv()?;
-        p.join(None)?;
+        p.join()?;
         drop(manager);
         let raw = Duration::from_nanos(ns[0]);
         let names = [
@@ -211,7 +211,7 @@ fn main() -> mproc::Result<()> {
         let start_join = per_op(n, || {
             let p = ctx.process(noop, ());
             p.start().unwrap();
-            p.join(None).unwrap();
+            p.join().unwrap();
         });
         println!(
             "{m}: Manager start+shutdown {:.2} ms; process start+join {:.2} ms ({:.2}x)",

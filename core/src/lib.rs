@@ -85,7 +85,10 @@
 //! | `res.ready()` / `res.successful()` | [`res.ready()`](AsyncResult::ready) / [`res.successful()?`](AsyncResult::successful) |
 //! | `multiprocessing.TimeoutError` | [`Error::Timeout`] |
 //! | `time.sleep(s)` | `std::thread::sleep(Duration::from_secs_f64(s))` |
-//! | `Manager()`, `manager.dict()`, `manager.list()`, `manager.Lock()` | not in mproc yet (the Manager is the next issue) |
+//! | `with Manager() as manager:` | [`let manager = ctx.manager()?;`](Context::manager) (dropping it shuts the server down; [`manager.shutdown()?`](Manager::shutdown) does so early) |
+//! | `manager.dict()` / `manager.list(range(10))` | [`manager.dict::<K, V>()?`](Manager::dict) / [`manager.list_from(0..10)?`](Manager::list_from) |
+//! | `d[k] = v` / `d[k]` / `l.append(x)` / `str(l)` | [`d.set_item(k, v)?`](DictProxy::set_item) / [`d.get_item(&k)?`](DictProxy::get_item) / [`l.append(x)?`](ListProxy::append) / [`l.as_proxy().repr()?`](Proxy::repr) |
+//! | `manager.Lock()` / `manager.Queue()` / `manager.Value('i', 0)` | [`manager.lock()?`](Manager::lock) / [`manager.queue::<T>(None)?`](Manager::queue) / [`manager.value("i", 0)?`](Manager::value) |
 //!
 //! The same calls, compiled:
 //!

@@ -13,7 +13,7 @@ use nix::sys::signal::Signal;
 use rstest::rstest;
 use std::time::{Duration, Instant};
 
-const LONG: Option<Duration> = Some(Duration::from_secs(60));
+const LONG: Duration = Duration::from_secs(60);
 const SHORT: Duration = Duration::from_millis(200);
 
 fn manager(m: StartMethod) -> Manager {
@@ -21,7 +21,7 @@ fn manager(m: StartMethod) -> Manager {
 }
 
 fn join_ok(p: &mproc::Process) {
-    p.join(LONG).unwrap();
+    p.join_timeout(LONG).unwrap();
     assert_eq!(p.exitcode().unwrap(), Some(0), "{}", p.get_name());
 }
 
@@ -452,7 +452,7 @@ fn take_from_queue(
     q: mproc::Queue<ListProxy<i64>>,
     d: DictProxy<String, ListProxy<i64>>,
 ) -> mproc::Result<()> {
-    let l = q.get(true, Some(Duration::from_secs(60)))?;
+    let l = q.get_timeout(Duration::from_secs(60))?;
     l.append(9)?;
     d.set_item("via queue".into(), l)
 }
@@ -464,10 +464,10 @@ fn a_proxy_crosses_an_mproc_queue_after_its_sender_dropped_it(
     let mgr = manager(m);
     let ctx = mproc::get_context(m);
     let d = mgr.dict().unwrap();
-    let q = ctx.queue::<ListProxy<i64>>(None).unwrap();
+    let q = ctx.queue::<ListProxy<i64>>().unwrap();
     let p = ctx.process(take_from_queue, (q.clone(), d.clone()));
     p.start().unwrap();
-    q.put(mgr.list_from([3i64]).unwrap(), true, None)
+    q.put(mgr.list_from([3i64]).unwrap())
         .map_err(Error::from)
         .unwrap();
     // Our proxy is gone: the transfer reference keeps the list until the child adopts it.
@@ -533,7 +533,7 @@ fn objects_held_only_by_a_killed_client_are_released(
     assert_eq!(d.len().unwrap(), 0);
     assert_eq!(mgr.stats().unwrap().objects, 7);
     p.kill().unwrap();
-    p.join(LONG).unwrap();
+    p.join_timeout(LONG).unwrap();
     assert_eq!(p.exitcode().unwrap(), Some(-9));
     eventually("the killed child's lists released", || {
         mgr.stats().unwrap().objects == 2
@@ -559,7 +559,7 @@ fn a_lock_whose_owner_is_killed_is_released_and_the_next_owner_told(
     assert!(ready.wait_timeout(Duration::from_secs(60)).unwrap());
     assert!(lock.try_acquire().unwrap().is_none());
     p.kill().unwrap();
-    p.join(LONG).unwrap();
+    p.join_timeout(LONG).unwrap();
     let g = lock
         .acquire_timeout(Duration::from_secs(30))
         .unwrap()
@@ -594,7 +594,7 @@ fn a_client_killed_while_blocked_takes_nothing(
         mgr.stats().unwrap().blocked == 1
     });
     p.kill().unwrap();
-    p.join(LONG).unwrap();
+    p.join_timeout(LONG).unwrap();
     eventually("the blocked call cancelled", || {
         mgr.stats().unwrap().blocked == 0
     });
@@ -736,7 +736,7 @@ fn a_killed_manager_fails_blocked_and_later_calls(
         assert!(t.elapsed() < Duration::from_secs(5));
     });
     assert!(matches!(q.try_get(), Err(Error::ManagerGone(_))));
-    mgr.join(LONG).unwrap();
+    mgr.join_timeout(LONG).unwrap();
     assert_eq!(mgr.exitcode().unwrap(), Some(-9));
 }
 
@@ -775,7 +775,7 @@ fn a_stopped_manager_does_not_hold_a_caller_that_set_a_timeout() {
 /// Exits 0 if a call on `d` runs out as the call timeout the parent's manager set, within
 /// a bound.
 fn call_times_out(d: DictProxy<String, i64>, go: mproc::Event) -> mproc::Result<()> {
-    if !go.wait(Some(Duration::from_secs(60)))? {
+    if !go.wait_timeout(Duration::from_secs(60))? {
         return Err(Error::Timeout);
     }
     let t = Instant::now();
@@ -806,7 +806,7 @@ fn a_childs_proxies_keep_the_managers_call_timeout(
     common::kill(pid, Signal::SIGSTOP).unwrap();
     // The child's first call (its connection, its reference) meets a stopped manager.
     go.set();
-    let joined = p.join(LONG);
+    let joined = p.join_timeout(LONG);
     common::kill(pid, Signal::SIGCONT).unwrap();
     joined.unwrap();
     assert_eq!(p.exitcode().unwrap(), Some(0));

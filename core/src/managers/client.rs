@@ -278,8 +278,8 @@ impl Client {
         let conn = self.connect(deadline)?;
         conn.send_bytes(request)
             .and_then(|()| match deadline {
-                None => conn.recv_bytes(None),
-                Some(d) => conn.recv_bytes_timeout(None, left(d)),
+                None => conn.recv_bytes(),
+                Some(d) => conn.recv_bytes_timeout(left(d)),
             })
             .map_err(|e| self.lost(e))
     }
@@ -304,8 +304,8 @@ impl Client {
             None => self.open(deadline)?,
         };
         let r = conn.send_bytes(request).and_then(|()| match deadline {
-            None => conn.recv_bytes(None),
-            Some(d) => conn.recv_bytes_timeout(None, left(d)),
+            None => conn.recv_bytes(),
+            Some(d) => conn.recv_bytes_timeout(left(d)),
         });
         match r {
             Ok(bytes) => {
@@ -343,8 +343,8 @@ impl Client {
             let req = pickle::dumps(&wire::request(None, method, args, Dict::new()))?;
             conn.send_bytes(&req).map_err(|e| self.lost(e))?;
             let bytes = match deadline {
-                None => conn.recv_bytes_timeout(None, connection::DEFAULT_HANDSHAKE_TIMEOUT),
-                Some(d) => conn.recv_bytes_timeout(None, left(d)),
+                None => conn.recv_bytes_timeout(connection::DEFAULT_HANDSHAKE_TIMEOUT),
+                Some(d) => conn.recv_bytes_timeout(left(d)),
             }
             .map_err(|e| self.lost(e))?;
             wire::parse_reply(pickle::loads_with(&bytes, &self.read_opts)?)

@@ -28,7 +28,7 @@
 //!     let l = manager.list_from((0..10).map(Value::from))?;
 //!     let p = mproc::Process::new(f, (d.clone(), l.clone()));
 //!     p.start()?;
-//!     p.join(None)?;
+//!     p.join()?;
 //!     println!("{d}"); // {1: '1', '2': 2, 0.25: None}
 //!     println!("{l}"); // [9, 8, 7, 6, 5, 4, 3, 2, 1, 0]
 //!     Ok(())
@@ -226,7 +226,7 @@ impl Manager {
             listener: server::ListenFd(fd),
             address: address.to_string(),
             authkey: authkey.clone(),
-            control: Connection::from_fd(theirs, true, true),
+            control: Connection::from_fd(theirs),
             cleanup_dir: cleanup_dir.clone(),
         };
         let process = b.ctx.process(server_main, (args,)).daemon(true);
@@ -259,7 +259,7 @@ impl Manager {
             authkey,
             client,
             process,
-            control: Mutex::new(Some(Connection::from_fd(ours, true, true))),
+            control: Mutex::new(Some(Connection::from_fd(ours))),
             cleanup_dir,
             creator: std::process::id(),
         })
@@ -285,10 +285,16 @@ impl Manager {
         self.process.is_alive()
     }
 
-    /// Waits for the server process to end, at most `timeout` (`None`: for ever); it ends after
-    /// a `shutdown` (from this handle or any client).
-    pub fn join(&self, timeout: Option<Duration>) -> Result<()> {
-        self.process.join(timeout)
+    /// Waits for the server process to end and returns its exit code; it ends after a
+    /// `shutdown` (from this handle or any client).
+    pub fn join(&self) -> Result<i32> {
+        self.process.join()
+    }
+
+    /// Waits at most `timeout` for the server process to end: its exit code if it ended,
+    /// `None` if it is still running.
+    pub fn join_timeout(&self, timeout: Duration) -> Result<Option<i32>> {
+        self.process.join_timeout(timeout)
     }
 
     /// The server's exit code, once it has ended.
@@ -308,17 +314,17 @@ impl Manager {
         }
         let request = pickle::dumps(&wire::request(None, "shutdown", vec![], Dict::new()))?;
         if control.send_bytes(&request).is_ok() {
-            let _ = control.recv_bytes_timeout(None, SHUTDOWN_STEP);
+            let _ = control.recv_bytes_timeout(SHUTDOWN_STEP);
         }
         drop(control);
-        self.process.join(Some(SHUTDOWN_STEP))?;
+        self.process.join_timeout(SHUTDOWN_STEP)?;
         if self.process.is_alive()? {
             self.process.terminate()?;
-            self.process.join(Some(SHUTDOWN_STEP))?;
+            self.process.join_timeout(SHUTDOWN_STEP)?;
         }
         if self.process.is_alive()? {
             self.process.kill()?;
-            self.process.join(Some(SHUTDOWN_STEP * 5))?;
+            self.process.join_timeout(SHUTDOWN_STEP * 5)?;
         }
         if let Some(pid) = self.process.pid() {
             lock(&client::SERVER_PIDS).retain(|&p| p != pid);

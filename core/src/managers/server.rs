@@ -340,7 +340,7 @@ impl Server {
     /// Reads the owner's control channel: `true` to stop (a `shutdown` request, which is
     /// answered first, or end of file).
     fn control(&self, control: &Connection) -> bool {
-        let Ok(bytes) = control.recv_bytes(None) else {
+        let Ok(bytes) = control.recv_bytes() else {
             return true;
         };
         let is_shutdown = pickle::loads_with(&bytes, &self.read_opts)
@@ -379,7 +379,7 @@ impl Server {
             pending: Vec::new(),
         };
         let fd = conn.fileno().unwrap_or(-1);
-        while let Ok(bytes) = conn.recv_bytes(None) {
+        while let Ok(bytes) = conn.recv_bytes() {
             let previous = std::mem::take(&mut st.pending);
             let (reply, undo, after) = self.handle(&mut st, &conn, fd, &bytes);
             let sent = self.send(&conn, &reply).is_ok();
