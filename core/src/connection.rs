@@ -305,6 +305,11 @@ impl Connection {
         Ok(self.fd()?.as_raw_fd())
     }
 
+    /// The descriptor, borrowed (for the socket options a server reads off it).
+    pub(crate) fn borrow_fd(&self) -> Result<BorrowedFd<'_>> {
+        self.fd()
+    }
+
     fn fd(&self) -> Result<BorrowedFd<'_>> {
         if self.broken.get() {
             return Err(Error::Closed);

@@ -141,6 +141,17 @@ pub enum Error {
     /// A pickle could not be read, or a value could not be pickled
     /// ([`mproc::pickle`](crate::pickle)).
     Pickle(crate::pickle::error::PickleError),
+    /// A [`Manager`](crate::Manager)'s server cannot be reached: it was shut down, killed, or
+    /// died, or the object a proxy names no longer exists there. The message says which.
+    ManagerGone(String),
+    /// A key that a manager's dict does not hold (Python's `KeyError`): the key's `repr`.
+    KeyError(String),
+    /// An index outside a manager's list or array, or a `pop` from an empty one (Python's
+    /// `IndexError`), with Python's message.
+    IndexError(String),
+    /// An attribute that a manager's `Namespace` (or other object) does not have (Python's
+    /// `AttributeError`), with Python's message.
+    AttributeError(String),
     /// A pool task ran past its deadline (`task_timeout`, or `timeout` on the call): its worker
     /// was killed and replaced, and the task failed. Distinct from [`Error::Timeout`], which is a
     /// caller giving up waiting while the task runs on.
@@ -196,6 +207,10 @@ impl Error {
             Error::Io(_) => "Io",
             Error::AuthenticationError(_) => "AuthenticationError",
             Error::Pickle(_) => "Pickle",
+            Error::ManagerGone(_) => "ManagerGone",
+            Error::KeyError(_) => "KeyError",
+            Error::IndexError(_) => "IndexError",
+            Error::AttributeError(_) => "AttributeError",
             Error::TaskTimeout { .. } => "TaskTimeout",
         }
     }
@@ -287,6 +302,10 @@ impl fmt::Display for Error {
             Error::Io(e) => write!(f, "{e}"),
             Error::AuthenticationError(why) => f.write_str(why),
             Error::Pickle(e) => write!(f, "pickle: {e}"),
+            Error::ManagerGone(why) => write!(f, "the manager is gone: {why}"),
+            Error::KeyError(key) => write!(f, "no such key: {key}"),
+            Error::IndexError(why) => f.write_str(why),
+            Error::AttributeError(why) => f.write_str(why),
             Error::TaskTimeout { pid, timeout } => write!(
                 f,
                 "the task ran past its deadline of {timeout:?}: its worker {pid} was killed and replaced"

@@ -8,7 +8,8 @@
 //! accepted is delivered exactly once, even if the putter exits at once); the locks and their
 //! kin ([`Lock`], [`RLock`], [`Semaphore`], [`BoundedSemaphore`], [`Condition`], [`Event`],
 //! [`Barrier`]), robust against a dead owner; shared [`Value`]s and [`Array`]s by Python
-//! typecode, and named [`SharedMemory`].
+//! typecode, and named [`SharedMemory`]; a [`Manager`], whose server process holds objects that
+//! any process uses through proxies, over CPython's own wire ([`managers`]).
 //!
 //! ```no_run
 //! use mproc::StartMethod;
@@ -84,7 +85,10 @@
 //! | `res.ready()` / `res.successful()` | [`res.ready()`](AsyncResult::ready) / [`res.successful()?`](AsyncResult::successful) |
 //! | `multiprocessing.TimeoutError` | [`Error::Timeout`] |
 //! | `time.sleep(s)` | `std::thread::sleep(Duration::from_secs_f64(s))` |
-//! | `Manager()`, `manager.dict()`, `manager.list()`, `manager.Lock()` | not in mproc yet (the Manager is the next issue) |
+//! | `with Manager() as manager:` | [`let manager = ctx.manager()?;`](Context::manager) (dropping it shuts the server down; [`manager.shutdown()?`](Manager::shutdown) does so early) |
+//! | `manager.dict()` / `manager.list(range(10))` | [`manager.dict::<K, V>()?`](Manager::dict) / [`manager.list_from(0..10)?`](Manager::list_from) |
+//! | `d[k] = v` / `d[k]` / `l.append(x)` / `str(l)` | [`d.set_item(k, v)?`](DictProxy::set_item) / [`d.get_item(&k)?`](DictProxy::get_item) / [`l.append(x)?`](ListProxy::append) / [`l.as_proxy().repr()?`](Proxy::repr) |
+//! | `manager.Lock()` / `manager.Queue()` / `manager.Value('i', 0)` | [`manager.lock()?`](Manager::lock) / [`manager.queue::<T>(None)?`](Manager::queue) / [`manager.value("i", 0)?`](Manager::value) |
 //!
 //! The same calls, compiled:
 //!
@@ -168,6 +172,7 @@ pub mod connection;
 mod context;
 mod error;
 mod launch;
+pub mod managers;
 mod method;
 pub mod pickle;
 pub mod pool;
@@ -193,6 +198,11 @@ pub use context::{
 pub use error::{Error, Result};
 pub use launch::child::exit;
 pub use launch::fork::set_fork_warning;
+pub use managers::{
+    AcquireGuard, ArrayProxy, BarrierProxy, ConditionProxy, DictProxy, EventProxy, ListProxy,
+    LockProxy, Manager, ManagerBuilder, ManagerStats, NamespaceProxy, Proxy, QueueProxy,
+    RLockProxy, SemaphoreProxy, ValueProxy,
+};
 pub use method::StartMethod;
 pub use pool::{
     ApplyBuilder, AsyncResult, Callbacks, IMapBuilder, IMapIterator, IMapStream, MapBuilder,

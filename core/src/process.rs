@@ -318,6 +318,7 @@ impl Process {
             parent_pid: Some(std::process::id()),
             parent_name: Some(me.name.clone()),
             started_by: Some(method),
+            authkey: me.authkey.clone(),
         };
         let popen = match method {
             StartMethod::Fork => {
@@ -337,6 +338,7 @@ impl Process {
                     parent_pid: std::process::id(),
                     parent_name: me.name.clone(),
                     method,
+                    authkey: child_me.authkey.clone(),
                 };
                 let popen = if method == StartMethod::Spawn {
                     launch::spawn::start(&spec, &encoded.fds)?

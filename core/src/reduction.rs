@@ -56,6 +56,12 @@ pub(crate) fn encode<T: Serialize + ?Sized>(value: &T, what: &str) -> Result<Enc
     })
 }
 
+/// Whether [`encode`] is running on this thread: the value being serialised goes to a child
+/// process as a start argument (CPython's `get_spawning_popen() is not None`).
+pub(crate) fn encoding_for_child() -> bool {
+    OUTGOING.with(|o| o.borrow().is_some())
+}
+
 /// Deserialises a value encoded by [`encode`], handing it the received descriptors. Descriptors
 /// the value did not claim are closed. `what` names the message for the error.
 pub(crate) fn decode<T: DeserializeOwned>(

@@ -23,12 +23,20 @@ pub(crate) struct Me {
     pub parent_name: Option<String>,
     /// The start method that made this process (None in the main process).
     pub started_by: Option<StartMethod>,
+    /// Python's `current_process().authkey`: 32 random bytes in the main process, inherited by
+    /// every child (a manager's key unless it is given another).
+    pub authkey: Vec<u8>,
 }
 
 impl Me {
     fn main() -> Me {
+        let mut authkey = vec![0u8; 32];
+        // As CPython's `os.urandom(32)`. Without the kernel's random source there is no secret
+        // to be had; an all-zero key still works between processes that inherit it.
+        let _ = crate::sys::net::random_bytes(&mut authkey);
         Me {
             name: "MainProcess".into(),
+            authkey,
             ..placeholder_me()
         }
     }
@@ -55,6 +63,7 @@ const fn placeholder_me() -> Me {
         parent_pid: None,
         parent_name: None,
         started_by: None,
+        authkey: Vec::new(),
     }
 }
 

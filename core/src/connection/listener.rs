@@ -214,6 +214,32 @@ impl Listener {
         auth::answer_challenge_timeout(conn, key, left(deadline))
     }
 
+    /// Takes the listening socket out, leaving its file (if any) in place: for a process that
+    /// binds a listener and hands it to another (a manager's server), which then owns the file.
+    pub(crate) fn into_fd(mut self) -> Option<OwnedFd> {
+        self.unlink = None;
+        self.fd.take()
+    }
+
+    /// A listener over a socket bound and listening at `address` (handed over by
+    /// [`into_fd`](Listener::into_fd)), with the default handshake timeout and message size. It
+    /// removes the socket file when closed, as if this process had bound it.
+    pub(crate) fn from_fd(fd: OwnedFd, address: Address, authkey: Option<Vec<u8>>) -> Listener {
+        let unlink = match &address {
+            Address::Unix(p) => Some((p.clone(), std::process::id())),
+            _ => None,
+        };
+        Listener {
+            fd: Some(fd),
+            address,
+            authkey,
+            handshake_timeout: Some(DEFAULT_HANDSHAKE_TIMEOUT),
+            max_message_size: Some(super::DEFAULT_MAX_MESSAGE_SIZE),
+            unlink,
+            last_accepted: Mutex::new(None),
+        }
+    }
+
     /// Closes the listener (and removes its socket file). Further accepts are
     /// [`Error::Closed`].
     pub fn close(&mut self) {

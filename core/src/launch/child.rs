@@ -19,6 +19,7 @@ fn me_of(spec: &ChildSpec) -> Me {
         parent_pid: Some(spec.parent_pid),
         parent_name: Some(spec.parent_name.clone()),
         started_by: Some(spec.method),
+        authkey: spec.authkey.clone(),
     }
 }
 

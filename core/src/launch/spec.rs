@@ -27,6 +27,8 @@ pub(crate) struct ChildSpec {
     pub parent_pid: u32,
     pub parent_name: String,
     pub method: StartMethod,
+    /// The child's `current_process().authkey` (its parent's).
+    pub authkey: Vec<u8>,
 }
 
 /// Sends `spec` with `fds` over a child's bootstrap channel, giving up after

@@ -35,14 +35,46 @@ pub fn to_value<T: Serialize + ?Sized>(v: &T) -> Result<Value> {
 /// Reads a Rust value out of a Python value. A mismatch is [`Error::Deserialize`] naming the
 /// Rust type expected and what was found (`expected u32, found str 'abc'`).
 pub fn from_value<T: DeserializeOwned>(v: Value) -> Result<T> {
-    let shown = short_repr(&v);
+    // What to name in an error, decided before the value is consumed: a container's repr (the
+    // error names only the part that did not fit), a scalar's type (the error shows the scalar
+    // itself). Formatting it only on failure would need a copy of the value on success.
+    let shown = match &v {
+        Value::Tuple(_)
+        | Value::List(_)
+        | Value::Dict(_)
+        | Value::Set(_)
+        | Value::FrozenSet(_)
+        | Value::Object(_) => Shown::Repr(short_repr(&v)),
+        scalar => Shown::Type(scalar_type(scalar)),
+    };
     T::deserialize(ValueDeserializer(v)).map_err(|e| {
+        let shown = match shown {
+            Shown::Repr(r) => format!("the Python value {r}"),
+            Shown::Type(t) => format!("a Python {t}"),
+        };
         Error::Deserialize(format!(
-            "{} from the Python value {shown}: {}",
+            "{} from {shown}: {}",
             std::any::type_name::<T>(),
             e.0
         ))
     })
+}
+
+enum Shown {
+    Repr(String),
+    Type(&'static str),
+}
+
+fn scalar_type(v: &Value) -> &'static str {
+    match v {
+        Value::None => "None",
+        Value::Bool(_) => "bool",
+        Value::Int(_) | Value::BigInt(_) => "int",
+        Value::Float(_) => "float",
+        Value::Str(_) => "str",
+        Value::Bytes(_) => "bytes",
+        _ => "class",
+    }
 }
 
 fn short_repr(v: &Value) -> String {

@@ -53,7 +53,7 @@ pub use repr::float_repr;
 pub use value::{
     Construct, Dict, DictIntoIter, Global, Object, Set, SetIntoIter, Unhashable, Value,
 };
-pub use write::dumps;
+pub use write::{dumps, dumps_tuple};
 
 pub use num_bigint::BigInt;
 

@@ -122,19 +122,24 @@ impl ReadOptions {
 type Id = u32;
 
 enum Node {
+    /// A node whose value the builder has taken out.
+    Taken,
     Atom(Value),
     List(Vec<Id>),
     Tuple(Vec<Id>),
     Dict(Vec<(Id, Id)>),
     Set(Vec<Id>),
     FrozenSet(Vec<Id>),
-    Object {
-        class: Global,
-        construct: NodeConstruct,
-        state: Option<Id>,
-        list_items: Vec<Id>,
-        dict_items: Vec<(Id, Id)>,
-    },
+    /// Boxed: objects are rare, and a small node keeps the arena of a small message small.
+    Object(Box<ObjectNode>),
+}
+
+struct ObjectNode {
+    class: Global,
+    construct: NodeConstruct,
+    state: Option<Id>,
+    list_items: Vec<Id>,
+    dict_items: Vec<(Id, Id)>,
 }
 
 enum NodeConstruct {
@@ -152,7 +157,11 @@ struct Machine<'a> {
     nodes: Vec<Node>,
     stack: Vec<Id>,
     marks: Vec<usize>,
-    memo: HashMap<u64, Id>,
+    memo: Memo,
+    /// Whether a node may be reached twice (a memo reference, `DUP`, or an opcode that copies
+    /// a container's item references). Otherwise the arena is a tree, and the builder moves
+    /// values out of it instead of copying them.
+    shared: bool,
     opts: &'a ReadOptions,
     /// How many more item references opcodes may copy (a `REDUCE` copies its arguments, a
     /// `BUILD` merges dict states): bounded like the output, so that a short pickle repeating
@@ -160,32 +169,116 @@ struct Machine<'a> {
     copies_left: usize,
 }
 
+/// The arena's vectors, kept per thread between reads (cleared, and only while small), so that
+/// reading a small message allocates little more than its values.
+#[derive(Default)]
+struct Scratch {
+    nodes: Vec<Node>,
+    stack: Vec<Id>,
+    marks: Vec<usize>,
+    memo: Vec<Id>,
+}
+
+/// The largest arena kept between reads.
+const SCRATCH_KEEP: usize = 4096;
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Option<Scratch>> = const { std::cell::RefCell::new(None) };
+}
+
 /// Reads one pickle from `input` (which must hold exactly the pickle, or the pickle and then
 /// anything: reading stops at `STOP`).
 pub fn loads_with(input: &[u8], opts: &ReadOptions) -> Result<Value, PickleError> {
+    // A read inside a read (none today) would find the scratch taken and start afresh.
+    let scratch = SCRATCH
+        .try_with(|s| s.borrow_mut().take())
+        .ok()
+        .flatten()
+        .unwrap_or_default();
     let mut m = Machine {
         input,
         pos: 0,
         op_pos: 0,
         proto: 0,
-        nodes: Vec::new(),
-        stack: Vec::new(),
-        marks: Vec::new(),
-        memo: HashMap::new(),
+        nodes: scratch.nodes,
+        stack: scratch.stack,
+        marks: scratch.marks,
+        memo: Memo {
+            dense: scratch.memo,
+            sparse: HashMap::new(),
+        },
+        shared: false,
         opts,
         copies_left: max_values(opts, input),
     };
-    let root = m.run()?;
-    let mut out = Builder {
-        nodes: &m.nodes,
-        active: vec![false; m.nodes.len()],
-        values_left: max_values(opts, input),
-        bytes_left: opts
-            .max_bytes
-            .unwrap_or_else(|| (input.len().saturating_mul(4)).max(64 << 20)),
-        max_depth: opts.max_depth,
+    let out = m.run().and_then(|root| {
+        let tree = !m.shared;
+        Builder {
+            active: if tree {
+                Vec::new()
+            } else {
+                vec![false; m.nodes.len()]
+            },
+            nodes: &mut m.nodes,
+            tree,
+            values_left: max_values(opts, input),
+            bytes_left: opts
+                .max_bytes
+                .unwrap_or_else(|| (input.len().saturating_mul(4)).max(64 << 20)),
+            max_depth: opts.max_depth,
+        }
+        .build(root, 0)
+    });
+    let mut keep = Scratch {
+        nodes: m.nodes,
+        stack: m.stack,
+        marks: m.marks,
+        memo: m.memo.dense,
     };
-    out.build(root, 0)
+    if keep.nodes.capacity() <= SCRATCH_KEEP && keep.memo.capacity() <= SCRATCH_KEEP {
+        keep.nodes.clear();
+        keep.stack.clear();
+        keep.marks.clear();
+        keep.memo.clear();
+        let _ = SCRATCH.try_with(|s| *s.borrow_mut() = Some(keep));
+    }
+    out
+}
+
+/// The memo: entries stored at the next index (as `MEMOIZE` and CPython's pickler always do) in
+/// a vector, any other index in a map (so that a `PUT` at index 2^40 costs one entry, not 2^40).
+struct Memo {
+    dense: Vec<Id>,
+    sparse: HashMap<u64, Id>,
+}
+
+impl Memo {
+    /// The number of entries (where `MEMOIZE` stores the next one).
+    fn len(&self) -> usize {
+        self.dense.len() + self.sparse.len()
+    }
+
+    fn put(&mut self, idx: u64, id: Id) {
+        let dense = self.dense.len() as u64;
+        if idx < dense {
+            self.dense[idx as usize] = id;
+        } else if idx == dense {
+            self.dense.push(id);
+            // An entry stored out of order earlier at this index is replaced.
+            if !self.sparse.is_empty() {
+                self.sparse.remove(&idx);
+            }
+        } else {
+            self.sparse.insert(idx, id);
+        }
+    }
+
+    fn get(&self, idx: u64) -> Option<Id> {
+        match usize::try_from(idx).ok().and_then(|i| self.dense.get(i)) {
+            Some(&id) => Some(id),
+            None => self.sparse.get(&idx).copied(),
+        }
+    }
 }
 
 fn max_values(opts: &ReadOptions, input: &[u8]) -> usize {
@@ -373,12 +466,13 @@ impl<'a> Machine<'a> {
 
     fn memo_put(&mut self, idx: u64) -> Result<(), PickleError> {
         let top = self.top()?;
-        self.memo.insert(idx, top);
+        self.memo.put(idx, top);
         Ok(())
     }
 
     fn memo_get(&mut self, idx: u64) -> Result<(), PickleError> {
-        let id = *self.memo.get(&idx).ok_or_else(|| {
+        self.shared = true;
+        let id = self.memo.get(idx).ok_or_else(|| {
             self.err(
                 Kind::MemoMissing,
                 format!("memo entry {idx} is not defined"),
@@ -480,6 +574,7 @@ impl<'a> Machine<'a> {
                     self.pop_mark()?;
                 }
                 op::DUP => {
+                    self.shared = true;
                     let t = self.top()?;
                     self.stack.push(t);
                 }
@@ -605,13 +700,7 @@ impl<'a> Machine<'a> {
                     let class = Global::new("builtins", "bytearray");
                     let arg = self.nodes.len() as Id;
                     self.nodes.push(Node::Atom(Value::Bytes(b)));
-                    self.push_node(Node::Object {
-                        class,
-                        construct: NodeConstruct::Call(vec![arg]),
-                        state: None,
-                        list_items: Vec::new(),
-                        dict_items: Vec::new(),
-                    })?;
+                    self.push_node(object(class, NodeConstruct::Call(vec![arg])))?;
                 }
                 op::EMPTY_TUPLE => self.push_node(Node::Tuple(Vec::new()))?,
                 op::TUPLE1 | op::TUPLE2 | op::TUPLE3 => {
@@ -819,7 +908,7 @@ impl<'a> Machine<'a> {
         let t = self.top()?;
         match &mut self.nodes[t as usize] {
             Node::List(v) => v.extend(items),
-            Node::Object { list_items, .. } => list_items.extend(items),
+            Node::Object(o) => o.list_items.extend(items),
             _ => return Err(self.err(Kind::Malformed, "APPEND to something not a list")),
         }
         Ok(())
@@ -829,7 +918,7 @@ impl<'a> Machine<'a> {
         let t = self.top()?;
         match &mut self.nodes[t as usize] {
             Node::Dict(v) => v.extend(pairs),
-            Node::Object { dict_items, .. } => dict_items.extend(pairs),
+            Node::Object(o) => o.dict_items.extend(pairs),
             _ => return Err(self.err(Kind::Malformed, "SETITEM on something not a dict")),
         }
         Ok(())
@@ -851,6 +940,7 @@ impl<'a> Machine<'a> {
             _ => return Err(self.err(Kind::Malformed, "arguments that are not a tuple")),
         };
         self.charge_copies(n)?;
+        self.shared = true;
         match &self.nodes[id as usize] {
             Node::Tuple(items) => Ok(items.clone()),
             _ => unreachable!("checked above"),
@@ -868,6 +958,7 @@ impl<'a> Machine<'a> {
                 // `set(x)` and `frozenset(x)` copy x's items.
                 let n = v.len();
                 self.charge_copies(n)?;
+                self.shared = true;
             }
         }
         let atom = |i: usize| match items.get(i).map(|&id| &self.nodes[id as usize]) {
@@ -935,44 +1026,42 @@ impl<'a> Machine<'a> {
 
     fn build(&mut self, target: Id, state: Id) -> Result<(), PickleError> {
         let merge = match (&self.nodes[target as usize], &self.nodes[state as usize]) {
-            (
-                Node::Object {
-                    state: Some(old), ..
-                },
-                Node::Dict(new),
-            ) => match &self.nodes[*old as usize] {
-                Node::Dict(old_items) => {
-                    Some(old_items.iter().chain(new).copied().collect::<Vec<_>>())
+            (Node::Object(o), Node::Dict(new)) => {
+                match o.state.map(|old| &self.nodes[old as usize]) {
+                    Some(Node::Dict(old_items)) => {
+                        Some(old_items.iter().chain(new).copied().collect::<Vec<_>>())
+                    }
+                    _ => None,
                 }
-                _ => None,
-            },
-            (Node::Object { .. }, _) => None,
+            }
+            (Node::Object(_), _) => None,
             _ => return Err(self.err(Kind::Malformed, "BUILD on something not an object")),
         };
         let new_state = match merge {
             Some(items) => {
                 self.charge_copies(items.len())?;
+                self.shared = true;
                 let id = self.nodes.len() as Id;
                 self.nodes.push(Node::Dict(items));
                 id
             }
             None => state,
         };
-        if let Node::Object { state, .. } = &mut self.nodes[target as usize] {
-            *state = Some(new_state);
+        if let Node::Object(o) = &mut self.nodes[target as usize] {
+            o.state = Some(new_state);
         }
         Ok(())
     }
 }
 
 fn object(class: Global, construct: NodeConstruct) -> Node {
-    Node::Object {
+    Node::Object(Box::new(ObjectNode {
         class,
         construct,
         state: None,
         list_items: Vec::new(),
         dict_items: Vec::new(),
-    }
+    }))
 }
 
 /// The globals the reader interprets itself (always accepted).
@@ -1092,9 +1181,12 @@ fn raw_unicode_escape(b: &[u8]) -> Option<String> {
     Some(out)
 }
 
-/// Copies the arena out into a value tree, within the bounds.
+/// Copies the arena out into a value tree, within the bounds (moving values out when the arena
+/// is a tree: every node is then reached once).
 struct Builder<'n> {
-    nodes: &'n [Node],
+    nodes: &'n mut [Node],
+    tree: bool,
+    /// The nodes being built (a cycle check, kept only when nodes may be shared).
     active: Vec<bool>,
     values_left: usize,
     bytes_left: usize,
@@ -1156,35 +1248,61 @@ impl Builder<'_> {
                 format!("values nest deeper than {} levels", self.max_depth),
             ));
         }
-        let node = &self.nodes[id as usize];
-        if self.active[id as usize] {
+        if !self.tree && self.active[id as usize] {
             return Err(self.err(
                 Kind::Recursive,
                 "the pickle holds a structure that contains itself",
             ));
         }
-        let size = match node {
+        let size = match &self.nodes[id as usize] {
             Node::Atom(Value::Str(s)) => s.len(),
             Node::Atom(Value::Bytes(b)) => b.len(),
             _ => 0,
         };
         self.charge(size)?;
+        if self.tree {
+            // Reached once: the node's value moves out (a node reached again would be a bug in
+            // the `shared` bookkeeping, reported rather than built wrong).
+            let node = std::mem::replace(&mut self.nodes[id as usize], Node::Taken);
+            return match node {
+                Node::Atom(v) => Ok(v),
+                Node::Taken => Err(self.err(Kind::Recursive, "a node reached twice")),
+                other => self.build_node(&other, depth),
+            };
+        }
         self.active[id as usize] = true;
-        let nodes = self.nodes;
-        let v = match &nodes[id as usize] {
+        // Taken out while its items are built (which borrow the builder), then put back: a
+        // shared node may be reached again.
+        let node = std::mem::replace(&mut self.nodes[id as usize], Node::Taken);
+        let v = match &node {
             Node::Atom(v) => Ok(v.clone()),
+            other => self.build_node(other, depth),
+        };
+        self.nodes[id as usize] = node;
+        self.active[id as usize] = false;
+        v
+    }
+
+    fn build_node(&mut self, node: &Node, depth: usize) -> Result<Value, PickleError> {
+        match node {
+            Node::Atom(v) => Ok(v.clone()),
+            Node::Taken => Err(self.err(
+                Kind::Recursive,
+                "the pickle holds a structure that contains itself",
+            )),
             Node::List(ids) => self.list(ids, depth).map(Value::List),
             Node::Tuple(ids) => self.list(ids, depth).map(Value::Tuple),
             Node::Dict(pairs) => self.dict(pairs, depth).map(Value::Dict),
             Node::Set(ids) => self.set(ids, depth).map(Value::Set),
             Node::FrozenSet(ids) => self.set(ids, depth).map(Value::FrozenSet),
-            Node::Object {
-                class,
-                construct,
-                state,
-                list_items,
-                dict_items,
-            } => (|| {
+            Node::Object(o) => (|| {
+                let ObjectNode {
+                    class,
+                    construct,
+                    state,
+                    list_items,
+                    dict_items,
+                } = &**o;
                 let construct = match construct {
                     NodeConstruct::Call(a) => Construct::Call(self.list(a, depth)?),
                     NodeConstruct::New(a) => Construct::New(self.list(a, depth)?),
@@ -1214,8 +1332,6 @@ impl Builder<'_> {
                     dict_items,
                 })))
             })(),
-        };
-        self.active[id as usize] = false;
-        v
+        }
     }
 }

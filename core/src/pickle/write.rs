@@ -52,20 +52,40 @@ struct Writer {
 /// Writes `v` as a protocol 4 pickle, as CPython 3.11–3.13 would. Nesting deeper than
 /// [`DEFAULT_MAX_DEPTH`] is refused (CPython raises `RecursionError` a little deeper).
 pub fn dumps(v: &Value) -> Result<Vec<u8>, PickleError> {
-    let mut w = Writer {
-        out: vec![0x80, 4],
-        frame_start: None,
-        framing: true,
-        memo_len: 0,
-        shared: HashMap::new(),
-    };
+    let mut w = Writer::new();
     w.save(v, 0)?;
-    w.write(b".");
-    w.commit_frame();
-    Ok(w.out)
+    Ok(w.finish())
+}
+
+/// Writes the tuple of `items` (borrowed), byte for byte as [`dumps`] writes
+/// `Value::Tuple(items)`: for messages whose parts the caller holds (a manager's request and
+/// reply envelopes), without building the tuple.
+pub fn dumps_tuple(items: &[&Value]) -> Result<Vec<u8>, PickleError> {
+    let mut w = Writer::new();
+    w.save_tuple(items.iter().copied(), 0)?;
+    Ok(w.finish())
 }
 
 impl Writer {
+    fn new() -> Writer {
+        // Room for a small message without growing (most manager messages are under 128 bytes).
+        let mut out = Vec::with_capacity(128);
+        out.extend_from_slice(&[0x80, 4]);
+        Writer {
+            out,
+            frame_start: None,
+            framing: true,
+            memo_len: 0,
+            shared: HashMap::new(),
+        }
+    }
+
+    fn finish(mut self) -> Vec<u8> {
+        self.write(b".");
+        self.commit_frame();
+        self.out
+    }
+
     fn write(&mut self, b: &[u8]) {
         if self.framing && self.frame_start.is_none() {
             self.frame_start = Some(self.out.len());
@@ -159,8 +179,15 @@ impl Writer {
                 self.write(&b);
             }
             Value::Str(s) => {
-                let key = (s.chars().count() <= 1 && s.chars().all(|c| (c as u32) < 256))
-                    .then(|| Shared::Char(s.clone()));
+                // CPython shares the empty str and those of one Latin-1 character (looked at
+                // without counting a long string's characters).
+                let mut chars = s.chars();
+                let short = match (chars.next(), chars.next()) {
+                    (None, _) => true,
+                    (Some(c), None) => (c as u32) < 256,
+                    _ => false,
+                };
+                let key = short.then(|| Shared::Char(s.clone()));
                 self.save_shared_str(s, key);
             }
             Value::Bytes(b) => {
@@ -176,7 +203,7 @@ impl Writer {
                     self.shared.insert(k, idx);
                 }
             }
-            Value::Tuple(items) => self.save_tuple(items, depth)?,
+            Value::Tuple(items) => self.save_tuple(items.iter(), depth)?,
             Value::List(items) => {
                 self.write(b"]");
                 self.memoize();
@@ -290,7 +317,11 @@ impl Writer {
         }
     }
 
-    fn save_tuple(&mut self, items: &[Value], depth: usize) -> Result<(), PickleError> {
+    fn save_tuple<'v>(
+        &mut self,
+        items: impl ExactSizeIterator<Item = &'v Value>,
+        depth: usize,
+    ) -> Result<(), PickleError> {
         match items.len() {
             0 => {
                 self.write(b")");
@@ -391,17 +422,17 @@ impl Writer {
         match &o.construct {
             Construct::Call(args) => {
                 self.boundary();
-                self.save_tuple(args, depth + 1)?;
+                self.save_tuple(args.iter(), depth + 1)?;
                 self.write(b"R");
             }
             Construct::New(args) => {
                 self.boundary();
-                self.save_tuple(args, depth + 1)?;
+                self.save_tuple(args.iter(), depth + 1)?;
                 self.write(&[0x81]);
             }
             Construct::NewEx(args, kwargs) => {
                 self.boundary();
-                self.save_tuple(args, depth + 1)?;
+                self.save_tuple(args.iter(), depth + 1)?;
                 self.boundary();
                 self.save_dict(kwargs, depth + 1)?;
                 self.write(&[0x92]);

@@ -51,7 +51,7 @@ pub fn fork_run<F: FnOnce() -> i32>(child: F) -> io::Result<(u32, OwnedFd)> {
 }
 
 /// Opens a pidfd (close-on-exec) for `pid`.
-fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
+pub fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
     // SAFETY: `pidfd_open` takes a pid and flags and returns a new descriptor or -1.
     let fd =
         cvt(unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0 as libc::c_uint) })?;

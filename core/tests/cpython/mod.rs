@@ -142,7 +142,13 @@ pub struct Running {
 
 impl Running {
     pub fn start(py: &Python, script: &str, args: &[&str]) -> Running {
-        let mut child = spawn(py, script, args, Stdio::null());
+        Running::start_with_stdin(py, script, args, Stdio::null())
+    }
+
+    /// As [`Running::start`], with the given stdin (`Stdio::piped()`: closing
+    /// `child.stdin` tells the script to go on).
+    pub fn start_with_stdin(py: &Python, script: &str, args: &[&str], stdin: Stdio) -> Running {
+        let mut child = spawn(py, script, args, stdin);
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
