@@ -98,7 +98,8 @@ pub use target::{Target, Termination};
 /// only: not part of mproc's API (hidden from the documentation, no stability promise).
 ///
 /// Each is safe on its own terms: [`fork_run`](bench_limits::fork_run) never returns into the
-/// caller's frames in the child (it runs the closure and `_exit`s; a panic there is exit code 1),
+/// caller's frames in the child (it runs the closure and `_exit`s; a panic there is exit code 1;
+/// unlike mproc's own exact fork, it reports a pidfd it could not open although the child runs),
 /// [`spawn_exec`](bench_limits::spawn_exec) only makes async-signal-safe calls between `fork` and
 /// `execve` on an [`ExecPlan`](bench_limits::ExecPlan) built before the fork, and
 /// [`exit_now`](bench_limits::exit_now) is `_exit`.

@@ -33,7 +33,7 @@ pub(crate) fn start(me: Me, target: impl FnOnce() -> i32) -> Result<Popen> {
     let children = children::lock();
     let server = forkserver::lock();
     let kept = lock_kept();
-    let (pid, pidfd) = sys::fork_run(move || {
+    let (pid, pidfd) = sys::fork_child(move || {
         state::reset_after_fork(state, me);
         children::clear_after_fork(children);
         forkserver::forget_after_fork(server);

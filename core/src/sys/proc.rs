@@ -30,10 +30,14 @@ impl WaitStatus {
 /// the child never returns from this function. In the parent, returns the child's pid and a
 /// pidfd for it.
 ///
-/// This is the `fork` start method's primitive and, like Python's, it runs arbitrary code in
-/// the child. In a parent with several threads the child may deadlock on a lock that another
-/// thread held at the moment of the fork; that is why callers warn about multithreaded parents
-/// and hold their own global locks across the fork (see `crate::launch::fork`).
+/// The raw primitive, for measuring the OS's own cost (`crate::bench_limits`): if the pidfd cannot
+/// be opened after the fork (the descriptor table is full), this returns the error although the
+/// child runs. mproc itself starts children with [`fork_child`], which never does that.
+///
+/// Like Python's fork, it runs arbitrary code in the child. In a parent with several threads the
+/// child may deadlock on a lock that another thread held at the moment of the fork; that is why
+/// callers warn about multithreaded parents and hold their own global locks across the fork (see
+/// `crate::launch::fork`).
 pub fn fork_run<F: FnOnce() -> i32>(child: F) -> io::Result<(u32, OwnedFd)> {
     // The child continues on a copy of this thread only: it runs `child` and then leaves with
     // `_exit`, never returning into the caller's frames (a panic is caught below, so unwinding
@@ -48,6 +52,77 @@ pub fn fork_run<F: FnOnce() -> i32>(child: F) -> io::Result<(u32, OwnedFd)> {
     drop(child);
     let pidfd = pidfd_open(pid as u32)?;
     Ok((pid as u32, pidfd))
+}
+
+/// The byte that lets a child forked by [`fork_child`] go on to run its function.
+const GATE_GO: u8 = b'g';
+/// The byte that tells it to leave without running it.
+const GATE_ABORT: u8 = b'x';
+
+/// Forks, exactly: the child runs `child` (a panic counts as exit code 1) and `_exit`s with its
+/// code if and only if this returns `Ok` with its pid and a pidfd. The child never returns from
+/// this function.
+///
+/// A pidfd can only be opened once the child exists, and opening it can fail (a full descriptor
+/// table). So the child first waits at a gate, a socketpair made before the fork, until the
+/// parent holds its pidfd: then the parent lets it through; if the pidfd cannot be opened, the
+/// parent tells it to leave, reaps it by its pid (an unreaped child's pid cannot be reused) and
+/// returns the error, and the function never ran. Everything that can fail for want of a
+/// descriptor is made before the fork. Between the fork and the gate the child only closes, reads
+/// and `_exit`s.
+///
+/// `clone3(CLONE_PIDFD)` would give the pidfd atomically with the fork, but a raw `clone3` skips
+/// glibc's fork bookkeeping (its thread id cache, the robust-mutex list, `pthread_atfork`
+/// handlers, the allocator's locks), which the child of this function, running arbitrary Rust
+/// code, relies on.
+pub fn fork_child<F: FnOnce() -> i32>(child: F) -> io::Result<(u32, OwnedFd)> {
+    // A socketpair, not a pipe: writes to a socket never raise SIGPIPE, whatever the disposition.
+    let (gate_child, gate_parent) = super::socketpair()?;
+    // SAFETY: as in `fork_run`: the child goes through the gate (close, read, `_exit` only), then
+    // runs `child` and leaves with `_exit`, never returning into the caller's frames.
+    let pid = cvt(unsafe { libc::fork() })?;
+    if pid == 0 {
+        drop(gate_parent);
+        let mut byte = [0u8; 1];
+        let go = matches!(read(gate_child.as_fd(), &mut byte), Ok(1)) && byte[0] == GATE_GO;
+        drop(gate_child);
+        if !go {
+            exit_now(127);
+        }
+        let code = catch_unwind(AssertUnwindSafe(child)).unwrap_or(1);
+        exit_now(code);
+    }
+    drop(child);
+    // Our copy of the child's end goes first: that frees a descriptor for the pidfd.
+    drop(gate_child);
+    match pidfd_open(pid as u32) {
+        Ok(pidfd) => {
+            // If the child is already gone (killed meanwhile), its exit status tells the story.
+            let _ = super::write(gate_parent.as_fd(), &[GATE_GO]);
+            Ok((pid as u32, pidfd))
+        }
+        Err(e) => {
+            // A byte, not end of file: another process forked meanwhile may hold a copy of our end.
+            let _ = super::write(gate_parent.as_fd(), &[GATE_ABORT]);
+            drop(gate_parent);
+            reap_pid(pid);
+            Err(e)
+        }
+    }
+}
+
+/// Waits for our child `pid`, which has no pidfd and is known to be leaving, and reaps it.
+fn reap_pid(pid: libc::pid_t) {
+    let mut status = 0;
+    // SAFETY: `status` is a valid, writable int; `pid` is an unreaped child of ours.
+    let _ = cvt_r(|| unsafe { libc::waitpid(pid, &mut status, 0) });
+}
+
+/// Kills our unreaped child `pid` (its pid cannot have been reused) and reaps it.
+fn kill_and_reap_pid(pid: libc::pid_t) {
+    // SAFETY: `kill` takes integers; `pid` names our own child, not reaped yet.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    reap_pid(pid);
 }
 
 /// Opens a pidfd (close-on-exec) for `pid`.
@@ -195,10 +270,33 @@ impl ExecPlan {
 /// The descriptor number at which a spawned child finds its bootstrap channel.
 pub const SPAWN_CHANNEL_FD: RawFd = 3;
 
+/// What a spawned child was doing when it failed before `execve`, as it reports it.
+const STEP_LIFT: u32 = 1;
+const STEP_PLACE: u32 = 2;
+const STEP_EXEC: u32 = 3;
+
+/// In a spawned child before `execve`: writes `errno` and the step that failed to the error pipe
+/// at `fd`, and leaves. Async-signal-safe (reads errno, `write`, `_exit`).
+fn report_and_exit(fd: libc::c_int, step: u32) -> ! {
+    // SAFETY: reading errno through its thread-local location is always valid.
+    let errno = unsafe { *libc::__errno_location() };
+    let mut msg = [0u8; 8];
+    msg[..4].copy_from_slice(&errno.to_ne_bytes());
+    msg[4..].copy_from_slice(&step.to_ne_bytes());
+    // SAFETY: `msg` is valid for reads of its length; `write` on any descriptor number is sound.
+    unsafe { libc::write(fd, msg.as_ptr().cast(), msg.len()) };
+    exit_now(127)
+}
+
 /// Forks and executes `plan` in the child with: stdin on `devnull`, `channel` at descriptor 3
-/// (`SPAWN_CHANNEL_FD`), and every other descriptor above 2 closed. An `execve` failure is
-/// reported through a close-on-exec pipe and returned here, as `std` does. Returns the child's
-/// pid and a pidfd.
+/// (`SPAWN_CHANNEL_FD`), and every other descriptor above 2 closed. Returns the child's pid and a
+/// pidfd, once the child has executed `plan`.
+///
+/// Exact, as [`fork_child`]: `Ok` if and only if the child executed the plan. Every failure of
+/// the child before `execve` (placing its descriptors, or `execve` itself) is reported through a
+/// close-on-exec pipe with the step that failed, as `std` does, and the child is reaped; if the
+/// pidfd cannot be opened afterwards, the child (which has not read anything from its channel
+/// yet) is killed and reaped by its pid.
 pub fn spawn_exec(
     plan: &ExecPlan,
     channel: BorrowedFd<'_>,
@@ -223,57 +321,85 @@ pub fn spawn_exec(
         // SAFETY: async-signal-safe calls only, on memory that outlives them (see above).
         unsafe {
             // Lift every source descriptor above the target numbers 0..=4 first, so that no
-            // dup2 below overwrites a source that happens to sit on a target number.
-            let ch2 = libc::fcntl(ch, libc::F_DUPFD_CLOEXEC, 10);
-            let nul2 = libc::fcntl(nul, libc::F_DUPFD_CLOEXEC, 10);
+            // dup2 below overwrites a source that happens to sit on a target number. The error
+            // pipe goes first, so that every later failure can be reported on its lifted copy.
             let ew2 = libc::fcntl(ew, libc::F_DUPFD_CLOEXEC, 10);
-            if ch2 < 0 || nul2 < 0 || ew2 < 0 {
-                libc::_exit(127);
+            if ew2 < 0 {
+                report_and_exit(ew, STEP_LIFT);
             }
-            let ok = libc::dup2(nul2, 0) == 0
-                && libc::dup2(ch2, SPAWN_CHANNEL_FD) == SPAWN_CHANNEL_FD
-                && libc::dup3(ew2, 4, libc::O_CLOEXEC) == 4;
-            if ok {
-                libc::pthread_sigmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
-                libc::syscall(
-                    libc::SYS_close_range,
-                    5 as libc::c_uint,
-                    libc::c_uint::MAX,
-                    0 as libc::c_uint,
-                );
-                libc::execve(
-                    plan.path.as_ptr(),
-                    plan.argv_ptrs.as_ptr(),
-                    plan.envp_ptrs.as_ptr(),
-                );
+            let ch2 = libc::fcntl(ch, libc::F_DUPFD_CLOEXEC, 10);
+            if ch2 < 0 {
+                report_and_exit(ew2, STEP_LIFT);
             }
-            let errno = *libc::__errno_location();
-            let bytes = errno.to_ne_bytes();
-            libc::write(4, bytes.as_ptr().cast(), bytes.len());
-            libc::_exit(127);
+            let nul2 = libc::fcntl(nul, libc::F_DUPFD_CLOEXEC, 10);
+            if nul2 < 0 {
+                report_and_exit(ew2, STEP_LIFT);
+            }
+            if libc::dup2(nul2, 0) != 0 || libc::dup2(ch2, SPAWN_CHANNEL_FD) != SPAWN_CHANNEL_FD {
+                report_and_exit(ew2, STEP_PLACE);
+            }
+            if libc::dup3(ew2, 4, libc::O_CLOEXEC) != 4 {
+                report_and_exit(ew2, STEP_PLACE);
+            }
+            libc::pthread_sigmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+            libc::syscall(
+                libc::SYS_close_range,
+                5 as libc::c_uint,
+                libc::c_uint::MAX,
+                0 as libc::c_uint,
+            );
+            libc::execve(
+                plan.path.as_ptr(),
+                plan.argv_ptrs.as_ptr(),
+                plan.envp_ptrs.as_ptr(),
+            );
+            report_and_exit(4, STEP_EXEC);
         }
     }
     drop(err_w);
-    let pidfd = pidfd_open(pid as u32);
-    let mut buf = [0u8; 4];
+    // End of file with nothing read: the pipe closed at `execve`. Eight bytes: a report.
+    let mut buf = [0u8; 8];
     let mut got = 0;
-    while got < 4 {
-        match read(err_r.as_fd(), &mut buf[got..])? {
-            0 => break,
-            n => got += n,
+    let read_error = loop {
+        match read(err_r.as_fd(), &mut buf[got..]) {
+            Ok(0) => break None,
+            Ok(n) => {
+                got += n;
+                if got == buf.len() {
+                    break None;
+                }
+            }
+            Err(e) => break Some(e),
+        }
+    };
+    if let Some(e) = read_error {
+        kill_and_reap_pid(pid);
+        return Err(e);
+    }
+    if got > 0 {
+        reap_pid(pid);
+        if got < buf.len() {
+            return Err(io::Error::other(
+                "the spawn child failed before executing (its report was cut short)",
+            ));
+        }
+        let errno = i32::from_ne_bytes(buf[..4].try_into().expect("4 bytes"));
+        let step = u32::from_ne_bytes(buf[4..].try_into().expect("4 bytes"));
+        let e = io::Error::from_raw_os_error(errno);
+        let what = match step {
+            STEP_LIFT | STEP_PLACE => "could not set up the spawn child's descriptors",
+            _ => "could not execute the spawn child",
+        };
+        return Err(io::Error::new(e.kind(), format!("{what}: {e}")));
+    }
+    match pidfd_open(pid as u32) {
+        Ok(pidfd) => Ok((pid as u32, pidfd)),
+        Err(e) => {
+            // The child has executed but has not read its channel: nothing of its work ran.
+            kill_and_reap_pid(pid);
+            Err(e)
         }
     }
-    let pidfd = pidfd?;
-    if got == 4 {
-        let _ = pidfd_wait(pidfd.as_fd(), false);
-        let errno = i32::from_ne_bytes(buf);
-        let e = io::Error::from_raw_os_error(errno);
-        return Err(io::Error::new(
-            e.kind(),
-            format!("could not execute the spawn child: {e}"),
-        ));
-    }
-    Ok((pid as u32, pidfd))
 }
 
 /// Takes ownership of the bootstrap channel that [`spawn_exec`] in our parent placed at
@@ -305,7 +431,8 @@ pub fn take_spawn_channel() -> Option<OwnedFd> {
 
 /// The forkserver's fork: forks a child that closes every descriptor except the standard
 /// streams and `keep`, gets the default action of `SIGINT` back (the server ignores it), and runs
-/// `child(keep)`; then `_exit`s with its code, as in [`fork_run`]. Returns the child's pid and a
+/// `child(keep)`; then `_exit`s with its code, as in [`fork_child`] (exactly: the child runs
+/// only if this returns `Ok`). Returns the child's pid and a
 /// pidfd for it.
 ///
 /// For a single-threaded process whose own objects the child never uses (the forkserver): the
@@ -313,7 +440,7 @@ pub fn take_spawn_channel() -> Option<OwnedFd> {
 /// captures none of them, and the server keeps no descriptor in a static.
 pub fn fork_server_child(keep: OwnedFd, child: fn(OwnedFd) -> i32) -> io::Result<(u32, OwnedFd)> {
     let keep_raw = keep.as_raw_fd();
-    fork_run(move || {
+    fork_child(move || {
         super::close_all_from_except(3, &[keep_raw]);
         set_sigint_ignored(false);
         child(keep)

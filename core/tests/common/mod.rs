@@ -30,7 +30,11 @@ pub fn open_fds() -> usize {
 
 /// Pids of zombie children of this process.
 pub fn zombie_children() -> Vec<u32> {
-    let me = std::process::id();
+    children_of(std::process::id(), Some('Z'))
+}
+
+/// Pids of the children of process `parent` (those in `state` only, if given), from `/proc`.
+pub fn children_of(parent: u32, state: Option<char>) -> Vec<u32> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
@@ -43,7 +47,8 @@ pub fn zombie_children() -> Vec<u32> {
             continue;
         };
         let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
-        if fields.len() > 2 && fields[0] == "Z" && fields[1].parse::<u32>().ok() == Some(me) {
+        let state_ok = state.is_none_or(|s| fields.first() == Some(&s.to_string().as_str()));
+        if fields.len() > 2 && state_ok && fields[1].parse::<u32>().ok() == Some(parent) {
             out.push(pid);
         }
     }

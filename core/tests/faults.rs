@@ -1,0 +1,194 @@
+//! Faults on purpose (issue 13), the start path: starts are exact when descriptors run out,
+//! arguments outlive the start, a killed forkserver, the parent's death, fatal signals sent from
+//! outside, the resource tracker of named shared memory.
+//!
+//! Scenarios that change process-wide limits, or that kill the process running them, run in a
+//! child process of the test (`common::run_inner` or a spawned copy of this binary), bounded in
+//! count and time.
+
+mproc::enable_test_support!();
+
+mod common;
+
+use mproc::{Error, Process, StartMethod, Value};
+use rstest::rstest;
+use std::fs::File;
+use std::time::Duration;
+
+fn ctx(m: StartMethod) -> mproc::Context {
+    mproc::get_context(m)
+}
+
+/// The name libtest gives the rstest case of `test` for method `m` (`#[values]` in the order
+/// fork, spawn, forkserver).
+fn case_name(test: &str, m: StartMethod) -> String {
+    let (i, name) = match m {
+        StartMethod::Fork => (1, "Fork"),
+        StartMethod::Spawn => (2, "Spawn"),
+        StartMethod::Forkserver => (3, "Forkserver"),
+    };
+    format!("{test}::m_{i}_StartMethod__{name}")
+}
+
+/// Runs the rstest case `test` for `m` in a child process (as `common::run_inner`) and requires
+/// that it passes; returns its standard output.
+fn run_case_inner(test: &str, m: StartMethod) -> String {
+    let out = common::run_inner(&case_name(test, m), &[]);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for line in stdout.lines().filter_map(|l| l.split_once("RESULT ")) {
+        eprintln!("{}", line.1);
+    }
+    assert!(
+        out.status.success() && stdout.contains("1 passed"),
+        "inner run of {test} under {m} failed ({:?})\nstdout:\n{stdout}\nstderr:\n{stderr}",
+        out.status
+    );
+    stdout
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1. Starts are exact.
+
+fn bump(counter: Value<u64>) {
+    counter.update(|n| n + 1).expect("the counter's lock");
+}
+
+fn record_parent(v: Value<u64>) {
+    v.set(u64::from(std::os::unix::process::parent_id()));
+}
+
+/// Waits (at most 30 s) until every child of process `parent` has ended.
+fn wait_children_of(parent: u32) {
+    for pid in common::children_of(parent, None) {
+        if let Some(fd) = common::pidfd(pid) {
+            assert!(
+                common::wait_ended(&fd, Duration::from_secs(30)),
+                "child {pid} of {parent} still runs"
+            );
+        }
+    }
+}
+
+/// Opens `/dev/null` until the descriptor table is full; returns the files.
+fn fill_descriptor_table() -> Vec<File> {
+    let mut files = Vec::new();
+    loop {
+        match File::open("/dev/null") {
+            Ok(f) => files.push(f),
+            Err(e) if e.raw_os_error() == Some(libc::EMFILE) => return files,
+            Err(e) => panic!("open /dev/null: {e}"),
+        }
+    }
+}
+
+/// With `k` descriptors free for every `k` from 0 to 15, a start either fails (and the target
+/// never runs, and no child is left unreaped) or succeeds (and the target runs to exit code 0).
+/// Before: fork and spawn returned `Too many open files` after the fork for children that ran;
+/// spawn returned `Ok` for children that `_exit(127)`ed before `execve`; forkserver sent the spec
+/// before it held the child's pidfd.
+#[rstest]
+fn starts_are_exact_when_descriptors_run_out(
+    #[values(StartMethod::Fork, StartMethod::Spawn, StartMethod::Forkserver)] m: StartMethod,
+) {
+    if !common::is_inner() {
+        run_case_inner("starts_are_exact_when_descriptors_run_out", m);
+        return;
+    }
+    mproc::set_fork_warning(false);
+    let counter = ctx(m).value::<u64>(0).unwrap();
+    // A first start outside the limit: the forkserver (if any) is running from now on.
+    let warm = ctx(m).process(bump, (counter.clone(),));
+    warm.start().unwrap();
+    warm.join(None).unwrap();
+    assert_eq!(warm.exitcode().unwrap(), Some(0));
+    drop(warm);
+    // Under forkserver, the children of a failed start are the server's: wait for them before
+    // counting (they must not run the target, but they end on their own time).
+    let server = ctx(m).value::<u64>(0).unwrap();
+    if m == StartMethod::Forkserver {
+        let probe = ctx(m).process(record_parent, (server.clone(),));
+        probe.start().unwrap();
+        probe.join(None).unwrap();
+    }
+    use nix::sys::resource::{setrlimit, Resource};
+    setrlimit(Resource::RLIMIT_NOFILE, 96, 96).expect("setrlimit");
+    let mut ok = 1u64;
+    let mut failed = 0;
+    for round in 0..3 {
+        for k in 0..16 {
+            let mut files = fill_descriptor_table();
+            files.truncate(files.len().saturating_sub(k));
+            let p = ctx(m).process(bump, (counter.clone(),));
+            match p.start() {
+                Ok(()) => {
+                    drop(files);
+                    p.join(Some(Duration::from_secs(30))).unwrap();
+                    let code = p.exitcode().unwrap();
+                    assert_eq!(
+                        code,
+                        Some(0),
+                        "{m}: k={k} round {round}: Ok but exit {code:?}"
+                    );
+                    p.close().unwrap();
+                    ok += 1;
+                }
+                Err(e) => {
+                    drop(files);
+                    assert!(
+                        matches!(&e, Error::Io(_) | Error::Forkserver(_)),
+                        "{m}: k={k}: unexpected error {e:?}"
+                    );
+                    failed += 1;
+                    if m == StartMethod::Forkserver {
+                        wait_children_of(server.get() as u32);
+                    }
+                }
+            }
+            assert_eq!(
+                counter.get(),
+                ok,
+                "{m}: k={k} round {round}: {ok} starts succeeded but the target ran {} times",
+                counter.get()
+            );
+        }
+    }
+    assert!(
+        failed > 0,
+        "{m}: no start failed: the scenario tested nothing"
+    );
+    assert!(ok > 1, "{m}: no start succeeded under the limit");
+    assert!(common::zombie_children().is_empty());
+    println!("RESULT {m}: {ok} started, {failed} refused");
+}
+
+/// The pid of this process's forkserver (the parent of a forkserver child), starting it if need be.
+fn forkserver_pid() -> u32 {
+    let v = ctx(StartMethod::Forkserver).value::<u64>(0).unwrap();
+    let probe = ctx(StartMethod::Forkserver).process(record_parent, (v.clone(),));
+    probe.start().unwrap();
+    probe.join(None).unwrap();
+    assert_eq!(probe.exitcode().unwrap(), Some(0));
+    v.get() as u32
+}
+
+/// CPython's `test_forkserver_sigkill`: the forkserver killed, the next starts (right away, with
+/// no wait for the server's death to show) launch a fresh one. Before: up to 24 starts in a row
+/// failed with "cannot reach the forkserver" for a few milliseconds.
+#[test]
+fn a_killed_forkserver_is_replaced_at_once() {
+    let counter = ctx(StartMethod::Forkserver).value::<u64>(0).unwrap();
+    for round in 0..5 {
+        let server = forkserver_pid();
+        common::kill(server, nix::sys::signal::Signal::SIGKILL).unwrap();
+        for i in 0..4 {
+            let p = ctx(StartMethod::Forkserver).process(bump, (counter.clone(),));
+            p.start()
+                .unwrap_or_else(|e| panic!("round {round}, start {i} after the kill: {e:?}"));
+            p.join(Some(Duration::from_secs(30))).unwrap();
+            assert_eq!(p.exitcode().unwrap(), Some(0));
+        }
+        assert_ne!(forkserver_pid(), server, "a fresh forkserver serves");
+    }
+    assert_eq!(counter.get(), 20);
+}
