@@ -192,3 +192,83 @@ fn a_killed_forkserver_is_replaced_at_once() {
     }
     assert_eq!(counter.get(), 20);
 }
+
+// ---------------------------------------------------------------------------------------------
+// 3. The forkserver killed: children already started keep their real status.
+
+fn hang() {
+    loop {
+        std::thread::park();
+    }
+}
+
+fn exit_with(code: i32) {
+    mproc::exit(code);
+}
+
+/// Waits for a message on `conn`, then leaves with exit code 7.
+fn exit_7_when_told(conn: mproc::Connection) {
+    let _: Option<u8> = conn.recv().ok();
+    mproc::exit(7);
+}
+
+/// Children of a forkserver that was then killed: the running ones are alive, and each reports
+/// its real exit status (a code, a signal) when it ends, although its parent (the server) is
+/// gone. Before: `Io: the forkserver closed the status channel ...` at once.
+#[test]
+fn children_keep_their_status_when_the_forkserver_is_killed() {
+    let fs = ctx(StartMethod::Forkserver);
+    let server = forkserver_pid();
+    let hung = fs.process(hang, ());
+    hung.start().unwrap();
+    let killed = fs.process(hang, ());
+    killed.start().unwrap();
+    let (ours, theirs) = mproc::pipe(true).unwrap();
+    let told = fs.process(exit_7_when_told, (theirs,));
+    told.start().unwrap();
+    let quick = fs.process(exit_with, (3,));
+    quick.start().unwrap();
+    let early = fs.process(exit_with, (4,));
+    early.start().unwrap();
+    early.join(None).unwrap();
+
+    let server_fd = common::pidfd(server).expect("the forkserver runs");
+    common::kill(server, nix::sys::signal::Signal::SIGKILL).unwrap();
+    assert!(common::wait_ended(&server_fd, Duration::from_secs(30)));
+
+    assert_eq!(early.exitcode().unwrap(), Some(4));
+    assert!(hung.is_alive().unwrap());
+    assert_eq!(hung.exitcode().unwrap(), None);
+    hung.join(Some(Duration::from_millis(50))).unwrap();
+    assert!(hung.is_alive().unwrap());
+
+    quick.join(Some(Duration::from_secs(30))).unwrap();
+    assert_eq!(quick.exitcode().unwrap(), Some(3));
+
+    // This one ends and is reaped by its new parent (init) before we look: its status comes
+    // from its pidfd, which the kernel keeps since Linux 6.15 (before, it is lost: an error).
+    let told_fd = common::pidfd(told.pid().unwrap()).expect("the child runs");
+    ours.send(&1u8).unwrap();
+    assert!(common::wait_ended(&told_fd, Duration::from_secs(30)));
+    if common::kernel_keeps_exit_status() {
+        assert!(common::wait_reaped(&told_fd, Duration::from_secs(30)));
+        told.join(Some(Duration::from_secs(30))).unwrap();
+        assert_eq!(told.exitcode().unwrap(), Some(7));
+    }
+
+    killed.kill().unwrap();
+    killed.join(Some(Duration::from_secs(30))).unwrap();
+    assert_eq!(killed.exitcode().unwrap(), Some(-9));
+
+    assert!(hung.is_alive().unwrap());
+    hung.terminate().unwrap();
+    hung.join(Some(Duration::from_secs(30))).unwrap();
+    assert_eq!(hung.exitcode().unwrap(), Some(-15));
+    assert!(!hung.is_alive().unwrap());
+
+    // And the next start launches a fresh server.
+    let next = fs.process(exit_with, (5,));
+    next.start().unwrap();
+    next.join(None).unwrap();
+    assert_eq!(next.exitcode().unwrap(), Some(5));
+}

@@ -7,6 +7,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStringExt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 /// How a process ended, in Python's terms: `Exited(n)` becomes exitcode `n`, `Signaled(s)`
 /// becomes `-s`.
@@ -159,6 +160,126 @@ pub fn pidfd_wait(pidfd: BorrowedFd<'_>, nohang: bool) -> io::Result<Option<Wait
         libc::CLD_EXITED => WaitStatus::Exited(status),
         _ => WaitStatus::Signaled(status),
     }))
+}
+
+impl WaitStatus {
+    /// Decodes a raw wait status (`waitpid`'s `int`).
+    fn from_raw(status: i32) -> WaitStatus {
+        if libc::WIFSIGNALED(status) {
+            WaitStatus::Signaled(libc::WTERMSIG(status))
+        } else {
+            WaitStatus::Exited(libc::WEXITSTATUS(status))
+        }
+    }
+}
+
+/// `struct pidfd_info` of `<linux/pidfd.h>`, its first version (64 bytes, Linux 6.13; the exit
+/// code since 6.15).
+#[repr(C)]
+#[derive(Default)]
+struct PidfdInfo {
+    mask: u64,
+    cgroupid: u64,
+    pid: u32,
+    tgid: u32,
+    ppid: u32,
+    ruid: u32,
+    rgid: u32,
+    euid: u32,
+    egid: u32,
+    suid: u32,
+    sgid: u32,
+    fsuid: u32,
+    fsgid: u32,
+    exit_code: i32,
+}
+
+/// `PIDFD_INFO_EXIT`: ask for (and, in the answer's mask, have) the exit status.
+const PIDFD_INFO_EXIT: u64 = 1 << 3;
+
+/// `PIDFD_GET_INFO`: `_IOWR(0xFF, 11, struct pidfd_info)`.
+const PIDFD_GET_INFO: libc::c_ulong =
+    (3 << 30) | ((std::mem::size_of::<PidfdInfo>() as libc::c_ulong) << 16) | (0xFF << 8) | 11;
+
+/// The exit status of the process behind `pidfd`, whoever its parent, once it has been reaped
+/// (`PIDFD_GET_INFO` with `PIDFD_INFO_EXIT`, Linux 6.15 and later). `None` while it has not been
+/// reaped, or on a kernel that cannot tell.
+pub fn pidfd_exit_info(pidfd: BorrowedFd<'_>) -> Option<WaitStatus> {
+    let mut info = PidfdInfo {
+        mask: PIDFD_INFO_EXIT,
+        ..PidfdInfo::default()
+    };
+    // SAFETY: `info` is a valid, writable `struct pidfd_info` of the size the request encodes.
+    let r = unsafe { libc::ioctl(pidfd.as_raw_fd(), PIDFD_GET_INFO as _, &mut info) };
+    if r == -1 || info.mask & PIDFD_INFO_EXIT == 0 {
+        return None;
+    }
+    Some(WaitStatus::from_raw(info.exit_code))
+}
+
+/// Whether this kernel keeps a reaped process's exit status for its pidfds (Linux 6.15 and
+/// later), read once from the release.
+pub fn kernel_keeps_exit_status() -> bool {
+    static KEEPS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *KEEPS.get_or_init(|| {
+        let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+        let mut parts = release
+            .trim()
+            .split(['.', '-'])
+            .map(|p| p.parse::<u32>().ok());
+        match (parts.next().flatten(), parts.next().flatten()) {
+            (Some(major), Some(minor)) => (major, minor) >= (6, 15),
+            _ => false,
+        }
+    })
+}
+
+/// Whether the process behind `pidfd` has not been reaped yet (it runs, or it is a zombie).
+pub fn pidfd_unreaped(pidfd: BorrowedFd<'_>) -> bool {
+    // SAFETY: pidfd_send_signal with signal 0 only checks that the process can be signalled.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            0,
+            std::ptr::null::<libc::siginfo_t>(),
+            0u32,
+        )
+    };
+    r == 0 || io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
+}
+
+/// The exit status of `pid`, a zombie that is not our child, read from `/proc/<pid>/stat` while
+/// it waits for its parent to reap it. `None` unless it is such a zombie and the kernel lets us
+/// read its exit code (the `wchan` field, guarded by the same check, is non-zero then).
+/// `pidfd` (for `pid`) is checked to be unreaped after the read, so the status read was its own:
+/// its pid could not have been reused meanwhile.
+pub fn zombie_exit_status(pid: u32, pidfd: BorrowedFd<'_>) -> Option<WaitStatus> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which is in parentheses and may hold anything).
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // `fields[0]` is field 3 (state); field n is `fields[n - 3]`.
+    let field = |n: usize| fields.get(n - 3).copied();
+    if field(3)? != "Z" || field(35)? == "0" {
+        return None;
+    }
+    let status: i32 = field(52)?.parse().ok()?;
+    pidfd_unreaped(pidfd).then(|| WaitStatus::from_raw(status))
+}
+
+/// Waits up to `timeout` for the process behind `pidfd` to be reaped by whoever is its parent
+/// (the pidfd reports `POLLHUP` then, Linux 6.15 and later). True if it was.
+pub fn pidfd_wait_reaped(pidfd: BorrowedFd<'_>, timeout: Option<Duration>) -> io::Result<bool> {
+    // Asking for no event leaves only `POLLHUP` (and errors) to end the wait: the exit itself
+    // (`POLLIN`) does not.
+    let mut pfd = [libc::pollfd {
+        fd: pidfd.as_raw_fd(),
+        events: 0,
+        revents: 0,
+    }];
+    super::fd::poll_pollfds(&mut pfd, timeout)?;
+    Ok(pfd[0].revents != 0)
 }
 
 /// Sends `signal` to the process behind `pidfd`. A process that has already ended is not an

@@ -127,3 +127,35 @@ pub fn block_signal_in_this_thread(signal: nix::sys::signal::Signal) {
     nix::sys::signal::pthread_sigmask(nix::sys::signal::SigmaskHow::SIG_BLOCK, Some(&set), None)
         .expect("pthread_sigmask");
 }
+
+/// Waits at most `timeout` for the process behind `pidfd` (not our child) to be reaped by its
+/// parent: a pidfd reports `POLLHUP` then (Linux 6.15 and later). True if it was.
+pub fn wait_reaped(pidfd: &std::os::fd::OwnedFd, timeout: std::time::Duration) -> bool {
+    use rustix::event::{poll, PollFd, PollFlags, Timespec};
+    let limit = Timespec {
+        tv_sec: timeout.as_secs() as _,
+        tv_nsec: timeout.subsec_nanos() as _,
+    };
+    let mut fds = [PollFd::new(pidfd, PollFlags::empty())];
+    loop {
+        match poll(&mut fds, Some(&limit)) {
+            Ok(n) => return n > 0,
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => panic!("poll on a pidfd: {e}"),
+        }
+    }
+}
+
+/// Whether the running kernel keeps the exit status of a reaped process for its pidfds
+/// (`PIDFD_INFO_EXIT`, Linux 6.15 and later).
+pub fn kernel_keeps_exit_status() -> bool {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let mut parts = release
+        .trim()
+        .split(['.', '-'])
+        .map(|p| p.parse::<u32>().ok());
+    matches!(
+        (parts.next().flatten(), parts.next().flatten()),
+        (Some(major), Some(minor)) if (major, minor) >= (6, 15)
+    )
+}
