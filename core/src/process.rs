@@ -39,7 +39,10 @@ where
     F::Output: Termination,
     A: DeserializeOwned,
 {
-    let args: A = match reduction::decode(bytes, fds) {
+    let decoded = reduction::decode(bytes, fds);
+    // Whatever the arguments attached to is ours now: the parent may drop its copies.
+    launch::child::arguments_decoded();
+    let args: A = match decoded {
         Ok(a) => a,
         Err(e) => {
             eprintln!("mproc: cannot decode the arguments of the child's target: {e}");
@@ -273,6 +276,7 @@ impl Process {
             parent_name: Some(me.name.clone()),
             started_by: Some(method),
         };
+        let mut held = None;
         let popen = match method {
             StartMethod::Fork => {
                 let payload = inner.payload.take().expect("checked above");
@@ -292,13 +296,16 @@ impl Process {
                     parent_name: me.name.clone(),
                     method,
                 };
-                let popen = if method == StartMethod::Spawn {
+                let (popen, chan) = if method == StartMethod::Spawn {
                     launch::spawn::start(&spec, &encoded.fds)?
                 } else {
                     launch::forkserver::start(&spec, &encoded.fds)?
                 };
-                // The child has its own copies now; ours close with the arguments.
-                inner.payload = None;
+                // The arguments stay alive until the child has decoded them (it may look up by
+                // name what they own: a creator's shared memory, say), or ends.
+                let owners = inner.payload.take();
+                let pidfd = popen.sentinel().try_clone_to_owned().ok();
+                held = Some(launch::keeper::hold(chan, pidfd, Box::new(owners)));
                 popen
             }
         };
@@ -306,6 +313,7 @@ impl Process {
             popen,
             daemon,
             name: inner.name.clone(),
+            held,
         });
         children::register(Arc::clone(&record));
         inner.child = Some(record);

@@ -5,10 +5,12 @@
 use super::spec::{self, ChildSpec};
 use crate::children;
 use crate::state::{self, Me};
+use crate::sys;
 use std::cell::Cell;
 use std::io::Write;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::panic::{self, AssertUnwindSafe};
+use std::sync::{Mutex, MutexGuard};
 
 fn me_of(spec: &ChildSpec) -> Me {
     Me {
@@ -33,20 +35,43 @@ pub(crate) fn run_from_channel(chan: OwnedFd) -> i32 {
             return 1;
         }
     };
-    drop(chan);
+    // Kept until the target's arguments are decoded: the acknowledgement goes back on it.
+    *lock_bootstrap() = Some(chan);
     {
         let mut st = state::lock();
         st.me = me_of(&spec);
         st.start_method = Some(spec.method);
     }
     let name = spec.name.clone();
-    run_target(&name, move || match spec.entry.call(&spec.args, fds) {
-        Some(code) => code,
-        None => {
-            eprintln!("mproc: the spawned child is not the same executable as its parent");
-            1
-        }
+    run_target(&name, move || {
+        let code = match spec.entry.call(&spec.args, fds) {
+            Some(code) => code,
+            None => {
+                eprintln!("mproc: the spawned child is not the same executable as its parent");
+                1
+            }
+        };
+        lock_bootstrap().take();
+        code
     })
+}
+
+/// A spawned or forkserver child's bootstrap channel, until its arguments are decoded.
+static BOOTSTRAP: Mutex<Option<OwnedFd>> = Mutex::new(None);
+
+fn lock_bootstrap() -> MutexGuard<'static, Option<OwnedFd>> {
+    BOOTSTRAP.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// In a spawned or forkserver child, once its target's arguments are decoded (whatever they
+/// attached to, by name or by reference, is now held by this process): tells the parent, which
+/// may then drop its own copies of the arguments (see [`super::keeper`]), and closes the
+/// bootstrap channel. Does nothing elsewhere, or a second time.
+pub(crate) fn arguments_decoded() {
+    if let Some(chan) = lock_bootstrap().take() {
+        // A parent that is gone needs no acknowledgement.
+        let _ = sys::write(chan.as_fd(), &[spec::ARGUMENTS_DECODED]);
+    }
 }
 
 /// The payload of the unwind that [`exit`] starts inside a child's target.

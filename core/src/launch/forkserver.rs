@@ -223,8 +223,9 @@ const ANSWER_LEN: usize = 5;
 /// Starts a child that becomes `spec`, with the descriptors `fds` (which `spec`'s arguments
 /// refer to) passed along. `Ok` if and only if the child will run its target: the spec is sent
 /// only once the parent holds the child's pidfd. A server found unreachable is replaced, and the
-/// start tried again once on the fresh one.
-pub(crate) fn start(spec: &ChildSpec, fds: &[RawFd]) -> Result<Popen> {
+/// start tried again once on the fresh one. Returns the child's handle and the parent's end of
+/// its bootstrap channel (on which it acknowledges its arguments).
+pub(crate) fn start(spec: &ChildSpec, fds: &[RawFd]) -> Result<(Popen, OwnedFd)> {
     let mut client = client()?;
     flush_std_streams();
     let mut retried = false;
@@ -237,7 +238,7 @@ pub(crate) fn start(spec: &ChildSpec, fds: &[RawFd]) -> Result<Popen> {
                     let _ = popen.wait(Some(HANDSHAKE_TIMEOUT));
                     return Err(e);
                 }
-                return Ok(popen);
+                return Ok((popen, ours));
             }
             Err(Attempt::Unreachable) if !retried => {
                 retried = true;

@@ -1,6 +1,8 @@
 //! The spec of a spawned or forkserver child, and the handshake that carries it: the parent
 //! writes `[magic u32 LE][length u64 LE][bincode ChildSpec]` on the child's bootstrap channel,
-//! with the descriptors the arguments refer to attached to the first byte (`SCM_RIGHTS`).
+//! with the descriptors the arguments refer to attached to the first byte (`SCM_RIGHTS`). Once
+//! the child has decoded its target's arguments it answers [`ARGUMENTS_DECODED`] on the same
+//! channel (see [`super::keeper`]).
 
 use crate::error::{Error, Result};
 use crate::method::StartMethod;
@@ -12,6 +14,9 @@ use std::os::fd::{AsFd, OwnedFd, RawFd};
 use std::time::Instant;
 
 const MAGIC: u32 = 0x6d70_7263; // "mprc"
+
+/// The byte a child sends back on its bootstrap channel once it has decoded its arguments.
+pub(crate) const ARGUMENTS_DECODED: u8 = b'A';
 
 /// The bytes before the spec: magic and length.
 const HEADER_LEN: usize = 12;

@@ -159,3 +159,39 @@ pub fn kernel_keeps_exit_status() -> bool {
         (Some(major), Some(minor)) if (major, minor) >= (6, 15)
     )
 }
+
+/// Waits at most `timeout` until `/dev/shm/<name>` is gone (watching the directory with inotify,
+/// so that no poll loop is needed). True if it is gone.
+pub fn wait_shm_gone(name: &str, timeout: std::time::Duration) -> bool {
+    use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
+    use std::os::fd::AsFd;
+    let path = std::path::Path::new("/dev/shm").join(name);
+    let inotify = Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK).expect("inotify");
+    inotify
+        .add_watch("/dev/shm", AddWatchFlags::IN_DELETE)
+        .expect("watch /dev/shm");
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if !path.exists() {
+            return true;
+        }
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return false;
+        }
+        let limit = rustix::event::Timespec {
+            tv_sec: left.as_secs() as _,
+            tv_nsec: left.subsec_nanos() as _,
+        };
+        let fd = inotify.as_fd();
+        let mut fds = [rustix::event::PollFd::new(
+            &fd,
+            rustix::event::PollFlags::IN,
+        )];
+        match rustix::event::poll(&mut fds, Some(&limit)) {
+            Ok(_) | Err(rustix::io::Errno::INTR) => {}
+            Err(e) => panic!("poll on inotify: {e}"),
+        }
+        while inotify.read_events().is_ok_and(|events| !events.is_empty()) {}
+    }
+}
