@@ -132,7 +132,7 @@ pub fn init() {
     // A forkserver's children run the same bootstrap as a spawned child, on the channel the
     // server received for each.
     let code = match role {
-        role::Role::Spawn => launch::child::run_from_channel(chan),
+        role::Role::Spawn => launch::child::run_from_channel(chan, None),
         role::Role::Forkserver => launch::forkserver::serve(chan, launch::child::run_from_channel),
     };
     sys::exit_now(code);

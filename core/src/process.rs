@@ -193,6 +193,10 @@ impl Process {
 
     /// Sets the daemon flag (builder style). A daemonic process is terminated when its parent
     /// exits, and may not have children. Defaults to the current process's flag.
+    ///
+    /// Beyond Python: a daemonic process also ends (by `SIGKILL`) when its parent dies without
+    /// exiting (killed by a signal), so that none is left running as an orphan; pool workers are
+    /// daemonic. A non-daemonic process outlives its parent, as in Python.
     pub fn daemon(self, daemon: bool) -> Process {
         self.lock().daemon = Some(daemon);
         self

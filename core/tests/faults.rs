@@ -332,3 +332,116 @@ fn arguments_of_a_child_killed_at_once_are_released(
         "{m}: /dev/shm/{name} is still held"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// 4. The parent's death.
+
+fn sleep_ms(ms: u64) {
+    std::thread::sleep(Duration::from_millis(ms));
+}
+
+/// The inner half of `the_parents_death_...`: a pool of two (one worker busy for two minutes), a
+/// daemonic child, a non-daemonic child and (under forkserver) the server; prints their pids and
+/// waits to be killed.
+fn parent_death_scenario(m: StartMethod) {
+    mproc::set_fork_warning(false);
+    let pool = ctx(m).pool().processes(2).build().unwrap();
+    let _busy = pool.apply_async(sleep_ms, (120_000,)).unwrap();
+    let workers: Vec<String> = pool.workers().iter().map(|w| w.pid.to_string()).collect();
+    let daemon = ctx(m).process(hang, ()).daemon(true);
+    daemon.start().unwrap();
+    let other = ctx(m).process(hang, ()).daemon(false);
+    other.start().unwrap();
+    let server = if m == StartMethod::Forkserver {
+        forkserver_pid()
+    } else {
+        0
+    };
+    println!(
+        "PIDS {} {} {} {server}",
+        workers.join(","),
+        daemon.pid().unwrap(),
+        other.pid().unwrap()
+    );
+    use std::io::Write;
+    std::io::stdout().flush().unwrap();
+    hang();
+}
+
+/// The parent SIGKILLed: its pool workers (the busy one too), its daemonic child and its
+/// forkserver end by themselves; its non-daemonic child runs on, as in Python. Before: the busy
+/// worker and the daemonic child ran on.
+#[rstest]
+fn the_parents_death_ends_its_daemons_workers_and_forkserver(
+    #[values(StartMethod::Fork, StartMethod::Spawn, StartMethod::Forkserver)] m: StartMethod,
+) {
+    if common::is_inner() {
+        parent_death_scenario(m);
+        return;
+    }
+    use std::io::BufRead;
+    let name = case_name(
+        "the_parents_death_ends_its_daemons_workers_and_forkserver",
+        m,
+    );
+    let mut inner = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", &name, "--nocapture", "--test-threads", "1"])
+        .env("MPROC_INNER", "1")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = inner.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if let Some((_, pids)) = line.split_once("PIDS ") {
+                let _ = tx.send(pids.to_string());
+            }
+        }
+    });
+    let Ok(line) = rx.recv_timeout(Duration::from_secs(60)) else {
+        let _ = inner.kill();
+        let _ = inner.wait();
+        panic!("{m}: the inner scenario printed no pids");
+    };
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    let pids = |s: &str| -> Vec<u32> { s.split(',').filter_map(|p| p.parse().ok()).collect() };
+    let workers = pids(fields[0]);
+    let (daemon, other, server): (u32, u32, u32) = (
+        fields[1].parse().unwrap(),
+        fields[2].parse().unwrap(),
+        fields[3].parse().unwrap(),
+    );
+    assert_eq!(workers.len(), 2, "{m}: {line}");
+    let open = |pid: u32| common::pidfd(pid).unwrap_or_else(|| panic!("{m}: {pid} runs"));
+    let mut must_end: Vec<(String, u32, std::os::fd::OwnedFd)> = workers
+        .iter()
+        .map(|&w| ("pool worker".to_string(), w, open(w)))
+        .collect();
+    must_end.push(("daemonic child".into(), daemon, open(daemon)));
+    if server != 0 {
+        must_end.push(("forkserver".into(), server, open(server)));
+    }
+    let other_fd = open(other);
+
+    inner.kill().unwrap();
+    inner.wait().unwrap();
+    let mut survivors = Vec::new();
+    for (what, pid, fd) in &must_end {
+        if !common::wait_ended(fd, Duration::from_secs(20)) {
+            survivors.push(format!("{what} {pid}"));
+            let _ = rustix::process::pidfd_send_signal(fd, rustix::process::Signal::KILL);
+        }
+    }
+    let other_alive = !common::wait_ended(&other_fd, Duration::ZERO);
+    let _ = rustix::process::pidfd_send_signal(&other_fd, rustix::process::Signal::KILL);
+    assert!(
+        survivors.is_empty(),
+        "{m}: survived their parent: {survivors:?}"
+    );
+    assert!(
+        other_alive,
+        "{m}: the non-daemonic child died with its parent"
+    );
+}

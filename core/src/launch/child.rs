@@ -3,6 +3,7 @@
 //! [`crate::exit`]), then run the exit function and flush the standard streams.
 
 use super::spec::{self, ChildSpec};
+use super::InternalThread;
 use crate::children;
 use crate::state::{self, Me};
 use crate::sys;
@@ -26,8 +27,10 @@ fn me_of(spec: &ChildSpec) -> Me {
 
 /// The child of the spawn and forkserver methods: reads the spec from `chan`, becomes the
 /// process it describes and runs its entry point, handing it the descriptors that came with the
-/// spec. Returns the exit code.
-pub(crate) fn run_from_channel(chan: OwnedFd) -> i32 {
+/// spec. A forkserver child gets a pidfd of its parent (in mproc's terms: the server's parent)
+/// from the server in `parent`; a spawned child opens one itself if it needs one. Returns the
+/// exit code.
+pub(crate) fn run_from_channel(chan: OwnedFd, parent: Option<OwnedFd>) -> i32 {
     let (spec, fds) = match spec::recv(&chan) {
         Ok(x) => x,
         Err(e) => {
@@ -42,6 +45,7 @@ pub(crate) fn run_from_channel(chan: OwnedFd) -> i32 {
         st.me = me_of(&spec);
         st.start_method = Some(spec.method);
     }
+    watch_parent(parent);
     let name = spec.name.clone();
     run_target(&name, move || {
         let code = match spec.entry.call(&spec.args, fds) {
@@ -125,4 +129,41 @@ pub fn exit(code: i32) -> ! {
     }
     let _ = std::io::stdout().flush();
     std::process::exit(code)
+}
+
+/// In a daemonic child: makes sure that it does not outlive its parent. A thread waits on a pidfd
+/// of the parent (`given` by the forkserver, or opened here) and kills this process with
+/// `SIGKILL` when the parent ends; if the parent is gone already, this process ends at once.
+/// Non-daemonic children outlive their parent, as in Python.
+///
+/// Not `PR_SET_PDEATHSIG`: it fires when the *thread* that forked the child ends, not the process
+/// (a pool replaces its workers from its own thread, and a user's thread may start a daemon and
+/// end), and for a forkserver child the one that forked it is the server, not the parent.
+pub(crate) fn watch_parent(given: Option<OwnedFd>) {
+    let (daemon, parent) = {
+        let st = state::lock();
+        (st.me.daemon, st.me.parent_pid)
+    };
+    let (true, Some(parent)) = (daemon, parent) else {
+        return;
+    };
+    let pidfd = match given {
+        Some(fd) => fd,
+        None => match sys::pidfd_of_parent(parent) {
+            Ok(Some(fd)) => fd,
+            Ok(None) => sys::die_by_signal(libc::SIGKILL),
+            // No descriptor to watch with (a full table): the daemon cannot watch its parent.
+            Err(_) => return,
+        },
+    };
+    let counted = InternalThread::enter();
+    let _ = std::thread::Builder::new()
+        .name("mproc-parent-watch".into())
+        .spawn(move || {
+            let _counted = counted;
+            // Readable only once the parent has ended.
+            if let Ok(true) = sys::poll_one(pidfd.as_fd(), sys::Interest::Read, None) {
+                sys::die_by_signal(libc::SIGKILL);
+            }
+        });
 }

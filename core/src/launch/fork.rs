@@ -41,6 +41,7 @@ pub(crate) fn start(me: Me, target: impl FnOnce() -> i32) -> Result<Popen> {
         forkserver::forget_after_fork(server);
         keeper::forget_after_fork(held);
         close_kept(kept);
+        child::watch_parent(None);
         child::run_target(&name, target)
     })?;
     Ok(Popen::direct(pid, pidfd))

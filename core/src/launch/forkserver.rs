@@ -261,19 +261,34 @@ struct Kid {
 
 /// The server's main loop, on the connection `conn` to its parent. Each child it forks closes
 /// every other descriptor and runs `child_main` on its bootstrap channel ([`crate::init`] passes
-/// the child bootstrap that a spawned child runs too). Never returns: the server leaves when the
-/// parent's end closes.
-pub(crate) fn serve(conn: OwnedFd, child_main: fn(OwnedFd) -> i32) -> ! {
+/// the child bootstrap that a spawned child runs too), with a pidfd of the server's parent (the
+/// children's parent in mproc's terms, which a daemonic child watches). Never returns: the server
+/// leaves when the parent's end of the connection closes, or when the parent dies (watched through
+/// a pidfd, so that a copy of the connection inherited by some other process cannot keep the
+/// server alive).
+pub(crate) fn serve(conn: OwnedFd, child_main: fn(OwnedFd, Option<OwnedFd>) -> i32) -> ! {
     sys::set_sigint_ignored(true);
+    // The parent is the process that made the connection (and executed us).
+    let parent = match sys::peer_pid(conn.as_fd()).and_then(sys::pidfd_of_parent) {
+        Ok(Some(fd)) => Some(fd),
+        Ok(None) => sys::exit_now(0),
+        Err(_) => None,
+    };
     let mut kids: Vec<Kid> = Vec::new();
     loop {
         let mut watch = vec![(conn.as_fd(), Interest::Read)];
         watch.extend(kids.iter().map(|k| (k.pidfd.as_fd(), Interest::Read)));
+        if let Some(p) = &parent {
+            watch.push((p.as_fd(), Interest::Read));
+        }
         let ready = match sys::poll(&watch, None) {
             Ok(r) => r,
             Err(_) => sys::exit_now(1),
         };
         drop(watch);
+        if parent.is_some() && ready[kids.len() + 1] {
+            sys::exit_now(0);
+        }
         // Report ended children, walking from the back so that removal keeps indices valid.
         for i in (0..kids.len()).rev() {
             if ready[i + 1] {
@@ -301,7 +316,7 @@ pub(crate) fn serve(conn: OwnedFd, child_main: fn(OwnedFd) -> i32) -> ! {
             let status = fds.pop().expect("two descriptors");
             let chan = fds.pop().expect("two descriptors");
             let mut answer = [0u8; ANSWER_LEN];
-            match sys::fork_server_child(chan, child_main) {
+            match sys::fork_server_child(chan, parent.as_ref().map(AsFd::as_fd), child_main) {
                 Ok((pid, pidfd)) => {
                     answer[0] = b'P';
                     answer[1..].copy_from_slice(&pid.to_le_bytes());

@@ -135,6 +135,32 @@ fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
 
+/// A pidfd for this process's parent, if the parent is still the process `expected` (the one that
+/// started us). `Ok(None)`: the parent is gone already (we were reparented). The pidfd is opened
+/// first and the parent checked afterwards: if `expected` is still our parent then, it was alive
+/// all along, so the pidfd is its own (its pid could not have been reused).
+pub fn pidfd_of_parent(expected: u32) -> io::Result<Option<OwnedFd>> {
+    let pidfd = match pidfd_open(expected) {
+        Ok(fd) => fd,
+        Err(e) if e.raw_os_error() == Some(libc::ESRCH) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    // SAFETY: getppid has no preconditions.
+    let parent = unsafe { libc::getppid() } as u32;
+    Ok((parent == expected).then_some(pidfd))
+}
+
+/// Ends this process with `signal` (whose action must be the default one, as `SIGKILL`'s always
+/// is): sends it to the whole process and waits for it.
+pub fn die_by_signal(signal: i32) -> ! {
+    // SAFETY: `kill` takes integers; getpid has no preconditions.
+    unsafe { libc::kill(libc::getpid(), signal) };
+    loop {
+        // SAFETY: `pause` has no preconditions; the signal ends the process before it returns.
+        unsafe { libc::pause() };
+    }
+}
+
 /// Reaps the child behind `pidfd` if it has ended (`nohang`), or waits until it ends. Returns
 /// `None` when `nohang` is set and the child is still running.
 pub fn pidfd_wait(pidfd: BorrowedFd<'_>, nohang: bool) -> io::Result<Option<WaitStatus>> {
@@ -551,20 +577,28 @@ pub fn take_spawn_channel() -> Option<OwnedFd> {
 }
 
 /// The forkserver's fork: forks a child that closes every descriptor except the standard
-/// streams and `keep`, gets the default action of `SIGINT` back (the server ignores it), and runs
-/// `child(keep)`; then `_exit`s with its code, as in [`fork_child`] (exactly: the child runs
-/// only if this returns `Ok`). Returns the child's pid and a
-/// pidfd for it.
+/// streams, `keep` and a duplicate of `also` (if given), gets the default action of `SIGINT` back
+/// (the server ignores it), and runs `child(keep, also)`; then `_exit`s with its code, as in
+/// [`fork_child`] (exactly: the child runs only if this returns `Ok`). Returns the child's pid
+/// and a pidfd for it.
 ///
 /// For a single-threaded process whose own objects the child never uses (the forkserver): the
 /// child's copies of their descriptors are closed under them. `child` is a plain function, so it
 /// captures none of them, and the server keeps no descriptor in a static.
-pub fn fork_server_child(keep: OwnedFd, child: fn(OwnedFd) -> i32) -> io::Result<(u32, OwnedFd)> {
-    let keep_raw = keep.as_raw_fd();
+pub fn fork_server_child(
+    keep: OwnedFd,
+    also: Option<BorrowedFd<'_>>,
+    child: fn(OwnedFd, Option<OwnedFd>) -> i32,
+) -> io::Result<(u32, OwnedFd)> {
+    let also = also.map(|fd| fd.try_clone_to_owned()).transpose()?;
+    let kept = [
+        keep.as_raw_fd(),
+        also.as_ref().map_or(keep.as_raw_fd(), AsRawFd::as_raw_fd),
+    ];
     fork_child(move || {
-        super::close_all_from_except(3, &[keep_raw]);
+        super::close_all_from_except(3, &kept);
         set_sigint_ignored(false);
-        child(keep)
+        child(keep, also)
     })
 }
 

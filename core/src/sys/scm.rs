@@ -103,3 +103,22 @@ pub fn recv_with_fds(sock: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<(usize,
     }
     Ok((n as usize, fds))
 }
+
+/// The pid of the process that made the peer end of the connected `AF_UNIX` socket `sock` (for a
+/// socketpair: the process that called `socketpair`), as the kernel recorded it (`SO_PEERCRED`).
+pub fn peer_pid(sock: BorrowedFd<'_>) -> io::Result<u32> {
+    // SAFETY: a zeroed ucred is a valid value for getsockopt to fill in.
+    let mut cred: libc::ucred = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: `cred` and `len` are valid, writable, and `len` is `cred`'s size.
+    super::cvt(unsafe {
+        libc::getsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&mut cred as *mut libc::ucred).cast(),
+            &mut len,
+        )
+    })?;
+    Ok(cred.pid as u32)
+}
