@@ -445,3 +445,82 @@ fn the_parents_death_ends_its_daemons_workers_and_forkserver(
         "{m}: the non-daemonic child died with its parent"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// 5. Fatal signals.
+
+/// Says it runs (on `conn`), then waits for ever.
+fn hang_when_ready(conn: mproc::Connection) {
+    conn.send(&1u8).unwrap();
+    hang();
+}
+
+/// A child sent SIGSEGV, SIGBUS, SIGILL or SIGFPE by `kill` dies of it, with exit code `-N` as
+/// in CPython. Before: SIGSEGV and SIGBUS were swallowed by std's stack-overflow handler (which
+/// resets the action and returns), and the child ran on.
+#[rstest]
+fn a_fatal_signal_sent_from_outside_ends_the_child(
+    #[values(StartMethod::Fork, StartMethod::Spawn, StartMethod::Forkserver)] m: StartMethod,
+    #[values(libc::SIGSEGV, libc::SIGBUS, libc::SIGILL, libc::SIGFPE)] sig: i32,
+) {
+    let (ours, theirs) = mproc::pipe(true).unwrap();
+    let p = ctx(m).process(hang_when_ready, (theirs,));
+    p.start().unwrap();
+    let _: u8 = ours.recv().unwrap();
+    let signal = nix::sys::signal::Signal::try_from(sig).unwrap();
+    common::kill(p.pid().unwrap(), signal).unwrap();
+    p.join(Some(Duration::from_secs(10))).unwrap();
+    let code = p.exitcode().unwrap();
+    if code.is_none() {
+        p.kill().unwrap();
+        p.join(None).unwrap();
+    }
+    assert_eq!(code, Some(-sig), "{m}: {signal} from outside");
+}
+
+#[inline(never)]
+fn recurse(depth: u64, buf: &mut [u8; 256]) -> u64 {
+    if depth == u64::MAX {
+        return 0;
+    }
+    let mut local = [0u8; 256];
+    local[(depth % 256) as usize] = buf[(depth % 251) as usize].wrapping_add(1);
+    std::hint::black_box(&mut local);
+    1 + recurse(depth + 1, &mut local)
+}
+
+fn overflow_the_stack() {
+    let mut buf = [0u8; 256];
+    std::hint::black_box(recurse(0, &mut buf));
+}
+
+/// A real stack overflow in a child is still reported as one: std's message on the child's
+/// stderr and `SIGABRT` (-6), under every method (in a child started from a test binary too,
+/// where std's own handler is not installed).
+#[rstest]
+fn a_stack_overflow_in_a_child_is_reported_as_one(
+    #[values(StartMethod::Fork, StartMethod::Spawn, StartMethod::Forkserver)] m: StartMethod,
+) {
+    if common::is_inner() {
+        let p = ctx(m).process(overflow_the_stack, ());
+        p.start().unwrap();
+        p.join(Some(Duration::from_secs(30))).unwrap();
+        println!("RESULT exitcode {:?}", p.exitcode().unwrap());
+        return;
+    }
+    let out = common::run_inner(
+        &case_name("a_stack_overflow_in_a_child_is_reported_as_one", m),
+        &[],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{m}: {stdout}\n{stderr}");
+    assert!(
+        stdout.contains("RESULT exitcode Some(-6)"),
+        "{m}: {stdout}\n{stderr}"
+    );
+    assert!(
+        stderr.contains("has overflowed its stack"),
+        "{m}: {stdout}\n{stderr}"
+    );
+}

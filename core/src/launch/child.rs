@@ -94,6 +94,10 @@ fn in_target() -> bool {
 /// panic message on stderr and gives exit code 1; [`exit`] gives its code; then the exit
 /// function joins this process's own children, and the standard streams are flushed.
 pub(crate) fn run_target(name: &str, target: impl FnOnce() -> i32) -> i32 {
+    // A SIGSEGV or SIGBUS sent by `kill` ends the child, as in Python (std's handler would
+    // swallow it); real faults still reach the stack-overflow handler. If it cannot be
+    // installed, the child runs with what it has.
+    let _ = sys::install_fatal_signal_handler();
     let header = format!("Process {name}:");
     let previous = panic::take_hook();
     panic::set_hook(Box::new(move |info| {

@@ -30,12 +30,14 @@ pub(crate) mod net;
 pub mod proc;
 pub mod scm;
 pub mod shm;
+pub mod signal;
 
 pub use fd::*;
 pub use futex::*;
 pub use proc::*;
 pub use scm::*;
 pub use shm::*;
+pub use signal::*;
 
 use std::io;
 
