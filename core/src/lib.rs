@@ -71,6 +71,7 @@ mod synchronize;
 #[allow(unsafe_code)]
 mod sys;
 mod target;
+mod tracker;
 
 pub use children::{active_children, ChildInfo};
 pub use connection::{pipe, Connection, DEFAULT_MAX_MESSAGE_SIZE};
@@ -134,6 +135,7 @@ pub fn init() {
     let code = match role {
         role::Role::Spawn => launch::child::run_from_channel(chan, None),
         role::Role::Forkserver => launch::forkserver::serve(chan, launch::child::run_from_channel),
+        role::Role::Tracker => tracker::serve(chan),
     };
     sys::exit_now(code);
 }

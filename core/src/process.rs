@@ -11,9 +11,10 @@ use crate::role;
 use crate::state::{self, Me};
 use crate::sys::fnptr::{self, EntryOffset};
 use crate::target::{Target, Termination};
+use crate::tracker;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use std::os::fd::{OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -288,8 +289,14 @@ impl Process {
             }
             StartMethod::Spawn | StartMethod::Forkserver => {
                 let payload = inner.payload.as_ref().expect("checked above");
-                let (entry, encoded) = payload.encode()?;
+                let (entry, mut encoded) = payload.encode()?;
                 check_contexts(&encoded.contexts, method)?;
+                // The resource tracker's connection travels after the arguments' descriptors.
+                let tracker = tracker::connection();
+                let tracker_index = tracker.as_ref().map(|fd| {
+                    encoded.fds.push(fd.as_raw_fd());
+                    (encoded.fds.len() - 1) as u32
+                });
                 let spec = ChildSpec {
                     entry,
                     args: encoded.bytes,
@@ -299,6 +306,7 @@ impl Process {
                     parent_pid: std::process::id(),
                     parent_name: me.name.clone(),
                     method,
+                    tracker: tracker_index,
                 };
                 let (popen, chan) = if method == StartMethod::Spawn {
                     launch::spawn::start(&spec, &encoded.fds)?

@@ -47,6 +47,41 @@ fn run_case_inner(test: &str, m: StartMethod) -> String {
     stdout
 }
 
+/// Starts the rstest case `test` for `m` in a child process (the inner half of a scenario that
+/// ends by being killed), and waits at most 60 s for a line of its standard output that holds
+/// `marker`: returns the child and what follows the marker (`None`: no such line).
+fn start_inner_until(
+    test: &str,
+    m: StartMethod,
+    marker: &'static str,
+) -> (std::process::Child, Option<String>) {
+    use std::io::BufRead;
+    let mut inner = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            &case_name(test, m),
+            "--nocapture",
+            "--test-threads",
+            "1",
+        ])
+        .env("MPROC_INNER", "1")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = inner.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if let Some((_, rest)) = line.split_once(marker) {
+                let _ = tx.send(rest.to_string());
+            }
+        }
+    });
+    let found = rx.recv_timeout(Duration::from_secs(60)).ok();
+    (inner, found)
+}
+
 // ---------------------------------------------------------------------------------------------
 // 1. Starts are exact.
 
@@ -379,28 +414,12 @@ fn the_parents_death_ends_its_daemons_workers_and_forkserver(
         parent_death_scenario(m);
         return;
     }
-    use std::io::BufRead;
-    let name = case_name(
+    let (mut inner, line) = start_inner_until(
         "the_parents_death_ends_its_daemons_workers_and_forkserver",
         m,
+        "PIDS ",
     );
-    let mut inner = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", &name, "--nocapture", "--test-threads", "1"])
-        .env("MPROC_INNER", "1")
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = inner.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if let Some((_, pids)) = line.split_once("PIDS ") {
-                let _ = tx.send(pids.to_string());
-            }
-        }
-    });
-    let Ok(line) = rx.recv_timeout(Duration::from_secs(60)) else {
+    let Some(line) = line else {
         let _ = inner.kill();
         let _ = inner.wait();
         panic!("{m}: the inner scenario printed no pids");
@@ -522,5 +541,91 @@ fn a_stack_overflow_in_a_child_is_reported_as_one(
     assert!(
         stderr.contains("has overflowed its stack"),
         "{m}: {stdout}\n{stderr}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// 6. The resource tracker.
+
+/// Creates a named segment, sends its name on `conn`, and waits for ever.
+fn create_segment_and_hang(conn: mproc::Connection) {
+    let shm = mproc::SharedMemory::create(None, 4096).unwrap();
+    conn.send(&shm.name().to_string()).unwrap();
+    hang();
+}
+
+/// A child that created a named segment is SIGKILLed: the tracker unlinks the segment, while
+/// the parent lives on. Before: `/dev/shm/<name>` stayed for ever.
+#[rstest]
+fn a_killed_creators_segment_is_unlinked(
+    #[values(StartMethod::Fork, StartMethod::Spawn, StartMethod::Forkserver)] m: StartMethod,
+) {
+    let (ours, theirs) = mproc::pipe(true).unwrap();
+    let p = ctx(m).process(create_segment_and_hang, (theirs,));
+    p.start().unwrap();
+    let name: String = ours.recv().unwrap();
+    assert!(std::path::Path::new("/dev/shm").join(&name).exists());
+    p.kill().unwrap();
+    p.join(Some(Duration::from_secs(30))).unwrap();
+    assert_eq!(p.exitcode().unwrap(), Some(-9));
+    assert!(
+        common::wait_shm_gone(&name, Duration::from_secs(30)),
+        "{m}: /dev/shm/{name} was left behind"
+    );
+}
+
+/// The inner half of `the_main_process_killed_leaves_dev_shm_clean`: a segment of the main
+/// process, one of a daemonic child and one of a child that unlinked... prints the names and
+/// waits to be killed.
+fn main_killed_scenario(m: StartMethod) {
+    mproc::set_fork_warning(false);
+    let mine = mproc::SharedMemory::create(None, 4096).unwrap();
+    let (ours, theirs) = mproc::pipe(true).unwrap();
+    let daemon = ctx(m)
+        .process(create_segment_and_hang, (theirs,))
+        .daemon(true);
+    daemon.start().unwrap();
+    let theirs: String = ours.recv().unwrap();
+    println!("NAMES {} {theirs}", mine.name());
+    use std::io::Write;
+    std::io::stdout().flush().unwrap();
+    hang();
+}
+
+/// The main process SIGKILLed with a segment of its own and one of its daemonic child: both are
+/// unlinked (the tracker outlives them), and an entry of `/dev/shm` that is not ours is left
+/// alone.
+#[rstest]
+fn the_main_process_killed_leaves_dev_shm_clean(
+    #[values(StartMethod::Fork, StartMethod::Spawn, StartMethod::Forkserver)] m: StartMethod,
+) {
+    if common::is_inner() {
+        main_killed_scenario(m);
+        return;
+    }
+    let foreign = std::path::Path::new("/dev/shm").join(format!(
+        "mproc-test-foreign-{}-{}",
+        std::process::id(),
+        m
+    ));
+    std::fs::write(&foreign, b"not ours").unwrap();
+    let (mut inner, line) =
+        start_inner_until("the_main_process_killed_leaves_dev_shm_clean", m, "NAMES ");
+    inner.kill().unwrap();
+    inner.wait().unwrap();
+    let line = line.unwrap_or_else(|| panic!("{m}: the inner scenario printed no names"));
+    let names: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(names.len(), 2, "{m}: {line}");
+    let left: Vec<&str> = names
+        .iter()
+        .copied()
+        .filter(|n| !common::wait_shm_gone(n, Duration::from_secs(30)))
+        .collect();
+    let foreign_kept = foreign.exists();
+    let _ = std::fs::remove_file(&foreign);
+    assert!(left.is_empty(), "{m}: left in /dev/shm: {left:?}");
+    assert!(
+        foreign_kept,
+        "{m}: the tracker removed an entry that was not ours"
     );
 }

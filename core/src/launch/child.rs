@@ -7,6 +7,7 @@ use super::InternalThread;
 use crate::children;
 use crate::state::{self, Me};
 use crate::sys;
+use crate::tracker;
 use std::cell::Cell;
 use std::io::Write;
 use std::os::fd::{AsFd, OwnedFd};
@@ -31,13 +32,19 @@ fn me_of(spec: &ChildSpec) -> Me {
 /// from the server in `parent`; a spawned child opens one itself if it needs one. Returns the
 /// exit code.
 pub(crate) fn run_from_channel(chan: OwnedFd, parent: Option<OwnedFd>) -> i32 {
-    let (spec, fds) = match spec::recv(&chan) {
+    let (spec, mut fds) = match spec::recv(&chan) {
         Ok(x) => x,
         Err(e) => {
             eprintln!("mproc: child could not start: {e}");
             return 1;
         }
     };
+    // The resource tracker's connection comes after the arguments' descriptors.
+    if let Some(i) = spec.tracker {
+        if (i as usize) < fds.len() {
+            tracker::adopt(fds.remove(i as usize));
+        }
+    }
     // Kept until the target's arguments are decoded: the acknowledgement goes back on it.
     *lock_bootstrap() = Some(chan);
     {

@@ -5,8 +5,9 @@
 //! thread of ours is half-way through changing process-wide state at the instant of the fork,
 //! the forking thread holds every process-wide lock of mproc across it, always in this order:
 //! [`state`], [`children`], the forkserver handle ([`forkserver`]), the arguments held for
-//! spawned and forkserver children ([`keeper`]), and the registry of descriptors kept from fork
-//! children ([`keep_from_fork_children`]). The child resets each (it
+//! spawned and forkserver children ([`keeper`]), the link to the resource tracker
+//! ([`tracker`]), and the registry of descriptors kept from fork children
+//! ([`keep_from_fork_children`]). The child resets each (it
 //! has no children and no forkserver of its own yet) and unlocks it; the parent unlocks after the
 //! fork. Code that takes two of these locks at once takes them in the same order.
 //!
@@ -20,6 +21,7 @@ use crate::error::Result;
 use crate::popen::Popen;
 use crate::state::{self, Me};
 use crate::sys;
+use crate::tracker;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
@@ -34,12 +36,14 @@ pub(crate) fn start(me: Me, target: impl FnOnce() -> i32) -> Result<Popen> {
     let children = children::lock();
     let server = forkserver::lock();
     let held = keeper::lock();
+    let tracked = tracker::lock();
     let kept = lock_kept();
     let (pid, pidfd) = sys::fork_child(move || {
         state::reset_after_fork(state, me);
         children::clear_after_fork(children);
         forkserver::forget_after_fork(server);
         keeper::forget_after_fork(held);
+        tracker::after_fork(tracked);
         close_kept(kept);
         child::watch_parent(None);
         child::run_target(&name, target)

@@ -32,6 +32,9 @@ pub(crate) struct ChildSpec {
     pub parent_pid: u32,
     pub parent_name: String,
     pub method: StartMethod,
+    /// The index, among the descriptors sent with the spec, of the resource tracker's connection
+    /// (after the arguments' own), if the parent has one.
+    pub tracker: Option<u32>,
 }
 
 /// Sends `spec` with `fds` over a child's bootstrap channel, giving up after

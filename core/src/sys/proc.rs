@@ -135,6 +135,34 @@ fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
 
+/// A pidfd for this process (close-on-exec).
+pub fn pidfd_of_self() -> io::Result<OwnedFd> {
+    pidfd_open(std::process::id())
+}
+
+/// The pid of the process behind `pidfd` (from `/proc/self/fdinfo`), or `None` if it is not a
+/// pidfd or its process has been reaped.
+pub fn pid_of_pidfd(pidfd: BorrowedFd<'_>) -> Option<u32> {
+    let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", pidfd.as_raw_fd())).ok()?;
+    let pid: i64 = info
+        .lines()
+        .find_map(|l| l.strip_prefix("Pid:"))?
+        .trim()
+        .parse()
+        .ok()?;
+    u32::try_from(pid).ok().filter(|&p| p > 0)
+}
+
+/// Ignores `SIGINT` and `SIGTERM`, for a process that must outlive a signal sent to its whole
+/// process group (the resource tracker, as Python's does).
+pub fn ignore_termination_signals() {
+    // SAFETY: SIG_IGN is a valid disposition and involves no handler code.
+    unsafe {
+        libc::signal(libc::SIGINT, libc::SIG_IGN);
+        libc::signal(libc::SIGTERM, libc::SIG_IGN);
+    }
+}
+
 /// A pidfd for this process's parent, if the parent is still the process `expected` (the one that
 /// started us). `Ok(None)`: the parent is gone already (we were reparented). The pidfd is opened
 /// first and the parent checked afterwards: if `expected` is still our parent then, it was alive
