@@ -577,7 +577,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         SCRATCH.with(|s| {
             let mut buf = s.borrow_mut();
             self.core.get(&mut buf, block, timeout)?;
-            bincode::deserialize(&buf).map_err(|e| Error::Deserialize(e.to_string()))
+            crate::reduction::from_bytes(&buf)
         })
     }
 

@@ -89,6 +89,18 @@ struct Wrap<'l, V> {
     counted: bool,
 }
 
+/// Leaves: the wrapped deserializer hands their visitors a value (bincode calls only the
+/// matching `visit_*` of a primitive), never an accessor, so there is nothing below them to
+/// bound: they go straight through, which keeps the guard off the hot path of small values.
+macro_rules! forward_leaf {
+    ($($method:ident)*) => {$(
+        #[inline]
+        fn $method<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
+            self.de.$method(visitor)
+        }
+    )*};
+}
+
 macro_rules! forward_plain {
     ($($method:ident)*) => {$(
         fn $method<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
@@ -110,13 +122,14 @@ macro_rules! forward_counted {
 impl<'de, D: Deserializer<'de>> Deserializer<'de> for Guard<'_, D> {
     type Error = D::Error;
 
-    forward_plain! {
+    forward_leaf! {
         deserialize_bool deserialize_i8 deserialize_i16 deserialize_i32 deserialize_i64
         deserialize_i128 deserialize_u8 deserialize_u16 deserialize_u32 deserialize_u64
         deserialize_u128 deserialize_f32 deserialize_f64 deserialize_char deserialize_str
-        deserialize_string deserialize_bytes deserialize_byte_buf deserialize_option
-        deserialize_unit deserialize_identifier deserialize_ignored_any
+        deserialize_string deserialize_bytes deserialize_byte_buf deserialize_unit
+        deserialize_identifier
     }
+    forward_plain! { deserialize_option deserialize_ignored_any }
     forward_counted! { deserialize_any deserialize_seq deserialize_map }
 
     fn deserialize_unit_struct<V: Visitor<'de>>(
