@@ -17,15 +17,15 @@ pub(crate) struct ChildRecord {
     pub popen: Popen,
     pub daemon: bool,
     pub name: String,
-    /// The arguments held for the child until it decodes them ([`keeper::hold`]'s id).
-    pub held: Option<u64>,
+    /// The arguments held for the child until it decodes them ([`keeper::hold`]).
+    pub held: Option<keeper::Holding>,
 }
 
 impl ChildRecord {
     /// The child has been reaped: nothing needs its arguments any more.
     fn reaped(&self) {
-        if let Some(id) = self.held {
-            keeper::release(id);
+        if let Some(held) = &self.held {
+            held.release();
         }
     }
 }
