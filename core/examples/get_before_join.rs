@@ -26,7 +26,7 @@ fn main() -> mproc::Result<()> {
     let t_start = Instant::now();
     for i in 0..5 {
         let result = pool.apply_async(f, (i, max_sleep_ms, seed))?;
-        println!("{}", result.get(None)?);
+        println!("{}", result.get()?);
     }
     pool.close()?;
     pool.join()?;

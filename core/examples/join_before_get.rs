@@ -32,7 +32,7 @@ fn main() -> mproc::Result<()> {
     pool.close()?;
     pool.join()?;
     for res in res_list {
-        println!("{}", res.get(None)?);
+        println!("{}", res.get()?);
     }
     println!("elapsed_ms: {}", t_start.elapsed().as_millis());
     Ok(())

@@ -39,7 +39,7 @@ fn main() -> mproc::Result<()> {
     p.close()?;
     p.join()?;
     for r in results {
-        r.get(None)?;
+        r.get()?;
     }
     println!("All subprocesses done.");
     Ok(())

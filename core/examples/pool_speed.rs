@@ -116,14 +116,18 @@ fn main() -> mproc::Result<()> {
         let pool = ctx.pool().processes(2).build()?;
         pool.apply(identity, (1,))?;
         let rt = per_op(2000, || {
-            pool.apply_async(identity, (1,)).unwrap().get(None).unwrap();
+            pool.apply_async(identity, (1,)).unwrap().get().unwrap();
         });
         let items: Vec<u64> = (0..10_000).collect();
         let map_default = per_op(5, || {
-            pool.map(identity, items.clone(), None).unwrap();
+            pool.map(identity, items.clone()).unwrap();
         });
         let map_one = per_op(3, || {
-            pool.map(identity, items.clone(), Some(1)).unwrap();
+            pool.map_async_with(identity, items.clone())
+                .chunksize(1)
+                .submit()
+                .and_then(|r| r.get())
+                .unwrap();
         });
         pool.close()?;
         pool.join()?;

@@ -34,7 +34,7 @@ fn main() -> mproc::Result<()> {
         pool.apply_async(square, (3,))?,
     ];
     for r in &results {
-        match r.get(Some(Duration::from_secs(10))) {
+        match r.get_timeout(Duration::from_secs(10)) {
             Ok(v) => println!("{v}"),
             Err(e) => println!("lost: {}", e.kind_name()),
         }

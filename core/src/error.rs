@@ -129,6 +129,16 @@ pub enum Error {
     /// A pickle could not be read, or a value could not be pickled
     /// ([`mproc::pickle`](crate::pickle)).
     Pickle(crate::pickle::error::PickleError),
+    /// A pool task ran past its deadline (`task_timeout`, or `timeout` on the call): its worker
+    /// was killed and replaced, and the task failed. Distinct from [`Error::Timeout`], which is a
+    /// caller giving up waiting while the task runs on.
+    TaskTimeout {
+        /// The pid of the worker that was killed.
+        pid: u32,
+        /// The deadline the task ran past (for a chunk of a map: the items' deadline times the
+        /// number of items in the chunk).
+        timeout: std::time::Duration,
+    },
 }
 
 impl Error {
@@ -174,6 +184,7 @@ impl Error {
             Error::Io(_) => "Io",
             Error::AuthenticationError(_) => "AuthenticationError",
             Error::Pickle(_) => "Pickle",
+            Error::TaskTimeout { .. } => "TaskTimeout",
         }
     }
 }
@@ -241,6 +252,10 @@ impl fmt::Display for Error {
             Error::Io(e) => write!(f, "{e}"),
             Error::AuthenticationError(why) => f.write_str(why),
             Error::Pickle(e) => write!(f, "pickle: {e}"),
+            Error::TaskTimeout { pid, timeout } => write!(
+                f,
+                "the task ran past its deadline of {timeout:?}: its worker {pid} was killed and replaced"
+            ),
         }
     }
 }

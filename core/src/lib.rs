@@ -58,7 +58,7 @@ mod error;
 mod launch;
 mod method;
 pub mod pickle;
-mod pool;
+pub mod pool;
 mod popen;
 mod process;
 mod queues;
@@ -83,8 +83,14 @@ pub use error::{Error, Result};
 pub use launch::child::exit;
 pub use launch::fork::set_fork_warning;
 pub use method::StartMethod;
-pub use pool::{AsyncResult, Callbacks, IMapIterator, MapResult, Pool, PoolBuilder};
-pub use process::{current_process, parent_process, CurrentProcess, Process};
+pub use pool::{
+    ApplyBuilder, AsyncResult, Callbacks, IMapBuilder, IMapIterator, IMapStream, MapBuilder,
+    MapResult, Pool, PoolBuilder,
+};
+pub use process::{
+    current_process, parent_process, CurrentProcess, Ending, Process, RunOutcome,
+    DEFAULT_TERMINATE_GRACE,
+};
 pub use queues::{JoinableQueue, PutError, Queue, SimpleQueue, DEFAULT_CAPACITY};
 pub use sharedctypes::{
     Array, CChar, DynArray, Number, RawArray, RawValue, Scalar, SharedMemory, TypeCode, Value,

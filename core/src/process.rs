@@ -16,7 +16,45 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+/// How long [`Process::join_or_terminate`] waits after `SIGTERM` before it sends `SIGKILL`.
+pub const DEFAULT_TERMINATE_GRACE: Duration = Duration::from_secs(1);
+
+/// How long to wait for a child to end after `SIGKILL`, which it cannot ignore (only a process
+/// stuck in the kernel takes longer).
+const KILL_WAIT: Duration = Duration::from_secs(60);
+
+/// How a process watched by [`Process::join_or_terminate`] ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Ending {
+    /// It ended by itself before the deadline.
+    Finished,
+    /// It was still running at the deadline and ended within the grace period after `SIGTERM`.
+    Terminated,
+    /// It ignored `SIGTERM` (blocked, handled or slow) and was killed with `SIGKILL`.
+    Killed,
+}
+
+/// What [`Process::join_or_terminate`] and [`Process::run_with_deadline`] report: the
+/// notes' `join(timeout)` / `is_alive()` / `terminate()` / `join()` pattern, in one value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct RunOutcome {
+    /// Whether it finished by itself, or how it was stopped.
+    pub ending: Ending,
+    /// Its exit code, as [`Process::exitcode`]: `-15` after `SIGTERM`, `-9` after `SIGKILL`
+    /// (unless it handled the signal and exited with a code of its own).
+    pub exitcode: i32,
+    /// How long it ran: from [`Process::start`] until its end was seen.
+    pub elapsed: Duration,
+}
+
+impl RunOutcome {
+    /// Whether it ended by itself before the deadline.
+    pub fn finished(&self) -> bool {
+        self.ending == Ending::Finished
+    }
+}
 
 /// What a process runs: encoded for spawn/forkserver, or run in place after `fork()`.
 trait Payload: Send {
@@ -103,6 +141,8 @@ struct Inner {
     payload: Option<Box<dyn Payload>>,
     child: Option<Arc<ChildRecord>>,
     closed: bool,
+    /// When `start` handed the child over (for [`RunOutcome::elapsed`]).
+    started_at: Option<Instant>,
 }
 
 /// A process object, as Python's `multiprocessing.Process`.
@@ -182,6 +222,7 @@ impl Process {
                 payload: Some(payload),
                 child: None,
                 closed: false,
+                started_at: None,
             }),
         }
     }
@@ -330,7 +371,90 @@ impl Process {
         children::register(Arc::clone(&record));
         inner.child = Some(record);
         inner.daemon = Some(daemon);
+        inner.started_at = Some(Instant::now());
         Ok(())
+    }
+
+    /// Waits for the child at most `timeout`; if it is still running then, terminates it
+    /// (`SIGTERM`), waits [`DEFAULT_TERMINATE_GRACE`], and kills it (`SIGKILL`) if it is still
+    /// there: the `join(timeout)` / `is_alive()` / `terminate()` / `join()` pattern of Python's
+    /// documentation, in one call that cannot hang on a child that ignores `SIGTERM`. Returns
+    /// how it ended, its exit code and how long it ran.
+    ///
+    /// ```no_run
+    /// use mproc::Ending;
+    /// use std::time::Duration;
+    ///
+    /// fn work(ms: u64) {
+    ///     std::thread::sleep(Duration::from_millis(ms));
+    /// }
+    ///
+    /// fn main() -> mproc::Result<()> {
+    ///     mproc::init();
+    ///     let p = mproc::Process::new(work, (5_000,));
+    ///     p.start()?;
+    ///     let out = p.join_or_terminate(Duration::from_millis(500))?;
+    ///     assert_eq!((out.ending, out.exitcode), (Ending::Terminated, -15));
+    ///     assert!(out.elapsed < Duration::from_secs(5));
+    ///     Ok(())
+    /// }
+    /// ```
+    ///
+    /// Errors: [`Error::NotStarted`], [`Error::ProcessClosed`], [`Error::NotChild`] as
+    /// [`join`](Process::join); [`Error::Timeout`] only if the child outlives `SIGKILL` by a
+    /// minute (stuck in the kernel).
+    pub fn join_or_terminate(&self, timeout: Duration) -> Result<RunOutcome> {
+        self.join_or_terminate_grace(timeout, DEFAULT_TERMINATE_GRACE)
+    }
+
+    /// As [`join_or_terminate`](Process::join_or_terminate), with `grace` between `SIGTERM` and
+    /// `SIGKILL` (zero: `SIGKILL` right after `SIGTERM`).
+    pub fn join_or_terminate_grace(
+        &self,
+        timeout: Duration,
+        grace: Duration,
+    ) -> Result<RunOutcome> {
+        let child = self.started_child()?;
+        let started = self.lock().started_at.unwrap_or_else(Instant::now);
+        let outcome = |ending: Ending, code: i32| {
+            children::forget(&child);
+            Ok(RunOutcome {
+                ending,
+                exitcode: code,
+                elapsed: started.elapsed(),
+            })
+        };
+        if let Some(code) = child.popen.wait(Some(timeout))? {
+            return outcome(Ending::Finished, code);
+        }
+        // A child that ends between the wait and the signal cannot be signalled (it may be a
+        // zombie already): its exit code tells.
+        let signal = |sig: i32| -> Result<Option<i32>> {
+            match child.popen.signal(sig) {
+                Ok(()) => Ok(None),
+                Err(e) => child.popen.poll()?.map(Some).ok_or(Error::Io(e)),
+            }
+        };
+        if let Some(code) = signal(libc::SIGTERM)? {
+            return outcome(Ending::Terminated, code);
+        }
+        if let Some(code) = child.popen.wait(Some(grace))? {
+            return outcome(Ending::Terminated, code);
+        }
+        if let Some(code) = signal(libc::SIGKILL)? {
+            return outcome(Ending::Killed, code);
+        }
+        match child.popen.wait(Some(KILL_WAIT))? {
+            Some(code) => outcome(Ending::Killed, code),
+            None => Err(Error::Timeout),
+        }
+    }
+
+    /// Starts the process and supervises it with [`join_or_terminate`](Process::join_or_terminate):
+    /// runs the target with a deadline.
+    pub fn run_with_deadline(&self, timeout: Duration) -> Result<RunOutcome> {
+        self.start()?;
+        self.join_or_terminate(timeout)
     }
 
     /// Waits until the child ends, or for at most `timeout` (`None`: no limit). Returns `Ok` in

@@ -13,7 +13,10 @@ use crate::reduction;
 use crate::sys::{self, Mapping};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::os::fd::{AsFd, OwnedFd};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
+
+/// Mappings of extents, by file offset.
+type Extents = Vec<(u64, Arc<Mapping>)>;
 
 /// A shared memory block; see the module docs. Cheap to clone (an `Arc`).
 #[derive(Debug, Clone)]
@@ -24,6 +27,8 @@ struct Inner {
     fd: OwnedFd,
     map: Mapping,
     method: StartMethod,
+    /// This process's mappings of the file's extents beyond `map`, by file offset.
+    extents: Mutex<Extents>,
 }
 
 impl SharedRegion {
@@ -40,10 +45,16 @@ impl SharedRegion {
         let fd = sys::memfd(&format!("mproc-{what}"), len)?;
         let mut map = Mapping::map(fd.as_fd())?;
         init(&mut map)?;
-        Ok(SharedRegion(Arc::new(Inner { fd, map, method })))
+        Ok(SharedRegion(Arc::new(Inner {
+            fd,
+            map,
+            method,
+            extents: Mutex::default(),
+        })))
     }
 
     /// The mapping.
+    #[inline]
     pub fn map(&self) -> &Mapping {
         &self.0.map
     }
@@ -52,7 +63,82 @@ impl SharedRegion {
     pub fn method(&self) -> StartMethod {
         self.0.method
     }
+
+    /// Adds an extent of `len` bytes at the end of the file,
+    /// with its memory reserved, maps it, lets `init` initialise it (it is fresh: nobody else
+    /// knows its offset yet), and returns its file offset and mapping. The caller serialises
+    /// growth (it holds the lock of the structure that grows) and then publishes the offset in
+    /// shared memory, where other processes find it and map the same extent
+    /// ([`SharedRegion::extent`]): every process holds the file's descriptor, so an extent made
+    /// after a child started reaches it too. Out of memory is an error here, not a `SIGBUS`
+    /// later.
+    pub fn grow(
+        &self,
+        len: usize,
+        init: impl FnOnce(&mut Mapping) -> std::io::Result<()>,
+    ) -> Result<(u64, Arc<Mapping>)> {
+        let fd = self.0.fd.as_fd();
+        let off = (sys::file_size(fd)? as u64).next_multiple_of(EXTENT_ALIGN);
+        sys::fallocate(fd, off, len as u64)?;
+        let mut map = Mapping::map_range(fd, off, len)?;
+        init(&mut map)?;
+        let map = Arc::new(map);
+        if let Some(mut cache) = self.extents_cache() {
+            cache.push((off, Arc::clone(&map)));
+        }
+        Ok((off, map))
+    }
+
+    /// The extent of `len` bytes at file offset `off` (made by [`SharedRegion::grow`], in this
+    /// process or another), mapped in this process on first use.
+    pub fn extent(&self, off: u64, len: usize) -> Result<Arc<Mapping>> {
+        let cache = self.extents_cache();
+        if let Some(cache) = &cache {
+            if let Some((_, m)) = cache.iter().find(|(o, m)| *o == off && m.len() == len) {
+                return Ok(Arc::clone(m));
+            }
+        }
+        let map = Arc::new(Mapping::map_range(self.0.fd.as_fd(), off, len)?);
+        if let Some(mut cache) = cache {
+            cache.push((off, Arc::clone(&map)));
+        }
+        Ok(map)
+    }
+
+    /// Unmaps, in this process, the extents for which `dead(offset)` holds (no longer used by
+    /// the structure; a mapping still borrowed elsewhere stays until that borrow ends).
+    pub fn forget_extents(&self, dead: impl Fn(u64) -> bool) {
+        if let Some(mut cache) = self.extents_cache() {
+            cache.retain(|(off, _)| !dead(*off));
+        }
+    }
+
+    /// Frees the memory behind `len` bytes at file offset `off` (they read as zeros afterwards,
+    /// in every process).
+    pub fn punch(&self, off: u64, len: usize) -> Result<()> {
+        sys::punch_hole(self.0.fd.as_fd(), off, len as u64)?;
+        Ok(())
+    }
+
+    /// The cache of extent mappings (held only for a lookup or an insertion, never across a
+    /// system call). It does not wait for ever: a fork child whose parent had another thread
+    /// inside it at the instant of the fork finds it locked for good, and then maps extents
+    /// afresh each time instead.
+    fn extents_cache(&self) -> Option<MutexGuard<'_, Extents>> {
+        for _ in 0..64 {
+            match self.0.extents.try_lock() {
+                Ok(g) => return Some(g),
+                Err(TryLockError::Poisoned(p)) => return Some(p.into_inner()),
+                Err(TryLockError::WouldBlock) => std::thread::yield_now(),
+            }
+        }
+        None
+    }
 }
+
+/// What extents' file offsets are multiples of: a multiple of every page size Linux uses
+/// (`mmap` offsets must be page-aligned). Only the bytes of an extent take memory.
+const EXTENT_ALIGN: u64 = 64 << 10;
 
 struct FdRef<'a>(&'a OwnedFd);
 
@@ -86,6 +172,7 @@ impl<'de> Deserialize<'de> for SharedRegion {
             fd: fd.0,
             map,
             method,
+            extents: Mutex::default(),
         })))
     }
 }

@@ -33,55 +33,46 @@ use crate::region::{io, Deadline, SharedRegion};
 use crate::sys::{self, fnptr::EntryOffset, LockOutcome, Mapping, MUTEX_SIZE};
 use serde::{Deserialize, Serialize};
 use std::marker::PhantomData;
-use std::sync::atomic::Ordering::{Acquire, Relaxed, SeqCst};
+use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release, SeqCst};
 use std::time::Duration;
 
-/// The calling thread as a 64-bit id: `pid << 32 | tid` (never 0).
-fn me() -> u64 {
-    let (pid, tid) = sys::current_ids();
-    (pid as u64) << 32 | tid as u64
-}
-
 // ---------------------------------------------------------------------------------------------
-// Mutex core: a robust pthread mutex, the owner and (for RLock) the recursion count.
+// Mutex core: a robust pthread mutex (which knows its owner: its futex word holds the owner's
+// thread id) and, for RLock, the recursion count, written only by the owner.
 
-const OWNER_OFF: usize = MUTEX_SIZE;
-const COUNT_OFF: usize = MUTEX_SIZE + 8;
+const COUNT_OFF: usize = MUTEX_SIZE;
 const MUTEX_REGION: usize = MUTEX_SIZE + 64;
 
 fn new_mutex_region(what: &str, method: StartMethod) -> Result<SharedRegion> {
     SharedRegion::new(what, MUTEX_REGION, method, |m| m.init_mutex(0))
 }
 
-/// Locks the mutex of `map`; on success records the caller as owner with count 1.
+/// Locks the mutex of `map`: `Some(owner_died)` once held, `None` if not acquired.
+#[inline]
 fn mutex_acquire(map: &Mapping, block: bool, timeout: Option<Duration>) -> Result<Option<bool>> {
     match map.mutex_lock(0, block, timeout).map_err(io)? {
         LockOutcome::NotAcquired => Ok(None),
-        outcome => {
-            map.u64_at(OWNER_OFF).store(me(), Relaxed);
-            map.u32_at(COUNT_OFF).store(1, Relaxed);
-            Ok(Some(outcome == LockOutcome::OwnerDied))
-        }
+        LockOutcome::Acquired => Ok(Some(false)),
+        LockOutcome::OwnerDied => Ok(Some(true)),
     }
 }
 
+/// Unlocks the mutex of `map`; [`Error::NotOwner`] if the calling thread does not hold it (the
+/// robust mutex checks its owner).
+#[inline]
 fn mutex_release(map: &Mapping) -> Result<()> {
-    if map.u64_at(OWNER_OFF).load(Relaxed) != me() {
-        return Err(Error::NotOwner("cannot release un-acquired lock".into()));
-    }
-    map.u32_at(COUNT_OFF).store(0, Relaxed);
-    map.u64_at(OWNER_OFF).store(0, Relaxed);
     map.mutex_unlock(0).map_err(|e| {
         if e.raw_os_error() == Some(libc::EPERM) {
-            Error::NotOwner("cannot release un-acquired lock".into())
+            not_owner()
         } else {
             io(e)
         }
     })
 }
 
-fn is_mine(map: &Mapping) -> bool {
-    map.u64_at(OWNER_OFF).load(Relaxed) == me()
+#[cold]
+fn not_owner() -> Error {
+    Error::NotOwner("cannot release un-acquired lock".into())
 }
 
 /// Marker that keeps guards on the thread that acquired (a pthread mutex is owned by a thread).
@@ -151,6 +142,7 @@ impl Lock {
     /// Acquires the lock (Python's `acquire(block, timeout)`): with `block` false, tries once;
     /// otherwise waits up to `timeout` (`None`: forever). `Ok(None)` when it was not acquired.
     /// Acquiring a lock this thread already holds waits (it is not recursive), as in Python.
+    #[inline]
     pub fn acquire(&self, block: bool, timeout: Option<Duration>) -> Result<Option<LockGuard<'_>>> {
         Ok(
             mutex_acquire(self.region.map(), block, timeout)?.map(|died| LockGuard {
@@ -162,6 +154,7 @@ impl Lock {
     }
 
     /// Acquires the lock, waiting as long as it takes (`with lock:`).
+    #[inline]
     pub fn lock(&self) -> Result<LockGuard<'_>> {
         self.acquire(true, None)
             .map(|g| g.expect("a blocking acquire without timeout returns a guard"))
@@ -170,17 +163,23 @@ impl Lock {
     /// Releases a lock held by this thread whose guard was [`forget`](LockGuard::forget)ten.
     /// [`Error::NotOwner`] if this thread does not hold it.
     pub fn release(&self) -> Result<()> {
-        mutex_release(self.region.map())
+        let map = self.region.map();
+        mutex_release(map)?;
+        map.unpin();
+        Ok(())
     }
 
-    /// Whether the lock is held by anyone (Python's `locked()`).
+    /// Whether the lock is held by anyone (Python's `locked()`). A lock whose owner died
+    /// holding it is not: the next `acquire` takes it at once (and reports
+    /// [`owner_died`](LockGuard::owner_died)).
     pub fn locked(&self) -> bool {
-        self.region.map().u64_at(OWNER_OFF).load(Relaxed) != 0
+        self.region.map().mutex_is_locked(0)
     }
 
     /// Whether the calling thread holds the lock.
+    #[inline]
     pub fn is_mine(&self) -> bool {
-        is_mine(self.region.map())
+        self.region.map().mutex_is_mine(0)
     }
 
     /// The start method of the context that made this lock.
@@ -199,11 +198,15 @@ impl LockGuard<'_> {
     /// Keeps the lock held without a guard; release it later with [`Lock::release`] from this
     /// same thread.
     pub fn forget(self) {
+        // The lock's shared memory must stay mapped while it is held, even if every handle to
+        // the lock is dropped meanwhile.
+        self.lock.region.map().pin();
         std::mem::forget(self);
     }
 }
 
 impl Drop for LockGuard<'_> {
+    #[inline]
     fn drop(&mut self) {
         let _ = mutex_release(self.lock.region.map());
     }
@@ -238,19 +241,25 @@ impl RLock {
 
     /// Acquires one level (Python's `acquire(block, timeout)`): immediate if this thread owns
     /// the lock already; otherwise as [`Lock::acquire`].
+    #[inline]
     pub fn acquire(
         &self,
         block: bool,
         timeout: Option<Duration>,
     ) -> Result<Option<RLockGuard<'_>>> {
         let map = self.region.map();
-        let died = if is_mine(map) {
-            map.u32_at(COUNT_OFF).fetch_add(1, Relaxed);
+        let count = map.u32_at(COUNT_OFF);
+        let died = if map.mutex_is_mine(0) {
+            // Only the owner writes the count.
+            count.store(count.load(Relaxed) + 1, Relaxed);
             false
         } else {
             match mutex_acquire(map, block, timeout)? {
                 None => return Ok(None),
-                Some(died) => died,
+                Some(died) => {
+                    count.store(1, Relaxed);
+                    died
+                }
             }
         };
         Ok(Some(RLockGuard {
@@ -261,6 +270,7 @@ impl RLock {
     }
 
     /// Acquires one level, waiting as long as it takes (`with rlock:`).
+    #[inline]
     pub fn lock(&self) -> Result<RLockGuard<'_>> {
         self.acquire(true, None)
             .map(|g| g.expect("a blocking acquire without timeout returns a guard"))
@@ -269,15 +279,24 @@ impl RLock {
     /// Releases one level held by this thread (after [`RLockGuard::forget`]).
     /// [`Error::NotOwner`] if this thread does not own the lock.
     pub fn release(&self) -> Result<()> {
+        self.release_level()?;
+        self.region.map().unpin();
+        Ok(())
+    }
+
+    #[inline]
+    fn release_level(&self) -> Result<()> {
         let map = self.region.map();
-        if !is_mine(map) {
-            return Err(Error::NotOwner("cannot release un-acquired lock".into()));
+        if !map.mutex_is_mine(0) {
+            return Err(not_owner());
         }
         let count = map.u32_at(COUNT_OFF);
-        if count.load(Relaxed) > 1 {
-            count.fetch_sub(1, Relaxed);
+        let n = count.load(Relaxed);
+        if n > 1 {
+            count.store(n - 1, Relaxed);
             Ok(())
         } else {
+            count.store(0, Relaxed);
             mutex_release(map)
         }
     }
@@ -288,8 +307,9 @@ impl RLock {
     }
 
     /// Whether the calling thread owns the lock.
+    #[inline]
     pub fn is_mine(&self) -> bool {
-        is_mine(self.region.map())
+        self.region.map().mutex_is_mine(0)
     }
 
     /// The start method of the context that made this lock.
@@ -300,7 +320,10 @@ impl RLock {
     /// Releases every level (for `Condition::wait`); returns the count to restore.
     fn release_all(&self) -> Result<u32> {
         let map = self.region.map();
-        let count = map.u32_at(COUNT_OFF).load(Relaxed);
+        if !map.mutex_is_mine(0) {
+            return Err(not_owner());
+        }
+        let count = map.u32_at(COUNT_OFF).swap(0, Relaxed);
         mutex_release(map)?;
         Ok(count)
     }
@@ -321,13 +344,16 @@ impl RLockGuard<'_> {
 
     /// Keeps this level held without a guard; release it with [`RLock::release`].
     pub fn forget(self) {
+        // See LockGuard::forget.
+        self.lock.region.map().pin();
         std::mem::forget(self);
     }
 }
 
 impl Drop for RLockGuard<'_> {
+    #[inline]
     fn drop(&mut self) {
-        let _ = self.lock.release();
+        let _ = self.lock.release_level();
     }
 }
 
@@ -593,23 +619,75 @@ impl ConditionGuard<'_> {
     }
 }
 
-/// A condition variable shared between processes (Python's `multiprocessing.Condition`), with
-/// CPython's algorithm: `notify(n)` wakes at most `n` of the threads waiting at that moment and
-/// waits until they have woken. Unlike CPython, a waiter killed while it waits does not make
-/// `notify` wait forever: a wake-up nobody takes within a second is taken back.
+/// A condition variable shared between processes (Python's `multiprocessing.Condition`):
+/// [`wait`](Condition::wait) releases the lock and sleeps until notified; `notify(n)` wakes at
+/// most `n` of the threads waiting at that moment, the longest-waiting first.
+///
+/// # Waiters that stop or die
+/// Each waiting thread takes a slot in a table in shared memory and holds that slot's robust
+/// mutex while it waits. `notify` marks the slots it picks as notified and returns at once: it
+/// never waits for the woken threads, so
+/// - a waiter that is alive but not running (stopped by `SIGSTOP`, or starved on a loaded
+///   machine) never loses a notification: it finds it when it runs again;
+/// - a waiter that died while waiting costs `notify` nothing: the kernel marks the dead
+///   thread's slot mutex (a robust futex), `notify` sees that with one non-blocking try, frees
+///   the slot and picks a live waiter instead (CPython's `notify` waits for ever for a dead
+///   waiter).
+///
+/// The table grows as needed (extents of the condition's shared file, reaching every process
+/// that holds the condition).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Condition {
     lock: ConditionLock,
-    /// Three semaphores: sleeping count, woken count, wait semaphore.
+    /// The waiters' table: a header, then slots (more in extents of the file).
     region: SharedRegion,
 }
 
-const SLEEPING: usize = 0;
-const WOKEN: usize = SEM_SIZE;
-const WAIT_SEM: usize = 2 * SEM_SIZE;
-/// How long `notify` waits for a woken thread's acknowledgement before it suspects that the
-/// waiter is dead (a live one takes its wake-up within microseconds unless descheduled).
-const ACK_PATIENCE: Duration = Duration::from_secs(1);
+// The table's header (written under the condition's lock).
+const NEXT_TICKET: usize = 0; // u64: the arrival number of the next waiter
+const USED: usize = 8; // u32: slots 0..USED have been handed out at some time
+const EXTENTS: usize = 64; // u64 each: the file offset of extent k (k >= 1)
+const INLINE_SLOTS: usize = 256; // where extent 0's slots begin, in the region itself
+/// Slots in extent 0; extent k holds `FIRST_SLOTS << k`.
+const FIRST_SLOTS: usize = 16;
+const MAX_EXTENTS: usize = 20;
+// A slot: the waiter's robust mutex, its state word (the futex it sleeps on), its ticket.
+const SLOT: usize = 128;
+const SLOT_STATE: usize = MUTEX_SIZE;
+const SLOT_TICKET: usize = MUTEX_SIZE + 8;
+// Slot states, in the low two bits; the bits above count the slot's uses, so that a
+// compare-and-swap from an earlier use fails.
+const FREE: u32 = 0;
+const WAITING: u32 = 1;
+const NOTIFIED: u32 = 2;
+const LEAVING: u32 = 3;
+const STATE_MASK: u32 = 3;
+
+/// The mapping a slot lives in: the condition's region, or an extent.
+enum Table<'a> {
+    Inline(&'a Mapping),
+    Extent(std::sync::Arc<Mapping>),
+}
+
+impl std::ops::Deref for Table<'_> {
+    type Target = Mapping;
+    fn deref(&self) -> &Mapping {
+        match self {
+            Table::Inline(m) => m,
+            Table::Extent(m) => m,
+        }
+    }
+}
+
+/// Extent `k` and the index within it of slot `i`.
+fn slot_extent(i: usize) -> (usize, usize) {
+    let k = (usize::BITS - 1 - (i / FIRST_SLOTS + 1).leading_zeros()) as usize;
+    (k, i - FIRST_SLOTS * ((1 << k) - 1))
+}
+
+fn init_slots(m: &mut Mapping, first: usize, n: usize) -> std::io::Result<()> {
+    (0..n).try_for_each(|j| m.init_mutex(first + j * SLOT))
+}
 
 impl Condition {
     pub(crate) fn new(method: StartMethod, lock: Option<ConditionLock>) -> Result<Condition> {
@@ -617,10 +695,12 @@ impl Condition {
             Some(l) => l,
             None => ConditionLock::RLock(RLock::new(method)?),
         };
-        let region = SharedRegion::new("condition", 3 * SEM_SIZE, method, |_| Ok(()))?;
-        for off in [SLEEPING, WOKEN, WAIT_SEM] {
-            sem_init(region.map(), off, 0, None);
-        }
+        let region = SharedRegion::new(
+            "condition",
+            INLINE_SLOTS + FIRST_SLOTS * SLOT,
+            method,
+            |m| init_slots(m, INLINE_SLOTS, FIRST_SLOTS),
+        )?;
         Ok(Condition { lock, region })
     }
 
@@ -647,6 +727,71 @@ impl Condition {
             .map(|g| g.expect("a blocking acquire without timeout returns a guard"))
     }
 
+    /// Slot `i` (below `USED`): its table and offset there.
+    fn slot(&self, i: usize) -> Result<(Table<'_>, usize)> {
+        let (k, j) = slot_extent(i);
+        if k == 0 {
+            return Ok((Table::Inline(self.region.map()), INLINE_SLOTS + j * SLOT));
+        }
+        let off = self.region.map().u64_at(EXTENTS + 8 * k).load(Acquire);
+        let map = self.region.extent(off, (FIRST_SLOTS << k) * SLOT)?;
+        Ok((Table::Extent(map), j * SLOT))
+    }
+
+    /// Takes a slot for the calling thread (which holds the condition's lock) and locks its
+    /// mutex; returns the slot and its state word as `WAITING`.
+    fn claim(&self) -> Result<(Table<'_>, usize, u32)> {
+        let map = self.region.map();
+        let used = map.u32_at(USED).load(Relaxed) as usize;
+        // A free slot; else one whose waiter died or has gone (its mutex is free); else a new
+        // one.
+        let mut found = None;
+        'search: for free_only in [true, false] {
+            for i in 0..used {
+                let (t, o) = self.slot(i)?;
+                let st = t.u32_at(o + SLOT_STATE).load(Acquire);
+                if (st & STATE_MASK == FREE) != free_only {
+                    continue;
+                }
+                if t.mutex_lock(o, false, None).map_err(io)? != LockOutcome::NotAcquired {
+                    found = Some((t, o, st));
+                    break 'search;
+                }
+            }
+        }
+        let (t, o, st) = match found {
+            Some(f) => f,
+            None => {
+                let (k, j) = slot_extent(used);
+                if k >= MAX_EXTENTS {
+                    return Err(Error::InvalidArgument(
+                        "too many threads waiting on one condition".into(),
+                    ));
+                }
+                if k > 0 && j == 0 {
+                    // The first slot of a new extent.
+                    let n = FIRST_SLOTS << k;
+                    let (off, _) = self.region.grow(n * SLOT, |m| init_slots(m, 0, n))?;
+                    map.u64_at(EXTENTS + 8 * k).store(off, Release);
+                }
+                map.u32_at(USED).store(used as u32 + 1, Relaxed);
+                let (t, o) = self.slot(used)?;
+                if t.mutex_lock(o, false, None).map_err(io)? == LockOutcome::NotAcquired {
+                    return Err(Error::Io(std::io::Error::other(
+                        "a fresh condition slot is locked",
+                    )));
+                }
+                let st = t.u32_at(o + SLOT_STATE).load(Acquire);
+                (t, o, st)
+            }
+        };
+        let ticket = map.u64_at(NEXT_TICKET).fetch_add(1, Relaxed);
+        t.u64_at(o + SLOT_TICKET).store(ticket, Relaxed);
+        let waiting = (st & !STATE_MASK).wrapping_add(STATE_MASK + 1) | WAITING;
+        t.u32_at(o + SLOT_STATE).store(waiting, Release);
+        Ok((t, o, waiting))
+    }
+
     /// Releases the lock (all levels of an RLock), waits until notified or until `timeout`
     /// passes, then re-acquires it. Returns false on timeout. The calling thread must hold the
     /// lock ([`Error::NotOwner`] otherwise).
@@ -654,24 +799,54 @@ impl Condition {
         if !self.lock.is_mine() {
             return Err(Error::NotOwner("cannot wait on un-acquired lock".into()));
         }
-        let map = self.region.map();
-        sem_release(map, SLEEPING, 1)?;
-        let saved = match &self.lock {
-            ConditionLock::Lock(l) => {
-                l.release()?;
-                0
-            }
-            ConditionLock::RLock(l) => l.release_all()?,
+        let (t, o, waiting) = self.claim()?;
+        let state = t.u32_at(o + SLOT_STATE);
+        let leaving = (waiting & !STATE_MASK) | LEAVING;
+        let released = match &self.lock {
+            ConditionLock::Lock(l) => mutex_release(l.region.map()).map(|_| 0),
+            ConditionLock::RLock(l) => l.release_all(),
         };
-        let woke = sem_acquire(map, WAIT_SEM, true, Deadline::after(timeout));
-        let r1 = sem_release(map, WOKEN, 1);
-        let r2 = match &self.lock {
+        let saved = match released {
+            Ok(saved) => saved,
+            Err(e) => {
+                // Still held (we checked it was ours): give the slot back and report.
+                t.u32_at(o + SLOT_STATE)
+                    .store((waiting & !STATE_MASK) | FREE, Release);
+                let _ = t.mutex_unlock(o);
+                return Err(e);
+            }
+        };
+        let deadline = Deadline::after(timeout);
+        // Sleep until the state changes (only a notifier changes the state of a slot whose
+        // mutex we hold) or the deadline passes; then `last` is the state we leave.
+        let (last, outcome) = loop {
+            let now = state.load(Acquire);
+            if now != waiting {
+                break (now, Ok(true));
+            }
+            let slept = if deadline.passed() {
+                Ok(false)
+            } else {
+                sys::futex_wait(state, waiting, deadline.remaining())
+            };
+            if let Ok(true) = slept {
+                continue;
+            }
+            // Timed out (or the wait failed): withdraw, unless a notification came first.
+            break match state.compare_exchange(waiting, leaving, AcqRel, Acquire) {
+                Ok(_) => (leaving, slept.map_err(io)),
+                Err(now) => (now, Ok(true)),
+            };
+        };
+        // Leave the slot: first its mutex, then its state, unless a claimer took it meanwhile.
+        let _ = t.mutex_unlock(o);
+        let _ = state.compare_exchange(last, (waiting & !STATE_MASK) | FREE, Release, Relaxed);
+        let relocked = match &self.lock {
             ConditionLock::Lock(l) => mutex_acquire(l.region.map(), true, None).map(|_| ()),
             ConditionLock::RLock(l) => l.restore(saved),
         };
-        let woke = woke?;
-        r1?;
-        r2?;
+        let woke = outcome?;
+        relocked?;
         Ok(woke)
     }
 
@@ -694,36 +869,53 @@ impl Condition {
         Ok(result)
     }
 
-    /// Wakes up to `n` of the waiting threads. The calling thread must hold the lock.
+    /// Wakes up to `n` of the waiting threads, the longest-waiting first, without waiting for
+    /// them (see the type's docs). The calling thread must hold the lock.
     pub fn notify(&self, n: usize) -> Result<()> {
         if !self.lock.is_mine() {
             return Err(Error::NotOwner("cannot notify on un-acquired lock".into()));
         }
-        let map = self.region.map();
-        let now = Deadline::after(Some(Duration::ZERO));
-        // Account for waiters that timed out since the last notify.
-        while sem_acquire(map, WOKEN, false, now)? {
-            sem_acquire(map, SLEEPING, false, now)?;
+        if n == 0 {
+            return Ok(());
         }
-        let mut sleepers = 0;
-        while sleepers < n && sem_acquire(map, SLEEPING, false, now)? {
-            sem_release(map, WAIT_SEM, 1)?;
-            sleepers += 1;
-        }
-        if sleepers > 0 {
-            // Wait for each woken thread to acknowledge. A wake-up that nobody takes for a
-            // while belongs to a waiter that died (killed while it waited): take it back rather
-            // than wait for an acknowledgement that will never come (CPython waits forever).
-            let mut pending = sleepers;
-            while pending > 0 {
-                if sem_acquire(map, WOKEN, true, Deadline::after(Some(ACK_PATIENCE)))?
-                    || sem_acquire(map, WAIT_SEM, false, now)?
-                {
-                    pending -= 1;
+        let used = self.region.map().u32_at(USED).load(Relaxed) as usize;
+        // The live waiters, by arrival; the slots of dead ones are freed on the way.
+        let mut waiting: Vec<(u64, usize, u32)> = Vec::new();
+        for i in 0..used {
+            let (t, o) = self.slot(i)?;
+            let state = t.u32_at(o + SLOT_STATE);
+            let st = state.load(Acquire);
+            if st & STATE_MASK != WAITING {
+                continue;
+            }
+            match t.mutex_lock(o, false, None).map_err(io)? {
+                // Held: its waiter is alive (running or not).
+                LockOutcome::NotAcquired => {
+                    waiting.push((t.u64_at(o + SLOT_TICKET).load(Relaxed), i, st));
+                }
+                // Its waiter died (or left without freeing it): free the slot.
+                LockOutcome::OwnerDied | LockOutcome::Acquired => {
+                    let _ = state.compare_exchange(st, (st & !STATE_MASK) | FREE, Release, Relaxed);
+                    let _ = t.mutex_unlock(o);
                 }
             }
-            // Drop the wake-ups of waiters that timed out meanwhile.
-            while sem_acquire(map, WAIT_SEM, false, now)? {}
+        }
+        waiting.sort_unstable();
+        let mut woken = 0;
+        for (_, i, st) in waiting {
+            if woken == n {
+                break;
+            }
+            let (t, o) = self.slot(i)?;
+            let state = t.u32_at(o + SLOT_STATE);
+            // Fails if the waiter timed out meanwhile: then wake another.
+            if state
+                .compare_exchange(st, (st & !STATE_MASK) | NOTIFIED, AcqRel, Relaxed)
+                .is_ok()
+            {
+                sys::futex_wake(state, 1);
+                woken += 1;
+            }
         }
         Ok(())
     }

@@ -10,20 +10,19 @@ mproc::enable_test_support!();
 
 mod common;
 
+use common::gates::{gated, Gates};
+
 use mproc::{Callbacks, Connection, Error, Pool, StartMethod};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use rstest::rstest;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use std::collections::{HashMap, HashSet};
-use std::io::{Read, Write};
-use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::PathBuf;
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-const LONG: Option<Duration> = Some(Duration::from_secs(30));
+const LONG: Duration = Duration::from_secs(30);
 
 fn pool(m: StartMethod, n: usize) -> Pool {
     mproc::get_context(m)
@@ -87,84 +86,7 @@ fn make_unserialisable(_: u32) -> Unserialisable {
     Unserialisable
 }
 
-// ---- gates: tasks that finish when the test says so ----
-
-/// A Unix socket that gated tasks connect to; each blocks until the test releases it.
-struct Gates {
-    listener: UnixListener,
-    path: PathBuf,
-    waiting: HashMap<u32, UnixStream>,
-}
-
-impl Gates {
-    fn new() -> Gates {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let path = std::env::temp_dir().join(format!(
-            "mproc-gate-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_file(&path);
-        let listener = UnixListener::bind(&path).expect("bind gate socket");
-        listener.set_nonblocking(true).expect("nonblocking");
-        Gates {
-            listener,
-            path,
-            waiting: HashMap::new(),
-        }
-    }
-
-    fn path(&self) -> String {
-        self.path.to_string_lossy().into_owned()
-    }
-
-    /// Waits until the tasks `ids` are all blocked at the gate.
-    fn wait_for(&mut self, ids: &[u32]) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !ids.iter().all(|id| self.waiting.contains_key(id)) {
-            assert!(
-                Instant::now() < deadline,
-                "gated tasks {ids:?} never arrived"
-            );
-            match self.listener.accept() {
-                Ok((mut s, _)) => {
-                    s.set_nonblocking(false).unwrap();
-                    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-                    let mut id = [0u8; 4];
-                    s.read_exact(&mut id).unwrap();
-                    self.waiting.insert(u32::from_le_bytes(id), s);
-                }
-                // Polling the listener: this only bounds how long we wait for the tasks to
-                // arrive; it orders nothing.
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    std::thread::sleep(Duration::from_millis(1))
-                }
-                Err(e) => panic!("accept: {e}"),
-            }
-        }
-    }
-
-    fn release(&mut self, id: u32) {
-        let mut s = self.waiting.remove(&id).expect("task is waiting");
-        s.write_all(&[1]).unwrap();
-    }
-}
-
-impl Drop for Gates {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
-    }
-}
-
-/// Announces itself at the gate, waits to be released, returns `id`.
-fn gated(path: String, id: u32) -> u32 {
-    let mut s = UnixStream::connect(&path).expect("connect to gate");
-    s.write_all(&id.to_le_bytes()).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-    let mut b = [0u8; 1];
-    s.read_exact(&mut b).expect("released");
-    id
-}
+// ---- gates: tasks that finish when the test says so (common::gates) ----
 
 /// As `gated`, but panics with `id` (for error callbacks and map's no-failfast rule).
 fn gated_then_panic(path: String, id: u32) -> u32 {
@@ -196,7 +118,7 @@ fn apply_and_apply_async(
         .map(|i| p.apply_async(square, (i,)).unwrap())
         .collect();
     for (i, r) in rs.iter().enumerate() {
-        assert_eq!(r.get(LONG).unwrap(), (i * i) as u64);
+        assert_eq!(r.get_timeout(LONG).unwrap(), (i * i) as u64);
         assert!(r.ready());
         assert!(r.successful().unwrap());
     }
@@ -211,20 +133,43 @@ fn map_starmap_and_chunks(
 ) {
     let p = pool(m, 2);
     let want: Vec<u64> = (0..100u64).map(|x| x * x).collect();
-    assert_eq!(p.map(square, 0..100u64, None).unwrap(), want);
-    assert_eq!(p.map(square, 0..100u64, Some(1)).unwrap(), want);
-    assert_eq!(p.map(square, 0..100u64, Some(33)).unwrap(), want);
-    assert_eq!(p.map(square, Vec::<u64>::new(), None).unwrap(), vec![]);
+    assert_eq!(p.map(square, 0..100u64).unwrap(), want);
     assert_eq!(
-        p.starmap(add, vec![(1, 2), (3, 4), (5, 6)], None).unwrap(),
+        p.map_async_with(square, 0..100u64)
+            .chunksize(1)
+            .submit()
+            .and_then(|r| r.get())
+            .unwrap(),
+        want
+    );
+    assert_eq!(
+        p.map_async_with(square, 0..100u64)
+            .chunksize(33)
+            .submit()
+            .and_then(|r| r.get())
+            .unwrap(),
+        want
+    );
+    assert_eq!(p.map(square, Vec::<u64>::new()).unwrap(), vec![]);
+    assert_eq!(
+        p.starmap(add, vec![(1, 2), (3, 4), (5, 6)]).unwrap(),
         vec![3, 7, 11]
     );
-    match p.map(square, 0..3u64, Some(0)) {
+    match p
+        .map_async_with(square, 0..3u64)
+        .chunksize(0)
+        .submit()
+        .and_then(|r| r.get())
+    {
         Err(Error::InvalidArgument(msg)) => assert_eq!(msg, "Chunksize must be 1+, not 0"),
         other => panic!("{other:?}"),
     }
-    let r = p.map_async(square, 0..10u64, Some(3)).unwrap();
-    assert_eq!(r.get(LONG).unwrap(), want[..10].to_vec());
+    let r = p
+        .map_async_with(square, 0..10u64)
+        .chunksize(3)
+        .submit()
+        .unwrap();
+    assert_eq!(r.get_timeout(LONG).unwrap(), want[..10].to_vec());
     p.close().unwrap();
     p.join().unwrap();
 }
@@ -285,7 +230,7 @@ fn large_arguments_and_results(
         .map(|_| p.apply_async(reverse_bytes, (big.clone(),)).unwrap())
         .collect();
     for r in rs {
-        assert!(r.get(LONG).unwrap() == want);
+        assert!(r.get_timeout(LONG).unwrap() == want);
     }
     p.close().unwrap();
     p.join().unwrap();
@@ -324,17 +269,15 @@ fn terminate_from_a_callback_does_not_deadlock(
     let (tx, rx) = mpsc::channel();
     let inner = std::sync::Arc::clone(&p);
     let r = p
-        .apply_async_with(
-            square,
-            (2,),
-            Callbacks::new().callback(move |_: &u64| {
-                inner.terminate().unwrap();
-                tx.send(()).unwrap();
-            }),
-        )
+        .apply_async_with(square, (2,))
+        .callback(move |_: &u64| {
+            inner.terminate().unwrap();
+            tx.send(()).unwrap();
+        })
+        .submit()
         .unwrap();
     rx.recv_timeout(Duration::from_secs(30)).unwrap();
-    assert_eq!(r.get(LONG).unwrap(), 4);
+    assert_eq!(r.get_timeout(LONG).unwrap(), 4);
     p.join().unwrap();
     assert!(matches!(p.apply(square, (1,)), Err(Error::PoolNotRunning)));
 }
@@ -353,12 +296,9 @@ fn lifecycle_errors(
         p.apply_async(square, (1,)),
         Err(Error::PoolNotRunning)
     ));
+    assert!(matches!(p.map(square, 0..3u64), Err(Error::PoolNotRunning)));
     assert!(matches!(
-        p.map(square, 0..3u64, None),
-        Err(Error::PoolNotRunning)
-    ));
-    assert!(matches!(
-        p.imap(square, 0..3u64, 1),
+        p.imap(square, 0..3u64),
         Err(Error::PoolNotRunning)
     ));
     p.join().unwrap();
@@ -399,7 +339,7 @@ fn capturing_tasks_are_refused(
         Err(Error::NotSpawnable(_))
     ));
     assert!(matches!(
-        p.map(captures, 0..2u64, None),
+        p.map(captures, 0..2u64),
         Err(Error::NotSpawnable(_))
     ));
     let plain = |x: u64| x + 1;
@@ -430,7 +370,7 @@ fn maxtasksperchild_gives_distinct_worker_pids(
     let rs: Vec<_> = (0..6)
         .map(|i| p.apply_async(my_pid, (i,)).unwrap())
         .collect();
-    let pids: HashSet<u32> = rs.iter().map(|r| r.get(LONG).unwrap()).collect();
+    let pids: HashSet<u32> = rs.iter().map(|r| r.get_timeout(LONG).unwrap()).collect();
     assert_eq!(pids.len(), 6, "one task per worker: {pids:?}");
     // With two tasks per worker, a map of 8 single-item chunks sees 4 distinct workers.
     let p2 = mproc::get_context(m)
@@ -439,7 +379,12 @@ fn maxtasksperchild_gives_distinct_worker_pids(
         .maxtasksperchild(2)
         .build()
         .unwrap();
-    let pids: Vec<u32> = p2.map(my_pid, 0..8u32, Some(1)).unwrap();
+    let pids: Vec<u32> = p2
+        .map_async_with(my_pid, 0..8u32)
+        .chunksize(1)
+        .submit()
+        .and_then(|r| r.get())
+        .unwrap();
     let distinct: HashSet<u32> = pids.iter().copied().collect();
     assert_eq!(distinct.len(), 4, "{pids:?}");
     for pair in pids.chunks(2) {
@@ -476,7 +421,7 @@ fn initializer_runs_once_in_every_worker(
     let mut inited = HashSet::new();
     for _ in 0..3 {
         assert!(
-            rx.poll(LONG).unwrap(),
+            rx.poll(Some(LONG)).unwrap(),
             "every worker reports its initializer"
         );
         let (pid, tag): (u32, String) = rx.recv().unwrap();
@@ -485,7 +430,13 @@ fn initializer_runs_once_in_every_worker(
     }
     let workers: HashSet<u32> = p.workers().iter().map(|w| w.pid).collect();
     assert_eq!(inited, workers);
-    for (pid, calls) in p.map(init_calls, 0..30u32, Some(1)).unwrap() {
+    for (pid, calls) in p
+        .map_async_with(init_calls, 0..30u32)
+        .chunksize(1)
+        .submit()
+        .and_then(|r| r.get())
+        .unwrap()
+    {
         assert!(workers.contains(&pid));
         assert_eq!(calls, 1, "initializer ran once in {pid}");
     }
@@ -512,7 +463,7 @@ fn a_queue_in_initargs_reaches_every_worker(
         .unwrap();
     let mut pids = HashSet::new();
     for _ in 0..2 {
-        pids.insert(q.get(true, LONG).unwrap());
+        pids.insert(q.get(true, Some(LONG)).unwrap());
     }
     let workers: HashSet<u32> = p.workers().iter().map(|w| w.pid).collect();
     assert_eq!(pids, workers);
@@ -534,7 +485,10 @@ fn a_failing_initializer_breaks_the_pool(
         .initializer(failing_init, ())
         .build()
         .unwrap();
-    match p.apply_async(square, (2,)).and_then(|r| r.get(LONG)) {
+    match p
+        .apply_async(square, (2,))
+        .and_then(|r| r.get_timeout(LONG))
+    {
         Err(Error::Remote { kind, message, .. }) => {
             assert_eq!(kind, "panic");
             assert!(message.contains("init refuses"), "{message}");
@@ -568,7 +522,9 @@ fn callbacks_run_in_completion_order(
                     .unwrap();
             });
         results.push(
-            p.apply_async_with(gated_fails_if_one, (gates.path(), id), cbs)
+            p.apply_async_with(gated_fails_if_one, (gates.path(), id))
+                .callbacks(cbs)
+                .submit()
                 .unwrap(),
         );
     }
@@ -581,10 +537,10 @@ fn callbacks_run_in_completion_order(
             assert_eq!(thread, "mproc-pool", "callbacks run in the result thread");
         }
         seen.push(event);
-        assert!(results[id as usize].wait(LONG));
+        assert!(results[id as usize].wait_timeout(LONG));
     }
     assert_eq!(seen, vec!["ok 2", "ok 0", "err Remote"]);
-    assert_eq!(results[2].get(LONG).unwrap(), 2);
+    assert_eq!(results[2].get_timeout(LONG).unwrap(), 2);
     assert!(!results[1].successful().unwrap());
     p.close().unwrap();
     p.join().unwrap();
@@ -601,7 +557,6 @@ fn imap_is_in_input_order_and_imap_unordered_in_completion_order(
         .imap_unordered(
             |(path, id): (String, u32)| gated(path, id),
             (0..3u32).map(|i| (path.clone(), i)),
-            1,
         )
         .unwrap();
     gates.wait_for(&[0, 1, 2]);
@@ -615,14 +570,13 @@ fn imap_is_in_input_order_and_imap_unordered_in_completion_order(
         .imap(
             |(path, id): (String, u32)| gated(path, id + 10),
             (0..3u32).map(|i| (path.clone(), i)),
-            1,
         )
         .unwrap();
     gates.wait_for(&[10, 11, 12]);
     gates.release(12);
     // Item 0 is still held at its gate: the iterator cannot move on.
     assert!(matches!(
-        ordered.next_timeout(Some(Duration::from_millis(50))),
+        ordered.next_timeout(Duration::from_millis(50)),
         Some(Err(Error::Timeout))
     ));
     gates.release(11);
@@ -642,18 +596,19 @@ fn get_wait_ready_successful_and_timeouts(
     let r = p.apply_async(gated, (gates.path(), 7)).unwrap();
     gates.wait_for(&[7]);
     assert!(matches!(
-        r.get(Some(Duration::from_millis(20))),
+        r.get_timeout(Duration::from_millis(20)),
         Err(Error::Timeout)
     ));
-    assert!(!r.wait(Some(Duration::from_millis(20))));
+    assert!(!r.wait_timeout(Duration::from_millis(20)));
     assert!(!r.ready());
     assert!(matches!(r.successful(), Err(Error::NotReady)));
     gates.release(7);
-    assert!(r.wait(LONG));
+    assert!(r.wait_timeout(LONG));
     assert!(r.ready());
     assert!(r.successful().unwrap());
-    assert_eq!(r.get(Some(Duration::ZERO)).unwrap(), 7);
-    assert!(matches!(r.get(None), Err(Error::ResultTaken)));
+    assert_eq!(r.try_get().unwrap(), 7);
+    assert!(matches!(r.get(), Err(Error::ResultTaken)));
+    assert!(matches!(r.try_get(), Err(Error::ResultTaken)));
     p.close().unwrap();
     p.join().unwrap();
 }
@@ -677,17 +632,19 @@ fn map_raises_the_first_error_only_after_every_task_finished(
         }
     }
     let r = p
-        .starmap_async(item, (0..4u32).map(|i| (path.clone(), i)), Some(1))
+        .starmap_async_with(item, (0..4u32).map(|i| (path.clone(), i)))
+        .chunksize(1)
+        .submit()
         .unwrap();
     gates.wait_for(&[1, 3]);
     // Item 0 failed already, but items 1 and 3 are still running: no result yet.
     assert!(matches!(
-        r.get(Some(Duration::from_millis(50))),
+        r.get_timeout(Duration::from_millis(50)),
         Err(Error::Timeout)
     ));
     gates.release(3);
     gates.release(1);
-    match r.get(LONG) {
+    match r.get_timeout(LONG) {
         Err(Error::Remote { message, .. }) => assert_eq!(message, "failure 0"),
         other => panic!("{other:?}"),
     }
@@ -703,7 +660,7 @@ fn a_panic_comes_back_as_remote_with_a_backtrace(
 ) {
     let p = pool(m, 1);
     let r = p.apply_async(boom, (7,)).unwrap();
-    match r.get(LONG) {
+    match r.get_timeout(LONG) {
         Err(Error::Remote {
             kind,
             message,
@@ -751,19 +708,27 @@ fn a_killed_worker_fails_exactly_its_task(
     let ok2: Vec<_> = (3..10u64)
         .map(|i| p.apply_async(square, (i,)).unwrap())
         .collect();
-    match lost.get(LONG) {
+    match lost.get_timeout(LONG) {
         Err(Error::WorkerLost { pid, exitcode }) => {
             assert!(before.contains(&pid), "{pid} was a worker");
             assert_eq!(exitcode, -9);
         }
         other => panic!("{other:?}"),
     }
-    assert_eq!(ok1.get(LONG).unwrap(), 4);
+    assert_eq!(ok1.get_timeout(LONG).unwrap(), 4);
     for (i, r) in ok2.iter().enumerate() {
-        assert_eq!(r.get(LONG).unwrap(), ((i + 3) * (i + 3)) as u64);
+        assert_eq!(r.get_timeout(LONG).unwrap(), ((i + 3) * (i + 3)) as u64);
     }
     // Replaced: the pool keeps serving with two workers.
-    assert_eq!(p.map(square, 0..20u64, Some(1)).unwrap().len(), 20);
+    assert_eq!(
+        p.map_async_with(square, 0..20u64)
+            .chunksize(1)
+            .submit()
+            .and_then(|r| r.get())
+            .unwrap()
+            .len(),
+        20
+    );
     assert_eq!(p.workers().len(), 2);
     p.close().unwrap();
     p.join().unwrap();
@@ -807,13 +772,19 @@ fn a_worker_killed_while_idle_never_wedges_the_pool(
     let victim = p.workers()[0].pid;
     kill_and_wait(victim);
     let r = p.apply_async(square, (6,)).unwrap();
-    assert_eq!(r.get(LONG).unwrap(), 36);
+    assert_eq!(r.get_timeout(LONG).unwrap(), 36);
     // And again, right after the replacement started (it may not be ready yet).
     let next = p.workers().iter().map(|w| w.pid).find(|&pid| pid != victim);
     if let Some(pid) = next {
         kill_and_wait(pid);
     }
-    assert_eq!(p.apply_async(square, (7,)).unwrap().get(LONG).unwrap(), 49);
+    assert_eq!(
+        p.apply_async(square, (7,))
+            .unwrap()
+            .get_timeout(LONG)
+            .unwrap(),
+        49
+    );
     p.close().unwrap();
     p.join().unwrap();
     assert!(common::zombie_children().is_empty());
@@ -830,7 +801,7 @@ fn killing_a_worker_mid_map_loses_only_its_chunk(
         x
     }
     let p = pool(m, 2);
-    let results: Vec<_> = p.imap(maybe_die, 0..40u32, 1).unwrap().collect::<Vec<_>>();
+    let results: Vec<_> = p.imap(maybe_die, 0..40u32).unwrap().collect::<Vec<_>>();
     assert_eq!(results.len(), 40);
     for (i, r) in results.into_iter().enumerate() {
         if i == 13 {
@@ -876,13 +847,11 @@ fn killing_workers_at_any_moment_never_hangs_get_or_join(
     let total = 150u32;
     // A map fails as a whole if one of its tasks was lost, but it always ends.
     let whole = p
-        .starmap_async(
-            sleep_then_echo,
-            (0..total).map(|i| (u64::from(i % 3), i)),
-            Some(1),
-        )
+        .starmap_async_with(sleep_then_echo, (0..total).map(|i| (u64::from(i % 3), i)))
+        .chunksize(1)
+        .submit()
         .unwrap();
-    match whole.get(Some(Duration::from_secs(60))) {
+    match whole.get_timeout(Duration::from_secs(60)) {
         Ok(v) => assert_eq!(v, (0..total).collect::<Vec<_>>()),
         Err(e) => assert!(matches!(e, Error::WorkerLost { .. }), "{e:?}"),
     }
@@ -891,12 +860,11 @@ fn killing_workers_at_any_moment_never_hangs_get_or_join(
         .imap(
             |(ms, x): (u64, u32)| sleep_then_echo(ms, x),
             (0..total).map(|i| (u64::from(i % 3), i)),
-            1,
         )
         .unwrap();
     let mut lost = 0;
     for i in 0..total {
-        match items.next_timeout(Some(Duration::from_secs(60))) {
+        match items.next_timeout(Duration::from_secs(60)) {
             Some(Ok(x)) => assert_eq!(x, i),
             Some(Err(Error::WorkerLost { .. })) => lost += 1,
             other => panic!("item {i}: {other:?}"),
@@ -929,9 +897,12 @@ fn terminate_fails_running_and_queued_tasks(
     gates.wait_for(&[1]);
     let workers = p.workers();
     p.terminate().unwrap();
-    assert!(matches!(running.get(LONG), Err(Error::PoolTerminated)));
+    assert!(matches!(
+        running.get_timeout(LONG),
+        Err(Error::PoolTerminated)
+    ));
     for r in &queued {
-        assert!(matches!(r.get(LONG), Err(Error::PoolTerminated)));
+        assert!(matches!(r.get_timeout(LONG), Err(Error::PoolTerminated)));
     }
     p.join().unwrap();
     assert!(matches!(p.apply(square, (1,)), Err(Error::PoolNotRunning)));
@@ -951,7 +922,7 @@ fn dropping_a_running_pool_terminates_it(
     gates.wait_for(&[1]);
     let workers = p.workers();
     drop(p);
-    assert!(matches!(r.get(LONG), Err(Error::PoolTerminated)));
+    assert!(matches!(r.get_timeout(LONG), Err(Error::PoolTerminated)));
     for w in workers {
         assert!(!std::path::Path::new(&format!("/proc/{}", w.pid)).exists());
     }
@@ -969,7 +940,7 @@ fn a_pool_lifecycle_leaks_nothing(
     let fds = common::open_fds();
     for _ in 0..3 {
         let p = pool(m, 2);
-        assert_eq!(p.map(square, 0..50u64, None).unwrap().len(), 50);
+        assert_eq!(p.map(square, 0..50u64).unwrap().len(), 50);
         p.close().unwrap();
         p.join().unwrap();
         let p = pool(m, 2);
@@ -1065,7 +1036,7 @@ fn fork_workers_print_while_user_threads_print() {
         .map(|i| p.apply_async(print_from_a_thread, (i,)).unwrap())
         .collect();
     for (i, r) in rs.iter().enumerate() {
-        assert_eq!(r.get(LONG).unwrap(), i as u32);
+        assert_eq!(r.get_timeout(LONG).unwrap(), i as u32);
     }
     stop.store(true, Ordering::SeqCst);
     printer.join().unwrap();
@@ -1088,10 +1059,16 @@ fn map_equals_the_sequential_map(
     runner
         .run(&strategy, |(v, chunksize)| {
             let want: Vec<i64> = v.iter().map(|&x| triple(x)).collect();
-            prop_assert_eq!(p.map(triple, v.clone(), chunksize).unwrap(), want.clone());
+            let mapped = match chunksize {
+                Some(c) => p.map_async_with(triple, v.clone()).chunksize(c).submit(),
+                None => p.map_async(triple, v.clone()),
+            };
+            prop_assert_eq!(mapped.unwrap().get().unwrap(), want.clone());
             let c = chunksize.unwrap_or(1);
             let got: Vec<i64> = p
-                .imap(triple, v.clone(), c)
+                .imap_with(triple, v.clone())
+                .chunksize(c)
+                .submit()
                 .unwrap()
                 .map(|r| r.unwrap())
                 .collect();
@@ -1117,7 +1094,9 @@ fn imap_unordered_yields_the_same_multiset(
         .run(&strategy, |(v, chunksize)| {
             let mut want: Vec<i64> = v.iter().map(|&x| triple(x)).collect();
             let mut got: Vec<i64> = p
-                .imap_unordered(triple, v.clone(), chunksize)
+                .imap_unordered_with(triple, v.clone())
+                .chunksize(chunksize)
+                .submit()
                 .unwrap()
                 .map(|r| r.unwrap())
                 .collect();

@@ -75,6 +75,39 @@ fn value_increments_under_its_lock_are_exact(
     assert_eq!(v.update(|x| x * 2).unwrap(), 60_000);
 }
 
+fn add_with_lock(v: Value<u64>, n: u32) -> mproc::Result<()> {
+    for _ in 0..n {
+        v.with_lock(|x| *x += 1)?;
+    }
+    Ok(())
+}
+
+#[rstest]
+fn with_lock_is_a_locked_read_modify_write(
+    #[values(StartMethod::Fork, StartMethod::Spawn, StartMethod::Forkserver)] m: StartMethod,
+) {
+    let ctx = mproc::get_context(m);
+    let v = ctx.value::<u64>(0).unwrap();
+    let ps: Vec<_> = (0..3)
+        .map(|_| {
+            let p = ctx.process(add_with_lock, (v.clone(), 10_000));
+            p.start().unwrap();
+            p
+        })
+        .collect();
+    for p in &ps {
+        join_ok(p);
+    }
+    assert_eq!(v.get(), 30_000);
+    // Inside get_lock() held by this thread (the lock is an RLock, as Python's).
+    let g = v.get_lock().lock().unwrap();
+    assert_eq!(v.with_lock(|x| std::mem::replace(x, 7)).unwrap(), 30_000);
+    assert_eq!(v.get_lock().count(), 1);
+    drop(g);
+    assert_eq!(v.get(), 7);
+    assert!(!v.get_lock().is_mine());
+}
+
 fn fill_raw(a: RawArray<u16>, c: mproc::RawValue<CChar>) -> mproc::Result<()> {
     a.set_slice(0, &[7, 8, 9])?;
     c.set(CChar(b'z'));

@@ -390,6 +390,9 @@ fn a_killed_owner_does_not_leave_the_lock_locked(
     p.kill().unwrap();
     p.join(LONG).unwrap();
     assert_eq!(p.exitcode().unwrap(), Some(-9));
+    // Its owner died: free to take (the kernel marked it), and not ours.
+    assert!(!lock.locked());
+    assert!(!lock.is_mine() && !rlock.is_mine());
     let g = lock
         .acquire(true, LONG)
         .unwrap()
@@ -544,4 +547,258 @@ fn a_panicking_barrier_action_breaks_the_barrier() {
         assert!(matches!(broken, Err(Error::BrokenBarrier)));
     });
     assert!(b.broken());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Condition waiters that stop or die (issue 13): liveness decides, not patience.
+
+/// Sends `signal` (`STOP`, `CONT`, ...) to the processes `ps` (the shell's `kill` builtin: no
+/// package beyond `/bin/sh` needed).
+fn signal(ps: &[mproc::Process], signal: &str) {
+    let pids: Vec<String> = ps.iter().map(|p| p.pid().unwrap().to_string()).collect();
+    let status = std::process::Command::new("sh")
+        .args(["-c", "kill -s \"$0\" \"$@\"", signal])
+        .args(&pids)
+        .status()
+        .expect("run sh");
+    assert!(status.success(), "kill -s {signal} {pids:?}");
+}
+
+/// The state letter of process `pid` (`S` sleeping, `T` stopped, ...).
+fn proc_state(pid: u32) -> char {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // The state follows the command name, which is in parentheses.
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    after.chars().next().unwrap()
+}
+
+fn wait_stopped(pid: u32) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while proc_state(pid) != 'T' {
+        assert!(Instant::now() < deadline, "process {pid} never stopped");
+        std::thread::yield_now();
+    }
+}
+
+/// How many times the calling thread has slept (given up the CPU of its own accord).
+fn voluntary_switches() -> u64 {
+    let status = std::fs::read_to_string("/proc/thread-self/status").unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+fn cond_waiter_long(c: Condition, ready: Semaphore, woken: Semaphore) -> mproc::Result<()> {
+    let _g = c.lock()?;
+    ready.release(1)?;
+    if !c.wait(Some(Duration::from_secs(20)))? {
+        mproc::exit(3);
+    }
+    woken.release(1)
+}
+
+#[rstest]
+fn a_stopped_waiter_never_loses_its_notification(
+    #[values(StartMethod::Fork, StartMethod::Spawn, StartMethod::Forkserver)] m: StartMethod,
+) {
+    // Before: notify waited a second for each woken waiter and then took the wake-up back, so
+    // a waiter stopped for 2 s missed it (15 of 15 times).
+    const N: usize = 15;
+    let ctx = mproc::get_context(m);
+    let c = ctx.condition(None).unwrap();
+    let ready = ctx.semaphore(0).unwrap();
+    let woken = ctx.semaphore(0).unwrap();
+    let ps: Vec<_> = (0..N)
+        .map(|_| {
+            let p = ctx.process(cond_waiter_long, (c.clone(), ready.clone(), woken.clone()));
+            p.start().unwrap();
+            p
+        })
+        .collect();
+    for _ in 0..N {
+        ready.acquire(true, LONG).unwrap().unwrap().forget();
+    }
+    let g = c.lock().unwrap(); // every waiter is inside wait() now
+    signal(&ps, "STOP");
+    for p in &ps {
+        wait_stopped(p.pid().unwrap());
+    }
+    for _ in 0..N {
+        c.notify(1).unwrap();
+    }
+    drop(g);
+    // The fault: the waiters stay stopped for 2 s (longer than any patience a notify could
+    // afford while it holds the lock).
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(woken.acquire(false, None).unwrap().is_none());
+    signal(&ps, "CONT");
+    for i in 0..N {
+        assert!(
+            woken.acquire(true, LONG).unwrap().is_some(),
+            "only {i} of {N} stopped waiters got their notification"
+        );
+    }
+    for p in &ps {
+        join_ok(p);
+    }
+}
+
+#[rstest]
+fn dead_waiters_cost_notify_nothing(
+    #[values(StartMethod::Fork, StartMethod::Spawn, StartMethod::Forkserver)] m: StartMethod,
+) {
+    // Before: each dead waiter cost `notify` one second, with the lock held, and notify(1) gave
+    // its one wake-up to a dead waiter (then took it back): the live waiter missed it.
+    let ctx = mproc::get_context(m);
+    let c = ctx.condition(None).unwrap();
+    let ready = ctx.semaphore(0).unwrap();
+    let woken = ctx.semaphore(0).unwrap();
+    let mut order = Vec::new();
+    // Three waiters that will die, in front of two live ones (notify picks the oldest).
+    for k in 0..5 {
+        let p = if k < 3 {
+            ctx.process(wait_forever, (c.clone(), ready.clone()))
+        } else {
+            ctx.process(cond_waiter_long, (c.clone(), ready.clone(), woken.clone()))
+        };
+        p.start().unwrap();
+        // One at a time, so that they wait in this order.
+        ready.acquire(true, LONG).unwrap().unwrap().forget();
+        drop(c.lock().unwrap());
+        order.push(p);
+    }
+    let g = c.lock().unwrap();
+    for p in &order[..3] {
+        p.kill().unwrap();
+        p.join(LONG).unwrap();
+        assert_eq!(p.exitcode().unwrap(), Some(-9));
+    }
+    // notify(1) goes to the oldest live waiter without sleeping once: it waits for nobody.
+    let slept = voluntary_switches();
+    c.notify(1).unwrap();
+    assert_eq!(voluntary_switches(), slept, "notify slept");
+    drop(g);
+    woken.acquire(true, LONG).unwrap().unwrap().forget();
+    join_ok(&order[3]);
+    assert!(order[4].is_alive().unwrap());
+    let g = c.lock().unwrap();
+    let slept = voluntary_switches();
+    c.notify_all().unwrap();
+    assert_eq!(voluntary_switches(), slept, "notify_all slept");
+    drop(g);
+    woken.acquire(true, LONG).unwrap().unwrap().forget();
+    join_ok(&order[4]);
+}
+
+fn waiter_threads(c: Condition, ready: Semaphore, woken: Semaphore, n: u32) -> mproc::Result<()> {
+    std::thread::scope(|s| {
+        let hs: Vec<_> = (0..n)
+            .map(|_| s.spawn(|| cond_waiter_long(c.clone(), ready.clone(), woken.clone())))
+            .collect();
+        hs.into_iter()
+            .try_for_each(|h| h.join().expect("waiter thread"))
+    })
+}
+
+#[rstest]
+fn a_condition_takes_more_waiters_than_its_first_table(
+    #[values(StartMethod::Fork, StartMethod::Spawn, StartMethod::Forkserver)] m: StartMethod,
+) {
+    // 4 processes × 15 threads: the waiters' table grows (in the children, for the spawned
+    // ones) beyond its first 16 slots, and the notifier finds them all.
+    let ctx = mproc::get_context(m);
+    let c = ctx.condition(Some(ctx.lock().unwrap().into())).unwrap();
+    let ready = ctx.semaphore(0).unwrap();
+    let woken = ctx.semaphore(0).unwrap();
+    let ps: Vec<_> = (0..4)
+        .map(|_| {
+            let p = ctx.process(
+                waiter_threads,
+                (c.clone(), ready.clone(), woken.clone(), 15),
+            );
+            p.start().unwrap();
+            p
+        })
+        .collect();
+    for _ in 0..60 {
+        ready.acquire(true, LONG).unwrap().unwrap().forget();
+    }
+    {
+        let _g = c.lock().unwrap();
+        c.notify(7).unwrap();
+    }
+    for _ in 0..7 {
+        woken.acquire(true, LONG).unwrap().unwrap().forget();
+    }
+    assert!(woken.acquire(true, Some(SHORT)).unwrap().is_none());
+    {
+        let _g = c.lock().unwrap();
+        c.notify_all().unwrap();
+    }
+    for _ in 7..60 {
+        woken.acquire(true, LONG).unwrap().unwrap().forget();
+    }
+    for p in &ps {
+        join_ok(p);
+    }
+}
+
+#[test]
+fn notify_wakes_the_longest_waiting_first() {
+    let ctx = mproc::get_context(StartMethod::Spawn);
+    let c = ctx.condition(None).unwrap();
+    let ready = ctx.semaphore(0).unwrap();
+    let order = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for i in 0..6 {
+            let (c, ready, order) = (&c, &ready, &order);
+            s.spawn(move || {
+                let _g = c.lock().unwrap();
+                ready.release(1).unwrap();
+                assert!(c.wait(LONG).unwrap());
+                order.lock().unwrap().push(i);
+            });
+            // Waiter i is waiting before waiter i + 1 starts.
+            ready.acquire(true, LONG).unwrap().unwrap().forget();
+            drop(c.lock().unwrap());
+        }
+        for n in 1..=6 {
+            {
+                let _g = c.lock().unwrap();
+                c.notify(1).unwrap();
+            }
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while order.lock().unwrap().len() < n {
+                assert!(Instant::now() < deadline);
+                std::thread::yield_now();
+            }
+        }
+    });
+    assert_eq!(*order.lock().unwrap(), vec![0, 1, 2, 3, 4, 5]);
+}
+
+#[test]
+fn a_forgotten_guard_keeps_its_lock_mapped_after_the_last_handle_goes() {
+    // glibc links the robust mutexes a thread holds through their own memory: unmapping a held
+    // one would make the next lock operation write into unmapped memory.
+    let ctx = mproc::get_context(StartMethod::Spawn);
+    let a = ctx.lock().unwrap();
+    let r = ctx.rlock().unwrap();
+    a.lock().unwrap().forget();
+    r.lock().unwrap().forget();
+    drop(a);
+    drop(r);
+    let b = ctx.lock().unwrap();
+    for _ in 0..3 {
+        let g = b.lock().unwrap();
+        assert!(b.is_mine());
+        drop(g);
+    }
+    let c = ctx.condition(None).unwrap();
+    let _g = c.lock().unwrap();
+    assert!(!c.wait(Some(Duration::from_millis(1))).unwrap());
 }

@@ -8,11 +8,18 @@ operation of each sample:
     {"version": "...", "metrics": {"start_join/fork": {"samples_s": [...]}}, "errors": {...}}
 
 Usage: bench_reference.py --cases DIR --out FILE [--quick] [--filter S]...
+                          [--placement same-cpu|split|free]
 
-The step vocabulary and the tasks mirror harness/src/bench/kernel.rs.
+The step vocabulary and the tasks mirror harness/src/bench/kernel.rs; the placement rules mirror
+harness/src/bench/placement.rs: same-cpu puts this process, its threads and every child on the
+first usable CPU; split keeps this process and its threads there and puts children on the
+second (alternating second, first, ... in start order; a pool's workers all on the second; a
+forkserver, started with the first child, passes its placement on to its children). Curve
+workloads ([bench] curve) are measured at each point, as "metric@x".
 """
 
 import argparse
+import threading
 import json
 import multiprocessing as mp
 import multiprocessing.pool
@@ -73,18 +80,141 @@ def increment_n(v, n):
             v.value += 1
 
 
-TASKS = {f.__name__: f for f in (noop, identity, echo_bytes, sink_bytes, put_n, get_n, increment_n)}
+def lock_n(lock, n):
+    for _ in range(n):
+        with lock:
+            pass
+
+
+def put_bytes_n(q, n, size):
+    msg = b"x" * size
+    for _ in range(n):
+        q.put(msg)
+
+
+def get_bytes_n(q, n):
+    for _ in range(n):
+        q.get()
+
+
+def rss_wait(conn):
+    conn.send_bytes(b"up")
+    try:
+        conn.recv_bytes()
+    except EOFError:
+        pass
+
+
+def _kb(text, name):
+    for line in text.splitlines():
+        if line.startswith(name):
+            return int(line[len(name):].split()[0]) * 1024
+    return 0
+
+
+def read_memory(pid):
+    """[VmRSS, private] of process pid, in bytes (harness/src/bench/memory.rs)."""
+    with open(f"/proc/{pid}/status") as f:
+        rss = _kb(f.read(), "VmRSS:")
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            t = f.read()
+        private = _kb(t, "Private_Clean:") + _kb(t, "Private_Dirty:")
+    except OSError:
+        private = 0
+    return [float(rss), float(private)]
+
+
+def memory_once(subject, method):
+    ctx = mp.get_context(method)
+    if subject == "child":
+        a, b = ctx.Pipe(True)
+        p = ctx.Process(target=rss_wait, args=(b,))
+        placed("process", p.start)
+        a.poll(WAIT)
+        a.recv_bytes()
+        r = read_memory(p.pid)
+        a.send_bytes(b"")
+        p.join(WAIT)
+        return r
+    pool = placed("pool", lambda: ctx.Pool(1))
+    try:
+        pid = pool.apply(os.getpid)
+        return read_memory(pid)
+    finally:
+        pool.close()
+        pool.join()
+
+
+TASKS = {f.__name__: f for f in (noop, identity, echo_bytes, sink_bytes, put_n, get_n, increment_n,
+                                 lock_n, put_bytes_n, get_bytes_n)}
+
+
+# --- placement (harness/src/bench/placement.rs) --------------------------------------------
+
+class Placer:
+    def __init__(self, placement):
+        self.placement = placement
+        self.home = self.other = None
+        self.started = 0
+        if placement == "free" or not hasattr(os, "sched_setaffinity"):
+            self.placement = "free"
+            return
+        cpus = sorted(os.sched_getaffinity(0))
+        self.home = cpus[0]
+        if placement == "split":
+            if len(cpus) < 2:
+                raise RuntimeError("split needs two usable CPUs")
+            self.other = cpus[1]
+        else:
+            self.other = self.home
+        os.sched_setaffinity(0, {self.home})
+
+    def reset(self):
+        self.started = 0
+
+    def child(self, kind, f):
+        """Runs f (which starts a child) with this thread on the child's CPU."""
+        if self.placement != "split":
+            return f()
+        if kind == "pool":
+            cpu = self.other
+        else:
+            cpu = self.other if self.started % 2 == 0 else self.home
+            self.started += 1
+        if cpu == self.home:
+            return f()
+        os.sched_setaffinity(0, {cpu})
+        try:
+            return f()
+        finally:
+            os.sched_setaffinity(0, {self.home})
+            # Threads the call started (a pool's handlers) belong to this process: on home.
+            for t in threading.enumerate():
+                if t.native_id is not None and t is not threading.current_thread():
+                    try:
+                        os.sched_setaffinity(t.native_id, {self.home})
+                    except OSError:
+                        pass
+
+
+PLACER = None
+
+
+def placed(kind, f):
+    return PLACER.child(kind, f) if PLACER else f()
 
 
 # --- workloads ---------------------------------------------------------------------------------
 
 class Workload:
-    def __init__(self, path):
+    def __init__(self, path, overrides=None):
         with open(path, "rb") as f:
             d = tomllib.load(f)
         self.path = path
         self.name = os.path.splitext(os.path.basename(path))[0]
-        self.params = d.get("params", {})
+        self.params = dict(d.get("params", {}))
+        self.params.update(overrides or {})
         self.methods = d.get("methods", ["fork", "spawn", "forkserver"])
         self.steps = d["step"]
         self.bench = d["bench"]
@@ -149,15 +279,26 @@ class Env:
             task = TASKS[v["task"]]
             pid = v["id"]
 
+            count = v.get("count")
+
             def f():
-                self.objs[pid] = self.ctx.Process(target=task, args=self.args(v))
+                if count is None:
+                    self.objs[pid] = self.ctx.Process(target=task, args=self.args(v))
+                else:
+                    self.objs[pid] = [self.ctx.Process(target=task, args=self.args(v))
+                                      for _ in range(self.w.int(count))]
             return f
         if op == "call":
             task = TASKS[v["task"]]
             return lambda: task(*self.args(v))
         if op == "start":
             i = _primary(v, "id")
-            return lambda: self.objs[i].start()
+
+            def f():
+                o = self.objs[i]
+                for p in (o if isinstance(o, list) else [o]):
+                    placed("process", p.start)
+            return f
         if op == "join":
             i = _primary(v, "id")
 
@@ -165,10 +306,11 @@ class Env:
                 o = self.objs[i]
                 if isinstance(o, mp.pool.Pool):
                     o.join()
-                else:
-                    o.join(WAIT)
-                    if o.exitcode != 0:
-                        raise RuntimeError(f"{i} exited with {o.exitcode}")
+                    return
+                for p in (o if isinstance(o, list) else [o]):
+                    p.join(WAIT)
+                    if p.exitcode != 0:
+                        raise RuntimeError(f"{i} exited with {p.exitcode}")
             return f
         if op == "close":
             i = _primary(v, "id")
@@ -194,7 +336,7 @@ class Env:
             i, n = v["id"], v["processes"]
 
             def f():
-                self.objs[i] = self.ctx.Pool(n)
+                self.objs[i] = placed("pool", lambda: self.ctx.Pool(n))
             return f
         if op == "map":
             p, task = v["pool"], TASKS[v["task"]]
@@ -216,6 +358,12 @@ class Env:
             def f():
                 self.objs[i] = self.ctx.Queue()
             return f
+        if op == "lock":
+            i = v["id"]
+
+            def f():
+                self.objs[i] = self.ctx.Lock()
+            return f
         if op == "value":
             i = v["id"]
 
@@ -226,11 +374,12 @@ class Env:
 
     def cleanup(self):
         for o in self.objs.values():
-            if isinstance(o, mp.process.BaseProcess) and o.is_alive():
-                o.kill()
-                o.join(WAIT)
-            elif isinstance(o, mp.pool.Pool):
-                o.terminate()
+            for p in (o if isinstance(o, list) else [o]):
+                if isinstance(p, mp.process.BaseProcess) and p.pid is not None and p.is_alive():
+                    p.kill()
+                    p.join(WAIT)
+                elif isinstance(p, mp.pool.Pool):
+                    p.terminate()
         self.objs = {}
 
 
@@ -256,20 +405,22 @@ def compile_steps(env, w):
 
 
 def run_steps(steps):
+    if PLACER:
+        PLACER.reset()
     for repeat, actions in steps:
         for _ in range(repeat):
             for a in actions:
                 a()
 
 
-def sample(w, method, n_samples):
+def sample(w, method, n_samples, warm=True):
     env = Env(w, method)
     setup, timed, teardown = compile_steps(env, w)
     iters = int(w.bench.get("iters", 1))
     ops = w.ops()
     out = []
     try:
-        for k in range(n_samples + 1):  # the first sample warms up and is dropped
+        for k in range(0 if warm else 1, n_samples + 1):  # sample 0 warms up and is dropped
             run_steps(setup)
             t0 = time.perf_counter()
             for _ in range(iters if k else 1):
@@ -289,7 +440,12 @@ def main():
     ap.add_argument("--out", required=True)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--filter", action="append", default=[])
+    ap.add_argument("--placement", default="free", choices=["same-cpu", "split", "free"])
+    ap.add_argument("--no-curves", action="store_true")
+    ap.add_argument("--no-memory", action="store_true")
     a = ap.parse_args()
+    global PLACER
+    PLACER = Placer(a.placement)
     files = sorted(f for f in os.listdir(a.cases) if f.endswith(".toml"))
     metrics, errors = {}, {}
     for f in files:
@@ -300,7 +456,25 @@ def main():
             continue
         if not w.bench.get("cpython", True):
             continue
+        curve = w.bench.get("curve")
         for method in w.methods:
+            if curve:
+                mid = w.metric_id(method)
+                if a.no_curves or (a.filter and not any(s in mid for s in a.filter)):
+                    continue
+                # Quick: 2 samples a point, and only the first point of a method warms up (the
+                # forkserver's start; later points find it running).
+                n = 2 if a.quick else min(w.bench.get("samples", 20), 10)
+                for i, point in enumerate(curve["points"]):
+                    key = f"{mid}@{point[curve['x']]}"
+                    print(f"cpython: {key} ({n} samples)", file=sys.stderr, flush=True)
+                    try:
+                        wp = Workload(os.path.join(a.cases, f), point)
+                        metrics[key] = {"samples_s": sample(wp, method, max(n, 1),
+                                                            warm=(i == 0 or not a.quick))}
+                    except Exception as e:
+                        errors[key] = f"{type(e).__name__}: {e}"
+                continue
             mid = w.metric_id(method)
             if a.filter and not any(s in mid for s in a.filter):
                 continue
@@ -313,9 +487,23 @@ def main():
                 metrics[mid] = {"samples_s": sample(w, method, max(n, 1))}
             except Exception as e:
                 errors[mid] = f"{type(e).__name__}: {e}"
+    if not a.no_memory and (not a.filter or any("rss/" in f for f in a.filter)):
+        for method in ("fork", "spawn", "forkserver"):
+            for subject in ("child", "pool_worker"):
+                key = f"rss/{subject}/{method}"
+                print(f"cpython: {key}", file=sys.stderr, flush=True)
+                try:
+                    memory_once(subject, method)  # first use (the forkserver's start)
+                    readings = []
+                    for _ in range(3):
+                        readings.extend(memory_once(subject, method))
+                    metrics[key] = {"samples_s": readings}
+                except Exception as e:
+                    errors[key] = f"{type(e).__name__}: {e}"
     os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
     with open(a.out, "w") as fh:
-        json.dump({"version": sys.version.split()[0], "metrics": metrics, "errors": errors}, fh, indent=1)
+        json.dump({"version": sys.version.split()[0], "placement": PLACER.placement,
+                   "metrics": metrics, "errors": errors}, fh, indent=1)
 
 
 if __name__ == "__main__":

@@ -648,22 +648,30 @@ impl Exec<'_> {
                 }
                 let r = self
                     .pool(f)?
-                    .apply_async_with(catalogue::pool_main, (call,), cbs)?;
+                    .apply_async_with(catalogue::pool_main, (call,))
+                    .callbacks(cbs)
+                    .submit()?;
                 self.objs.insert(id, Obj::One(r));
                 Ok(None)
             }
             "map" | "starmap" => {
                 let calls = self.calls(&s("task"), &items, op == "starmap")?;
-                let r = self.pool(f)?.map(catalogue::pool_main, calls, chunk)?;
+                let mut m = self.pool(f)?.map_async_with(catalogue::pool_main, calls);
+                if let Some(c) = chunk {
+                    m = m.chunksize(c);
+                }
+                let r = m.submit()?.get()?;
                 Ok(Some(Value::Array(
                     r.iter().map(|x| parse_json(x)).collect(),
                 )))
             }
             "map_async" => {
                 let calls = self.calls(&s("task"), &items, false)?;
-                let r = self
-                    .pool(f)?
-                    .map_async(catalogue::pool_main, calls, chunk)?;
+                let mut m = self.pool(f)?.map_async_with(catalogue::pool_main, calls);
+                if let Some(c) = chunk {
+                    m = m.chunksize(c);
+                }
+                let r = m.submit()?;
                 self.objs.insert(id, Obj::Many(r));
                 Ok(None)
             }
@@ -671,9 +679,13 @@ impl Exec<'_> {
                 let calls = self.calls(&s("task"), &items, false)?;
                 let pool = self.pool(f)?;
                 let it = if op == "imap" {
-                    pool.imap(catalogue::pool_main, calls, chunk.unwrap_or(1))?
+                    pool.imap_with(catalogue::pool_main, calls)
+                        .chunksize(chunk.unwrap_or(1))
+                        .submit()?
                 } else {
-                    pool.imap_unordered(catalogue::pool_main, calls, chunk.unwrap_or(1))?
+                    pool.imap_unordered_with(catalogue::pool_main, calls)
+                        .chunksize(chunk.unwrap_or(1))
+                        .submit()?
                 };
                 let mut out = Vec::new();
                 for r in it {
@@ -685,12 +697,18 @@ impl Exec<'_> {
                 Ok(Some(Value::Array(out)))
             }
             "get" => match self.objs.get(&id) {
-                Some(Obj::One(r)) => Ok(Some(parse_json(&r.get(ms("timeout_ms"))?))),
+                Some(Obj::One(r)) => Ok(Some(parse_json(&match ms("timeout_ms") {
+                    Some(d) => r.get_timeout(d)?,
+                    None => r.get()?,
+                }))),
                 Some(Obj::Many(r)) => Ok(Some(Value::Array(
-                    r.get(ms("timeout_ms"))?
-                        .iter()
-                        .map(|x| parse_json(x))
-                        .collect(),
+                    match ms("timeout_ms") {
+                        Some(d) => r.get_timeout(d)?,
+                        None => r.get()?,
+                    }
+                    .iter()
+                    .map(|x| parse_json(x))
+                    .collect(),
                 ))),
                 Some(Obj::Shared(Arg::Queue(q))) => Ok(Some(parse_json(
                     &q.get(b("block", true), ms("timeout_ms"))?,
@@ -704,7 +722,10 @@ impl Exec<'_> {
                 let (ready, ok) = match self.objs.get(&id) {
                     Some(Obj::One(r)) => {
                         if op == "wait" {
-                            r.wait(ms("timeout_ms"));
+                            match ms("timeout_ms") {
+                                Some(d) => drop(r.wait_timeout(d)),
+                                None => r.wait(),
+                            }
                         }
                         (
                             r.ready(),
@@ -717,7 +738,10 @@ impl Exec<'_> {
                     }
                     Some(Obj::Many(r)) => {
                         if op == "wait" {
-                            r.wait(ms("timeout_ms"));
+                            match ms("timeout_ms") {
+                                Some(d) => drop(r.wait_timeout(d)),
+                                None => r.wait(),
+                            }
                         }
                         (
                             r.ready(),

@@ -1,15 +1,20 @@
-//! The benchmark harness: the results schema (on a real run and on synthetic data), the gate's
-//! verdicts (synthetic ratios; and end to end: a calibrated baseline passes an unchanged run and
-//! fails a run with a synthetic 2× slowdown of one workload), workload-file errors, and the HTML
-//! report in headless Chromium (skipped with a notice where `/usr/bin/chromium` is absent).
+//! The benchmark harness: the results schema (on a real run and on synthetic data), the stored
+//! ratios' verdicts (synthetic ratios), the A/B gate end to end (the `mproc-bench` binary as
+//! both builds: an unchanged tree is never "regressed", an injected slowdown is caught, in
+//! instruction counts exactly), its fallbacks (a revision missing from the clone, a build that
+//! predates the sampling protocol), workload-file errors, and the HTML report in headless
+//! Chromium (skipped with a notice where `/usr/bin/chromium` is absent). The statistics have
+//! unit tests in `bench::stats`.
 
 mod common;
 
 use common::{chromium, CHROMIUM};
+use mproc_harness::bench::ab;
 use mproc_harness::bench::gate::{self, BaseMetric, Baseline, Current, Verdict};
 use mproc_harness::bench::report;
-use mproc_harness::bench::results::{self, Metric, Results, Samples};
+use mproc_harness::bench::results::{self, CurvePoint, CurveResult, Metric, Results, Samples};
 use mproc_harness::bench::run::{self, Options};
+use mproc_harness::bench::stats::Verdict as AbVerdict;
 use mproc_harness::bench::workload::{Kind, Workload};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -61,6 +66,8 @@ fn baseline(metrics: &[(&str, &str, f64, f64)]) -> Baseline {
                 )
             })
             .collect(),
+        placement: None,
+        counts: BTreeMap::new(),
     }
 }
 
@@ -172,6 +179,7 @@ fn synthetic_metric(workload: &str, method: Option<&str>, cost: f64) -> Metric {
             max: cost * 11.0,
         }),
         vs_cpython: Some(10.0),
+        placement: Some("same-cpu".into()),
     }
 }
 
@@ -203,8 +211,55 @@ fn synthetic_results() -> Results {
         )]),
         targets: Vec::new(),
         notices: vec!["a <notice> & more".into()],
+        placement: Some(mproc_harness::bench::placement::offer()),
+        limits_split: BTreeMap::new(),
+        split: BTreeMap::from([(
+            "pipe_rtt".to_string(),
+            synthetic_metric("pipe_rtt", None, 3e-5),
+        )]),
+        curves: BTreeMap::from([(
+            "start_many/fork".to_string(),
+            CurveResult {
+                title: "start n".into(),
+                workload: "start_many".into(),
+                method: Some("fork".into()),
+                x: "n".into(),
+                kind: Kind::Latency,
+                limit: Some("fork_many".into()),
+                placement: "same-cpu".into(),
+                points: [1i64, 4, 16, 64, 256]
+                    .iter()
+                    .map(|&n| CurvePoint {
+                        x: n,
+                        cost_s: 2e-4,
+                        samples: Samples {
+                            n: 3,
+                            min: 1.9e-4,
+                            median: 2e-4,
+                            max: 2.1e-4,
+                        },
+                        limit_cost_s: Some(1.5e-4),
+                        cpython_cost_s: Some(2e-3),
+                    })
+                    .collect(),
+            },
+        )]),
+        counts: BTreeMap::new(),
+        gate: None,
+        memory: BTreeMap::from([(
+            "rss/child/fork".to_string(),
+            results::MemoryFigure {
+                rss_bytes: 3e6,
+                private_bytes: 4e5,
+                n: 3,
+                cpython_rss_bytes: Some(1.2e7),
+                cpython_private_bytes: Some(2e6),
+            },
+        )]),
     };
     r.targets = results::check_targets(&r.metrics);
+    r.targets
+        .extend(results::check_curve_targets(&r.curves, &r.limits));
     r
 }
 
@@ -225,6 +280,20 @@ fn schema_check_accepts_results_and_names_what_is_wrong() {
         .find(|t| t.what == "÷ start_join/fork")
         .unwrap();
     assert_eq!(t.met, None, "pool_lifecycle was not measured");
+    // The flat curve does not bend; 256 starts at 2e-4 each against one raw fork at 1.6e-4.
+    let bend = r
+        .targets
+        .iter()
+        .find(|t| t.metric == "start_many/fork" && t.what.starts_with("worst step"))
+        .unwrap();
+    assert_eq!(bend.met, Some(true));
+    let t256 = r
+        .targets
+        .iter()
+        .find(|t| t.metric == "start_many/fork n=256")
+        .unwrap();
+    assert!((t256.value.unwrap() - 1.25).abs() < 1e-9);
+    assert_eq!(t256.met, Some(true));
     let mut bad = v.clone();
     bad["metrics"]["pipe_rtt"]["samples"]["min"] = serde_json::json!(1.0);
     bad["metrics"]["pipe_rtt"]
@@ -292,6 +361,11 @@ fn every_shipped_workload_file_loads() {
         "queue_throughput/2x2",
         "value_lock/1",
         "value_lock/2",
+        "start_many/spawn",
+        "pool_map_sizes",
+        "pipe_sizes",
+        "queue_sizes",
+        "lock_contended",
     ] {
         assert!(
             ids.iter().any(|i| i == want),
@@ -302,7 +376,8 @@ fn every_shipped_workload_file_loads() {
 
 /// The workloads speak the conformance vocabulary (`mproc_harness::vocab`): every action is one
 /// of its actions, with its field names. The bench's extensions (`cases/bench/README.md`):
-/// `send_bytes` takes `bytes = N`, and `map`'s `items` may be a range string.
+/// `send_bytes` takes `bytes = N`, `process` takes `count = N` (a group), `queue` takes
+/// `bytes = true`, and `map`'s `items` may be a range string.
 #[test]
 fn workload_actions_use_the_case_vocabulary() {
     use mproc_harness::vocab;
@@ -317,7 +392,12 @@ fn workload_actions_use_the_case_vocabulary() {
                         if let Some(t) = a.value.as_table() {
                             for k in t.keys() {
                                 let known = spec.fields.iter().any(|f| f.name == k)
-                                    || (a.op == "send_bytes" && k == "bytes");
+                                    || matches!(
+                                        (a.op.as_str(), k.as_str()),
+                                        ("send_bytes", "bytes")
+                                            | ("process", "count")
+                                            | ("queue", "bytes")
+                                    );
                                 assert!(known, "{at}: field `{k}` is not in the vocabulary");
                             }
                         } else {
@@ -331,47 +411,151 @@ fn workload_actions_use_the_case_vocabulary() {
     }
 }
 
+/// The bench engine's binary (the protocol server and driver, without the procspawn peers).
+fn bench_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_mproc-bench"))
+}
+
 fn small_run(out: &Path, baseline: &Path) -> Options {
     let mut o = Options::new(&root());
     o.quick = true;
     o.filter = vec!["pipe_rtt".into()];
     o.cpython = false;
     o.peers = false;
+    o.curves = false;
     o.skip_limits = true;
     o.html = false;
     o.out_dir = out.to_path_buf();
     o.baseline = baseline.to_path_buf();
     o.slowdown = Vec::new();
+    o.bench_bin = Some(bench_bin());
     o
 }
 
-/// End to end: calibrate on an unchanged tree, the gate passes an unchanged run, and a 2×
-/// slowdown injected into the workload's timed steps (in the bench, not the library) fails it.
+fn has_valgrind() -> bool {
+    let ok = mproc_harness::bench::counts::valgrind_version().is_ok();
+    if !ok {
+        eprintln!(
+            "notice: valgrind not found; the count checks are skipped (install Debian's valgrind)"
+        );
+    }
+    ok
+}
+
+fn line<'a>(r: &'a ab::GateReport, id: &str) -> &'a ab::GateMetric {
+    r.metrics
+        .iter()
+        .find(|l| l.metric == id)
+        .unwrap_or_else(|| panic!("no gate line for {id}: {r:?}"))
+}
+
+/// End to end, A/B: the `mproc-bench` binary plays both builds. An unchanged tree is never
+/// "regressed" (pass, or inconclusive on a busy machine); the injected 1.5× slowdown is never a
+/// pass in timings, and is caught exactly in instruction counts.
 #[test]
-fn gate_end_to_end_calibrated_baseline_catches_an_injected_2x_slowdown() {
-    let dir = tmp("gate");
+fn ab_gate_end_to_end_never_regresses_unchanged_and_catches_an_injected_slowdown() {
+    let dir = tmp("ab");
+    let mut o = small_run(&dir, &dir.join("none.json"));
+    o.filter = vec!["pipe_rtt".into(), "count/frame".into()];
+    o.gate = true;
+    o.baseline_bin = Some(bench_bin());
+    let plan_of = |o: &Options| run::gate_once(o).expect("the gate runs");
+    let r = plan_of(&o);
+    assert!(r.mode.starts_with("A/B"), "{}", r.mode);
+    let p = line(&r, "pipe_rtt");
+    assert!(p.ab.is_some(), "{p:?}");
+    assert_ne!(p.verdict, AbVerdict::Regressed, "{p:?}");
+    let valgrind = has_valgrind();
+    if valgrind {
+        let c = line(&r, "count/frame");
+        let (a, b) = c.counts.expect("counted");
+        assert_eq!(a, b, "the same binary counts the same instructions");
+        assert_eq!(c.verdict, AbVerdict::Pass);
+    }
+    let mut slowed = o.clone();
+    slowed.slowdown = vec!["pipe_rtt".into(), "count/frame".into()];
+    let r = plan_of(&slowed);
+    let p = line(&r, "pipe_rtt");
+    assert_ne!(p.verdict, AbVerdict::Pass, "a 1.5x slowdown passed: {p:?}");
+    if valgrind {
+        let c = line(&r, "count/frame");
+        assert_eq!(c.verdict, AbVerdict::Regressed, "{c:?}");
+        let j = c.ab.as_ref().unwrap();
+        assert!((j.ratio - 1.5).abs() < 0.01, "{j:?}");
+    }
+}
+
+/// A revision that is not in the clone (a shallow clone) cannot be built: the gate says so and
+/// falls back to the stored ratios, which it still judges.
+#[test]
+fn a_missing_revision_falls_back_loudly_to_the_stored_ratios() {
+    let dir = tmp("missing");
+    let err =
+        ab::build_baseline(&root(), "0123456789abcdef0123456789abcdef01234567", &dir).unwrap_err();
+    assert!(err.contains("not in this clone"), "{err}");
     let base = dir.join("baseline.json");
     let mut o = small_run(&dir, &base);
-    o.calibrate = Some(3);
+    o.save_baseline = true;
+    assert_eq!(run::run(&o, &[]), 0);
+    let mut o = small_run(&dir, &base);
+    o.gate = true;
+    o.filter = vec!["pipe_rtt".into()];
+    o.baseline_unavailable = Some(err);
+    let r = run::gate_once(&o).expect("the gate runs");
+    assert!(r.mode.starts_with("NO A/B"), "{}", r.mode);
+    assert!(r.mode.contains("not in this clone"), "{}", r.mode);
+    let p = line(&r, "pipe_rtt");
+    assert!(p.ab.is_none());
+    let s = p.stored.as_ref().expect("the stored check ran");
+    assert_eq!(p.verdict, s.verdict);
+    assert_ne!(p.verdict, AbVerdict::Regressed, "{p:?}");
+}
+
+/// A baseline build from before the sampling protocol (it rejects `--protocol`) is not used for
+/// A/B: the gate says so and falls back.
+#[test]
+fn a_baseline_without_the_protocol_falls_back_loudly() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tmp("old");
+    let fake = dir.join("old-bench");
+    std::fs::write(
+        &fake,
+        "#!/bin/sh\necho \"bench: unknown option \\\"$1\\\"\" >&2\nexit 2\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    assert!(mproc_harness::bench::protocol::speaks_protocol(&bench_bin()).is_ok());
+    let mut o = small_run(&dir, &dir.join("none.json"));
+    o.gate = true;
+    o.baseline_bin = Some(fake);
+    let cfg = run::gate_config(&o).unwrap();
+    let why = cfg.baseline.unwrap_err();
+    assert!(why.contains("predates the sampling protocol"), "{why}");
+    let r = run::gate_once(&o).expect("the gate runs");
+    assert!(r.mode.starts_with("NO A/B"), "{}", r.mode);
+    // Nothing stored to compare with either: the metric is reported, not failed.
+    let p = line(&r, "pipe_rtt");
+    assert!(p.ab.is_none() && p.stored.is_none());
+    assert_eq!(p.verdict, AbVerdict::Pass);
+}
+
+/// Calibration writes thresholds from the spread of several runs (same-cpu placement).
+#[test]
+fn calibration_writes_a_baseline_with_thresholds() {
+    let dir = tmp("calibrate");
+    let base = dir.join("baseline.json");
+    let mut o = small_run(&dir, &base);
+    o.calibrate = Some(2);
     assert_eq!(run::run(&o, &[]), 0);
     let b = run::load_baseline(&base).expect("calibration wrote a baseline");
     let m = &b.metrics["pipe_rtt"];
     assert_eq!(m.reference, "socketpair_rtt");
     assert!(m.threshold >= gate::MIN_THRESHOLD && m.threshold <= gate::MAX_THRESHOLD);
-
-    let mut o = small_run(&dir, &base);
-    o.gate = true;
-    assert_eq!(run::run(&o, &[]), 0, "an unchanged tree passes the gate");
-    let json: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("results.json")).unwrap()).unwrap();
-    assert_eq!(results::schema_problems(&json), Vec::<String>::new());
-    assert!(json["metrics"]["pipe_rtt"]["vs_limit"].as_f64().is_some());
-
-    o.slowdown = vec!["pipe_rtt".into()];
-    assert_eq!(run::run(&o, &[]), 1, "a 2x slowdown fails the gate");
+    assert_eq!(b.schema, gate::BASELINE_SCHEMA);
 }
 
-/// A real run of the raw limits and a workload writes results that pass the schema check.
+/// A real run of the raw limits and a workload, under both placements where the machine has
+/// two CPUs, writes results that pass the schema check.
 #[test]
 fn a_real_run_writes_results_in_the_schema() {
     let dir = tmp("schema");
@@ -399,8 +583,39 @@ fn a_real_run_writes_results_in_the_schema() {
     let m = &json["metrics"]["start_join/fork"];
     assert_eq!(m["limit"], "fork_exit_wait");
     assert!(m["vs_limit"].as_f64().unwrap() > 0.0);
+    let offer = mproc_harness::bench::placement::offer();
+    assert_eq!(m["placement"], offer.available[0].as_str());
+    if offer.available.len() > 1 {
+        let s = &json["split"]["start_join/fork"];
+        assert_eq!(s["placement"], "split");
+        assert!(s["vs_limit"].as_f64().unwrap() > 0.0);
+    }
     let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
     assert!(html.contains("start_join/fork"));
+}
+
+/// A curve workload is measured at each point next to its limit at that point.
+#[test]
+fn a_curve_is_measured_at_each_point_with_its_limit() {
+    let dir = tmp("curve");
+    let mut o = small_run(&dir, &dir.join("none.json"));
+    o.filter = vec!["start_many/fork".into()];
+    o.curves = true;
+    assert_eq!(run::run(&o, &[]), 0);
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("results.json")).unwrap()).unwrap();
+    let c = &json["curves"]["start_many/fork"];
+    let xs: Vec<i64> = c["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["x"].as_i64().unwrap())
+        .collect();
+    assert_eq!(xs, [1, 4, 16, 64, 256]);
+    for p in c["points"].as_array().unwrap() {
+        assert!(p["cost_s"].as_f64().unwrap() > 0.0);
+        assert!(p["limit_cost_s"].as_f64().unwrap() > 0.0);
+    }
 }
 
 #[test]
@@ -426,6 +641,16 @@ fn report_renders_in_chromium_with_a_chart_per_workload() {
     assert_eq!(
         charts, 3,
         "one chart per workload (start_join, pipe_rtt) plus the limits"
+    );
+    assert_eq!(
+        dom.matches("<figure class=\"chart curve\"").count(),
+        1,
+        "one log-log chart per curve"
+    );
+    assert!(dom.contains("id=\"placement\""), "placement line missing");
+    assert!(
+        dom.contains("mproc pipe_rtt (split)"),
+        "split figure missing"
     );
     for label in [
         "mproc start_join/spawn",

@@ -1,11 +1,67 @@
 //! `cargo xtask bench`: builds and runs the bench binary (`harness/benches/mproc.rs`, release
-//! profile) with the given options; its exit code is ours (0 ok, 1 a gate regression, 2 bad
-//! input or a failed run). See `cargo xtask bench --help`.
+//! profile) with the given options; its exit code is ours (0 ok or an inconclusive gate, 1 a
+//! gate regression, 2 bad input or a failed run). See `cargo xtask bench --help`.
+//!
+//! With `--gate` (or `--gate-selftest`), first builds the baseline revision's bench binary in a
+//! worktree under `target/gate/` (`mproc_harness::bench::ab::build_baseline`) and hands it to
+//! the bench as `--baseline-bin`; where that is impossible (the revision is not in this clone,
+//! it does not build), hands over the reason instead, and the gate falls back loudly to the
+//! stored ratios and counts.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Instant;
 
 /// Runs the benchmarks with `args` (everything after `bench`).
 pub fn bench(args: &[String]) -> ExitCode {
+    let root = crate::root();
+    let mut extra: Vec<String> = Vec::new();
+    if args.iter().any(|a| a == "--gate" || a == "--gate-selftest")
+        && !args.iter().any(|a| a == "--help" || a == "-h")
+    {
+        let against = args
+            .iter()
+            .position(|a| a == "--against")
+            .and_then(|i| args.get(i + 1))
+            .map(String::as_str);
+        let baseline_file = args
+            .iter()
+            .position(|a| a == "--baseline")
+            .and_then(|i| args.get(i + 1))
+            .map(|f| root.join(f))
+            .unwrap_or_else(|| root.join("reports/baseline.json"));
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| root.join("target"));
+        let t0 = Instant::now();
+        let built =
+            mproc_harness::bench::ab::baseline_rev(&baseline_file, against).and_then(|rev| {
+                eprintln!(
+                    "xtask: bench: building the baseline revision {rev} in {}",
+                    mproc_harness::bench::ab::WORKTREE
+                );
+                mproc_harness::bench::ab::build_baseline(&root, &rev, &target).map(|b| (rev, b))
+            });
+        match built {
+            Ok((rev, bin)) => {
+                eprintln!(
+                    "xtask: bench: baseline build ready in {:.0} s: {}",
+                    t0.elapsed().as_secs_f64(),
+                    bin.display()
+                );
+                extra.extend([
+                    "--baseline-bin".into(),
+                    bin.display().to_string(),
+                    "--baseline-rev".into(),
+                    rev,
+                ]);
+            }
+            Err(why) => {
+                eprintln!("xtask: bench: NO BASELINE BUILD: {why}");
+                extra.extend(["--baseline-unavailable".into(), why]);
+            }
+        }
+    }
     let mut cmd = crate::cargo();
     cmd.args([
         "bench",
@@ -17,6 +73,7 @@ pub fn bench(args: &[String]) -> ExitCode {
         "--",
     ]);
     cmd.args(args);
+    cmd.args(&extra);
     eprintln!("xtask: bench: {cmd:?}");
     match cmd.status() {
         Ok(s) => match s.code() {

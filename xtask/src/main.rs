@@ -1,6 +1,8 @@
 //! `cargo xtask`: the project's automation, after matklad's cargo-xtask pattern.
 //!
-//! - `cargo xtask bench`: the benchmarks and the regression gate (see `cargo xtask bench --help`).
+//! - `cargo xtask bench`: the benchmarks and the regression gate; with `--gate` (or
+//!   `--gate-selftest`) it first builds the baseline revision's bench binary under
+//!   `target/gate/` (see `bench.rs` and `cargo xtask bench --help`).
 //! - `cargo xtask ci`: formatting check, clippy with warnings as errors, and every test
 //!   (nextest for the integration tests, each in its own process; then the doc tests).
 //!
@@ -44,7 +46,8 @@ fn print_help() {
          commands:\n  \
          ci           format check, clippy (-D warnings), all tests (nextest + doc tests)\n  \
          conformance  run the cases under fork/spawn/forkserver and CPython; see --help\n  \
-         bench        benchmarks vs raw OS limits, CPython, procspawn; --quick, --gate; see --help\n"
+         bench        benchmarks vs raw OS limits, CPython, procspawn; --quick, --gate (A/B against\n               \
+                      the baseline build); see --help\n"
     );
 }
 

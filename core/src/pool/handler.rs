@@ -11,7 +11,20 @@
 //! - a worker gets one task at a time while tasks are long; when tasks are short (measured by
 //!   the workers) it gets up to [`MAX_DEPTH`] at once, so that short tasks are batched both ways;
 //! - a worker answers in order, so when it dies the oldest unanswered task is the one it was
-//!   running: that task fails with `WorkerLost`, the others go back to the front of the queue.
+//!   running: that task fails with `WorkerLost`, the others go back to the front of the queue;
+//! - a task with a hard deadline is handed only to an idle worker, and nothing is queued behind
+//!   it: its clock starts when it is written, and when it overruns, the handler kills the worker
+//!   (`SIGKILL`) and, once the worker is buried, fails the task with `TaskTimeout`;
+//! - a thread waiting in `get` for a task that a worker is running takes that worker's socket for
+//!   itself ([`Shared::wait_direct`]): the handler's `epoll` leaves the socket alone meanwhile, and
+//!   the waiter reads its result straight off the socket, one wake-up instead of two (the
+//!   handler's, then the waiter's). Results it reads whose sinks run user code (callbacks) are
+//!   handed to the handler, so that callbacks still run in its thread, in completion order.
+//!   So that the answer cannot reach the handler first, an `apply_async` task without callbacks
+//!   that goes to an idle worker *reserves* the socket before it is written: the handler does
+//!   not read it until the waiter comes ([`RESERVE_TTL`] at most, or until the result is polled
+//!   as a future, checked, or dropped). An idle worker's socket is left out of the handler's
+//!   reading as it was, so a loop of `apply_async` + `get` changes no registration at all.
 
 use crate::context::cpu_count;
 use crate::context::Context;
@@ -19,16 +32,16 @@ use crate::error::{Error, Result};
 use crate::launch::fork::{keep_from_fork_children, InternalThread};
 use crate::method::StartMethod;
 use crate::pool::protocol::{self, RemoteErr, WorkerMessage};
-use crate::pool::results::{Failure, Outcome, Sink};
+use crate::pool::results::{Direct, DirectRead, Failure, Outcome, Sink};
 use crate::pool::worker::{self, WorkerChannel, WorkerConfig};
 use crate::process::Process;
-use crate::sys::{self, Interest};
+use crate::sys::{self, Epoll, EpollEvent, Interest, EPOLL_READ, EPOLL_WRITE};
 use std::collections::VecDeque;
 use std::io::ErrorKind;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The most tasks a worker is given at once (when tasks are short).
 const MAX_DEPTH: usize = 64;
@@ -41,6 +54,12 @@ const IDLE_POLL: Duration = Duration::from_secs(1);
 const RETRY_START: Duration = Duration::from_millis(100);
 /// How long `terminate` waits for a worker after `SIGTERM` before it sends `SIGKILL`.
 const TERM_GRACE: Duration = Duration::from_secs(5);
+/// How long a reserved socket waits for its task's waiter before the handler reads it itself:
+/// the most a result nobody waits for yet is delivered late.
+const RESERVE_TTL: Duration = Duration::from_millis(1);
+/// The `epoll` token of the wake-up pipe. A worker's socket is `2 * uid`, its sentinel
+/// `2 * uid + 1` (uids start at 1 and never reach this).
+const WAKE_TOKEN: u64 = u64::MAX;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum PoolState {
@@ -50,10 +69,17 @@ pub(crate) enum PoolState {
 }
 
 /// A submitted task: its frame (kept until answered, to hand it to another worker if its worker
-/// dies before starting it) and its sink.
+/// dies before starting it), its sink, and its hard deadline.
 pub(crate) struct Job {
+    pub id: u64,
     pub msg: Vec<u8>,
     pub sink: Box<dyn Sink>,
+    /// How long the task may run once a worker has it; it is then handed only to an idle worker,
+    /// and nothing is queued behind it.
+    pub hard: Option<Duration>,
+    /// A waiter may read its answer itself ([`Shared::wait_direct`]) unless this flag (shared
+    /// with the result's [`Route`](crate::pool::results::Route)) says it will not.
+    pub released: Option<Arc<AtomicBool>>,
 }
 
 /// Makes the `Process` of a new worker (knows the initializer's type).
@@ -62,6 +88,9 @@ pub(crate) trait WorkerFactory: Send + Sync {
 }
 
 struct Worker {
+    /// Names the worker in `epoll` tokens and to a thread that borrowed its socket (its index in
+    /// the table changes as workers come and go).
+    uid: u64,
     process: Process,
     pid: u32,
     name: String,
@@ -84,6 +113,64 @@ struct Worker {
     stopping: bool,
     /// Its socket reached end of file or failed: no longer polled.
     eof: bool,
+    /// A thread waiting for one of its results reads its socket ([`Shared::wait_direct`]): the
+    /// handler does not read it meanwhile (the socket is out of its `epoll` for reading).
+    borrowed: bool,
+    /// The events its socket is registered for in the handler's `epoll` (`None`: not in it).
+    /// A borrowed socket stays registered, with no events: changing the events of a
+    /// registration costs half of removing and adding it again.
+    registered: Option<u32>,
+    /// The socket is kept for the waiter of this task (an `apply_async` task without callbacks,
+    /// sent to this worker while idle), since that instant: the handler does not read it.
+    reserved: Option<(u64, Instant)>,
+    /// When the task it runs must be done, if that task has a hard deadline.
+    deadline: Option<Instant>,
+    /// It was killed for a task over its deadline: that task's id, and the deadline.
+    killed_for: Option<(u64, Duration)>,
+}
+
+impl Worker {
+    /// Whether the handler must read the socket (`Some(true)`), must not (`Some(false)`: a
+    /// waiter has it or will), or need not (`None`: an idle worker sends nothing).
+    fn wants_read(&self) -> Option<bool> {
+        if self.borrowed || self.reserved.is_some() {
+            Some(false)
+        } else if !self.ready || !self.inflight.is_empty() {
+            Some(true)
+        } else {
+            None
+        }
+    }
+
+    /// The events its socket should be registered for now (`None`: none, for good). With
+    /// `keep_write`, the write interest stays as registered (see [`Inner::dispatch`]).
+    fn interest(&self, keep_write: bool) -> Option<u32> {
+        if self.eof {
+            return None;
+        }
+        let registered = self.registered.unwrap_or(0);
+        let read = match self.wants_read() {
+            Some(true) => EPOLL_READ,
+            Some(false) => 0,
+            None => registered & EPOLL_READ,
+        };
+        let write = if keep_write {
+            registered & EPOLL_WRITE
+        } else if self.out.is_empty() {
+            0
+        } else {
+            EPOLL_WRITE
+        };
+        Some(read | write)
+    }
+
+    fn sock_token(&self) -> u64 {
+        2 * self.uid
+    }
+
+    fn sentinel_token(&self) -> u64 {
+        2 * self.uid + 1
+    }
 }
 
 pub(crate) struct Inner {
@@ -94,10 +181,16 @@ pub(crate) struct Inner {
     avg_ns: Option<f64>,
     /// The initializer failed: the pool takes no more work.
     broken: Option<RemoteErr>,
+    /// Results read by a thread other than the handler whose sinks run user code: the handler
+    /// delivers them, first thing in its next turn (so in the order they were read).
+    handoff: Vec<(Box<dyn Sink>, Outcome)>,
+    /// The handler's interest list (shared with [`Shared`], which waits on it).
+    epoll: Arc<Epoll>,
 }
 
 pub(crate) struct Shared {
     inner: Mutex<Inner>,
+    epoll: Arc<Epoll>,
     wake_r: OwnedFd,
     wake_w: OwnedFd,
     factory: Box<dyn WorkerFactory>,
@@ -106,6 +199,7 @@ pub(crate) struct Shared {
     maxtasks: Option<u64>,
     has_init: bool,
     next_id: AtomicU64,
+    next_uid: AtomicU64,
 }
 
 /// What the handler does outside the lock after an iteration.
@@ -127,6 +221,8 @@ impl Shared {
         let (wake_r, wake_w) = sys::pipe()?;
         sys::set_nonblocking(wake_r.as_fd(), true)?;
         sys::set_nonblocking(wake_w.as_fd(), true)?;
+        let epoll = Arc::new(Epoll::new()?);
+        epoll.add(wake_r.as_fd(), EPOLL_READ, WAKE_TOKEN)?;
         let shared = Arc::new(Shared {
             inner: Mutex::new(Inner {
                 state: PoolState::Run,
@@ -134,7 +230,10 @@ impl Shared {
                 workers: Vec::with_capacity(processes),
                 avg_ns: None,
                 broken: None,
+                handoff: Vec::new(),
+                epoll: Arc::clone(&epoll),
             }),
+            epoll,
             wake_r,
             wake_w,
             factory,
@@ -143,6 +242,7 @@ impl Shared {
             maxtasks,
             has_init,
             next_id: AtomicU64::new(1),
+            next_uid: AtomicU64::new(1),
         });
         // A fork start is quick, and forking from several threads would be unwise; the other
         // methods wait for an exec (or the forkserver) per worker, so they start workers from
@@ -185,7 +285,7 @@ impl Shared {
         let mut error = None;
         for r in results {
             match r {
-                Ok(w) => shared.lock().workers.push(w),
+                Ok(w) => shared.lock().adopt(w),
                 Err(e) => error = error.or(Some(e)),
             }
         }
@@ -251,6 +351,7 @@ impl Shared {
         };
         sys::set_nonblocking(ours.as_fd(), true)?;
         Ok(Worker {
+            uid: self.next_uid.fetch_add(1, Ordering::Relaxed),
             process,
             pid,
             name,
@@ -265,6 +366,11 @@ impl Shared {
             ready: false,
             stopping: false,
             eof: false,
+            borrowed: false,
+            registered: None,
+            reserved: None,
+            deadline: None,
+            killed_for: None,
         })
     }
 
@@ -303,7 +409,193 @@ fn init_failed(e: RemoteErr) -> Failure {
     })
 }
 
+impl DirectRead for Shared {
+    fn release(&self, job: u64) {
+        self.lock().release(job);
+    }
+
+    fn wait_direct(&self, job: u64, deadline: Option<Instant>) -> Direct {
+        let (uid, sock, sentinel) = {
+            let mut inner = self.lock();
+            if inner.state == PoolState::Terminate {
+                return Direct::NotInFlight;
+            }
+            let Some(i) = inner
+                .workers
+                .iter()
+                .position(|w| w.inflight.iter().any(|j| j.id == job))
+            else {
+                return Direct::NotInFlight;
+            };
+            let w = &mut inner.workers[i];
+            // Borrowed by another waiter (who delivers our result too), or output still to
+            // write (the handler must watch the socket for room): wait for the handler.
+            if w.borrowed || w.eof || !w.out.is_empty() {
+                return Direct::NotInFlight;
+            }
+            // Reserved for this task (or another: this waiter serves it too), the socket is out
+            // of the handler's reading already.
+            w.reserved = None;
+            w.borrowed = true;
+            let taken = (w.uid, Arc::clone(&w.sock), Arc::clone(&w.sentinel));
+            inner.sync(i);
+            taken
+        };
+        let timeout = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        // The worker's answer, or its death (killed for a deadline, by `terminate`, or
+        // otherwise: the handler buries it and delivers what that means).
+        let ready = sys::poll(
+            &[
+                (sock.as_fd(), Interest::Read),
+                (sentinel.as_fd(), Interest::Read),
+            ],
+            timeout,
+        );
+        let (answered, died) = match &ready {
+            Ok(r) => (r[0], r[1]),
+            Err(_) => (false, true),
+        };
+        let mut work = Work::default();
+        let (wake, handed) = {
+            let mut inner = self.lock();
+            let Some(i) = inner.workers.iter().position(|w| w.uid == uid) else {
+                // Buried meanwhile: the handler read what it had sent.
+                return Direct::NotInFlight;
+            };
+            inner.workers[i].borrowed = false;
+            if answered && !inner.workers[i].eof {
+                inner.read_worker(i, &mut work);
+            }
+            // Results whose sinks run user code go to the handler: callbacks run in its thread,
+            // in completion order.
+            let before = inner.handoff.len();
+            let (to_handler, here): (Vec<_>, Vec<_>) = std::mem::take(&mut work.done)
+                .into_iter()
+                .partition(|(sink, _)| sink.runs_user_code());
+            inner.handoff.extend(to_handler);
+            work.done = here;
+            // Also brings the socket back into the handler's `epoll`.
+            let wake = inner.dispatch();
+            (wake, inner.handoff.len() > before)
+        };
+        if wake || handed {
+            self.wake();
+        }
+        if !answered {
+            // Dead (the handler delivers the outcome), or out of time.
+            return if died {
+                Direct::NotInFlight
+            } else {
+                Direct::TimedOut
+            };
+        }
+        for (sink, outcome) in work.done {
+            sink.deliver(outcome);
+        }
+        Direct::Read
+    }
+}
+
 impl Inner {
+    /// Takes a started worker into the table and into the handler's `epoll`.
+    fn adopt(&mut self, w: Worker) {
+        // A sentinel that cannot be watched would hide the worker's death: stop it instead
+        // (the handler starts another).
+        if self
+            .epoll
+            .add(w.sentinel.as_fd(), EPOLL_READ, w.sentinel_token())
+            .is_err()
+        {
+            stop_workers(vec![w]);
+            return;
+        }
+        self.workers.push(w);
+        let i = self.workers.len() - 1;
+        self.sync(i);
+    }
+
+    /// Brings worker `i`'s socket registration in line with what it should be watched for. A
+    /// failed `epoll_ctl` leaves the registration as it was, to be tried again on the next turn.
+    fn sync(&mut self, i: usize) {
+        self.sync_with(i, false);
+    }
+
+    fn sync_with(&mut self, i: usize, keep_write: bool) {
+        let w = &mut self.workers[i];
+        let want = w.interest(keep_write);
+        if want == w.registered {
+            return;
+        }
+        let fd = w.sock.as_fd();
+        let r = match (w.registered, want) {
+            (None, Some(ev)) => self.epoll.add(fd, ev, w.sock_token()),
+            (Some(_), None) => self.epoll.delete(fd),
+            (Some(_), Some(ev)) => self.epoll.modify(fd, ev, w.sock_token()),
+            (None, None) => Ok(()),
+        };
+        if r.is_ok() {
+            w.registered = want;
+        }
+    }
+
+    fn sync_all(&mut self) {
+        for i in 0..self.workers.len() {
+            self.sync(i);
+        }
+    }
+
+    /// The earliest hard deadline of a running task, or end of a reservation.
+    fn next_deadline(&self) -> Option<Instant> {
+        let reserved = self.workers.iter().filter_map(|w| w.reserved);
+        let reserved_until = reserved.map(|(_, since)| since + RESERVE_TTL);
+        self.workers
+            .iter()
+            .filter_map(|w| w.deadline)
+            .chain(reserved_until)
+            .min()
+    }
+
+    /// Gives up the reservation of the socket running `job` (its waiter will not come, or
+    /// waits another way): the handler reads it from now on.
+    pub(crate) fn release(&mut self, job: u64) {
+        if let Some(i) = self
+            .workers
+            .iter()
+            .position(|w| w.reserved.is_some_and(|(id, _)| id == job))
+        {
+            self.workers[i].reserved = None;
+            self.sync(i);
+        }
+    }
+
+    /// Kills the workers whose task ran past its hard deadline; each is buried (and its task
+    /// failed with `TaskTimeout`) when its sentinel fires. Ends reservations that no waiter came
+    /// for.
+    fn expire_deadlines(&mut self, now: Instant) {
+        for i in 0..self.workers.len() {
+            if self.workers[i]
+                .reserved
+                .is_some_and(|(_, since)| now >= since + RESERVE_TTL)
+            {
+                self.workers[i].reserved = None;
+                self.sync(i);
+            }
+        }
+        for w in &mut self.workers {
+            let Some(at) = w.deadline else { continue };
+            if at > now {
+                continue;
+            }
+            w.deadline = None;
+            if let Some(job) = w.inflight.front() {
+                w.killed_for = Some((job.id, job.hard.unwrap_or_default()));
+                w.stopping = true;
+                // A worker that already ended cannot be signalled: its sentinel tells.
+                let _ = w.process.kill();
+            }
+        }
+    }
+
     fn depth(&self) -> usize {
         match self.avg_ns {
             None => 1,
@@ -313,18 +605,26 @@ impl Inner {
     }
 
     /// Hands queued tasks to workers with room, tells idle workers to stop once the pool is
-    /// closed and drained, and writes what it can. Returns whether some output is left for the
-    /// handler to write when the sockets have room.
+    /// closed and drained, and writes what it can. Returns whether the handler must look again:
+    /// some output is left to write when the sockets have room, or a deadline was armed.
     pub(crate) fn dispatch(&mut self) -> bool {
         if self.state == PoolState::Terminate {
             return false;
         }
+        let mut armed = false;
         if self.broken.is_none() {
             let depth = self.depth();
-            while !self.pending.is_empty() {
+            while let Some(next) = self.pending.front() {
+                // A task with a deadline goes only to an idle worker; none goes behind one.
+                let room = if next.hard.is_some() { 1 } else { depth };
                 let mut best: Option<usize> = None;
                 for (i, w) in self.workers.iter().enumerate() {
-                    if !w.ready || w.stopping || w.eof || w.inflight.len() >= depth {
+                    if !w.ready
+                        || w.stopping
+                        || w.eof
+                        || w.inflight.len() >= room
+                        || w.inflight.back().is_some_and(|j| j.hard.is_some())
+                    {
                         continue;
                     }
                     if best.is_none_or(|b| w.inflight.len() < self.workers[b].inflight.len()) {
@@ -334,7 +634,24 @@ impl Inner {
                 let Some(i) = best else { break };
                 let job = self.pending.pop_front().expect("not empty");
                 let w = &mut self.workers[i];
+                // The first task of an idle worker, which a waiter may read itself: keep the
+                // socket for it. Any other task ends a reservation (its answer needs a reader).
+                let waited = job
+                    .released
+                    .as_ref()
+                    .is_some_and(|r| !r.load(Ordering::Relaxed));
+                w.reserved =
+                    if w.inflight.is_empty() && !w.borrowed && waited && !job.sink.runs_user_code()
+                    {
+                        Some((job.id, Instant::now()))
+                    } else {
+                        None
+                    };
                 w.out.extend_from_slice(&job.msg);
+                if let Some(hard) = job.hard {
+                    w.deadline = Some(Instant::now().checked_add(hard).unwrap_or_else(far_future));
+                    armed = true;
+                }
                 w.inflight.push_back(job);
                 if let Some(q) = &mut w.quota {
                     *q -= 1;
@@ -352,13 +669,19 @@ impl Inner {
                 w.stop_queued = true;
             }
         }
+        // Reservations take their sockets out of the handler's reading before the tasks are
+        // written, so that an answer cannot reach the handler first.
+        for i in 0..self.workers.len() {
+            self.sync_with(i, true);
+        }
         let mut left = false;
         for w in &mut self.workers {
             if !w.out.is_empty() && !flush(w) {
                 left = true;
             }
         }
-        left
+        self.sync_all();
+        left || armed
     }
 
     /// How many workers to start now: never more than `processes` alive at once (a worker that
@@ -410,7 +733,11 @@ impl Inner {
                         None => sample,
                         Some(a) => 0.8 * a + 0.2 * sample,
                     });
-                    if let Some(job) = self.workers[i].inflight.pop_front() {
+                    let w = &mut self.workers[i];
+                    if let Some(job) = w.inflight.pop_front() {
+                        if job.hard.is_some() {
+                            w.deadline = None;
+                        }
                         work.done.push((job.sink, Ok(outcome.to_vec())));
                     }
                 }
@@ -436,9 +763,25 @@ impl Inner {
             self.read_worker(i, work);
         }
         let mut w = self.workers.swap_remove(i);
+        if w.registered.is_some() {
+            let _ = self.epoll.delete(w.sock.as_fd());
+        }
+        let _ = self.epoll.delete(w.sentinel.as_fd());
         let _ = w.process.join(Some(Duration::from_millis(200)));
         let exitcode = w.process.exitcode().ok().flatten().unwrap_or(1);
-        if started_oldest(&w) {
+        let timed_out = w
+            .killed_for
+            .filter(|(id, _)| w.inflight.front().is_some_and(|j| j.id == *id));
+        if let Some((_, timeout)) = timed_out {
+            // Killed by us for its deadline (if it answered first, its result was read above
+            // and the task is no longer the oldest).
+            let job = w.inflight.pop_front().expect("checked above");
+            let failure = Failure::TaskTimeout {
+                pid: w.pid,
+                timeout,
+            };
+            work.done.push((job.sink, Err(failure)));
+        } else if started_oldest(&w) {
             let job = w.inflight.pop_front().expect("started_oldest checks it");
             let failure = match &self.broken {
                 Some(e) => init_failed(e.clone()),
@@ -475,6 +818,11 @@ fn started_oldest(w: &Worker) -> bool {
     };
     let in_flight: Vec<usize> = w.inflight.iter().map(|j| j.msg.len()).collect();
     protocol::started_oldest(&in_flight, w.stop_queued, w.out.len(), unread)
+}
+
+/// A deadline too far to add to the clock: as good as none, but still a deadline.
+fn far_future() -> Instant {
+    Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600)
 }
 
 /// Writes as much of the worker's output as its socket takes now. `false` if some is left.
@@ -525,54 +873,24 @@ fn reap(dead: Vec<Process>) {
 /// every worker has left.
 pub(crate) fn run_handler(shared: Arc<Shared>) {
     let mut retry = false;
+    let mut events: Vec<EpollEvent> = Vec::with_capacity(64);
     loop {
-        // Snapshot what to watch.
-        let (socks, sentinels, terminate) = {
+        let (terminate, next_deadline) = {
             let inner = shared.lock();
-            let socks: Vec<(Arc<OwnedFd>, bool)> = inner
-                .workers
-                .iter()
-                .filter(|w| !w.eof)
-                .map(|w| (Arc::clone(&w.sock), !w.out.is_empty()))
-                .collect();
-            let sentinels: Vec<Arc<OwnedFd>> = inner
-                .workers
-                .iter()
-                .map(|w| Arc::clone(&w.sentinel))
-                .collect();
-            (socks, sentinels, inner.state == PoolState::Terminate)
+            (inner.state == PoolState::Terminate, inner.next_deadline())
         };
         if terminate {
             return terminate_now(&shared);
         }
-        let mut watch = vec![(shared.wake_r.as_fd(), Interest::Read)];
-        for (s, wants_write) in &socks {
-            watch.push((s.as_fd(), Interest::Read));
-            if *wants_write {
-                watch.push((s.as_fd(), Interest::Write));
-            }
+        let mut timeout = if retry { RETRY_START } else { IDLE_POLL };
+        if let Some(d) = next_deadline {
+            timeout = timeout.min(d.saturating_duration_since(Instant::now()));
         }
-        for s in &sentinels {
-            watch.push((s.as_fd(), Interest::Read));
+        if shared.epoll.wait(&mut events, Some(timeout)).is_err() {
+            std::thread::sleep(RETRY_START);
+            continue;
         }
-        let timeout = if retry { RETRY_START } else { IDLE_POLL };
-        let ready = match sys::poll(&watch, Some(timeout)) {
-            Ok(r) => r,
-            Err(_) => {
-                std::thread::sleep(RETRY_START);
-                continue;
-            }
-        };
-        let ready_fds: Vec<i32> = {
-            watch
-                .iter()
-                .zip(&ready)
-                .filter(|(_, r)| **r)
-                .map(|((fd, _), _)| fd.as_raw_fd())
-                .collect()
-        };
-        drop(watch);
-        if ready[0] {
+        if events.iter().any(|e| e.token == WAKE_TOKEN) {
             let mut buf = [0u8; 64];
             while matches!(sys::read(shared.wake_r.as_fd(), &mut buf), Ok(n) if n > 0) {}
         }
@@ -584,26 +902,45 @@ pub(crate) fn run_handler(shared: Arc<Shared>) {
                 drop(inner);
                 return terminate_now(&shared);
             }
+            // Results other threads read for us to deliver come first: they were read before
+            // anything this turn reads.
+            work.done.append(&mut inner.handoff);
             // Results and room to write.
-            for i in 0..inner.workers.len() {
-                let sock = inner.workers[i].sock.as_raw_fd();
-                if !inner.workers[i].eof && ready_fds.contains(&sock) {
+            for ev in events
+                .iter()
+                .filter(|e| e.token != WAKE_TOKEN && e.token % 2 == 0)
+            {
+                let Some(i) = inner
+                    .workers
+                    .iter()
+                    .position(|w| w.sock_token() == ev.token)
+                else {
+                    continue;
+                };
+                let w = &inner.workers[i];
+                // Events that were pending when a waiter took the socket are the waiter's.
+                if !w.eof && w.wants_read() != Some(false) && ev.events & !EPOLL_WRITE != 0 {
                     inner.read_worker(i, &mut work);
-                    if !inner.workers[i].out.is_empty() {
-                        flush(&mut inner.workers[i]);
-                    }
+                }
+                if !inner.workers[i].out.is_empty() {
+                    flush(&mut inner.workers[i]);
                 }
             }
             // Deaths.
-            let mut i = 0;
-            while i < inner.workers.len() {
-                let sentinel = inner.workers[i].sentinel.as_raw_fd();
-                if ready_fds.contains(&sentinel) {
+            for ev in events
+                .iter()
+                .filter(|e| e.token != WAKE_TOKEN && e.token % 2 == 1)
+            {
+                if let Some(i) = inner
+                    .workers
+                    .iter()
+                    .position(|w| w.sentinel_token() == ev.token)
+                {
                     inner.bury_worker(i, &mut work);
-                } else {
-                    i += 1;
                 }
             }
+            // Deadlines.
+            inner.expire_deadlines(Instant::now());
             inner.dispatch();
             let finished = inner.state == PoolState::Close
                 && inner.workers.is_empty()
@@ -622,7 +959,7 @@ pub(crate) fn run_handler(shared: Arc<Shared>) {
             match shared.start_worker() {
                 Ok(w) => {
                     let mut inner = shared.lock();
-                    inner.workers.push(w);
+                    inner.adopt(w);
                 }
                 Err(e) => {
                     retry = true;
@@ -645,16 +982,27 @@ pub(crate) fn run_handler(shared: Arc<Shared>) {
 
 /// Terminates: fails every queued and running task with `PoolTerminated`, stops every worker.
 fn terminate_now(shared: &Shared) {
-    let (jobs, workers) = {
+    let (arrived, jobs, workers) = {
         let mut inner = shared.lock();
+        let arrived = std::mem::take(&mut inner.handoff);
         let mut workers = std::mem::take(&mut inner.workers);
+        for w in &workers {
+            if w.registered.is_some() {
+                let _ = inner.epoll.delete(w.sock.as_fd());
+            }
+            let _ = inner.epoll.delete(w.sentinel.as_fd());
+        }
         let mut jobs: Vec<Job> = Vec::new();
         for w in &mut workers {
             jobs.extend(w.inflight.drain(..));
         }
         jobs.extend(inner.pending.drain(..));
-        (jobs, workers)
+        (arrived, jobs, workers)
     };
+    // Results that arrived before the pool was terminated are still delivered.
+    for (sink, outcome) in arrived {
+        sink.deliver(outcome);
+    }
     stop_workers(workers);
     for job in jobs {
         job.sink.deliver(Err(Failure::Terminated));

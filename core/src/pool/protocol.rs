@@ -4,8 +4,9 @@
 //! Each worker holds one end of a duplex socketpair; the pool holds the other. Frames on it are
 //! `[u32 little-endian length of the rest][tag byte][body]`:
 //!
-//! - pool → worker: [`ToWorker::Task`] `id: u64`, an [`EntryOffset`] (bincode), then the task's
-//!   arguments (bincode `Vec<A>`: one element for `apply`, a chunk for `map`);
+//! - pool → worker: [`ToWorker::Task`] `id: u64`, the task's [`Limits`] (`soft_ns: u64`,
+//!   `hard_ns: u64`, 0 for none), an [`EntryOffset`] (bincode), then the task's arguments
+//!   (bincode `Vec<A>`: one element for `apply`, a chunk for `map`);
 //!   [`ToWorker::Stop`], with no body.
 //! - worker → pool: [`FromWorker::Ready`] once the initializer ran; [`FromWorker::Result`]
 //!   `id: u64`, `nanos: u64` (how long the task ran), then the task's outcome;
@@ -24,12 +25,35 @@ use crate::reduction;
 use crate::sys::fnptr::EntryOffset;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use std::time::Duration;
 
 /// The bytes before a frame's body: the length (4) and the tag (1).
 pub(crate) const HEADER_LEN: usize = 5;
 
 /// The bytes of a result frame's body before the outcome: the task id and the run time.
 const RESULT_PREFIX_LEN: usize = 16;
+
+/// The bytes of a task frame's body before the entry point: the id and the two limits.
+const TASK_PREFIX_LEN: usize = 24;
+
+/// A task's time limits, as its worker sees them. The soft limit applies to each item (the
+/// worker measures it from the item's start: see [`crate::pool::soft_deadline`]); the hard one
+/// to the whole task, which the pool kills when it overruns (the worker only reports it).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Limits {
+    pub soft: Option<Duration>,
+    pub hard: Option<Duration>,
+}
+
+fn limit_to_wire(d: Option<Duration>) -> u64 {
+    // 0 means none; a limit is never zero (the pool refuses one), and one of more than 584
+    // years is as good as none.
+    d.map_or(0, |d| d.as_nanos().clamp(1, u128::from(u64::MAX)) as u64)
+}
+
+fn limit_from_wire(n: u64) -> Option<Duration> {
+    (n != 0).then(|| Duration::from_nanos(n))
+}
 
 /// The tags of the frames a pool sends to a worker.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -141,15 +165,18 @@ pub(crate) fn parse_frame(buf: &[u8]) -> Option<Frame<'_>> {
 // ---------------------------------------------------------------------------------------------
 // Pool → worker.
 
-/// Appends the frame of task `id`: a call of `entry` on each of `items`.
+/// Appends the frame of task `id`: a call of `entry` on each of `items`, within `limits`.
 pub(crate) fn push_task<A: Serialize>(
     buf: &mut Vec<u8>,
     id: u64,
+    limits: Limits,
     entry: EntryOffset,
     items: &[A],
 ) -> Result<()> {
     let start = begin_frame(buf, ToWorker::Task as u8);
     buf.extend_from_slice(&id.to_le_bytes());
+    buf.extend_from_slice(&limit_to_wire(limits.soft).to_le_bytes());
+    buf.extend_from_slice(&limit_to_wire(limits.hard).to_le_bytes());
     bincode::serialize_into(&mut *buf, &entry).map_err(|e| Error::Serialize(e.to_string()))?;
     bincode::serialize_into(&mut *buf, items).map_err(|e| Error::Serialize(e.to_string()))?;
     end_frame(buf, start)
@@ -167,9 +194,10 @@ pub(crate) const STOP_FRAME_LEN: usize = HEADER_LEN;
 /// A frame a worker received, decoded.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum PoolMessage<'a> {
-    /// Run `entry` on the encoded arguments `args`, answering with `id`.
+    /// Run `entry` on the encoded arguments `args` within `limits`, answering with `id`.
     Task {
         id: u64,
+        limits: Limits,
         entry: EntryOffset,
         args: &'a [u8],
     },
@@ -181,11 +209,17 @@ pub(crate) enum PoolMessage<'a> {
 pub(crate) fn decode_pool_message<'a>(frame: &Frame<'a>) -> Option<PoolMessage<'a>> {
     match frame.tag {
         t if t == ToWorker::Task as u8 => {
-            let id = u64::from_le_bytes(frame.body.get(..8)?.try_into().expect("8 bytes"));
-            let mut rest = &frame.body[8..];
+            let prefix = frame.body.get(..TASK_PREFIX_LEN)?;
+            let word = |k: usize| u64::from_le_bytes(prefix[k..k + 8].try_into().expect("8 bytes"));
+            let limits = Limits {
+                soft: limit_from_wire(word(8)),
+                hard: limit_from_wire(word(16)),
+            };
+            let mut rest = &frame.body[TASK_PREFIX_LEN..];
             let entry: EntryOffset = reduction::from_front(&mut rest).ok()?;
             Some(PoolMessage::Task {
-                id,
+                id: word(0),
+                limits,
                 entry,
                 args: rest,
             })
@@ -434,7 +468,14 @@ mod tests {
     #[test]
     fn an_incomplete_frame_is_not_parsed() {
         let mut buf = Vec::new();
-        push_task(&mut buf, 7, EntryOffset::of_task(entry), &[1u32, 2, 3]).unwrap();
+        push_task(
+            &mut buf,
+            7,
+            Limits::default(),
+            EntryOffset::of_task(entry),
+            &[1u32, 2, 3],
+        )
+        .unwrap();
         for cut in 0..buf.len() {
             assert_eq!(parse_frame(&buf[..cut]), None, "cut at {cut}");
         }
@@ -447,15 +488,39 @@ mod tests {
     fn a_task_round_trips() {
         let mut buf = Vec::new();
         let e = EntryOffset::of_task(entry);
-        push_task(&mut buf, 42, e, &[(1u8, "a".to_string())]).unwrap();
+        let limits = Limits {
+            soft: Some(Duration::from_millis(250)),
+            hard: None,
+        };
+        push_task(&mut buf, 42, limits, e, &[(1u8, "a".to_string())]).unwrap();
         let frame = parse_frame(&buf).unwrap();
         assert_eq!(frame.len, buf.len());
-        let Some(PoolMessage::Task { id, entry, args }) = decode_pool_message(&frame) else {
+        let Some(PoolMessage::Task {
+            id,
+            limits: got,
+            entry,
+            args,
+        }) = decode_pool_message(&frame)
+        else {
             panic!("not a task");
         };
-        assert_eq!((id, entry), (42, e));
+        assert_eq!((id, got, entry), (42, limits, e));
         let items: Vec<(u8, String)> = bincode::deserialize(args).unwrap();
         assert_eq!(items, [(1, "a".to_string())]);
+    }
+
+    #[test]
+    fn limits_round_trip_and_zero_means_none() {
+        for d in [
+            None,
+            Some(Duration::from_nanos(1)),
+            Some(Duration::from_secs(3)),
+        ] {
+            assert_eq!(limit_from_wire(limit_to_wire(d)), d);
+        }
+        // Too long to count in nanoseconds: as long as can be said.
+        let huge = limit_from_wire(limit_to_wire(Some(Duration::MAX)));
+        assert_eq!(huge, Some(Duration::from_nanos(u64::MAX)));
     }
 
     #[test]
@@ -465,6 +530,13 @@ mod tests {
             body: &[1, 2, 3],
             len: 8,
         };
+        assert_eq!(decode_pool_message(&short), None);
+        let no_entry = Frame {
+            tag: ToWorker::Task as u8,
+            body: &[0; TASK_PREFIX_LEN],
+            len: 4 + 1 + TASK_PREFIX_LEN,
+        };
+        assert_eq!(decode_pool_message(&no_entry), None);
         assert_eq!(decode_pool_message(&short), None);
         let unknown = Frame {
             tag: 99,

@@ -9,7 +9,7 @@
 //! code runs under fork, spawn and forkserver.
 
 use crate::launch::child::{self, ExitRequest};
-use crate::pool::protocol::{self, PoolMessage, RemoteErr, ResultFrame};
+use crate::pool::protocol::{self, Limits, PoolMessage, RemoteErr, ResultFrame};
 use crate::reduction;
 use crate::sys;
 use crate::target::Target;
@@ -21,7 +21,7 @@ use std::io::{StderrLock, StdoutLock};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// A worker's end of its channel to the pool. It crosses to spawn and forkserver workers as a
 /// descriptor (`SCM_RIGHTS`); a fork worker inherits it.
@@ -165,6 +165,112 @@ fn run_captured<R>(f: impl FnOnce() -> R) -> Result<R, RemoteErr> {
     }
 }
 
+/// The time limits of the task this worker is running, as [`soft_deadline`] and
+/// [`hard_deadline`] report them. Process-wide (not per thread): a worker runs one task at a
+/// time, and threads the task starts ask about the same task.
+struct Running {
+    limits: Limits,
+    /// When the task began (the hard limit is the task's).
+    task_start: Option<Instant>,
+    /// When the item being called began (the soft limit is each item's).
+    item_start: Option<Instant>,
+}
+
+static RUNNING: Mutex<Running> = Mutex::new(Running {
+    limits: Limits {
+        soft: None,
+        hard: None,
+    },
+    task_start: None,
+    item_start: None,
+});
+
+fn running() -> std::sync::MutexGuard<'static, Running> {
+    RUNNING.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Records that a task with `limits` begins now (`None`: the worker is between tasks).
+fn begin_task(limits: Option<Limits>) {
+    let mut r = running();
+    r.limits = limits.unwrap_or_default();
+    r.task_start = limits.map(|_| Instant::now());
+    r.item_start = r.task_start;
+}
+
+/// Records that the next item of the running task begins now.
+fn begin_item() {
+    let mut r = running();
+    if r.task_start.is_some() {
+        r.item_start = Some(Instant::now());
+    }
+}
+
+/// In a pool task with a soft time limit (`soft_timeout` on the pool or the call): the instant
+/// that limit passes for the item being called. `None` outside a pool task, or for a task
+/// without a soft limit.
+///
+/// The soft limit is how a pool tells a task that it should wrap up: when it passes, nothing
+/// happens to the task by itself (Rust has no asynchronous exceptions, and `std` retries the
+/// sleeps and reads a signal would interrupt); the task looks, with this function or
+/// [`soft_deadline_passed`], and uses what is left as the timeout of its own blocking calls. The
+/// hard limit ([`hard_deadline`]) follows: there the pool kills the worker.
+///
+/// ```no_run
+/// use std::time::Duration;
+///
+/// fn crunch(steps: u64) -> Result<u64, String> {
+///     let mut done = 0;
+///     while done < steps {
+///         if mproc::pool::soft_deadline_passed() {
+///             return Err(format!("stopped after {done} of {steps} steps"));
+///         }
+///         std::thread::sleep(Duration::from_millis(10)); // a step of work
+///         done += 1;
+///     }
+///     Ok(done)
+/// }
+///
+/// fn main() -> mproc::Result<()> {
+///     mproc::init();
+///     let pool = mproc::Pool::builder()
+///         .processes(2)
+///         .soft_timeout(Duration::from_millis(200))
+///         .task_timeout(Duration::from_secs(1))
+///         .build()?;
+///     // Wraps up at 200 ms, well before the pool would kill it at 1 s.
+///     let r = pool.apply(crunch, (1_000,))?;
+///     assert!(r.is_err());
+///     Ok(())
+/// }
+/// ```
+pub fn soft_deadline() -> Option<Instant> {
+    let r = running();
+    Some(r.item_start? + r.limits.soft?)
+}
+
+/// Whether the soft time limit of the running pool task has passed (see [`soft_deadline`]):
+/// false outside a pool task and for a task without a soft limit.
+pub fn soft_deadline_passed() -> bool {
+    soft_deadline().is_some_and(|d| Instant::now() >= d)
+}
+
+/// In a pool task with a hard time limit (`task_timeout` on the pool, `timeout` on the call):
+/// about when the pool kills this worker if the task is still running. The pool measures from
+/// the moment it handed the task over, a little before the worker began it, so the kill comes
+/// no earlier than this. `None` outside a pool task, or without a hard limit.
+pub fn hard_deadline() -> Option<Instant> {
+    let r = running();
+    Some(r.task_start? + r.limits.hard?)
+}
+
+/// How long until the running pool task's soft limit passes, or its hard limit if it has no soft
+/// one: a timeout for the task's own blocking calls. `Some(Duration::ZERO)` once it has passed;
+/// `None` outside a pool task or without limits.
+pub fn time_left() -> Option<Duration> {
+    let limit = soft_deadline().or_else(hard_deadline)?;
+    Some(limit.saturating_duration_since(Instant::now()))
+}
+
 /// The entry point of a task of callable `F` with argument tuple `A`, monomorphised per task type
 /// and sent to workers as an [`EntryOffset`](crate::sys::fnptr::EntryOffset). Decodes a `Vec<A>`, calls `F` on each element and
 /// appends each outcome to `out` (see the module documentation).
@@ -188,6 +294,7 @@ where
     };
     protocol::push_items(out);
     for a in items {
+        begin_item();
         let r = run_captured(|| f.call(a));
         protocol::push_item(out, r.as_ref().map_err(Clone::clone));
     }
@@ -260,10 +367,21 @@ where
             }
         };
         match protocol::decode_pool_message(&frame) {
-            Some(PoolMessage::Task { id, entry, args }) => {
+            Some(PoolMessage::Task {
+                id,
+                limits,
+                entry,
+                args,
+            }) => {
                 let answer = ResultFrame::begin(&mut wbuf, id);
                 let t0 = Instant::now();
-                if !entry.call_task(args, &mut wbuf) {
+                let limited = limits.soft.is_some() || limits.hard.is_some();
+                begin_task(limited.then_some(limits));
+                let called = entry.call_task(args, &mut wbuf);
+                if limited {
+                    begin_task(None);
+                }
+                if !called {
                     let why = "the worker is not running the same executable as the pool";
                     protocol::push_task_error(&mut wbuf, &RemoteErr::new("NotSpawnable", why));
                 }

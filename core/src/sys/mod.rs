@@ -23,6 +23,7 @@
 //!   calls, on buffers prepared before the fork (`std`'s `process_unix` discipline);
 //! - waits on processes go through pidfds polled with a timeout; nothing busy-loops.
 
+pub mod epoll;
 pub mod fd;
 pub mod fnptr;
 pub mod futex;
@@ -32,6 +33,7 @@ pub mod scm;
 pub mod shm;
 pub mod signal;
 
+pub use epoll::*;
 pub use fd::*;
 pub use futex::*;
 pub use proc::*;

@@ -5,13 +5,13 @@
 //! `&[AtomicU64]`, ...) and through the mutex operations here, so shared bytes are never read or
 //! written non-atomically from safe code, whatever the other processes do meanwhile.
 
-use super::cvt;
+use super::{cvt, cvt_r};
 use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU16, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 /// Creates an anonymous memory file (`memfd_create(MFD_CLOEXEC)`) of `len` bytes, zero-filled.
 pub fn memfd(name: &str, len: usize) -> io::Result<OwnedFd> {
@@ -32,12 +32,45 @@ pub fn ftruncate(fd: BorrowedFd<'_>, len: usize) -> io::Result<()> {
 }
 
 /// The size in bytes of the file behind `fd`.
-fn file_size(fd: BorrowedFd<'_>) -> io::Result<usize> {
+pub(crate) fn file_size(fd: BorrowedFd<'_>) -> io::Result<usize> {
     // SAFETY: a zeroed `stat` is a valid value for fstat to fill in.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
     // SAFETY: `st` is a valid, writable stat structure.
     cvt(unsafe { libc::fstat(fd.as_raw_fd(), &mut st) })?;
     Ok(st.st_size as usize)
+}
+
+/// Reserves memory for bytes `off..off + len` of the file behind `fd`, growing the file if it is
+/// shorter (`fallocate`, mode 0): later stores there cannot fail for want of memory (an
+/// allocation failure is reported here, as `ENOSPC` or `ENOMEM`, instead of a `SIGBUS` at the
+/// first touch). The file never shrinks.
+pub fn fallocate(fd: BorrowedFd<'_>, off: u64, len: u64) -> io::Result<()> {
+    let (off, len) = file_range(off, len)?;
+    // SAFETY: fallocate takes a descriptor and a range and touches no memory of ours.
+    cvt_r(|| unsafe { libc::fallocate(fd.as_raw_fd(), 0, off, len) })?;
+    Ok(())
+}
+
+/// Frees the memory behind bytes `off..off + len` of the file behind `fd`
+/// (`FALLOC_FL_PUNCH_HOLE`): they read as zeros afterwards, in every mapping; the file keeps its
+/// size, so no mapping of it ever faults.
+pub fn punch_hole(fd: BorrowedFd<'_>, off: u64, len: u64) -> io::Result<()> {
+    let (off, len) = file_range(off, len)?;
+    let mode = libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE;
+    // SAFETY: fallocate takes a descriptor and a range and touches no memory of ours; punching a
+    // hole in a shared-memory file only replaces its pages by zero pages in every mapping.
+    cvt_r(|| unsafe { libc::fallocate(fd.as_raw_fd(), mode, off, len) })?;
+    Ok(())
+}
+
+fn file_range(off: u64, len: u64) -> io::Result<(libc::off_t, libc::off_t)> {
+    match (libc::off_t::try_from(off), libc::off_t::try_from(len)) {
+        (Ok(o), Ok(l)) if o.checked_add(l).is_some() => Ok((o, l)),
+        _ => Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "file range out of bounds",
+        )),
+    }
 }
 
 /// Opens a named POSIX shared-memory object (`/dev/shm/<name>` on Linux), close-on-exec.
@@ -69,14 +102,17 @@ pub fn shm_unlink(name: &str) -> io::Result<()> {
 ///
 /// The mapping is page-aligned, so any offset that is a multiple of 8 is aligned for every
 /// atomic view; views are bounds- and alignment-checked. Besides atomic views it holds process-shared
-/// robust mutexes (see [`Mapping::init_mutex`]). While a thread of this process holds one of its
-/// mutexes the mapping is never unmapped (glibc keeps such mutexes on a per-thread list that it
-/// writes to): if it is dropped then, the pages stay mapped until the process ends.
+/// robust mutexes (see [`Mapping::init_mutex`]). A mapping must stay mapped while a thread of
+/// this process holds one of its mutexes (glibc keeps held robust mutexes on a per-thread list
+/// that it writes to): callers either hold a borrow of the mapping for as long as they hold the
+/// mutex (a guard), or [`pin`](Mapping::pin) it, and a pinned mapping dropped keeps its pages
+/// mapped until the process ends.
 #[derive(Debug)]
 pub struct Mapping {
     ptr: NonNull<u8>,
     len: usize,
-    /// Mutexes of this mapping held by threads of this process.
+    /// Mutexes of this mapping held by threads of this process without a borrow of it
+    /// ([`Mapping::pin`]).
     held: AtomicUsize,
 }
 
@@ -88,6 +124,15 @@ unsafe impl Sync for Mapping {}
 
 /// The size of a region reserved for one mutex (a `pthread_mutex_t` is 40 bytes on 64-bit glibc).
 pub const MUTEX_SIZE: usize = 64;
+
+// The robust futex word's bits (linux/futex.h).
+const FUTEX_TID_MASK: u32 = 0x3fff_ffff;
+const FUTEX_OWNER_DIED: u32 = 0x4000_0000;
+
+// The futex word is the first field of glibc's `pthread_mutex_t` (`__data.__lock`); other C
+// libraries lay the structure out differently.
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+compile_error!("mproc's shared mutexes read glibc's pthread_mutex_t layout: Linux with glibc only");
 
 /// How a mutex acquisition ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -112,8 +157,25 @@ impl Mapping {
                 "an empty shared-memory object cannot be mapped",
             ));
         }
+        Mapping::map_range(fd, 0, len)
+    }
+
+    /// Maps bytes `off..off + len` of the file behind `fd` (`off` a multiple of the page size,
+    /// else `EINVAL`; `len` not zero). The range must lie inside the file: touching a page past its end would
+    /// raise `SIGBUS`, so a range past the end is refused here.
+    pub fn map_range(fd: BorrowedFd<'_>, off: u64, len: usize) -> io::Result<Mapping> {
+        let size = file_size(fd)? as u64;
+        let end = off.checked_add(len as u64);
+        if len == 0 || end.is_none_or(|e| e > size) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("cannot map {len} bytes at {off} of this shared-memory object"),
+            ));
+        }
+        let (off, _) = file_range(off, len as u64)?;
         // SAFETY: a fresh mapping at an address of the kernel's choosing; it aliases no Rust
-        // object. The file is at least `len` bytes long (we just asked).
+        // object. The file is at least `off + len` bytes long (checked above, and it never
+        // shrinks: nothing in mproc truncates a shared file).
         let p = unsafe {
             libc::mmap(
                 std::ptr::null_mut(),
@@ -121,7 +183,7 @@ impl Mapping {
                 libc::PROT_READ | libc::PROT_WRITE,
                 libc::MAP_SHARED,
                 fd.as_raw_fd(),
-                0,
+                off,
             )
         };
         if p == libc::MAP_FAILED {
@@ -135,24 +197,35 @@ impl Mapping {
     }
 
     /// The length in bytes.
+    #[inline]
     pub fn len(&self) -> usize {
         self.len
     }
 
+    #[inline(always)]
     fn check(&self, off: usize, size: usize, align: usize) {
-        assert!(
-            off % align == 0 && off.checked_add(size).is_some_and(|e| e <= self.len),
+        if off % align != 0 || off.checked_add(size).is_none_or(|e| e > self.len) {
+            self.out_of_bounds(off, size)
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn out_of_bounds(&self, off: usize, size: usize) -> ! {
+        panic!(
             "shared-memory access at {off}+{size} outside a mapping of {} bytes or misaligned",
             self.len
-        );
+        )
     }
 
     /// The byte at `off`, as an atomic.
+    #[inline]
     pub fn u8_at(&self, off: usize) -> &AtomicU8 {
         &self.u8_slice(off, 1)[0]
     }
 
     /// `n` bytes from `off`, as atomics.
+    #[inline]
     pub fn u8_slice(&self, off: usize, n: usize) -> &[AtomicU8] {
         self.check(off, n, 1);
         // SAFETY: in bounds (checked); the mapping lives as long as `self`; AtomicU8 has the
@@ -161,6 +234,7 @@ impl Mapping {
     }
 
     /// The 16-bit word at `off` (2-aligned), as an atomic.
+    #[inline]
     pub fn u16_at(&self, off: usize) -> &AtomicU16 {
         self.check(off, 2, 2);
         // SAFETY: in bounds and aligned (checked); AtomicU16 has the layout of u16; the mapping
@@ -169,6 +243,7 @@ impl Mapping {
     }
 
     /// The 32-bit word at `off` (4-aligned), as an atomic.
+    #[inline]
     pub fn u32_at(&self, off: usize) -> &AtomicU32 {
         self.check(off, 4, 4);
         // SAFETY: in bounds and aligned (checked); AtomicU32 has the layout of u32; the mapping
@@ -177,11 +252,13 @@ impl Mapping {
     }
 
     /// The 64-bit word at `off` (8-aligned), as an atomic.
+    #[inline]
     pub fn u64_at(&self, off: usize) -> &AtomicU64 {
         &self.u64_slice(off, 1)[0]
     }
 
     /// `n` 64-bit words from `off` (8-aligned), as atomics.
+    #[inline]
     pub fn u64_slice(&self, off: usize, n: usize) -> &[AtomicU64] {
         self.check(off, n.checked_mul(8).expect("size overflow"), 8);
         // SAFETY: in bounds and aligned (checked); AtomicU64 has the layout of u64; the mapping
@@ -189,6 +266,7 @@ impl Mapping {
         unsafe { std::slice::from_raw_parts(self.ptr.as_ptr().add(off).cast(), n) }
     }
 
+    #[inline]
     fn mutex_ptr(&self, off: usize) -> *mut libc::pthread_mutex_t {
         const _: () = assert!(std::mem::size_of::<libc::pthread_mutex_t>() <= MUTEX_SIZE);
         self.check(off, MUTEX_SIZE, 64);
@@ -240,6 +318,7 @@ impl Mapping {
     /// Locks the mutex at `off` (made by [`Mapping::init_mutex`] in this mapping's file):
     /// `block` false tries once; otherwise waits up to `timeout` (`None`: forever). A dead
     /// previous owner is reported as [`LockOutcome::OwnerDied`] and the mutex made consistent.
+    #[inline]
     pub fn mutex_lock(
         &self,
         off: usize,
@@ -256,27 +335,19 @@ impl Mapping {
                 // SAFETY: as above.
                 None => unsafe { libc::pthread_mutex_lock(m) },
                 Some(t) => {
-                    // pthread_mutex_timedlock takes an absolute CLOCK_REALTIME time.
-                    let abs = SystemTime::now()
-                        .duration_since(SystemTime::UNIX_EPOCH)
-                        .unwrap_or_default()
-                        .saturating_add(t);
-                    let ts = libc::timespec {
-                        tv_sec: abs.as_secs().min(i64::MAX as u64) as libc::time_t,
-                        tv_nsec: abs.subsec_nanos() as _,
-                    };
-                    // SAFETY: as above; `ts` is a valid timespec that outlives the call.
-                    unsafe { libc::pthread_mutex_timedlock(m, &ts) }
+                    // A free mutex is taken without reading the clock.
+                    // SAFETY: as above.
+                    match unsafe { libc::pthread_mutex_trylock(m) } {
+                        // SAFETY: as above.
+                        libc::EBUSY => unsafe { timed_lock(m, t) },
+                        r => r,
+                    }
                 }
             }
         };
         match r {
-            0 => {
-                self.held.fetch_add(1, Ordering::Relaxed);
-                Ok(LockOutcome::Acquired)
-            }
+            0 => Ok(LockOutcome::Acquired),
             libc::EOWNERDEAD => {
-                self.held.fetch_add(1, Ordering::Relaxed);
                 // SAFETY: we hold the mutex (EOWNERDEAD means acquired); marking it consistent
                 // is what the robust protocol asks of the new owner.
                 unsafe { libc::pthread_mutex_consistent(m) };
@@ -288,6 +359,7 @@ impl Mapping {
     }
 
     /// Unlocks the mutex at `off`. `PermissionDenied` if the calling thread does not hold it.
+    #[inline]
     pub fn mutex_unlock(&self, off: usize) -> io::Result<()> {
         let m = self.mutex_ptr(off);
         // SAFETY: `m` is an initialised process-shared robust mutex in this live mapping; a robust
@@ -296,16 +368,77 @@ impl Mapping {
         if r != 0 {
             return Err(io::Error::from_raw_os_error(r));
         }
-        self.held.fetch_sub(1, Ordering::Relaxed);
         Ok(())
     }
+
+    /// Whether the mutex at `off` is held by the calling thread.
+    ///
+    /// A robust mutex's futex word (glibc's `__lock`, the first word of `pthread_mutex_t`) holds
+    /// its owner's thread id, and the kernel sets `FUTEX_OWNER_DIED` in it when that thread dies
+    /// holding it; so the answer is exact even when a dead thread's id has been reused.
+    #[inline]
+    pub fn mutex_is_mine(&self, off: usize) -> bool {
+        let word = self.u32_at(off).load(Ordering::Relaxed);
+        word & (FUTEX_TID_MASK | FUTEX_OWNER_DIED) == current_ids().1
+    }
+
+    /// Whether the mutex at `off` is held by a live thread (when its owner dies, the kernel
+    /// clears the owner from the futex word and marks it `FUTEX_OWNER_DIED`).
+    #[inline]
+    pub fn mutex_is_locked(&self, off: usize) -> bool {
+        self.u32_at(off).load(Ordering::Relaxed) & FUTEX_TID_MASK != 0
+    }
+
+    /// Records that a thread of this process holds one of this mapping's mutexes without a
+    /// borrow that keeps the mapping alive (a lock guard was forgotten): until as many
+    /// [`unpin`](Mapping::unpin)s, dropping the mapping leaves its pages mapped.
+    pub fn pin(&self) {
+        self.held.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Undoes one [`pin`](Mapping::pin) (none left: does nothing).
+    pub fn unpin(&self) {
+        let _ = self
+            .held
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+    }
+}
+
+/// Locks `m` waiting at most `t`, measured on the monotonic clock (a step of the wall clock
+/// neither shortens nor stretches the wait); returns what `pthread_mutex_clocklock` returns.
+///
+/// # Safety
+/// `m` points to an initialised process-shared mutex in a mapping that outlives the call.
+unsafe fn timed_lock(m: *mut libc::pthread_mutex_t, t: Duration) -> libc::c_int {
+    // glibc 2.30 and later; the `libc` crate does not declare it.
+    extern "C" {
+        fn pthread_mutex_clocklock(
+            mutex: *mut libc::pthread_mutex_t,
+            clock: libc::clockid_t,
+            abstime: *const libc::timespec,
+        ) -> libc::c_int;
+    }
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `now` is a valid, writable timespec; CLOCK_MONOTONIC always exists.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
+    let abs = Duration::new(now.tv_sec as u64, now.tv_nsec as u32).saturating_add(t);
+    let ts = libc::timespec {
+        tv_sec: abs.as_secs().min(i64::MAX as u64) as libc::time_t,
+        tv_nsec: abs.subsec_nanos() as _,
+    };
+    // SAFETY: `m` is an initialised process-shared mutex in a live mapping (this function's
+    // contract); `ts` is a valid timespec that outlives the call.
+    unsafe { pthread_mutex_clocklock(m, libc::CLOCK_MONOTONIC, &ts) }
 }
 
 impl Drop for Mapping {
     fn drop(&mut self) {
         if self.held.load(Ordering::Relaxed) != 0 {
-            // A thread of ours still holds a mutex here (its guard was leaked): glibc's robust
-            // list points into these pages, so they must stay mapped.
+            // A thread of ours may still hold a mutex here (its guard was forgotten): glibc's
+            // robust list would point into these pages, so they must stay mapped.
             return;
         }
         // SAFETY: `ptr`/`len` describe a mapping made by `map` that no borrow outlives (every
@@ -316,6 +449,7 @@ impl Drop for Mapping {
 
 /// Identifies the calling thread across processes: `(pid, tid)`, cached per thread (no system
 /// call after the first) and refreshed after a `fork`.
+#[inline]
 pub fn current_ids() -> (u32, u32) {
     use std::cell::Cell;
     use std::sync::Once;
@@ -327,17 +461,20 @@ pub fn current_ids() -> (u32, u32) {
     thread_local! {
         static IDS: Cell<(u64, u32, u32)> = const { Cell::new((0, 0, 0)) };
     }
-    ATFORK.call_once(|| {
-        // SAFETY: registers a plain `extern "C" fn()` that only touches an atomic, which is
-        // async-signal-safe as a fork handler must be.
-        unsafe { libc::pthread_atfork(None, None, Some(child_after_fork)) };
-    });
     let gen = FORK_GEN.load(Ordering::Relaxed);
     IDS.with(|c| {
         let (g, pid, tid) = c.get();
         if g == gen {
             return (pid, tid);
         }
+        // The first call in this thread (the handler is registered before any ids are cached),
+        // or the first since a fork.
+        ATFORK.call_once(|| {
+            // SAFETY: registers a plain `extern "C" fn()` that only touches an atomic, which is
+            // async-signal-safe as a fork handler must be.
+            unsafe { libc::pthread_atfork(None, None, Some(child_after_fork)) };
+        });
+        let gen = FORK_GEN.load(Ordering::Relaxed);
         // SAFETY: getpid and gettid take no arguments and cannot fail.
         let ids = unsafe { (libc::getpid() as u32, libc::gettid() as u32) };
         c.set((gen, ids.0, ids.1));

@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod gates;
+
 use std::process::{Command, Output};
 
 /// Runs this test binary again with only `test` (an exact name), with `MPROC_INNER` set, and

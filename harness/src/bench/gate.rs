@@ -13,7 +13,9 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// The schema tag of the baseline.
-pub const BASELINE_SCHEMA: &str = "mproc-bench-baseline/1";
+pub const BASELINE_SCHEMA: &str = "mproc-bench-baseline/2";
+/// The previous schema (no counts, no placement), still read.
+pub const BASELINE_SCHEMA_V1: &str = "mproc-bench-baseline/1";
 /// The lowest threshold calibration sets.
 pub const MIN_THRESHOLD: f64 = 1.30;
 /// The highest threshold calibration sets: a 2× slowdown must still fail with some noise.
@@ -66,6 +68,13 @@ pub struct Baseline {
     pub git: Git,
     /// The metrics.
     pub metrics: BTreeMap<String, BaseMetric>,
+    /// The placement the ratios were measured under (`same-cpu`; absent before placement was
+    /// controlled).
+    #[serde(default)]
+    pub placement: Option<String>,
+    /// The instruction counts of the counted programs.
+    #[serde(default)]
+    pub counts: BTreeMap<String, super::counts::Count>,
 }
 
 /// A metric's ratio in the current run.

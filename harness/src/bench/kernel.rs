@@ -5,6 +5,7 @@
 //! `cases/bench/README.md`), plus the bench tasks below. `harness/py/bench_reference.py`
 //! mirrors both.
 
+use super::placement::{self, Child};
 use super::probe::Probe;
 use super::workload::{resolve_int, Workload};
 use mproc::{AsyncResult, Connection, Context, Pool, Process, Queue, StartMethod, Value};
@@ -73,6 +74,31 @@ pub fn increment_n(v: Value<i64>, n: i64) -> mproc::Result<()> {
     Ok(())
 }
 
+/// Acquires and releases the lock `n` times (a contender of the lock curve).
+pub fn lock_n(l: mproc::Lock, n: i64) -> mproc::Result<()> {
+    for _ in 0..n {
+        drop(std::hint::black_box(l.lock()?));
+    }
+    Ok(())
+}
+
+/// Puts `n` messages of `size` bytes on the queue.
+pub fn put_bytes_n(q: Queue<Vec<u8>>, n: i64, size: i64) -> mproc::Result<()> {
+    let msg = vec![b'x'; size.max(0) as usize];
+    for _ in 0..n {
+        q.put(msg.clone(), true, None).map_err(mproc::Error::from)?;
+    }
+    Ok(())
+}
+
+/// Takes `n` messages from the queue.
+pub fn get_bytes_n(q: Queue<Vec<u8>>, n: i64) -> mproc::Result<()> {
+    for _ in 0..n {
+        std::hint::black_box(q.get(true, Some(WAIT))?);
+    }
+    Ok(())
+}
+
 // ---------------------------------------------------------------------------------------------
 
 /// A live object of a kernel.
@@ -85,8 +111,14 @@ pub enum Obj {
     Conn(Connection),
     /// A process.
     Proc(Process),
+    /// A group of processes (`process = { count = N, .. }`).
+    Procs(Vec<Process>),
     /// A queue of integers.
     Queue(Queue<i64>),
+    /// A queue of byte strings (`queue = { bytes = true, .. }`).
+    BytesQueue(Queue<Vec<u8>>),
+    /// A lock.
+    Lock(mproc::Lock),
     /// A shared integer with its lock.
     Value(Value<i64>),
     /// A pool.
@@ -122,12 +154,6 @@ impl Env {
         match &self.slots[slot] {
             Obj::Conn(c) => Ok(c),
             other => Err(format!("slot {slot} is not a connection: {other:?}")),
-        }
-    }
-    fn proc(&self, slot: usize) -> Result<&Process, String> {
-        match &self.slots[slot] {
-            Obj::Proc(p) => Ok(p),
-            other => Err(format!("slot {slot} is not a process: {other:?}")),
         }
     }
     fn take_conn(&mut self, slot: usize) -> Result<Connection, String> {
@@ -190,6 +216,18 @@ impl Env {
             other => Err(format!("slot {slot} is not a queue: {other:?}")),
         }
     }
+    fn bytes_queue(&self, slot: usize) -> Result<&Queue<Vec<u8>>, String> {
+        match &self.slots[slot] {
+            Obj::BytesQueue(q) => Ok(q),
+            other => Err(format!("slot {slot} is not a queue of bytes: {other:?}")),
+        }
+    }
+    fn lock(&self, slot: usize) -> Result<&mproc::Lock, String> {
+        match &self.slots[slot] {
+            Obj::Lock(l) => Ok(l),
+            other => Err(format!("slot {slot} is not a lock: {other:?}")),
+        }
+    }
     fn pool(&self, slot: usize) -> Result<&Pool, String> {
         match &self.slots[slot] {
             Obj::Pool(p) => Ok(p),
@@ -217,6 +255,14 @@ impl Env {
                 let v = self.value(Self::slot(args, 0)?)?.clone();
                 ctx.process(increment_n, (v, Self::int(args, 1)?))
             }
+            "lock_n" => {
+                let l = self.lock(Self::slot(args, 0)?)?.clone();
+                ctx.process(lock_n, (l, Self::int(args, 1)?))
+            }
+            "put_bytes_n" => {
+                let q = self.bytes_queue(Self::slot(args, 0)?)?.clone();
+                ctx.process(put_bytes_n, (q, Self::int(args, 1)?, Self::int(args, 2)?))
+            }
             other => return Err(format!("unknown bench task `{other}` for a process")),
         })
     }
@@ -235,6 +281,16 @@ impl Env {
             .map_err(e),
             "increment_n" => increment_n(
                 self.value(Self::slot(args, 0)?)?.clone(),
+                Self::int(args, 1)?,
+            )
+            .map_err(e),
+            "lock_n" => lock_n(
+                self.lock(Self::slot(args, 0)?)?.clone(),
+                Self::int(args, 1)?,
+            )
+            .map_err(e),
+            "get_bytes_n" => get_bytes_n(
+                self.bytes_queue(Self::slot(args, 0)?)?.clone(),
                 Self::int(args, 1)?,
             )
             .map_err(e),
@@ -257,15 +313,17 @@ pub struct Kernel {
     timed: Vec<CStep>,
     teardown: Vec<CStep>,
     ops: u64,
-    /// Passes over the timed steps per counted pass: 2 when a slowdown is injected.
-    factor: u64,
+    /// Whether the synthetic 1.5× slowdown is injected: every second timed pass runs twice.
+    slow: bool,
+    /// Timed passes run so far (the injection's counter, kept across samples).
+    passes: u64,
 }
 
 impl std::fmt::Debug for Kernel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Kernel")
             .field("ops", &self.ops)
-            .field("factor", &self.factor)
+            .field("slow", &self.slow)
             .finish()
     }
 }
@@ -346,9 +404,18 @@ impl Compiler<'_> {
                 let task = self.str_field(v, "task")?.to_string();
                 let args = self.args(v)?;
                 let id = self.slot(self.str_field(v, "id")?);
+                // `count = N` (a bench extension) makes a group of N processes that `start` and
+                // `join` act on together.
+                let count = v.get("count").map(|n| self.int(n)).transpose()?;
                 Box::new(move |env: &mut Env| {
-                    let p = env.make_process(&task, &args)?;
-                    env.slots[id] = Obj::Proc(p);
+                    env.slots[id] = match count {
+                        None => Obj::Proc(env.make_process(&task, &args)?),
+                        Some(n) => Obj::Procs(
+                            (0..n.max(0))
+                                .map(|_| env.make_process(&task, &args))
+                                .collect::<Result<_, _>>()?,
+                        ),
+                    };
                     Ok(())
                 })
             }
@@ -359,7 +426,7 @@ impl Compiler<'_> {
             }
             "start" => {
                 let id = self.existing(self.primary(v, "id")?)?;
-                Box::new(move |env: &mut Env| env.proc(id)?.start().map_err(|e| e.to_string()))
+                Box::new(move |env: &mut Env| start(env, id))
             }
             "join" => {
                 let id = self.existing(self.primary(v, "id")?)?;
@@ -399,8 +466,28 @@ impl Compiler<'_> {
         Ok(match op {
             "queue" => {
                 let id = self.slot(self.primary(v, "id")?);
+                // `bytes = true` (a bench extension): a queue of byte strings.
+                let bytes = v.get("bytes").and_then(|b| b.as_bool()).unwrap_or(false);
                 Box::new(move |env: &mut Env| {
-                    env.slots[id] = Obj::Queue(env.ctx.queue(None).map_err(|e| e.to_string())?);
+                    let e = |e: mproc::Error| e.to_string();
+                    env.slots[id] = if bytes {
+                        Obj::BytesQueue(env.ctx.queue(None).map_err(e)?)
+                    } else {
+                        Obj::Queue(env.ctx.queue(None).map_err(e)?)
+                    };
+                    Ok(())
+                })
+            }
+            "lock" => {
+                let id = self.slot(self.str_field(v, "id")?);
+                match v.get("kind").and_then(|k| k.as_str()) {
+                    None | Some("lock") => {}
+                    Some(k) => {
+                        return Err(format!("the bench's locks are kind \"lock\", not {k:?}"))
+                    }
+                }
+                Box::new(move |env: &mut Env| {
+                    env.slots[id] = Obj::Lock(env.ctx.lock().map_err(|e| e.to_string())?);
                     Ok(())
                 })
             }
@@ -429,7 +516,8 @@ impl Compiler<'_> {
                     if let Some(n) = n {
                         b = b.processes(n);
                     }
-                    env.slots[id] = Obj::Pool(b.build().map_err(|e| e.to_string())?);
+                    let pool = placement::for_child(Child::Pool, || b.build());
+                    env.slots[id] = Obj::Pool(pool.map_err(|e| e.to_string())?);
                     Ok(())
                 })
             }
@@ -457,9 +545,12 @@ impl Compiler<'_> {
                 };
                 Box::new(move |env: &mut Env| {
                     let p = env.pool(pool)?;
-                    let out = p
-                        .map(identity, a..b, chunksize)
-                        .map_err(|e| e.to_string())?;
+                    let out = match chunksize {
+                        Some(c) => p.map_async_with(identity, a..b).chunksize(c).submit(),
+                        None => p.map_async(identity, a..b),
+                    }
+                    .and_then(|r| r.get())
+                    .map_err(|e| e.to_string())?;
                     if out.len() as i64 != b - a {
                         return Err(format!(
                             "map returned {} results for {} items",
@@ -493,8 +584,8 @@ impl Compiler<'_> {
             "get" => {
                 let id = self.existing(self.primary(v, "id")?)?;
                 Box::new(move |env: &mut Env| match &env.slots[id] {
-                    Obj::Unit(r) => r.get(Some(WAIT)).map_err(|e| e.to_string()),
-                    Obj::Int(r) => r.get(Some(WAIT)).map(drop).map_err(|e| e.to_string()),
+                    Obj::Unit(r) => r.get_timeout(WAIT).map_err(|e| e.to_string()),
+                    Obj::Int(r) => r.get_timeout(WAIT).map(drop).map_err(|e| e.to_string()),
                     other => Err(format!("slot {id} is not a result: {other:?}")),
                 })
             }
@@ -503,16 +594,30 @@ impl Compiler<'_> {
     }
 }
 
+/// Starts a process (or a group), each placed by [`placement::for_child`].
+fn start(env: &mut Env, id: usize) -> Result<(), String> {
+    let one =
+        |p: &Process| placement::for_child(Child::Process, || p.start()).map_err(|e| e.to_string());
+    match &env.slots[id] {
+        Obj::Proc(p) => one(p),
+        Obj::Procs(ps) => ps.iter().try_for_each(one),
+        other => Err(format!("slot {id} is not a process: {other:?}")),
+    }
+}
+
+fn join_one(p: &Process) -> Result<(), String> {
+    p.join(Some(WAIT)).map_err(|e| e.to_string())?;
+    match p.exitcode().map_err(|e| e.to_string())? {
+        Some(0) => Ok(()),
+        Some(c) => Err(format!("child exited with {c}")),
+        None => Err(format!("child still running after {WAIT:?}")),
+    }
+}
+
 fn join(env: &mut Env, id: usize) -> Result<(), String> {
     match &env.slots[id] {
-        Obj::Proc(p) => {
-            p.join(Some(WAIT)).map_err(|e| e.to_string())?;
-            match p.exitcode().map_err(|e| e.to_string())? {
-                Some(0) => Ok(()),
-                Some(c) => Err(format!("child exited with {c}")),
-                None => Err(format!("child still running after {WAIT:?}")),
-            }
-        }
+        Obj::Proc(p) => join_one(p),
+        Obj::Procs(ps) => ps.iter().try_for_each(join_one),
         other => join_ext(env, id, other),
     }
 }
@@ -531,7 +636,15 @@ fn close(env: &mut Env, id: usize) -> Result<(), String> {
             Ok(())
         }
         Obj::Proc(p) => p.close().map_err(|e| e.to_string()),
+        Obj::Procs(ps) => ps
+            .iter()
+            .try_for_each(|p| p.close())
+            .map_err(|e| e.to_string()),
         Obj::Queue(q) => {
+            q.close();
+            Ok(())
+        }
+        Obj::BytesQueue(q) => {
             q.close();
             Ok(())
         }
@@ -541,7 +654,7 @@ fn close(env: &mut Env, id: usize) -> Result<(), String> {
             env.slots[id] = Obj::Pool(p);
             r
         }
-        Obj::Value(_) | Obj::Unit(_) | Obj::Int(_) | Obj::Empty => Ok(()),
+        Obj::Value(_) | Obj::Lock(_) | Obj::Unit(_) | Obj::Int(_) | Obj::Empty => Ok(()),
     }
 }
 
@@ -557,8 +670,10 @@ fn run_steps(env: &mut Env, steps: &mut [CStep]) -> Result<(), String> {
 }
 
 impl Kernel {
-    /// Compiles `w` for `method`. `slowdown` runs the timed steps twice per counted pass (the
-    /// gate's synthetic regression).
+    /// Compiles `w` for `method`. `slowdown` injects the gate's synthetic regression, here in
+    /// the bench's timed path and nowhere in the library: every second counted pass over the
+    /// timed steps runs them twice, so a sample of an even number of passes costs 1.5× (with
+    /// one pass per sample, samples alternate 1× and 2×).
     pub fn compile(w: &Workload, method: StartMethod, slowdown: bool) -> Result<Kernel, String> {
         let mut c = Compiler {
             w,
@@ -611,7 +726,8 @@ impl Kernel {
             timed: tm,
             teardown,
             ops: w.ops()?,
-            factor: if slowdown { 2 } else { 1 },
+            slow: slowdown,
+            passes: 0,
         })
     }
 
@@ -624,6 +740,14 @@ impl Kernel {
                 }
                 let _ = p.join(Some(WAIT));
             }
+            if let Obj::Procs(ps) = s {
+                for p in ps.iter() {
+                    if p.is_alive().unwrap_or(false) {
+                        let _ = p.kill();
+                    }
+                    let _ = p.join(Some(WAIT));
+                }
+            }
             if let Obj::Pool(p) = s {
                 let _ = p.terminate();
                 let _ = p.join();
@@ -635,6 +759,7 @@ impl Kernel {
 
 impl Probe for Kernel {
     fn setup(&mut self) -> Result<(), String> {
+        placement::reset_alternation();
         let r = run_steps(&mut self.env, &mut self.setup);
         if r.is_err() {
             self.cleanup();
@@ -643,10 +768,15 @@ impl Probe for Kernel {
     }
     fn run(&mut self, iters: u64) -> Result<Duration, String> {
         let t0 = Instant::now();
-        for _ in 0..iters * self.factor {
-            if let Err(e) = run_steps(&mut self.env, &mut self.timed) {
-                self.cleanup();
-                return Err(e);
+        for _ in 0..iters {
+            let twice = self.slow && self.passes % 2 == 1;
+            self.passes += 1;
+            for _ in 0..1 + u64::from(twice) {
+                placement::reset_alternation();
+                if let Err(e) = run_steps(&mut self.env, &mut self.timed) {
+                    self.cleanup();
+                    return Err(e);
+                }
             }
         }
         Ok(t0.elapsed())

@@ -4,20 +4,39 @@
 //!   plus a `[bench]` table).
 //! - [`kernel`]: compiles a workload's steps into closures for one start method.
 //! - [`limits`]: the raw OS limits and Rust references, measured in the same run.
+//! - [`memory`]: resident memory per child and per pool worker.
 //! - [`measure`]: sampling, by whole-process timing or by criterion.
 //! - [`results`]: `results.json` and the targets; [`report`]: `report.html`.
-//! - [`gate`]: the baseline, the comparison and the calibration of thresholds.
+//! - [`placement`]: CPU placement (same-cpu, split) set by the harness.
+//! - [`protocol`]: the sampling protocol the bench binary speaks (one batch of samples of one
+//!   workload under one method and placement, as JSON), so that two builds can be measured
+//!   side by side.
+//! - [`stats`]: Mann–Whitney U, the bootstrap interval on a ratio of medians, the verdicts.
+//! - [`ab`]: the A/B gate: the baseline revision built in a worktree under `target/`, measured
+//!   interleaved with the current tree.
+//! - [`counts`]: in-process hot paths counted in instructions under callgrind.
+//! - [`selftest`]: `--gate-selftest`, the gate run on an unchanged tree under a CPU hog and
+//!   with an injected slowdown.
+//! - [`gate`]: the baseline file, the stored same-run ratios (the second check) and the
+//!   calibration of their thresholds.
 //! - [`run`]: the orchestration and the command line of the bench binary
 //!   (`harness/benches/mproc.rs`), which `cargo xtask bench` runs.
 
+pub mod ab;
+pub mod counts;
 pub mod gate;
 pub mod kernel;
 pub mod limits;
 pub mod measure;
+pub mod memory;
+pub mod placement;
 pub mod probe;
+pub mod protocol;
 pub mod report;
 pub mod results;
 pub mod run;
+pub mod selftest;
+pub mod stats;
 pub mod workload;
 
 /// Defines, in a test or bench binary, a constructor that makes the binary exit at once when it

@@ -52,8 +52,8 @@ pub struct Metric {
     pub reference: Option<String>,
     /// The reference's cost per operation, in seconds.
     pub reference_cost_s: Option<f64>,
-    /// Our best sample ÷ the reference's best sample (taken in alternation): the ratio the
-    /// gate compares with the baseline.
+    /// Our lower decile ÷ the reference's lower decile (samples taken in alternation): the
+    /// ratio stored in the baseline, the gate's second check.
     pub vs_reference: Option<f64>,
     /// CPython's median cost per operation on the same workload, in seconds.
     pub cpython_cost_s: Option<f64>,
@@ -61,7 +61,70 @@ pub struct Metric {
     pub cpython_samples: Option<Samples>,
     /// CPython's cost ÷ ours: higher is better.
     pub vs_cpython: Option<f64>,
+    /// The CPU placement of this figure (`same-cpu`, `split`, `free`; see `placement`).
+    #[serde(default)]
+    pub placement: Option<String>,
 }
+
+/// One point of a cost curve.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CurvePoint {
+    /// The x parameter's value.
+    pub x: i64,
+    /// Our median cost per operation (item, process, message), seconds.
+    pub cost_s: f64,
+    /// Our samples, in seconds per operation.
+    pub samples: Samples,
+    /// The raw limit's (or reference's) median cost per operation at this point.
+    pub limit_cost_s: Option<f64>,
+    /// CPython's median cost per operation at this point.
+    pub cpython_cost_s: Option<f64>,
+}
+
+/// A cost curve: how cost per operation grows with the work.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CurveResult {
+    /// What it measures.
+    pub title: String,
+    /// The workload file.
+    pub workload: String,
+    /// The start method, if it has one.
+    pub method: Option<String>,
+    /// The x parameter.
+    pub x: String,
+    /// Bytes per operation at each point come from the `size` parameter (throughput curves).
+    pub kind: Kind,
+    /// The raw limit (or Rust reference) measured at each point.
+    pub limit: Option<String>,
+    /// The placement.
+    pub placement: String,
+    /// The points, by x.
+    pub points: Vec<CurvePoint>,
+}
+
+impl CurveResult {
+    /// The largest step up, from one point to the next, of our cost per operation relative to
+    /// the limit's (or of our cost alone where there is no limit): 1.0 or less is flat or
+    /// falling.
+    pub fn worst_bend(&self) -> Option<f64> {
+        let rel: Vec<f64> = self
+            .points
+            .iter()
+            .map(|p| match p.limit_cost_s {
+                Some(l) if self.limit.is_some() => p.cost_s / l,
+                _ => p.cost_s,
+            })
+            .collect();
+        rel.windows(2)
+            .map(|w| w[1] / w[0])
+            .filter(|r| r.is_finite())
+            .reduce(f64::max)
+    }
+}
+
+/// How much a curve may rise from one point to the next, relative to its limit, before it
+/// counts as bending upward (noise allowance).
+pub const BEND_TOLERANCE: f64 = 1.25;
 
 /// Converts costs per operation (seconds) into values in the metric's unit.
 pub fn to_unit(kind: Kind, bytes_per_op: Option<u64>, cost: f64) -> f64 {
@@ -190,6 +253,9 @@ pub struct TargetCheck {
     pub value: Option<f64>,
     /// Whether it is met (absent when not measured).
     pub met: Option<bool>,
+    /// Why, in a few words (the figure compared with, or what is missing).
+    #[serde(default)]
+    pub note: Option<String>,
 }
 
 /// `results.json`.
@@ -219,6 +285,44 @@ pub struct Results {
     pub targets: Vec<TargetCheck>,
     /// Workload files that could not be used, failed runs, skipped peers.
     pub notices: Vec<String>,
+    /// The placement of the figures in `limits` and `metrics` (the stable one, which the gate
+    /// uses), the placements measured, and why one is missing.
+    #[serde(default)]
+    pub placement: Option<super::placement::Offer>,
+    /// The limits measured under the split placement.
+    #[serde(default)]
+    pub limits_split: BTreeMap<String, Metric>,
+    /// The workloads' metrics under the split placement.
+    #[serde(default)]
+    pub split: BTreeMap<String, Metric>,
+    /// The cost curves, keyed by metric id.
+    #[serde(default)]
+    pub curves: BTreeMap<String, CurveResult>,
+    /// The instruction counts of the counted programs (when valgrind ran).
+    #[serde(default)]
+    pub counts: BTreeMap<String, super::counts::Count>,
+    /// The gate's report (`--gate`).
+    #[serde(default)]
+    pub gate: Option<super::ab::GateReport>,
+    /// Resident memory per child and per pool worker (`rss/child/fork`, ...), and of a raw
+    /// fork child (`rss/raw_fork`).
+    #[serde(default)]
+    pub memory: BTreeMap<String, MemoryFigure>,
+}
+
+/// Resident memory of one kind of child: medians of the readings, in bytes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MemoryFigure {
+    /// `VmRSS` (counts pages shared with the parent).
+    pub rss_bytes: f64,
+    /// Private pages: what the child costs on its own.
+    pub private_bytes: f64,
+    /// Readings.
+    pub n: usize,
+    /// CPython's `VmRSS` for the same kind of child.
+    pub cpython_rss_bytes: Option<f64>,
+    /// CPython's private pages.
+    pub cpython_private_bytes: Option<f64>,
 }
 
 fn target(metric: &str, what: &str, cmp: &str, bound: f64) -> (String, String, String, f64) {
@@ -260,9 +364,14 @@ pub fn target_list() -> Vec<(String, String, String, f64)> {
     for m in ["fork", "spawn", "forkserver"] {
         t.push(target(&format!("apply_rtt/{m}"), "vs_limit", "<=", 3.0));
     }
+    for m in ["fork", "spawn", "forkserver"] {
+        t.push(target(&format!("apply_rtt/{m}"), "vs_limit", "<=", 1.5));
+    }
     t.push(target("pipe_rtt", "vs_limit", "<=", 1.3));
+    t.push(target("pipe_rtt", "vs_limit", "<=", 1.15));
     t.push(target("pipe_throughput", "vs_limit", "<=", 2.0));
     t.push(target("queue_throughput/1x1", "value", ">=", 2e6));
+    t.push(target("queue_throughput/1x1", "value", ">=", 5e6));
     t.push(target("queue_throughput/1x1", "vs_cpython", ">=", 15.0));
     t.push(target("value_lock/1", "vs_cpython", ">=", 20.0));
     t.push(target("value_lock/2", "vs_cpython", ">=", 10.0));
@@ -286,6 +395,7 @@ pub fn check_targets(metrics: &BTreeMap<String, Metric>) -> Vec<TargetCheck> {
             });
             let met = value.map(|v| if cmp == "<=" { v <= bound } else { v >= bound });
             TargetCheck {
+                note: m.and_then(|m| m.placement.clone()),
                 metric,
                 what,
                 cmp,
@@ -295,6 +405,55 @@ pub fn check_targets(metrics: &BTreeMap<String, Metric>) -> Vec<TargetCheck> {
             }
         })
         .collect()
+}
+
+/// The curve targets: no curve bends upward against its limit's; a 256-process start costs at
+/// most 1.5× 256 sequential raw starts (fork+_exit+waitpid; for spawn, fork+exec of the bench
+/// binary).
+pub fn check_curve_targets(
+    curves: &BTreeMap<String, CurveResult>,
+    limits: &BTreeMap<String, Metric>,
+) -> Vec<TargetCheck> {
+    let mut out = Vec::new();
+    for (id, c) in curves {
+        let bend = c.worst_bend();
+        out.push(TargetCheck {
+            metric: id.clone(),
+            what: format!(
+                "worst step of cost per op ÷ {}",
+                c.limit.as_deref().unwrap_or("itself")
+            ),
+            cmp: "<=".into(),
+            bound: BEND_TOLERANCE,
+            value: bend,
+            met: bend.map(|b| b <= BEND_TOLERANCE),
+            note: Some(format!("no upward bend ({})", c.placement)),
+        });
+    }
+    for m in ["fork", "spawn", "forkserver"] {
+        let id = format!("start_many/{m}");
+        let raw = if m == "spawn" {
+            "fork_exec_self"
+        } else {
+            "fork_exit_wait"
+        };
+        let at256 = curves
+            .get(&id)
+            .and_then(|c| c.points.iter().find(|p| p.x == 256))
+            .map(|p| p.cost_s);
+        let single = limits.get(raw).map(|l| l.cost_s);
+        let value = at256.zip(single).map(|(a, s)| a / s);
+        out.push(TargetCheck {
+            metric: format!("{id} n=256"),
+            what: format!("÷ 256 sequential {raw}"),
+            cmp: "<=".into(),
+            bound: 1.5,
+            value,
+            met: value.map(|v| v <= 1.5),
+            note: None,
+        });
+    }
+    out
 }
 
 /// Checks that `v` (parsed `results.json`) has the schema: every metric has value, unit,

@@ -1,17 +1,27 @@
-//! Runs the suite: the raw limits, every workload under each of its methods (each next to its
-//! same-run reference), CPython, the procspawn peers; writes `results.json` and `report.html`;
-//! and the gate (`--gate`, `--save-baseline`, `--calibrate`).
+//! Runs the suite: the raw limits, every workload under each of its methods and each CPU
+//! placement (each next to its same-run reference), the cost curves, CPython, the procspawn
+//! peers; writes `results.json` and `report.html`; and the gate (`--gate`: A/B against the
+//! baseline build, the stored ratios, the instruction counts), `--save-baseline`,
+//! `--calibrate`, `--gate-selftest`.
+//!
+//! Every measurement runs in a fresh process of a bench binary through the sampling
+//! [`protocol`](super::protocol), under a placement applied before anything starts; this
+//! process only drives them (it forks nothing itself but those processes).
 
-use super::gate::{self, Baseline, Current, Verdict};
-use super::kernel::Kernel;
+use super::ab::{self, CurrentSamples, GateConfig, GateReport};
+use super::counts;
+use super::gate::{self, Baseline, Current};
 use super::limits;
-use super::measure::{measure, measure_paired, stats, SampleConfig};
+use super::measure::stats;
+use super::placement::{self, Placement};
 use super::probe::FnProbe;
+use super::protocol::{self, run_sample, SampleRequest, Side, Subject};
 use super::report;
 use super::results::{
-    check_targets, samples_in_unit, to_unit, unit_of, Git, Machine, Metric, PeerInfo, Results,
-    SCHEMA,
+    check_curve_targets, check_targets, samples_in_unit, to_unit, unit_of, CurvePoint, CurveResult,
+    Git, Machine, Metric, PeerInfo, Results, SCHEMA,
 };
+use super::stats::{median, Verdict};
 use super::workload::{load_dir, Kind, Timing, Workload};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::collections::BTreeMap;
@@ -60,20 +70,36 @@ pub struct Options {
     pub cpython: bool,
     /// Run the procspawn peers.
     pub peers: bool,
-    /// Compare with the baseline; exit 1 on a regression.
+    /// Run the cost curves.
+    pub curves: bool,
+    /// The gate: A/B against the baseline build, the stored ratios, the counts; exit 1 on a
+    /// regression.
     pub gate: bool,
+    /// The baseline build's bench binary (given by `cargo xtask bench --gate`).
+    pub baseline_bin: Option<PathBuf>,
+    /// Why there is no baseline build (given by `cargo xtask bench --gate`).
+    pub baseline_unavailable: Option<String>,
+    /// The baseline revision built.
+    pub baseline_rev: Option<String>,
     /// Rewrite the baseline from this run.
     pub save_baseline: bool,
-    /// Calibrate the thresholds from this many runs, and save the baseline.
+    /// Calibrate the stored ratios' thresholds from this many runs, and save the baseline.
     pub calibrate: Option<usize>,
-    /// Metric ids whose timed steps run twice (the synthetic 2× regression). Also read from
+    /// The gate self-test: this many gate runs with a CPU hog, and as many with the injected
+    /// slowdown.
+    pub selftest: Option<usize>,
+    /// Metric ids with the injected 1.5× slowdown (the current side only). Also read from
     /// `MPROC_BENCH_SLOWDOWN` (comma-separated).
     pub slowdown: Vec<String>,
-    /// Skip the raw limits measured on their own (the gate still measures each metric's
+    /// Skip the raw limits measured on their own (the workloads still measure each metric's
     /// reference next to it).
     pub skip_limits: bool,
+    /// The placements to measure (default: every one this machine offers).
+    pub placements: Option<Vec<Placement>>,
     /// Write report.html.
     pub html: bool,
+    /// The bench binary that measures (default: this one). Tests point it at `mproc-bench`.
+    pub bench_bin: Option<PathBuf>,
 }
 
 impl Options {
@@ -88,10 +114,15 @@ impl Options {
             filter: Vec::new(),
             cpython: true,
             peers: true,
+            curves: true,
             gate: false,
+            baseline_bin: None,
+            baseline_unavailable: None,
+            baseline_rev: None,
             save_baseline: false,
             calibrate: None,
-            slowdown: std::env::var("MPROC_BENCH_SLOWDOWN")
+            selftest: None,
+            slowdown: std::env::var(protocol::SLOWDOWN_ENV)
                 .map(|s| {
                     s.split(',')
                         .filter(|x| !x.is_empty())
@@ -100,7 +131,9 @@ impl Options {
                 })
                 .unwrap_or_default(),
             skip_limits: false,
+            placements: None,
             html: true,
+            bench_bin: None,
         }
     }
 
@@ -108,11 +141,31 @@ impl Options {
         self.filter.is_empty() || self.filter.iter().any(|f| id.contains(f.as_str()))
     }
 
-    fn criterion_times(&self) -> (Duration, Duration) {
+    fn criterion_ms(&self) -> (u64, u64) {
         if self.quick {
-            (Duration::from_millis(200), Duration::from_millis(800))
+            (200, 800)
         } else {
-            (Duration::from_millis(1000), Duration::from_millis(3000))
+            (1000, 3000)
+        }
+    }
+
+    /// The current side: this binary, with the injected slowdown if any.
+    fn current(&self) -> Result<Side, String> {
+        Ok(Side {
+            label: "current".into(),
+            bin: match &self.bench_bin {
+                Some(b) => b.clone(),
+                None => std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?,
+            },
+            slowdown: (!self.slowdown.is_empty()).then(|| self.slowdown.join(",")),
+        })
+    }
+
+    fn placements(&self) -> Vec<Placement> {
+        let offered = placement::offer().available;
+        match &self.placements {
+            Some(p) => p.iter().copied().filter(|p| offered.contains(p)).collect(),
+            None => offered,
         }
     }
 }
@@ -120,67 +173,102 @@ impl Options {
 /// The help text of `cargo xtask bench`.
 pub const HELP: &str = "cargo xtask bench [options]
 
-Runs the benchmark workloads of cases/bench/ under fork, spawn and forkserver, the raw OS
-limits, CPython's multiprocessing and procspawn, all in one run; writes
+Runs the benchmark workloads of cases/bench/ under fork, spawn and forkserver and under two CPU
+placements (same-cpu: everything on one CPU; split: children on another), the raw OS limits,
+the cost curves, CPython's multiprocessing and procspawn, all in one run; writes
 target/xtask/bench/results.json and report.html.
 
 options:
   --quick              fewer samples (the CI gate's mode)
   --filter S           only metrics whose id contains S (repeatable)
-  --gate               compare each metric's same-run ratio with reports/baseline.json;
-                       a failing metric is measured again once; exit 1 on a regression
-  --save-baseline      rewrite reports/baseline.json from this run (keeps thresholds)
-  --calibrate [N]      run N times (default 5) on an unchanged tree, set each metric's
+  --gate               the regression gate: builds the baseline revision (the commit in
+                       reports/baseline.json) in target/gate/baseline, measures it and this
+                       tree interleaved on every gated workload (same-cpu), and compares
+                       instruction counts under callgrind; exit 1 on a significant
+                       regression, 0 with INCONCLUSIVE when the machine is too noisy to tell
+  --against REV        the gate's baseline revision instead of the recorded one
+  --save-baseline      rewrite reports/baseline.json from this run: this commit becomes the
+                       A/B baseline, with its ratios and counts (thresholds kept)
+  --calibrate [N]      run N times (default 5) on an unchanged tree, set each stored ratio's
                        threshold from the spread seen, and save the baseline
-  --slowdown ID        run metric ID's timed steps twice (a synthetic 2x regression; also
-                       MPROC_BENCH_SLOWDOWN=ID1,ID2)
+  --gate-selftest [N]  run the gate N times (default 10) with a CPU hog on the gate's CPU and
+                       N times with a 1.5x slowdown injected (not part of CI)
+  --slowdown ID        inject the synthetic 1.5x slowdown into metric ID (a workload metric or
+                       count/...); also MPROC_BENCH_SLOWDOWN=ID1,ID2. Only the current side
+                       gets it.
+  --placement P        measure only placement P (same-cpu, split); repeatable
   --no-cpython         skip CPython
   --no-peers           skip procspawn
+  --no-curves          skip the cost curves
   --no-limits          skip the raw limits measured on their own
   --no-html            skip report.html
   --cases DIR          workload folder (default cases/bench)
   --baseline FILE      baseline file (default reports/baseline.json)
   --out DIR            output folder (default target/xtask/bench)
+
+The bench binary also speaks a sampling protocol (`--protocol`, `sample ...`, `count ...`):
+see harness/src/bench/protocol.rs.
 ";
 
 /// Parses the command line (arguments after the program name). `Err` is a message for exit 2.
 pub fn parse_args(root: &Path, args: &[String]) -> Result<Options, String> {
     let mut o = Options::new(root);
     let mut it = args.iter().peekable();
+    let count = |it: &mut std::iter::Peekable<std::slice::Iter<String>>, d: usize| match it.peek() {
+        Some(n) if n.parse::<usize>().is_ok() => {
+            it.next().expect("peeked").parse().expect("checked")
+        }
+        _ => d,
+    };
     while let Some(a) = it.next() {
-        let mut value = |name: &str| {
-            it.next()
-                .cloned()
-                .ok_or_else(|| format!("{name} needs a value"))
-        };
         match a.as_str() {
             "--quick" => o.quick = true,
             "--gate" => o.gate = true,
             "--save-baseline" => o.save_baseline = true,
             "--calibrate" => {
-                let n = match it.peek() {
-                    Some(n) if n.parse::<usize>().is_ok() => {
-                        it.next().expect("peeked").parse().expect("checked")
-                    }
-                    _ => 5,
-                };
+                let n = count(&mut it, 5);
                 if n < 2 {
                     return Err("--calibrate needs at least 2 runs".into());
                 }
                 o.calibrate = Some(n);
             }
-            "--filter" => o.filter.push(value("--filter")?),
-            "--slowdown" => o.slowdown.push(value("--slowdown")?),
+            "--gate-selftest" => {
+                let n = count(&mut it, 10);
+                if n < 1 {
+                    return Err("--gate-selftest needs at least 1 run".into());
+                }
+                o.selftest = Some(n);
+            }
             "--no-cpython" => o.cpython = false,
             "--no-peers" => o.peers = false,
+            "--no-curves" => o.curves = false,
             "--no-limits" => o.skip_limits = true,
             "--no-html" => o.html = false,
-            "--cases" => o.cases = root.join(value("--cases")?),
-            "--baseline" => o.baseline = root.join(value("--baseline")?),
-            "--out" => o.out_dir = root.join(value("--out")?),
             // `cargo bench` passes --bench to the binary.
             "--bench" => {}
-            other => return Err(format!("unknown option {other:?}\n\n{HELP}")),
+            flag => {
+                let v = it
+                    .next()
+                    .cloned()
+                    .ok_or_else(|| format!("{flag} needs a value\n\n{HELP}"))?;
+                match flag {
+                    "--filter" => o.filter.push(v),
+                    "--slowdown" => o.slowdown.push(v),
+                    "--placement" => o
+                        .placements
+                        .get_or_insert_with(Vec::new)
+                        .push(Placement::parse(&v)?),
+                    "--cases" => o.cases = root.join(v),
+                    "--baseline" => o.baseline = root.join(v),
+                    "--out" => o.out_dir = root.join(v),
+                    "--baseline-bin" => o.baseline_bin = Some(PathBuf::from(v)),
+                    "--baseline-unavailable" => o.baseline_unavailable = Some(v),
+                    "--baseline-rev" => o.baseline_rev = Some(v),
+                    // Read by xtask (which builds the baseline); the bench gets --baseline-bin.
+                    "--against" => o.baseline_rev = Some(v),
+                    other => return Err(format!("unknown option {other:?}\n\n{HELP}")),
+                }
+            }
         }
     }
     Ok(o)
@@ -196,30 +284,8 @@ fn progress(total: u64) -> ProgressBar {
     pb
 }
 
-/// One workload metric's raw measurement.
-#[derive(Clone, Debug)]
-struct Raw {
-    /// The samples of the value (criterion's for criterion workloads, else the paired ones).
-    costs: Vec<f64>,
-    /// The samples taken in alternation with the reference.
-    paired: Vec<f64>,
-    /// The reference and its samples.
-    reference: Option<(String, Vec<f64>)>,
-}
-
-fn sample_cfg(name: &str, timing: Timing, samples: usize, iters: u64, o: &Options) -> SampleConfig {
-    let (warm_up, measurement) = o.criterion_times();
-    SampleConfig {
-        name: name.to_string(),
-        timing,
-        samples,
-        iters,
-        warm_up,
-        measurement,
-    }
-}
-
-fn reference_of(w: &Workload, method: mproc::StartMethod) -> Option<String> {
+/// The same-run reference of `w` under `method`: its limit, else its Rust reference.
+pub fn reference_of(w: &Workload, method: mproc::StartMethod) -> Option<String> {
     w.bench
         .limit
         .as_ref()
@@ -240,73 +306,84 @@ fn limit_samples(o: &Options) -> usize {
     }
 }
 
-fn measure_limit(id: &str, o: &Options, timing: Timing) -> Result<Vec<f64>, String> {
-    let spec = limits::spec(id).ok_or_else(|| format!("unknown limit or reference `{id}`"))?;
-    let mut p = limits::probe(id).expect("every spec has a probe");
-    measure(
-        p.as_mut(),
-        &sample_cfg(
-            &format!("limit/{id}"),
-            timing,
-            limit_samples(o),
-            spec.iters,
-            o,
-        ),
-    )
+/// Measured samples of one workload metric under one placement.
+#[derive(Clone, Debug, Default)]
+struct Raw {
+    /// The samples of the value (criterion's for criterion workloads, else the paired ones).
+    costs: Vec<f64>,
+    /// The samples taken in alternation with the reference.
+    paired: Vec<f64>,
+    /// The reference and its samples.
+    reference: Option<(String, Vec<f64>)>,
 }
 
-fn measure_workload(w: &Workload, method: mproc::StartMethod, o: &Options) -> Result<Raw, String> {
-    let id = w.metric_id(method);
-    let slow = o.slowdown.iter().any(|s| s == &id);
-    let mut k = Kernel::compile(w, method, slow)?;
-    let samples = if o.quick {
+fn workload_samples(w: &Workload, o: &Options) -> usize {
+    if o.quick {
         w.bench.quick_samples
     } else {
         w.bench.samples
-    };
-    let cfg = sample_cfg(&id, Timing::Process, samples, w.bench.iters, o);
-    let (paired, reference) = match reference_of(w, method) {
-        Some(r) => {
-            let spec =
-                limits::spec(&r).ok_or_else(|| format!("unknown limit or reference `{r}`"))?;
-            let mut rp = limits::probe(&r).expect("every spec has a probe");
-            let rcfg = sample_cfg(&r, Timing::Process, samples, spec.iters, o);
-            let (rs, ms) = measure_paired(rp.as_mut(), &rcfg, &mut k, &cfg, samples)?;
-            (ms, Some((r, rs)))
-        }
-        None => (measure(&mut k, &cfg)?, None),
-    };
-    let costs = match w.bench.timing {
-        Timing::Criterion => measure(&mut k, &sample_cfg(&id, Timing::Criterion, samples, 1, o))?,
-        Timing::Process => paired.clone(),
+    }
+}
+
+fn sample_workload(
+    side: &Side,
+    w: &Workload,
+    method: mproc::StartMethod,
+    placement: Placement,
+    o: &Options,
+) -> Result<Raw, String> {
+    let criterion = (w.bench.timing == Timing::Criterion).then(|| o.criterion_ms());
+    let r = run_sample(
+        side,
+        &SampleRequest {
+            subject: Subject::Workload {
+                file: w.path.clone(),
+                method: method.as_str().into(),
+                params: BTreeMap::new(),
+            },
+            placement,
+            samples: workload_samples(w, o),
+            reference: true,
+            criterion,
+            iters: None,
+        },
+    )?;
+    let costs = if r.criterion_samples_s.is_empty() {
+        r.samples_s.clone()
+    } else {
+        r.criterion_samples_s
     };
     Ok(Raw {
         costs,
-        paired,
-        reference,
+        paired: r.samples_s,
+        reference: r.reference.map(|id| (id, r.reference_samples_s)),
     })
 }
 
-fn metric_from(w: &Workload, method: mproc::StartMethod, raw: &Raw) -> Metric {
+fn metric_from(
+    w: &Workload,
+    method: mproc::StartMethod,
+    raw: &Raw,
+    placement: Placement,
+) -> Metric {
     let bpo = w.bytes_per_op().ok().flatten();
     let kind = w.bench.kind;
     let cost = stats(&raw.costs).median;
     let limit = w.bench.limit.as_ref().and_then(|l| l.for_method(method));
     let (reference, reference_cost_s) = match &raw.reference {
-        Some((r, c)) => (Some(r.clone()), Some(stats(c).median)),
+        Some((r, c)) => (Some(r.clone()), Some(median(c))),
         None => (None, None),
     };
-    // The gate's ratio: best of the paired samples over best of the reference's (load only
-    // ever adds time, so the minimum is the steadiest estimate of each cost).
-    let vs_reference = raw
-        .reference
-        .as_ref()
-        .map(|(_, c)| stats(&raw.paired).min / stats(c).min);
-    // The reported ratio to the limit: medians of the paired samples.
+    // Both ratios are of samples taken in alternation (so both saw the same load): vs_limit of
+    // the medians; vs_reference, the ratio the gate stores, of the lower deciles (the two costs
+    // react differently to load; the fastest tenth of each is the least disturbed).
+    let vs_reference = raw.reference.as_ref().map(|(_, c)| {
+        super::stats::Stat::LowDecile.of(&raw.paired) / super::stats::Stat::LowDecile.of(c)
+    });
     let (limit_cost_s, vs_limit) = match (&limit, &reference) {
         (Some(l), Some(r)) if l == r => (
             reference_cost_s,
-            reference_cost_s.map(|rc| stats(&raw.paired).median / rc),
+            reference_cost_s.map(|rc| median(&raw.paired) / rc),
         ),
         _ => (None, None),
     };
@@ -332,6 +409,7 @@ fn metric_from(w: &Workload, method: mproc::StartMethod, raw: &Raw) -> Metric {
         cpython_cost_s: None,
         cpython_samples: None,
         vs_cpython: None,
+        placement: Some(placement.as_str().into()),
     }
 }
 
@@ -341,6 +419,7 @@ fn simple_metric(
     kind: Kind,
     bpo: Option<u64>,
     costs: &[f64],
+    placement: Placement,
 ) -> Metric {
     let cost = stats(costs).median;
     Metric {
@@ -361,10 +440,11 @@ fn simple_metric(
         cpython_cost_s: None,
         cpython_samples: None,
         vs_cpython: None,
+        placement: Some(placement.as_str().into()),
     }
 }
 
-/// The workloads and their metric ids to run.
+/// The workloads and their metric ids to run (curves apart).
 fn plan(o: &Options) -> (Vec<(Workload, mproc::StartMethod)>, Vec<String>) {
     let (ws, bad) = load_dir(&o.cases);
     let mut notices: Vec<String> = bad
@@ -376,7 +456,7 @@ fn plan(o: &Options) -> (Vec<(Workload, mproc::StartMethod)>, Vec<String>) {
         for &m in &w.methods {
             if o.wanted(&w.metric_id(m)) {
                 // Compile once now so that a broken file is reported before any measuring.
-                match Kernel::compile(&w, m, false) {
+                match super::kernel::Kernel::compile(&w, m, false) {
                     Ok(_) => out.push((w.clone(), m)),
                     Err(e) => notices.push(format!("skipped {}: {e}", w.metric_id(m))),
                 }
@@ -384,29 +464,6 @@ fn plan(o: &Options) -> (Vec<(Workload, mproc::StartMethod)>, Vec<String>) {
         }
     }
     (out, notices)
-}
-
-/// Measures our workloads only (what the gate and calibration need). Returns the metrics and
-/// the notices.
-fn run_ours(
-    o: &Options,
-    plan: &[(Workload, mproc::StartMethod)],
-    pb: &ProgressBar,
-) -> (BTreeMap<String, Metric>, Vec<String>) {
-    let mut metrics = BTreeMap::new();
-    let mut notices = Vec::new();
-    for (w, m) in plan {
-        let id = w.metric_id(*m);
-        pb.set_message(id.clone());
-        match measure_workload(w, *m, o) {
-            Ok(raw) => {
-                metrics.insert(id, metric_from(w, *m, &raw));
-            }
-            Err(e) => notices.push(format!("{id} failed: {e}")),
-        }
-        pb.inc(1);
-    }
-    (metrics, notices)
 }
 
 fn currents(metrics: &BTreeMap<String, Metric>) -> BTreeMap<String, Current> {
@@ -424,8 +481,8 @@ fn currents(metrics: &BTreeMap<String, Metric>) -> BTreeMap<String, Current> {
         .collect()
 }
 
-/// CPython's samples per metric id (cost per operation, seconds), its version, or a notice.
-fn run_cpython(o: &Options) -> (BTreeMap<String, Vec<f64>>, PeerInfo) {
+/// CPython's samples per metric id under `placement` (cost per operation, seconds), its version, or a notice.
+fn run_cpython(o: &Options, placement: Placement) -> (BTreeMap<String, Vec<f64>>, PeerInfo) {
     let script = o.root.join("harness/py/bench_reference.py");
     let python = std::env::var("MPROC_PYTHON").unwrap_or_else(|_| "python3".into());
     let version = std::process::Command::new(&python)
@@ -443,7 +500,7 @@ fn run_cpython(o: &Options) -> (BTreeMap<String, Vec<f64>>, PeerInfo) {
             },
         );
     };
-    let out_file = o.out_dir.join("cpython.json");
+    let out_file = o.out_dir.join(format!("cpython-{placement}.json"));
     // On a fresh clone nothing has made the output directory yet.
     if let Err(e) = std::fs::create_dir_all(&o.out_dir) {
         eprintln!("bench: cannot create {}: {e}", o.out_dir.display());
@@ -453,7 +510,16 @@ fn run_cpython(o: &Options) -> (BTreeMap<String, Vec<f64>>, PeerInfo) {
         .arg("--cases")
         .arg(&o.cases)
         .arg("--out")
-        .arg(&out_file);
+        .arg(&out_file)
+        .arg("--placement")
+        .arg(placement.as_str());
+    if placement != placement::gate_placement() {
+        // The curves and the memory readings are taken under the gate's placement only.
+        cmd.arg("--no-curves").arg("--no-memory");
+    }
+    if !o.curves {
+        cmd.arg("--no-curves");
+    }
     if o.quick {
         cmd.arg("--quick");
     }
@@ -549,31 +615,175 @@ fn write(path: &Path, text: &str) -> Result<(), String> {
     std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))
 }
 
-/// Runs everything `o` asks for. Returns the process exit code: 0, 1 (a regression), 2 (bad
-/// input or a failed run).
+/// Runs everything `o` asks for. Returns the process exit code: 0 (also for an inconclusive
+/// gate), 1 (a regression), 2 (bad input or a failed run).
 pub fn run(o: &Options, peers: &[PeerSpec]) -> i32 {
     let t0 = std::time::Instant::now();
-    let code = run_inner(o, peers);
+    let code = if let Some(n) = o.selftest {
+        super::selftest::selftest(o, n)
+    } else {
+        run_inner(o, peers).0
+    };
     eprintln!("bench: took {:.0} s", t0.elapsed().as_secs_f64());
     code
 }
 
-fn run_inner(o: &Options, peers: &[PeerSpec]) -> i32 {
+/// The gate's configuration for `o`.
+pub fn gate_config(o: &Options) -> Result<GateConfig, String> {
+    let baseline = match (&o.baseline_bin, &o.baseline_unavailable) {
+        (Some(bin), _) => protocol::speaks_protocol(bin)
+            .map(|()| Side {
+                label: "baseline".into(),
+                bin: bin.clone(),
+                slowdown: None,
+            })
+            .map_err(|e| format!("the baseline build predates the sampling protocol: {e}")),
+        (None, Some(why)) => Err(why.clone()),
+        (None, None) => Err(
+            "no baseline build was given (run the gate through `cargo xtask bench --gate`)".into(),
+        ),
+    };
+    Ok(GateConfig {
+        baseline,
+        baseline_rev: o.baseline_rev.clone(),
+        current: o.current()?,
+        placement: placement::gate_placement(),
+        rounds: if o.quick { 5 } else { 8 },
+        batch: if o.quick { 3 } else { 5 },
+        attempts: 3,
+        work: o.out_dir.join("callgrind"),
+    })
+}
+
+/// What a gate run yields: its report, the current side's samples per metric, the counts.
+pub type GateRun = (
+    GateReport,
+    BTreeMap<String, CurrentSamples>,
+    BTreeMap<String, counts::Count>,
+);
+
+/// Runs the gate alone (timings and counts) on `plan`; prints its table and returns the report
+/// and the current side's samples.
+pub fn run_gate(
+    o: &Options,
+    plan: &[(Workload, mproc::StartMethod)],
+    pb: Option<&ProgressBar>,
+) -> Result<GateRun, String> {
+    let cfg = gate_config(o)?;
+    let base = load_baseline(&o.baseline).ok();
+    let mode = match &cfg.baseline {
+        Ok(_) => "A/B against the baseline build".to_string(),
+        Err(why) => format!("NO A/B: {why}; falling back to the stored same-run ratios and counts"),
+    };
+    if cfg.baseline.is_err() {
+        eprintln!("bench: gate: {}", "=".repeat(70));
+        eprintln!("bench: gate: {mode}");
+        eprintln!("bench: gate: {}", "=".repeat(70));
+    }
+    let say = |id: &str| {
+        if let Some(pb) = pb {
+            pb.set_message(format!("gate {id}"));
+        }
+    };
+    let (mut lines, current, mut notices) = ab::gate_timings(plan, base.as_ref(), &cfg, &say);
+    let (clines, measured, cnotices) = ab::gate_counts(base.as_ref(), &cfg, &|id| o.wanted(id));
+    lines.extend(clines);
+    notices.extend(cnotices);
+    let report = GateReport {
+        baseline_rev: cfg.baseline_rev.clone(),
+        mode,
+        placement: cfg.placement,
+        verdict: ab::overall(&lines),
+        metrics: lines,
+        notices,
+    };
+    Ok((report, current, measured))
+}
+
+fn print_gate(report: &GateReport) {
+    let show = || {
+        print!("{}", ab::render(report));
+        for n in &report.notices {
+            println!("gate: notice: {n}");
+        }
+        let count = |v: Verdict| report.metrics.iter().filter(|l| l.verdict == v).count();
+        match report.verdict {
+            Verdict::Pass => println!("gate: {} passed, 0 failed", count(Verdict::Pass)),
+            Verdict::Regressed => {
+                let ids: Vec<&str> = report
+                    .metrics
+                    .iter()
+                    .filter(|l| l.verdict == Verdict::Regressed)
+                    .map(|l| l.metric.as_str())
+                    .collect();
+                println!(
+                    "gate: {} passed, {} failed",
+                    count(Verdict::Pass),
+                    ids.len()
+                );
+                eprintln!("bench: gate: REGRESSION in {}", ids.join(", "));
+            }
+            Verdict::Inconclusive => {
+                let ids: Vec<&str> = report
+                    .metrics
+                    .iter()
+                    .filter(|l| l.verdict == Verdict::Inconclusive)
+                    .map(|l| l.metric.as_str())
+                    .collect();
+                println!("gate: {}", "!".repeat(70));
+                println!(
+                    "gate: INCONCLUSIVE: the machine was too noisy to tell for {} (measured {} times each); not a failure, but not a pass either: re-run the gate on a quieter machine",
+                    ids.join(", "),
+                    3
+                );
+                println!("gate: {}", "!".repeat(70));
+                println!(
+                    "gate: {} passed, 0 failed, {} inconclusive",
+                    count(Verdict::Pass),
+                    ids.len()
+                );
+            }
+        }
+    };
+    show();
+}
+
+fn run_inner(o: &Options, peers: &[PeerSpec]) -> (i32, Option<GateReport>) {
     let (plan, mut notices) = plan(o);
     for n in &notices {
         eprintln!("bench: {n}");
     }
-    if plan.is_empty() {
+    let (plan, curve_plan): (Vec<_>, Vec<_>) =
+        plan.into_iter().partition(|(w, _)| w.bench.curve.is_none());
+    if plan.is_empty() && curve_plan.is_empty() {
         eprintln!("bench: no workload to run in {}", o.cases.display());
-        return 2;
+        return (2, None);
     }
     if let Some(runs) = o.calibrate {
-        return calibrate(o, &plan, runs);
+        return (calibrate(o, &plan, runs), None);
     }
+    let current = match o.current() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("bench: {e}");
+            return (2, None);
+        }
+    };
+    let offer = placement::offer();
+    if let Some(n) = &offer.notice {
+        eprintln!("bench: placement: {n}");
+        notices.push(format!("placement: {n}"));
+    }
+    let placements = o.placements();
+    let primary = placement::gate_placement();
     let limit_ids: Vec<&str> = if o.skip_limits {
         Vec::new()
     } else {
-        limits::LIMITS.iter().map(|l| l.id).collect()
+        limits::LIMITS
+            .iter()
+            .filter(|l| !limits::CURVE_ONLY.contains(&l.id))
+            .map(|l| l.id)
+            .collect()
     };
     let peer_list: Vec<&PeerSpec> = if o.peers {
         peers
@@ -583,43 +793,132 @@ fn run_inner(o: &Options, peers: &[PeerSpec]) -> i32 {
     } else {
         Vec::new()
     };
-    let pb =
-        progress((limit_ids.len() + plan.len() + peer_list.len() + usize::from(o.cpython)) as u64);
+    let curve_points: usize = if o.curves {
+        curve_plan
+            .iter()
+            .map(|(w, _)| w.bench.curve.as_ref().map_or(0, |c| c.points.len()))
+            .sum()
+    } else {
+        0
+    };
+    let pb = progress(
+        ((limit_ids.len() + plan.len()) * placements.len()
+            + curve_points
+            + peer_list.len()
+            + usize::from(o.gate)
+            + usize::from(o.cpython) * placements.len()) as u64,
+    );
 
-    // 1. The raw limits, while this process has no other threads.
-    let mut limit_metrics = BTreeMap::new();
-    for id in &limit_ids {
-        pb.set_message(format!("limit/{id}"));
-        let spec = limits::spec(id).expect("listed");
-        let timing = if spec.ops == 1 && spec.iters >= 100 {
-            Timing::Criterion
-        } else {
-            Timing::Process
-        };
-        match measure_limit(id, o, timing) {
-            Ok(costs) => {
-                limit_metrics.insert(
-                    id.to_string(),
-                    simple_metric(spec.title, "limit", spec.kind, spec.bytes_per_op, &costs),
-                );
+    // 1. The gate first (A/B, stored ratios, counts): its current-side samples are this run's
+    //    figures for the gate's placement.
+    let mut code = 0;
+    let mut gate_report = None;
+    let mut gate_current = BTreeMap::new();
+    let mut counts_measured = BTreeMap::new();
+    if o.gate {
+        match run_gate(o, &plan, Some(&pb)) {
+            Ok((r, cur, cm)) => {
+                pb.suspend(|| print_gate(&r));
+                if r.verdict == Verdict::Regressed {
+                    code = 1;
+                }
+                gate_current = cur;
+                counts_measured = cm;
+                gate_report = Some(r);
             }
-            Err(e) => notices.push(format!("limit {id} failed: {e}")),
+            Err(e) => {
+                eprintln!("bench: gate: {e}");
+                return (2, None);
+            }
         }
         pb.inc(1);
     }
 
-    // 2. Our workloads.
-    let (mut metrics, n) = run_ours(o, &plan, &pb);
-    notices.extend(n);
-
-    // The gate, which may measure failing metrics again: before the peers, whose threads
-    // (procspawn's pool) would otherwise be in this process while it forks.
-    let mut code = 0;
-    if o.gate {
-        pb.suspend(|| code = run_gate(o, &plan, &mut metrics));
+    // 2. The raw limits on their own, under each placement.
+    let mut limit_metrics: BTreeMap<Placement, BTreeMap<String, Metric>> = BTreeMap::new();
+    for &pl in &placements {
+        for id in &limit_ids {
+            pb.set_message(format!("limit/{id} ({pl})"));
+            let spec = limits::spec(id).expect("listed");
+            let r = run_sample(
+                &current,
+                &SampleRequest {
+                    subject: Subject::Limit {
+                        id: id.to_string(),
+                        params: BTreeMap::new(),
+                    },
+                    placement: pl,
+                    samples: limit_samples(o),
+                    reference: false,
+                    criterion: None,
+                    iters: None,
+                },
+            );
+            match r {
+                Ok(r) => {
+                    limit_metrics.entry(pl).or_default().insert(
+                        id.to_string(),
+                        simple_metric(
+                            spec.title,
+                            "limit",
+                            spec.kind,
+                            spec.bytes_per_op,
+                            &r.samples_s,
+                            pl,
+                        ),
+                    );
+                }
+                Err(e) => notices.push(format!("limit {id} ({pl}) failed: {e}")),
+            }
+            pb.inc(1);
+        }
     }
 
-    // 3. procspawn.
+    // 3. Our workloads under each placement (the gate's placement reuses the gate's samples).
+    let mut metrics: BTreeMap<Placement, BTreeMap<String, Metric>> = BTreeMap::new();
+    for &pl in &placements {
+        for (w, m) in &plan {
+            let id = w.metric_id(*m);
+            pb.set_message(format!("{id} ({pl})"));
+            let reused = (pl == primary && w.bench.timing == Timing::Process)
+                .then(|| gate_current.get(&id))
+                .flatten()
+                .filter(|c| !c.samples.is_empty());
+            let raw = match reused {
+                Some(c) => Ok(Raw {
+                    costs: c.samples.clone(),
+                    paired: c.samples.clone(),
+                    reference: c.reference.clone(),
+                }),
+                None => sample_workload(&current, w, *m, pl, o),
+            };
+            match raw {
+                Ok(raw) => {
+                    metrics
+                        .entry(pl)
+                        .or_default()
+                        .insert(id, metric_from(w, *m, &raw, pl));
+                }
+                Err(e) => notices.push(format!("{id} ({pl}) failed: {e}")),
+            }
+            pb.inc(1);
+        }
+    }
+
+    // 4. The cost curves (the gate's placement), each point next to its limit at that point.
+    let mut curves = BTreeMap::new();
+    if o.curves {
+        for (w, m) in &curve_plan {
+            match run_curve(&current, w, *m, primary, o, &pb) {
+                Ok(c) => {
+                    curves.insert(w.metric_id(*m), c);
+                }
+                Err(e) => notices.push(format!("curve {} failed: {e}", w.metric_id(*m))),
+            }
+        }
+    }
+
+    // 5. procspawn (the gate's placement).
     let mut peer_metrics = BTreeMap::new();
     let mut procspawn = PeerInfo {
         available: !peer_list.is_empty(),
@@ -628,16 +927,22 @@ fn run_inner(o: &Options, peers: &[PeerSpec]) -> i32 {
     };
     for p in &peer_list {
         pb.set_message(p.id.clone());
-        let mut probe = (p.make)();
-        let samples = if o.quick { 10 } else { 20 };
-        match measure(
-            &mut probe,
-            &sample_cfg(&p.id, Timing::Process, samples, p.iters, o),
-        ) {
-            Ok(costs) => {
+        let r = run_sample(
+            &current,
+            &SampleRequest {
+                subject: Subject::Peer(p.id.clone()),
+                placement: primary,
+                samples: if o.quick { 10 } else { 20 },
+                reference: false,
+                criterion: None,
+                iters: None,
+            },
+        );
+        match r {
+            Ok(r) => {
                 peer_metrics.insert(
                     p.id.clone(),
-                    simple_metric(&p.title, &p.workload, p.kind, None, &costs),
+                    simple_metric(&p.title, &p.workload, p.kind, None, &r.samples_s, primary),
                 );
             }
             Err(e) => {
@@ -648,34 +953,101 @@ fn run_inner(o: &Options, peers: &[PeerSpec]) -> i32 {
         pb.inc(1);
     }
 
-    // 4. CPython.
-    let cpython = if o.cpython {
-        pb.set_message("CPython");
-        let (cp, info) = run_cpython(o);
-        for (id, m) in metrics.iter_mut() {
-            if let Some(samples) = cp.get(id).filter(|s| !s.is_empty()) {
-                let c = stats(samples).median;
-                let bpo = std::path::Path::new(&o.cases).join(format!("{}.toml", m.workload));
-                let bpo = Workload::load(&bpo)
-                    .ok()
-                    .and_then(|w| w.bytes_per_op().ok().flatten());
-                m.cpython_cost_s = Some(c);
-                m.cpython_samples = Some(samples_in_unit(m.kind, bpo, samples));
-                m.vs_cpython = Some(c / m.cost_s);
+    // 6. Resident memory per child and per pool worker (the gate's placement).
+    let mut memory = BTreeMap::new();
+    if o.wanted("rss/") || o.filter.is_empty() {
+        let mut jobs: Vec<(String, String)> = vec![("raw_fork".into(), "fork".into())];
+        for m in ["fork", "spawn", "forkserver"] {
+            for s in super::memory::SUBJECTS {
+                jobs.push((s.to_string(), m.to_string()));
             }
         }
-        pb.inc(1);
-        if let Some(n) = &info.notice {
-            notices.push(n.clone());
+        for (subject, method) in jobs {
+            pb.set_message(format!("memory {subject} {method}"));
+            let r = run_sample(
+                &current,
+                &SampleRequest {
+                    subject: Subject::Memory {
+                        subject: subject.clone(),
+                        method: method.clone(),
+                    },
+                    placement: primary,
+                    samples: 3,
+                    reference: false,
+                    criterion: None,
+                    iters: None,
+                },
+            );
+            match r {
+                Ok(r) if !r.memory.is_empty() => {
+                    let rss: Vec<f64> = r.memory.iter().map(|x| x.rss as f64).collect();
+                    let private: Vec<f64> = r.memory.iter().map(|x| x.private as f64).collect();
+                    let id = if subject == "raw_fork" {
+                        "rss/raw_fork".to_string()
+                    } else {
+                        r.id.clone()
+                    };
+                    memory.insert(
+                        id,
+                        super::results::MemoryFigure {
+                            rss_bytes: median(&rss),
+                            private_bytes: median(&private),
+                            n: rss.len(),
+                            cpython_rss_bytes: None,
+                            cpython_private_bytes: None,
+                        },
+                    );
+                }
+                Ok(_) => notices.push(format!("memory {subject} {method}: no reading")),
+                Err(e) => notices.push(format!("memory {subject} {method} failed: {e}")),
+            }
         }
-        info
-    } else {
-        PeerInfo {
-            available: false,
-            version: None,
-            notice: Some("skipped (--no-cpython)".into()),
-        }
+    }
+
+    // 7. CPython, under each placement.
+    let mut cpython = PeerInfo {
+        available: false,
+        version: None,
+        notice: Some("skipped (--no-cpython)".into()),
     };
+    if o.cpython {
+        for &pl in &placements {
+            pb.set_message(format!("CPython ({pl})"));
+            let (cp, info) = run_cpython(o, pl);
+            let ms = metrics.entry(pl).or_default();
+            for (id, m) in ms.iter_mut() {
+                if let Some(samples) = cp.get(id).filter(|s| !s.is_empty()) {
+                    add_cpython(m, samples, &o.cases);
+                }
+            }
+            if pl == primary {
+                for (id, f) in memory.iter_mut() {
+                    if let Some(s) = cp.get(id).filter(|s| s.len() >= 2) {
+                        // CPython's memory readings come as [rss, private, rss, private, ...].
+                        let rss: Vec<f64> = s.iter().step_by(2).copied().collect();
+                        let private: Vec<f64> = s.iter().skip(1).step_by(2).copied().collect();
+                        f.cpython_rss_bytes = Some(median(&rss));
+                        f.cpython_private_bytes = Some(median(&private));
+                    }
+                }
+                for (id, c) in curves.iter_mut() {
+                    for p in c.points.iter_mut() {
+                        if let Some(s) = cp.get(&format!("{id}@{}", p.x)).filter(|s| !s.is_empty())
+                        {
+                            p.cpython_cost_s = Some(median(s));
+                        }
+                    }
+                }
+            }
+            pb.inc(1);
+            if let Some(n) = &info.notice {
+                notices.push(format!("{n} ({pl})"));
+            }
+            if info.available || !cpython.available {
+                cpython = info;
+            }
+        }
+    }
     pb.finish_and_clear();
 
     let mut results = Results {
@@ -686,58 +1058,200 @@ fn run_inner(o: &Options, peers: &[PeerSpec]) -> i32 {
         git: Git::of(&o.root),
         cpython,
         procspawn,
-        limits: limit_metrics,
-        metrics,
+        limits: limit_metrics.remove(&primary).unwrap_or_default(),
+        metrics: metrics.remove(&primary).unwrap_or_default(),
         peers: peer_metrics,
         targets: Vec::new(),
         notices,
+        placement: Some(offer),
+        limits_split: limit_metrics.remove(&Placement::Split).unwrap_or_default(),
+        split: metrics.remove(&Placement::Split).unwrap_or_default(),
+        curves,
+        counts: counts_measured,
+        gate: gate_report.clone(),
+        memory,
     };
     results.targets = check_targets(&results.metrics);
+    results
+        .targets
+        .extend(check_curve_targets(&results.curves, &results.limits));
     print_summary(&results);
+    if let Some(g) = &gate_report {
+        // The verdict last, where it is seen.
+        print_gate(g);
+    }
     let json = serde_json::to_string_pretty(&results).expect("serialisable");
     let json_path = o.out_dir.join("results.json");
     if let Err(e) = write(&json_path, &json) {
         eprintln!("bench: {e}");
-        return 2;
+        return (2, gate_report);
     }
     println!("bench: wrote {}", json_path.display());
     if o.html {
         let html_path = o.out_dir.join("report.html");
         if let Err(e) = write(&html_path, &report::render(&results)) {
             eprintln!("bench: {e}");
-            return 2;
+            return (2, gate_report);
         }
         println!("bench: wrote {}", html_path.display());
     }
     if o.save_baseline {
-        let previous = load_baseline(&o.baseline).ok();
-        let b = Baseline {
-            schema: gate::BASELINE_SCHEMA.into(),
-            note: "saved by `cargo xtask bench --save-baseline` (thresholds kept from the previous baseline)".into(),
-            created_unix: now_unix(),
-            quick: o.quick,
-            machine: results.machine.clone(),
-            git: results.git.clone(),
-            metrics: gate::rebase(&currents(&results.metrics), previous.as_ref()),
-        };
-        if let Err(e) = save_baseline(&o.baseline, &b) {
+        if let Err(e) = save_from(o, &results) {
             eprintln!("bench: {e}");
-            return 2;
+            return (2, gate_report);
         }
-        println!("bench: wrote {}", o.baseline.display());
     }
-    if !results.notices.is_empty() && code == 0 && results.metrics.len() < plan.len() {
+    if code == 0 && results.metrics.len() < plan.len() && !plan.is_empty() {
         // A workload failed to run: that is a broken benchmark, not a regression.
         code = 2;
     }
-    code
+    (code, gate_report)
 }
 
-/// Reads a baseline.
+fn add_cpython(m: &mut Metric, samples: &[f64], cases: &Path) {
+    let c = median(samples);
+    let bpo = Workload::load(&cases.join(format!("{}.toml", m.workload)))
+        .ok()
+        .and_then(|w| w.bytes_per_op().ok().flatten());
+    m.cpython_cost_s = Some(c);
+    m.cpython_samples = Some(samples_in_unit(m.kind, bpo, samples));
+    m.vs_cpython = Some(c / m.cost_s);
+}
+
+fn run_curve(
+    side: &Side,
+    w: &Workload,
+    method: mproc::StartMethod,
+    pl: Placement,
+    o: &Options,
+    pb: &ProgressBar,
+) -> Result<CurveResult, String> {
+    let curve = w.bench.curve.as_ref().expect("a curve workload");
+    let limit = reference_of(w, method);
+    let samples = if o.quick {
+        curve.quick_samples.unwrap_or(3)
+    } else {
+        w.bench.samples.min(10)
+    };
+    let mut points = Vec::new();
+    for p in &curve.points {
+        let x = p[&curve.x];
+        pb.set_message(format!("{} {}={x}", w.metric_id(method), curve.x));
+        let r = run_sample(
+            side,
+            &SampleRequest {
+                subject: Subject::Workload {
+                    file: w.path.clone(),
+                    method: method.as_str().into(),
+                    params: p.clone(),
+                },
+                placement: pl,
+                samples,
+                reference: false,
+                criterion: None,
+                iters: None,
+            },
+        )?;
+        let limit_cost_s = match &limit {
+            Some(l) => Some(median(
+                &run_sample(
+                    side,
+                    &SampleRequest {
+                        subject: Subject::Limit {
+                            id: l.clone(),
+                            params: p.clone(),
+                        },
+                        placement: pl,
+                        samples,
+                        reference: false,
+                        criterion: None,
+                        iters: None,
+                    },
+                )?
+                .samples_s,
+            )),
+            None => None,
+        };
+        let cost = median(&r.samples_s);
+        points.push(CurvePoint {
+            x,
+            cost_s: cost,
+            samples: samples_in_unit(Kind::Latency, None, &r.samples_s),
+            limit_cost_s,
+            cpython_cost_s: None,
+        });
+        pb.inc(1);
+    }
+    Ok(CurveResult {
+        title: w.title.clone(),
+        workload: w.name.clone(),
+        method: w
+            .bench
+            .metric
+            .contains("{method}")
+            .then(|| method.as_str().to_string()),
+        x: curve.x.clone(),
+        kind: w.bench.kind,
+        limit,
+        placement: pl.as_str().into(),
+        points,
+    })
+}
+
+fn save_from(o: &Options, results: &Results) -> Result<(), String> {
+    let previous = load_baseline(&o.baseline).ok();
+    let counts_now = if results.counts.is_empty() {
+        count_current(o)
+    } else {
+        results.counts.clone()
+    };
+    let b = Baseline {
+        schema: gate::BASELINE_SCHEMA.into(),
+        note: "saved by `cargo xtask bench --save-baseline`: this commit is the A/B baseline; ratios (same-cpu, medians of paired samples) and counts from this run, thresholds kept from the previous baseline".into(),
+        created_unix: now_unix(),
+        quick: o.quick,
+        machine: results.machine.clone(),
+        git: results.git.clone(),
+        metrics: gate::rebase(&currents(&results.metrics), previous.as_ref()),
+        placement: Some(placement::gate_placement().as_str().into()),
+        counts: counts_now,
+    };
+    if b.git.dirty {
+        eprintln!(
+            "bench: warning: the work tree has uncommitted changes; the baseline records {} all the same",
+            b.git.rev
+        );
+    }
+    save_baseline(&o.baseline, &b)?;
+    println!("bench: wrote {}", o.baseline.display());
+    Ok(())
+}
+
+fn count_current(o: &Options) -> BTreeMap<String, counts::Count> {
+    let mut out = BTreeMap::new();
+    let Ok(side) = o.current() else {
+        return out;
+    };
+    if let Err(e) = counts::valgrind_version() {
+        eprintln!("bench: {e}: no counts recorded");
+        return out;
+    }
+    for k in counts::KERNELS {
+        match counts::callgrind(&side.bin, k.id, None, &o.out_dir.join("callgrind")) {
+            Ok(c) => {
+                out.insert(k.id.to_string(), c);
+            }
+            Err(e) => eprintln!("bench: {e}"),
+        }
+    }
+    out
+}
+
+/// Reads a baseline (either schema).
 pub fn load_baseline(path: &Path) -> Result<Baseline, String> {
     let s = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let b: Baseline = serde_json::from_str(&s).map_err(|e| format!("{}: {e}", path.display()))?;
-    if b.schema != gate::BASELINE_SCHEMA {
+    if b.schema != gate::BASELINE_SCHEMA && b.schema != gate::BASELINE_SCHEMA_V1 {
         return Err(format!(
             "{}: schema is not {}",
             path.display(),
@@ -755,84 +1269,30 @@ pub fn save_baseline(path: &Path, b: &Baseline) -> Result<(), String> {
     )
 }
 
-/// Compares with the baseline, measures each failing metric (with its reference) once more,
-/// and returns 0 (pass), 1 (regression) or 2 (no baseline).
-fn run_gate(
-    o: &Options,
-    plan: &[(Workload, mproc::StartMethod)],
-    metrics: &mut BTreeMap<String, Metric>,
-) -> i32 {
-    let base = match load_baseline(&o.baseline) {
-        Ok(b) => b,
-        Err(e) => {
-            eprintln!("bench: gate: {e}");
-            return 2;
-        }
-    };
-    // Only the metrics of this run's plan are gated (a --filter run gates its subset).
-    let planned: Vec<String> = plan.iter().map(|(w, m)| w.metric_id(*m)).collect();
-    let mut base = base;
-    base.metrics.retain(|id, _| planned.contains(id));
-    let mut lines = gate::compare(&base, &currents(metrics));
-    for l in lines.iter_mut().filter(|l| l.verdict == Verdict::Regressed) {
-        eprintln!(
-            "bench: gate: {} is {:.2}x its baseline ratio (threshold {:.2}); measuring it again",
-            l.metric,
-            l.factor.unwrap_or(f64::NAN),
-            l.threshold.unwrap_or(f64::NAN)
-        );
-        let Some((w, m)) = plan.iter().find(|(w, m)| w.metric_id(*m) == l.metric) else {
-            continue;
-        };
-        match measure_workload(w, *m, o) {
-            Ok(raw) => {
-                let again = metric_from(w, *m, &raw);
-                let one: BTreeMap<String, Current> =
-                    currents(&BTreeMap::from([(l.metric.clone(), again.clone())]));
-                let mut b1 = base.clone();
-                b1.metrics.retain(|id, _| id == &l.metric);
-                if let Some(nl) = gate::compare(&b1, &one).into_iter().next() {
-                    *l = nl;
-                }
-                if let Some(old) = metrics.get_mut(&l.metric) {
-                    let (cp, cps) = (old.cpython_cost_s, old.cpython_samples);
-                    *old = again;
-                    old.cpython_cost_s = cp;
-                    old.cpython_samples = cps;
-                    old.vs_cpython = cp.map(|c| c / old.cost_s);
-                }
-            }
-            Err(e) => eprintln!("bench: gate: measuring {} again failed: {e}", l.metric),
-        }
-    }
-    print!("{}", gate::render(&lines));
-    let failed: Vec<&str> = lines
-        .iter()
-        .filter(|l| !matches!(l.verdict, Verdict::Pass | Verdict::New))
-        .map(|l| l.metric.as_str())
-        .collect();
-    let passed = lines.iter().filter(|l| l.verdict == Verdict::Pass).count();
-    println!("gate: {passed} passed, {} failed", failed.len());
-    if failed.is_empty() {
-        0
-    } else {
-        eprintln!("bench: gate: regression in {}", failed.join(", "));
-        1
-    }
-}
-
 fn calibrate(o: &Options, plan: &[(Workload, mproc::StartMethod)], runs: usize) -> i32 {
+    let Ok(current) = o.current() else {
+        return 2;
+    };
+    let pl = placement::gate_placement();
     let pb = progress((plan.len() * runs) as u64);
     let mut all = Vec::new();
     for r in 0..runs {
         pb.println(format!("bench: calibration run {}/{runs}", r + 1));
-        let (metrics, notices) = run_ours(o, plan, &pb);
-        if !notices.is_empty() {
-            pb.finish_and_clear();
-            for n in notices {
-                eprintln!("bench: {n}");
+        let mut metrics = BTreeMap::new();
+        for (w, m) in plan.iter().filter(|(w, _)| w.gated()) {
+            let id = w.metric_id(*m);
+            pb.set_message(id.clone());
+            match sample_workload(&current, w, *m, pl, o) {
+                Ok(raw) => {
+                    metrics.insert(id, metric_from(w, *m, &raw, pl));
+                }
+                Err(e) => {
+                    pb.finish_and_clear();
+                    eprintln!("bench: {id} failed: {e}");
+                    return 2;
+                }
             }
-            return 2;
+            pb.inc(1);
         }
         all.push(currents(&metrics));
     }
@@ -856,7 +1316,7 @@ fn calibrate(o: &Options, plan: &[(Workload, mproc::StartMethod)], runs: usize) 
     let b = Baseline {
         schema: gate::BASELINE_SCHEMA.into(),
         note: format!(
-            "calibrated by `cargo xtask bench{} --calibrate {runs}`: ratio = median of the runs, threshold = widest deviation x {} clamped to {}..{}",
+            "calibrated by `cargo xtask bench{} --calibrate {runs}` ({pl}): ratio = median of the runs, threshold = widest deviation x {} clamped to {}..{}; this commit is the A/B baseline",
             if o.quick { " --quick" } else { "" },
             gate::MARGIN,
             gate::MIN_THRESHOLD,
@@ -867,6 +1327,8 @@ fn calibrate(o: &Options, plan: &[(Workload, mproc::StartMethod)], runs: usize) 
         machine: Machine::here(),
         git: Git::of(&o.root),
         metrics,
+        placement: Some(pl.as_str().into()),
+        counts: count_current(o),
     };
     if let Err(e) = save_baseline(&o.baseline, &b) {
         eprintln!("bench: {e}");
@@ -893,23 +1355,44 @@ fn human(kind: Kind, unit: &str, v: f64) -> String {
 fn print_summary(r: &Results) {
     let f = |x: Option<f64>| x.map(|x| format!("{x:.2}")).unwrap_or_else(|| "-".into());
     println!(
-        "{:<34} {:>14} {:>9} {:>10}",
-        "metric", "value", "vs_limit", "vs_cpython"
+        "{:<34} {:>9} {:>14} {:>9} {:>10}",
+        "metric", "placement", "value", "vs_limit", "vs_cpython"
     );
-    for (id, m) in r
+    let rows = r
         .limits
         .iter()
+        .chain(r.limits_split.iter())
         .map(|(k, v)| (format!("limit/{k}"), v))
         .chain(r.metrics.iter().map(|(k, v)| (k.clone(), v)))
-        .chain(r.peers.iter().map(|(k, v)| (k.clone(), v)))
-    {
+        .chain(r.split.iter().map(|(k, v)| (k.clone(), v)))
+        .chain(r.peers.iter().map(|(k, v)| (k.clone(), v)));
+    for (id, m) in rows {
         println!(
-            "{:<34} {:>14} {:>9} {:>10}",
+            "{:<34} {:>9} {:>14} {:>9} {:>10}",
             id,
+            m.placement.as_deref().unwrap_or("-"),
             human(m.kind, &m.unit, m.value),
             f(m.vs_limit),
             f(m.vs_cpython)
         );
+    }
+    for (id, c) in &r.curves {
+        let pts: Vec<String> = c
+            .points
+            .iter()
+            .map(|p| {
+                format!(
+                    "{}={}: {}{}",
+                    c.x,
+                    p.x,
+                    report::human_cost(p.cost_s),
+                    p.limit_cost_s
+                        .map(|l| format!(" ({:.2}x limit)", p.cost_s / l))
+                        .unwrap_or_default()
+                )
+            })
+            .collect();
+        println!("curve {id}: {}", pts.join(", "));
     }
     let met = r.targets.iter().filter(|t| t.met == Some(true)).count();
     let missed = r.targets.iter().filter(|t| t.met == Some(false)).count();
@@ -920,7 +1403,8 @@ fn print_summary(r: &Results) {
     }
 }
 
-/// The bench binary's `main`: parses the arguments, runs, and returns the exit code.
+/// The bench binary's `main`: the protocol's subcommands, or parses the arguments, runs, and
+/// returns the exit code.
 pub fn main_with(peers: Vec<PeerSpec>) -> i32 {
     let root = std::env::var_os("MPROC_BENCH_ROOT")
         .map(PathBuf::from)
@@ -930,7 +1414,57 @@ pub fn main_with(peers: Vec<PeerSpec>) -> i32 {
                 .expect("the harness lives in the workspace")
                 .to_path_buf()
         });
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
+    match args.first().map(String::as_str) {
+        Some("--protocol") => {
+            println!("{}", protocol::PROTOCOL);
+            return 0;
+        }
+        Some("sample") => {
+            let r = SampleRequest::parse(&args[1..]).and_then(|req| protocol::serve(&req, &peers));
+            return match r {
+                Ok(reply) => {
+                    println!(
+                        "{}{}",
+                        protocol::REPLY_PREFIX,
+                        serde_json::to_string(&reply).expect("serialisable")
+                    );
+                    0
+                }
+                Err(e) => {
+                    eprintln!("bench sample: {e}");
+                    2
+                }
+            };
+        }
+        Some("count") => {
+            let id = args.get(1).cloned().unwrap_or_default();
+            let iters = match (args.get(2).map(String::as_str), args.get(3)) {
+                (Some("--iters"), Some(n)) => n.parse().ok(),
+                _ => counts::spec(&id).map(|k| k.iters),
+            };
+            let Some(iters) = iters else {
+                eprintln!("bench count: usage: count ID [--iters N]");
+                return 2;
+            };
+            return match counts::run_counted(&id, iters) {
+                Ok(()) => 0,
+                Err(e) => {
+                    eprintln!("bench count: {e}");
+                    2
+                }
+            };
+        }
+        Some("hog") => {
+            let secs = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(60u64);
+            super::selftest::hog(Duration::from_secs(secs));
+            return 0;
+        }
+        _ => {}
+    }
     if args.iter().any(|a| a == "--help" || a == "-h") {
         print!("{HELP}");
         return 0;
@@ -942,4 +1476,18 @@ pub fn main_with(peers: Vec<PeerSpec>) -> i32 {
             2
         }
     }
+}
+
+/// Runs the gate the way `--gate` does, for the self-test: returns the report.
+pub fn gate_once(o: &Options) -> Result<GateReport, String> {
+    let (plan, notices) = plan(o);
+    for n in notices {
+        eprintln!("bench: {n}");
+    }
+    let plan: Vec<_> = plan
+        .into_iter()
+        .filter(|(w, _)| w.bench.curve.is_none())
+        .collect();
+    let (r, _, _) = run_gate(o, &plan, None)?;
+    Ok(r)
 }

@@ -96,6 +96,33 @@ pub struct BenchSpec {
     /// Samples CPython takes (default: the same as ours, at most 10; quick: at most 5).
     #[serde(default)]
     pub cpython_samples: Option<usize>,
+    /// Whether the gate compares this metric (default: yes, but not for curves).
+    #[serde(default)]
+    pub gate: Option<bool>,
+    /// The slowdown the A/B gate fails on (default [`DEFAULT_EFFECT`]: 20% slower).
+    #[serde(default)]
+    pub gate_threshold: Option<f64>,
+    /// A cost curve: the workload is measured at each point (parameter overrides), and so is
+    /// its limit.
+    #[serde(default)]
+    pub curve: Option<Curve>,
+}
+
+/// The slowdown the A/B gate fails on unless a workload says otherwise.
+pub const DEFAULT_EFFECT: f64 = 1.2;
+
+/// A cost curve: the parameter on the x axis and the points (each a table of parameter
+/// overrides, which must set `x`).
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Curve {
+    /// The parameter on the x axis.
+    pub x: String,
+    /// The points.
+    pub points: Vec<BTreeMap<String, i64>>,
+    /// Samples per point in a `--quick` run (default 3).
+    #[serde(default)]
+    pub quick_samples: Option<usize>,
 }
 
 fn default_timed() -> String {
@@ -217,11 +244,31 @@ impl Workload {
 
     /// Checks the workload text `text` of `path`.
     pub fn parse(path: &Path, text: &str) -> Result<Workload, LoadError> {
+        Self::parse_with(path, text, &BTreeMap::new())
+    }
+
+    /// Reads a workload file with some parameters overridden (a curve's point).
+    pub fn load_with(path: &Path, params: &BTreeMap<String, i64>) -> Result<Workload, LoadError> {
         let shown = path.display().to_string();
-        let spec: FileSpec = toml::from_str(text).map_err(|e| {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| LoadError(format!("{shown}:1:1: cannot read: {e}")))?;
+        Self::parse_with(path, &text, params)
+    }
+
+    /// [`Workload::parse`] with some parameters overridden.
+    pub fn parse_with(
+        path: &Path,
+        text: &str,
+        overrides: &BTreeMap<String, i64>,
+    ) -> Result<Workload, LoadError> {
+        let shown = path.display().to_string();
+        let mut spec: FileSpec = toml::from_str(text).map_err(|e| {
             let (l, c) = e.span().map(|s| line_col(text, s.start)).unwrap_or((1, 1));
             LoadError(format!("{shown}:{l}:{c}: {}", e.message()))
         })?;
+        for (k, v) in overrides {
+            spec.params.insert(k.clone(), toml::Value::Integer(*v));
+        }
         let header_lines: Vec<usize> = text
             .lines()
             .enumerate()
@@ -313,6 +360,22 @@ impl Workload {
         }
         w.ops().map_err(|m| at(1, m))?;
         w.bytes_per_op().map_err(|m| at(1, m))?;
+        if let Some(c) = &w.bench.curve {
+            if c.points.is_empty() || c.points.iter().any(|p| !p.contains_key(&c.x)) {
+                return Err(at(
+                    1,
+                    format!(
+                        "every point of the curve must set its x parameter `{}`",
+                        c.x
+                    ),
+                ));
+            }
+        }
+        if let Some(t) = w.bench.gate_threshold {
+            if !(t > 1.0 && t.is_finite()) {
+                return Err(at(1, format!("`gate_threshold` must be above 1, not {t}")));
+            }
+        }
         Ok(w)
     }
 
@@ -352,6 +415,16 @@ impl Workload {
             .next()
             .unwrap_or(&self.bench.metric)
             .to_string()
+    }
+
+    /// Whether the gate compares this workload's metrics.
+    pub fn gated(&self) -> bool {
+        self.bench.gate.unwrap_or(self.bench.curve.is_none())
+    }
+
+    /// The slowdown the A/B gate fails on.
+    pub fn effect_threshold(&self) -> f64 {
+        self.bench.gate_threshold.unwrap_or(DEFAULT_EFFECT)
     }
 
     /// The display unit of the value.
