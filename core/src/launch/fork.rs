@@ -31,6 +31,8 @@ use std::sync::{Mutex, MutexGuard};
 pub(crate) fn start(me: Me, target: impl FnOnce() -> i32) -> Result<Popen> {
     warn_if_threaded();
     flush_std_streams();
+    // The child's fatal-signal handler needs this thread's stack: look it up here, once.
+    sys::learn_stack_of_this_thread();
     let name = me.name.clone();
     let state = state::lock();
     let children = children::lock();

@@ -316,6 +316,8 @@ pub(crate) fn serve(conn: OwnedFd, child_main: fn(OwnedFd, Option<OwnedFd>) -> i
             let status = fds.pop().expect("two descriptors");
             let chan = fds.pop().expect("two descriptors");
             let mut answer = [0u8; ANSWER_LEN];
+            // Once: the children's fatal-signal handler finds this thread's stack known.
+            sys::learn_stack_of_this_thread();
             match sys::fork_server_child(chan, parent.as_ref().map(AsFd::as_fd), child_main) {
                 Ok((pid, pidfd)) => {
                     answer[0] = b'P';

@@ -14,6 +14,7 @@
 //! `enable_test_support!` runs `init` from `.init_array`), it tells a stack overflow of the
 //! installing thread itself, as std would, and otherwise restores the default action.
 
+use std::cell::Cell;
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::OnceLock;
@@ -132,13 +133,26 @@ fn ensure_alt_stack() -> io::Result<()> {
     Ok(())
 }
 
-/// Records where this thread's stack ends (its lowest address), for the overflow check.
-fn note_stack_of_this_thread() {
+thread_local! {
+    /// The lowest address of this thread's stack, once looked up. A fork child's only thread is
+    /// a copy of the thread that forked, stack and thread-locals alike, so what the parent found
+    /// holds in the child too (see [`learn_stack_of_this_thread`]).
+    static STACK_END: Cell<Option<usize>> = const { Cell::new(None) };
+}
+
+/// The lowest address of this thread's stack, looked up once per thread. For the main thread
+/// glibc's `pthread_getattr_np` parses `/proc/self/maps`, which costs as much as a good part of a
+/// fork start; the fork start method calls [`learn_stack_of_this_thread`] in the parent, so that
+/// its children find the answer already there.
+fn stack_end_of_this_thread() -> Option<usize> {
+    if let Some(end) = STACK_END.with(Cell::get) {
+        return Some(end);
+    }
     // SAFETY: a zeroed `pthread_attr_t` is valid storage for `pthread_getattr_np` to fill in.
     let mut attr: libc::pthread_attr_t = unsafe { std::mem::zeroed() };
     // SAFETY: `attr` is valid storage; on success it is initialised and destroyed below.
     if unsafe { libc::pthread_getattr_np(libc::pthread_self(), &mut attr) } != 0 {
-        return;
+        return None;
     }
     let mut addr: *mut libc::c_void = std::ptr::null_mut();
     let mut size: libc::size_t = 0;
@@ -146,8 +160,21 @@ fn note_stack_of_this_thread() {
     let ok = unsafe { libc::pthread_attr_getstack(&attr, &mut addr, &mut size) } == 0;
     // SAFETY: `attr` was initialised by `pthread_getattr_np`.
     unsafe { libc::pthread_attr_destroy(&mut attr) };
-    if ok {
-        GUARD_END.store(addr as usize, Ordering::Relaxed);
+    let end = ok.then_some(addr as usize);
+    STACK_END.with(|s| s.set(end));
+    end
+}
+
+/// Looks up this thread's stack now (once per thread), before it forks, so that the children's
+/// [`install_fatal_signal_handler`] need not.
+pub fn learn_stack_of_this_thread() {
+    let _ = stack_end_of_this_thread();
+}
+
+/// Records where this thread's stack ends (its lowest address), for the overflow check.
+fn note_stack_of_this_thread() {
+    if let Some(end) = stack_end_of_this_thread() {
+        GUARD_END.store(end, Ordering::Relaxed);
         GUARD_LEN.store(OVERFLOW_REACH, Ordering::Relaxed);
     }
     // SAFETY: gettid and getpid take no arguments.
