@@ -725,7 +725,7 @@ fn resumed_too_long(msg: &Partial, maxlen: Option<usize>) -> bool {
 
 /// Makes room in `body` (bound for `len` bytes) for at least `need` more bytes: double its
 /// capacity (at least one chunk), never past `len`. Allocation failure is an error, not an abort.
-fn grow(body: &mut Vec<u8>, len: usize, need: usize) -> Result<()> {
+pub(crate) fn grow(body: &mut Vec<u8>, len: usize, need: usize) -> Result<()> {
     if body.capacity() - body.len() >= need {
         return Ok(());
     }
