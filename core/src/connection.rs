@@ -196,7 +196,11 @@ impl Connection {
         if self.broken.get() {
             return Err(Error::Closed);
         }
-        self.fd.as_ref().map(|f| f.as_fd()).ok_or(Error::Closed)
+        // `ok_or_else`: an eagerly built `Error` would be made and dropped on every call.
+        self.fd
+            .as_ref()
+            .map(|f| f.as_fd())
+            .ok_or_else(|| Error::Closed)
     }
 
     fn check_writable(&self) -> Result<BorrowedFd<'_>> {
@@ -287,22 +291,78 @@ impl Connection {
         self.recv_message(maxlen, Instant::now().checked_add(timeout))
     }
 
+    /// Receives a message. The usual case stays in this small function: no message left half
+    /// received by a timeout, a short header within the limits, and the whole message in the
+    /// buffer after the header's read. Everything else is [`recv_any`](Connection::recv_any)'s.
+    #[inline(always)]
     fn recv_message(&self, maxlen: Option<usize>, deadline: Option<Instant>) -> Result<Vec<u8>> {
         let fd = self.check_readable()?;
-        let resumed = self.partial.borrow_mut().take();
-        let mut msg = match resumed {
-            Some(p) => p,
-            None => {
-                let len = self.read_header(fd, deadline)?;
-                Partial {
-                    len: self.check_length(len, maxlen)?,
-                    body: Vec::new(),
-                }
+        if self.partial.borrow().is_none() {
+            self.fill(fd, 4, deadline)?;
+            if let Some(body) = self.take_whole_message(maxlen) {
+                return Ok(body);
             }
-        };
-        if resumed_too_long(&msg, maxlen) {
-            return Err(self.bad_message_length(msg.len as u64, maxlen.unwrap_or(usize::MAX)));
         }
+        self.recv_any(fd, maxlen, deadline)
+    }
+
+    /// The next message, if the buffer holds all of it behind a short header that is within
+    /// `maxlen` and the connection's maximum size; otherwise `None`, having consumed nothing.
+    /// The bytes have arrived, so the allocation is bounded by what was received, not by what a
+    /// header claims.
+    #[inline(always)]
+    fn take_whole_message(&self, maxlen: Option<usize>) -> Option<Vec<u8>> {
+        let buf = self.rbuf.borrow();
+        let pos = self.rpos.get();
+        let header: [u8; 4] = buf.get(pos..pos + 4)?.try_into().ok()?;
+        // Negative: the long form, or a bad header; both are `recv_any`'s.
+        let len = usize::try_from(i32::from_be_bytes(header)).ok()?;
+        if maxlen.is_some_and(|max| len > max)
+            || self.max_message_size.is_some_and(|max| len as u64 > max)
+        {
+            return None;
+        }
+        let start = pos + 4;
+        let body = buf.get(start..start + len)?;
+        let body = sys::copy_to_vec(body);
+        self.rpos.set(start + len);
+        Some(body)
+    }
+
+    /// Receives a message in any case: resumes one a timeout left half received, reads a long
+    /// header, refuses a length above the limits, reads a body that is not all buffered.
+    #[inline(never)]
+    fn recv_any(
+        &self,
+        fd: BorrowedFd<'_>,
+        maxlen: Option<usize>,
+        deadline: Option<Instant>,
+    ) -> Result<Vec<u8>> {
+        if let Some(msg) = self.partial.borrow_mut().take() {
+            if resumed_too_long(&msg, maxlen) {
+                return Err(self.bad_message_length(msg.len as u64, maxlen.unwrap_or(usize::MAX)));
+            }
+            return self.recv_body(fd, msg, deadline);
+        }
+        let len = self.check_length(self.read_header(fd, deadline)?, maxlen)?;
+        if let Some(body) = self.take_buffered(len) {
+            return Ok(body);
+        }
+        let msg = Partial {
+            len,
+            body: Vec::new(),
+        };
+        self.recv_body(fd, msg, deadline)
+    }
+
+    /// Receives the rest of `msg`, keeping it for the next receive if the deadline passes.
+    #[inline(never)]
+    fn recv_body(
+        &self,
+        fd: BorrowedFd<'_>,
+        mut msg: Partial,
+        deadline: Option<Instant>,
+    ) -> Result<Vec<u8>> {
         match self.read_body(fd, &mut msg, deadline) {
             Ok(()) => Ok(msg.body),
             Err(Error::Timeout) => {
@@ -440,6 +500,20 @@ impl Connection {
         Ok(n as u64)
     }
 
+    /// The next `len` bytes as a message, if they are all buffered (the usual case for a small
+    /// message: its header and body came in one read). They have arrived, so the allocation is
+    /// bounded by what was received, not by what a header claims.
+    fn take_buffered(&self, len: usize) -> Option<Vec<u8>> {
+        let buf = self.rbuf.borrow();
+        let pos = self.rpos.get();
+        if buf.len() - pos < len {
+            return None;
+        }
+        let body = sys::copy_to_vec(&buf[pos..pos + len]);
+        self.rpos.set(pos + len);
+        Some(body)
+    }
+
     /// Reads the rest of `msg`'s body: first what is buffered, then straight from the
     /// descriptor. The body grows as bytes arrive, never ahead of them by more than its own size
     /// (or one chunk).
@@ -516,12 +590,16 @@ fn send_frame(fd: BorrowedFd<'_>, body: &[u8]) -> Result<()> {
 }
 
 fn write_all(fd: BorrowedFd<'_>, mut a: &[u8], mut b: &[u8]) -> std::io::Result<()> {
-    while !a.is_empty() || !b.is_empty() {
+    loop {
         let n = if a.is_empty() {
             sys::write(fd, b)?
         } else {
             sys::writev2(fd, a, b)?
         };
+        // The usual case: one write takes all of it.
+        if n == a.len() + b.len() {
+            return Ok(());
+        }
         if n == 0 {
             return Err(std::io::ErrorKind::WriteZero.into());
         }
@@ -529,7 +607,6 @@ fn write_all(fd: BorrowedFd<'_>, mut a: &[u8], mut b: &[u8]) -> std::io::Result<
         a = &a[from_a..];
         b = &b[n - from_a..];
     }
-    Ok(())
 }
 
 /// How a connection crosses to a child: flags, bytes already buffered, and the descriptor's index.
