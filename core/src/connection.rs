@@ -708,4 +708,37 @@ mod tests {
         );
         assert!(matches!(b.recv_bytes(None), Err(Error::Eof)));
     }
+
+    #[test]
+    fn a_message_wholly_buffered_is_held_to_the_same_limits() {
+        // All four frames arrive in one read, so each is whole in the buffer after its header.
+        let (mut raw, ours) = std::os::unix::net::UnixStream::pair().unwrap();
+        let mut b = Connection::from_fd(OwnedFd::from(ours), true, true);
+        b.set_max_message_size(Some(4));
+        let mut all = Vec::new();
+        for body in [&b""[..], b"abc", b"defg", b"hijkl"] {
+            all.extend_from_slice(&(body.len() as i32).to_be_bytes());
+            all.extend_from_slice(body);
+        }
+        std::io::Write::write_all(&mut raw, &all).unwrap();
+        assert_eq!(b.recv_bytes(None).unwrap(), b"");
+        assert_eq!(b.recv_bytes(Some(3)).unwrap(), b"abc");
+        assert!(matches!(
+            b.recv_bytes(Some(3)),
+            Err(Error::MessageTooLong { len: 4, maxlen: 3 })
+        ));
+        assert!(matches!(b.recv_bytes(None), Err(Error::NotReadable)));
+        // The connection's maximum size: 4 bytes pass, 5 do not.
+        let (mut raw, ours) = std::os::unix::net::UnixStream::pair().unwrap();
+        let mut c = Connection::from_fd(OwnedFd::from(ours), true, true);
+        c.set_max_message_size(Some(4));
+        std::io::Write::write_all(&mut raw, &all).unwrap();
+        for want in [&b""[..], b"abc", b"defg"] {
+            assert_eq!(c.recv_bytes(None).unwrap(), want);
+        }
+        assert!(matches!(
+            c.recv_bytes(None),
+            Err(Error::MessageTooLong { len: 5, maxlen: 4 })
+        ));
+    }
 }

@@ -80,7 +80,7 @@ pub fn read_into_spare(fd: BorrowedFd<'_>, buf: &mut Vec<u8>, max: usize) -> io:
 /// leaves out of line; a connection's receive makes one of these per message, so this one is
 /// small enough to inline. An allocation failure aborts, as `to_vec`'s does: `src` is bytes at
 /// hand, not a length a peer claims.
-#[inline]
+#[inline(always)]
 pub fn copy_to_vec(src: &[u8]) -> Vec<u8> {
     let len = src.len();
     if len == 0 {
