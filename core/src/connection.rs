@@ -196,11 +196,12 @@ impl Connection {
         if self.broken.get() {
             return Err(Error::Closed);
         }
-        // `ok_or_else`: an eagerly built `Error` would be made and dropped on every call.
-        self.fd
-            .as_ref()
-            .map(|f| f.as_fd())
-            .ok_or_else(|| Error::Closed)
+        // A `match`, not `ok_or(Error::Closed)`: an eagerly built `Error` was made and dropped on
+        // every call of the hot path.
+        match &self.fd {
+            Some(f) => Ok(f.as_fd()),
+            None => Err(Error::Closed),
+        }
     }
 
     fn check_writable(&self) -> Result<BorrowedFd<'_>> {
