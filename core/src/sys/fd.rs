@@ -93,6 +93,32 @@ pub fn read_into_spare(fd: BorrowedFd<'_>, buf: &mut Vec<u8>, max: usize) -> io:
     Ok(n)
 }
 
+/// A copy of `src` in a vector whose capacity is exactly `src.len()`.
+///
+/// `<[u8]>::to_vec` does the same through `RawVec`'s general allocation path, which the compiler
+/// leaves out of line; a connection's receive makes one of these per message, so this one is
+/// small enough to inline. An allocation failure aborts, as `to_vec`'s does: `src` is bytes at
+/// hand, not a length a peer claims.
+#[inline(always)]
+pub fn copy_to_vec(src: &[u8]) -> Vec<u8> {
+    let len = src.len();
+    if len == 0 {
+        return Vec::new();
+    }
+    let layout = std::alloc::Layout::array::<u8>(len).expect("a slice's length fits a layout");
+    // SAFETY: `layout`'s size is not zero.
+    let ptr = unsafe { std::alloc::alloc(layout) };
+    if ptr.is_null() {
+        std::alloc::handle_alloc_error(layout);
+    }
+    // SAFETY: `ptr` is valid for writes of `len` bytes and `src` for reads of `len` bytes; a fresh
+    // allocation does not overlap `src`.
+    unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), ptr, len) };
+    // SAFETY: `ptr` comes from the global allocator with the layout of `len` bytes (`u8`'s
+    // alignment), all `len` of which are initialised.
+    unsafe { Vec::from_raw_parts(ptr, len, len) }
+}
+
 /// Writes from `buf`, retrying on `EINTR`; on a socket, never raises `SIGPIPE`.
 pub fn write(fd: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize> {
     let raw = fd.as_raw_fd();
