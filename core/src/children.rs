@@ -6,7 +6,7 @@
 //! dropped: no child is left a zombie. The registry has its own mutex, which the fork start
 //! method holds across `fork()` and clears in the child (the parent's children are not its own).
 
-use crate::launch::forkserver;
+use crate::launch::{forkserver, keeper};
 use crate::popen::Popen;
 use crate::sys;
 use std::sync::{Arc, Mutex, MutexGuard, Once};
@@ -17,6 +17,17 @@ pub(crate) struct ChildRecord {
     pub popen: Popen,
     pub daemon: bool,
     pub name: String,
+    /// The arguments held for the child until it decodes them ([`keeper::hold`]).
+    pub held: Option<keeper::Holding>,
+}
+
+impl ChildRecord {
+    /// The child has been reaped: nothing needs its arguments any more.
+    fn reaped(&self) {
+        if let Some(held) = &self.held {
+            held.release();
+        }
+    }
 }
 
 /// The registry of unreaped children.
@@ -42,6 +53,7 @@ pub(crate) fn register(child: Arc<ChildRecord>) {
 /// Drops a reaped child from the registry (Python's `_children.discard`).
 pub(crate) fn forget(child: &Arc<ChildRecord>) {
     lock().0.retain(|c| !Arc::ptr_eq(c, child));
+    child.reaped();
 }
 
 /// Reaps every child that has ended (Python's `_cleanup`).
@@ -52,6 +64,7 @@ pub(crate) fn reap_finished() {
         .collect();
     if !done.is_empty() {
         lock().0.retain(|c| !done.iter().any(|d| Arc::ptr_eq(c, d)));
+        done.iter().for_each(|c| c.reaped());
     }
 }
 
@@ -96,6 +109,8 @@ pub(crate) fn exit_function() {
         let _ = c.popen.wait(None);
     }
     lock().0.clear();
+    // Every child has ended: nothing needs the arguments held for them any more.
+    keeper::release_all();
     forkserver::stop();
 }
 

@@ -314,7 +314,12 @@ impl Connection {
         if self.broken.get() {
             return Err(Error::Closed);
         }
-        self.fd.as_ref().map(|f| f.as_fd()).ok_or(Error::Closed)
+        // A `match`, not `ok_or(Error::Closed)`: an eagerly built `Error` was made and dropped on
+        // every call of the hot path.
+        match &self.fd {
+            Some(f) => Ok(f.as_fd()),
+            None => Err(Error::Closed),
+        }
     }
 
     fn check_writable(&self) -> Result<BorrowedFd<'_>> {
@@ -500,27 +505,83 @@ impl Connection {
     }
 
     /// Receives one message of at most `maxlen` bytes (`None`: the connection's maximum),
-    /// before `deadline` (`None`: however long it takes).
+    /// before `deadline` (`None`: however long it takes). The usual case stays in this small
+    /// function: no message left half received by a timeout, a short header within the limits,
+    /// and the whole message in the buffer after the header's read. Everything else is
+    /// [`recv_any`](Connection::recv_any)'s.
+    #[inline(always)]
     pub(crate) fn recv_message(
         &self,
         maxlen: Option<usize>,
         deadline: Option<Instant>,
     ) -> Result<Vec<u8>> {
         let fd = self.check_readable()?;
-        let resumed = self.partial.borrow_mut().take();
-        let mut msg = match resumed {
-            Some(p) => p,
-            None => {
-                let len = self.read_header(fd, deadline)?;
-                Partial {
-                    len: self.check_length(len, maxlen)?,
-                    body: Vec::new(),
-                }
+        if self.partial.borrow().is_none() {
+            self.fill(fd, 4, deadline)?;
+            if let Some(body) = self.take_whole_message(maxlen) {
+                return Ok(body);
             }
-        };
-        if resumed_too_long(&msg, maxlen) {
-            return Err(self.bad_message_length(msg.len as u64, maxlen.unwrap_or(usize::MAX)));
         }
+        self.recv_any(fd, maxlen, deadline)
+    }
+
+    /// The next message, if the buffer holds all of it behind a short header that is within
+    /// `maxlen` and the connection's maximum size; otherwise `None`, having consumed nothing.
+    /// The bytes have arrived, so the allocation is bounded by what was received, not by what a
+    /// header claims.
+    #[inline(always)]
+    fn take_whole_message(&self, maxlen: Option<usize>) -> Option<Vec<u8>> {
+        let buf = self.rbuf.borrow();
+        let pos = self.rpos.get();
+        let header: [u8; 4] = buf.get(pos..pos + 4)?.try_into().ok()?;
+        // Negative: the long form, or a bad header; both are `recv_any`'s.
+        let len = usize::try_from(i32::from_be_bytes(header)).ok()?;
+        if maxlen.is_some_and(|max| len > max)
+            || self.max_message_size.is_some_and(|max| len as u64 > max)
+        {
+            return None;
+        }
+        let start = pos + 4;
+        let body = buf.get(start..start + len)?;
+        let body = sys::copy_to_vec(body);
+        self.rpos.set(start + len);
+        Some(body)
+    }
+
+    /// Receives a message in any case: resumes one a timeout left half received, reads a long
+    /// header, refuses a length above the limits, reads a body that is not all buffered.
+    #[inline(never)]
+    fn recv_any(
+        &self,
+        fd: BorrowedFd<'_>,
+        maxlen: Option<usize>,
+        deadline: Option<Instant>,
+    ) -> Result<Vec<u8>> {
+        if let Some(msg) = self.partial.borrow_mut().take() {
+            if resumed_too_long(&msg, maxlen) {
+                return Err(self.bad_message_length(msg.len as u64, maxlen.unwrap_or(usize::MAX)));
+            }
+            return self.recv_body(fd, msg, deadline);
+        }
+        let len = self.check_length(self.read_header(fd, deadline)?, maxlen)?;
+        if let Some(body) = self.take_buffered(len) {
+            return Ok(body);
+        }
+        let msg = Partial {
+            len,
+            body: Vec::new(),
+        };
+        self.recv_body(fd, msg, deadline)
+    }
+
+    /// Receives the rest of `msg`, keeping it for the next receive if the deadline passes.
+    #[inline(never)]
+    fn recv_body(
+        &self,
+        fd: BorrowedFd<'_>,
+        mut msg: Partial,
+        deadline: Option<Instant>,
+    ) -> Result<Vec<u8>> {
         match self.read_body(fd, &mut msg, deadline) {
             Ok(()) => Ok(msg.body),
             Err(Error::Timeout) => {
@@ -685,6 +746,20 @@ impl Connection {
         Ok(n as u64)
     }
 
+    /// The next `len` bytes as a message, if they are all buffered (the usual case for a small
+    /// message: its header and body came in one read). They have arrived, so the allocation is
+    /// bounded by what was received, not by what a header claims.
+    fn take_buffered(&self, len: usize) -> Option<Vec<u8>> {
+        let buf = self.rbuf.borrow();
+        let pos = self.rpos.get();
+        if buf.len() - pos < len {
+            return None;
+        }
+        let body = sys::copy_to_vec(&buf[pos..pos + len]);
+        self.rpos.set(pos + len);
+        Some(body)
+    }
+
     /// Reads the rest of `msg`'s body: first what is buffered, then straight from the
     /// descriptor. The body grows as bytes arrive, never ahead of them by more than its own size
     /// (or one chunk).
@@ -725,7 +800,7 @@ fn resumed_too_long(msg: &Partial, maxlen: Option<usize>) -> bool {
 
 /// Makes room in `body` (bound for `len` bytes) for at least `need` more bytes: double its
 /// capacity (at least one chunk), never past `len`. Allocation failure is an error, not an abort.
-fn grow(body: &mut Vec<u8>, len: usize, need: usize) -> Result<()> {
+pub(crate) fn grow(body: &mut Vec<u8>, len: usize, need: usize) -> Result<()> {
     if body.capacity() - body.len() >= need {
         return Ok(());
     }
@@ -761,12 +836,16 @@ fn send_frame(fd: BorrowedFd<'_>, body: &[u8]) -> Result<()> {
 }
 
 fn write_all(fd: BorrowedFd<'_>, mut a: &[u8], mut b: &[u8]) -> std::io::Result<()> {
-    while !a.is_empty() || !b.is_empty() {
+    loop {
         let n = if a.is_empty() {
             sys::write(fd, b)?
         } else {
             sys::writev2(fd, a, b)?
         };
+        // The usual case: one write takes all of it.
+        if n == a.len() + b.len() {
+            return Ok(());
+        }
         if n == 0 {
             return Err(std::io::ErrorKind::WriteZero.into());
         }
@@ -774,7 +853,6 @@ fn write_all(fd: BorrowedFd<'_>, mut a: &[u8], mut b: &[u8]) -> std::io::Result<
         a = &a[from_a..];
         b = &b[n - from_a..];
     }
-    Ok(())
 }
 
 /// How a connection crosses to a child: flags, bytes already buffered, and the descriptor's index.
@@ -875,5 +953,38 @@ mod tests {
             "the read buffer grew to {largest} bytes"
         );
         assert!(matches!(b.recv_bytes(), Err(Error::Eof)));
+    }
+
+    #[test]
+    fn a_message_wholly_buffered_is_held_to_the_same_limits() {
+        // All four frames arrive in one read, so each is whole in the buffer after its header.
+        let (mut raw, ours) = std::os::unix::net::UnixStream::pair().unwrap();
+        let mut b = Connection::from_fd(OwnedFd::from(ours));
+        b.set_max_message_size(Some(4));
+        let mut all = Vec::new();
+        for body in [&b""[..], b"abc", b"defg", b"hijkl"] {
+            all.extend_from_slice(&(body.len() as i32).to_be_bytes());
+            all.extend_from_slice(body);
+        }
+        std::io::Write::write_all(&mut raw, &all).unwrap();
+        assert_eq!(b.recv_bytes().unwrap(), b"");
+        assert_eq!(b.recv_bytes_max(3).unwrap(), b"abc");
+        assert!(matches!(
+            b.recv_bytes_max(3),
+            Err(Error::MessageTooLong { len: 4, maxlen: 3 })
+        ));
+        assert!(matches!(b.recv_bytes(), Err(Error::NotReadable)));
+        // The connection's maximum size: 4 bytes pass, 5 do not.
+        let (mut raw, ours) = std::os::unix::net::UnixStream::pair().unwrap();
+        let mut c = Connection::from_fd(OwnedFd::from(ours));
+        c.set_max_message_size(Some(4));
+        std::io::Write::write_all(&mut raw, &all).unwrap();
+        for want in [&b""[..], b"abc", b"defg"] {
+            assert_eq!(c.recv_bytes().unwrap(), want);
+        }
+        assert!(matches!(
+            c.recv_bytes(),
+            Err(Error::MessageTooLong { len: 5, maxlen: 4 })
+        ));
     }
 }

@@ -291,7 +291,7 @@ impl fmt::Display for Error {
             Error::NotInitialized => f.write_str(
                 "this process was started by mproc's spawn method but main() did not call mproc::init() first",
             ),
-            Error::Forkserver(why) => write!(f, "forkserver: {why}"),
+            Error::Forkserver(why) => f.write_str(why),
             Error::NotOwner(why) => f.write_str(why),
             Error::BrokenBarrier => f.write_str(
                 "the barrier is broken: it was aborted, reset while parties waited, or a wait timed out; reset() makes it usable again",
@@ -339,5 +339,23 @@ impl std::error::Error for Error {
 impl From<io::Error> for Error {
     fn from(e: io::Error) -> Self {
         Error::Io(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Error;
+
+    #[test]
+    fn a_forkserver_error_names_its_kind_once() {
+        let e = Error::Forkserver("the forkserver could not fork the child: EAGAIN".into());
+        assert_eq!(
+            format!("{e:?}"),
+            "Forkserver: the forkserver could not fork the child: EAGAIN"
+        );
+        assert_eq!(
+            e.to_string(),
+            "the forkserver could not fork the child: EAGAIN"
+        );
     }
 }

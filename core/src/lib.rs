@@ -188,6 +188,7 @@ mod synchronize;
 #[allow(unsafe_code)]
 mod sys;
 mod target;
+mod tracker;
 
 pub use children::{active_children, ChildInfo};
 pub use connection::{pipe, pipe_simplex, Connection, DEFAULT_MAX_MESSAGE_SIZE};
@@ -226,7 +227,8 @@ pub use target::{Target, Termination};
 /// only: not part of mproc's API (hidden from the documentation, no stability promise).
 ///
 /// Each is safe on its own terms: [`fork_run`](bench_limits::fork_run) never returns into the
-/// caller's frames in the child (it runs the closure and `_exit`s; a panic there is exit code 1),
+/// caller's frames in the child (it runs the closure and `_exit`s; a panic there is exit code 1;
+/// unlike mproc's own exact fork, it reports a pidfd it could not open although the child runs),
 /// [`spawn_exec`](bench_limits::spawn_exec) only makes async-signal-safe calls between `fork` and
 /// `execve` on an [`ExecPlan`](bench_limits::ExecPlan) built before the fork, and
 /// [`exit_now`](bench_limits::exit_now) is `_exit`.
@@ -259,8 +261,9 @@ pub fn init() {
     // A forkserver's children run the same bootstrap as a spawned child, on the channel the
     // server received for each.
     let code = match role {
-        role::Role::Spawn => launch::child::run_from_channel(chan),
+        role::Role::Spawn => launch::child::run_from_channel(chan, None),
         role::Role::Forkserver => launch::forkserver::serve(chan, launch::child::run_from_channel),
+        role::Role::Tracker => tracker::serve(chan),
     };
     sys::exit_now(code);
 }

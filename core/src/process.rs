@@ -11,9 +11,10 @@ use crate::role;
 use crate::state::{self, Me};
 use crate::sys::fnptr::{self, EntryOffset};
 use crate::target::{Target, Termination};
+use crate::tracker;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use std::os::fd::{OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -77,7 +78,10 @@ where
     F::Output: Termination,
     A: DeserializeOwned,
 {
-    let args: A = match reduction::decode(bytes, fds, "the arguments the parent sent") {
+    let decoded = reduction::decode(bytes, fds, "the arguments the parent sent");
+    // Whatever the arguments attached to is ours now: the parent may drop its copies.
+    launch::child::arguments_decoded();
+    let args: A = match decoded {
         Ok(a) => a,
         Err(e) => {
             // Where Python prints the unpickling error's traceback on the child's stderr.
@@ -236,6 +240,10 @@ impl Process {
 
     /// Sets the daemon flag (builder style). A daemonic process is terminated when its parent
     /// exits, and may not have children. Defaults to the current process's flag.
+    ///
+    /// Beyond Python: a daemonic process also ends (by `SIGKILL`) when its parent dies without
+    /// exiting (killed by a signal), so that none is left running as an orphan; pool workers are
+    /// daemonic. A non-daemonic process outlives its parent, as in Python.
     pub fn daemon(self, daemon: bool) -> Process {
         self.lock().daemon = Some(daemon);
         self
@@ -320,6 +328,7 @@ impl Process {
             started_by: Some(method),
             authkey: me.authkey.clone(),
         };
+        let mut held = None;
         let popen = match method {
             StartMethod::Fork => {
                 let payload = inner.payload.take().expect("checked above");
@@ -327,8 +336,14 @@ impl Process {
             }
             StartMethod::Spawn | StartMethod::Forkserver => {
                 let payload = inner.payload.as_ref().expect("checked above");
-                let (entry, encoded) = payload.encode()?;
+                let (entry, mut encoded) = payload.encode()?;
                 check_contexts(&encoded.contexts, method)?;
+                // The resource tracker's connection travels after the arguments' descriptors.
+                let tracker = tracker::connection();
+                let tracker_index = tracker.as_ref().map(|fd| {
+                    encoded.fds.push(fd.as_raw_fd());
+                    (encoded.fds.len() - 1) as u32
+                });
                 let spec = ChildSpec {
                     entry,
                     args: encoded.bytes,
@@ -339,14 +354,18 @@ impl Process {
                     parent_name: me.name.clone(),
                     method,
                     authkey: child_me.authkey.clone(),
+                    tracker: tracker_index,
                 };
-                let popen = if method == StartMethod::Spawn {
+                let (popen, chan) = if method == StartMethod::Spawn {
                     launch::spawn::start(&spec, &encoded.fds)?
                 } else {
                     launch::forkserver::start(&spec, &encoded.fds)?
                 };
-                // The child has its own copies now; ours close with the arguments.
-                inner.payload = None;
+                // The arguments stay alive until the child has decoded them (it may look up by
+                // name what they own: a creator's shared memory, say), or ends.
+                let owners = inner.payload.take();
+                let pidfd = popen.sentinel().try_clone_to_owned().ok();
+                held = Some(launch::keeper::hold(chan, pidfd, Box::new(owners)));
                 popen
             }
         };
@@ -354,6 +373,7 @@ impl Process {
             popen,
             daemon,
             name: inner.name.clone(),
+            held,
         });
         children::register(Arc::clone(&record));
         inner.child = Some(record);

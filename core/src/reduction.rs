@@ -292,6 +292,67 @@ fn deserialize_error<T: ?Sized>(
     Error::Deserialize(msg)
 }
 
+/// The options of `bincode::deserialize` (and so of `bincode::serialize`'s format), with a limit
+/// on the bytes read.
+type WireOptions = bincode::config::WithOtherLimit<
+    bincode::config::WithOtherTrailing<
+        bincode::config::WithOtherIntEncoding<
+            bincode::DefaultOptions,
+            bincode::config::FixintEncoding,
+        >,
+        bincode::config::AllowTrailing,
+    >,
+    bincode::config::Bounded,
+>;
+
+fn wire_options(limit: usize) -> WireOptions {
+    bincode::DefaultOptions::new()
+        .with_fixint_encoding()
+        .allow_trailing_bytes()
+        .with_limit(limit as u64)
+}
+
+/// Deserialises one value from the front of `bytes`, within the same bounds, and advances
+/// `bytes` past it.
+pub(crate) fn from_front<T: DeserializeOwned>(bytes: &mut &[u8]) -> Result<T> {
+    let len = bytes.len();
+    let limits = guard::Limits::for_input(len);
+    let mut de = bincode::Deserializer::with_reader(bytes, wire_options(len));
+    T::deserialize(guard::Guard::new(&mut de, &limits))
+        .map_err(|e| Error::Deserialize(e.to_string()))
+}
+
+/// Successive values read from one buffer (a pool task's outcomes, say), within the bounds
+/// described at the top of this module, charged against the whole buffer.
+pub(crate) struct Decoder<'a> {
+    de: bincode::Deserializer<bincode::de::read::SliceReader<'a>, WireOptions>,
+    limits: guard::Limits,
+}
+
+impl<'a> Decoder<'a> {
+    /// A decoder of the values in `bytes`, from the front.
+    #[inline]
+    pub(crate) fn new(bytes: &'a [u8]) -> Decoder<'a> {
+        Decoder {
+            de: bincode::Deserializer::from_slice(bytes, wire_options(bytes.len())),
+            limits: guard::Limits::for_input(bytes.len()),
+        }
+    }
+
+    /// The next value.
+    #[inline]
+    pub(crate) fn next<T: DeserializeOwned>(&mut self) -> Result<T> {
+        T::deserialize(guard::Guard::new(&mut self.de, &self.limits))
+            .map_err(|e| Error::Deserialize(e.to_string()))
+    }
+}
+
+impl std::fmt::Debug for Decoder<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Decoder").finish_non_exhaustive()
+    }
+}
+
 /// Serialises a descriptor as its index in the side list. `what` names the object for the error
 /// raised outside [`encode`].
 pub(crate) fn serialize_fd<S: Serializer>(

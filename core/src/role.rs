@@ -1,8 +1,8 @@
 //! What a fresh execution of this binary is for, and how to start one.
 //!
-//! mproc executes the running binary again (`/proc/self/exe`) for two purposes: a child of the
-//! spawn start method, and a forkserver. The environment variable [`ROLE_ENV`] tells the new
-//! process which one it is, and its channel to the parent waits at descriptor
+//! mproc executes the running binary again (`/proc/self/exe`) for three purposes: a child of the
+//! spawn start method, a forkserver, and the resource tracker. The environment variable
+//! [`ROLE_ENV`] tells the new process which one it is, and its channel to the parent waits at descriptor
 //! [`crate::sys::SPAWN_CHANNEL_FD`]; [`crate::init`] reads both and dispatches. A leaf: it knows nothing
 //! of what either role then does.
 
@@ -25,6 +25,8 @@ pub(crate) enum Role {
     Spawn,
     /// A forkserver: serves fork requests on the channel until it closes.
     Forkserver,
+    /// The resource tracker: unlinks the named shared memory of processes that died.
+    Tracker,
 }
 
 impl Role {
@@ -32,11 +34,12 @@ impl Role {
         match self {
             Role::Spawn => "spawn",
             Role::Forkserver => "forkserver",
+            Role::Tracker => "tracker",
         }
     }
 
     fn parse(value: &OsStr) -> Option<Role> {
-        [Role::Spawn, Role::Forkserver]
+        [Role::Spawn, Role::Forkserver, Role::Tracker]
             .into_iter()
             .find(|r| value == r.as_str())
     }

@@ -802,12 +802,18 @@ impl Context {
 /// a POSIX shared-memory object (`/dev/shm/<name>` on Linux).
 ///
 /// The creating process owns the name: it is removed by [`unlink`](SharedMemory::unlink) or,
-/// at the latest, when the creator's handle is dropped, so nothing is left in `/dev/shm`.
-/// Other processes [`attach`](SharedMemory::attach) by name; a `SharedMemory` passed to a child
-/// as a start argument travels as its name and is attached there (any start method).
+/// at the latest, when the creator's handle is dropped, so nothing is left in `/dev/shm`; and if
+/// the creator dies without either (killed, say), the resource tracker (a process of its own, as
+/// Python's `resource_tracker`) removes it. Other processes [`attach`](SharedMemory::attach) by
+/// name; a `SharedMemory` passed to a child as a start argument travels as its name and is
+/// attached there (any start method), the parent keeping its own handle alive until the child has
+/// attached.
 pub struct SharedMemory {
     name: String,
     map: Mapping,
+    /// The inode behind the name when this handle was made: what the tracker checks before it
+    /// unlinks the name of a dead creator.
+    ino: u64,
     /// The pid of the creator, in the creator's own handle only.
     owner: Option<u32>,
     unlinked: std::sync::atomic::AtomicBool,
@@ -859,16 +865,20 @@ impl SharedMemory {
         };
         let fd = sys::shm_open(&shm_path(&name), true)?;
         let made = sys::ftruncate(fd.as_fd(), size).and_then(|_| Mapping::map(fd.as_fd()));
-        let map = match made {
+        let made = made.and_then(|m| Ok((m, sys::inode_of(fd.as_fd())?)));
+        let (map, ino) = match made {
             Ok(m) => m,
             Err(e) => {
                 let _ = sys::shm_unlink(&shm_path(&name));
                 return Err(e.into());
             }
         };
+        // Best effort: without a tracker the segment works, only a killed creator leaks it.
+        let _ = crate::tracker::register(&name, ino);
         Ok(SharedMemory {
             name,
             map,
+            ino,
             owner: Some(std::process::id()),
             unlinked: Default::default(),
         })
@@ -880,9 +890,11 @@ impl SharedMemory {
         check_name(name)?;
         let fd = sys::shm_open(&shm_path(name), false)?;
         let map = Mapping::map(fd.as_fd())?;
+        let ino = sys::inode_of(fd.as_fd())?;
         Ok(SharedMemory {
             name: name.strip_prefix('/').unwrap_or(name).to_string(),
             map,
+            ino,
             owner: None,
             unlinked: Default::default(),
         })
@@ -938,14 +950,18 @@ impl SharedMemory {
     pub fn unlink(&self) -> Result<()> {
         self.unlinked.store(true, Relaxed);
         sys::shm_unlink(&shm_path(&self.name))?;
+        crate::tracker::unregister(&self.name, self.ino);
         Ok(())
     }
 }
 
 impl Drop for SharedMemory {
     fn drop(&mut self) {
-        if self.owner == Some(std::process::id()) && !self.unlinked.load(Relaxed) {
-            let _ = sys::shm_unlink(&shm_path(&self.name));
+        if self.owner == Some(std::process::id())
+            && !self.unlinked.load(Relaxed)
+            && sys::shm_unlink(&shm_path(&self.name)).is_ok()
+        {
+            crate::tracker::unregister(&self.name, self.ino);
         }
     }
 }

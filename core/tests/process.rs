@@ -69,10 +69,20 @@ fn daemon_tries_child(conn: Connection) -> mproc::Result<()> {
     conn.send(&kind)
 }
 
-/// Reports which of the given descriptor numbers are open in the child.
+/// What each of the given descriptor numbers refers to in this process (`None`: not open).
+fn fd_targets(fds: &[i32]) -> Vec<Option<String>> {
+    fds.iter()
+        .map(|fd| {
+            std::fs::read_link(format!("/proc/self/fd/{fd}"))
+                .ok()
+                .map(|p| p.display().to_string())
+        })
+        .collect()
+}
+
+/// Reports what the given descriptor numbers refer to in the child.
 fn report_fds(conn: Connection, fds: Vec<i32>) -> mproc::Result<()> {
-    let open: Vec<bool> = fds.iter().map(|&fd| common::fd_is_open(fd)).collect();
-    conn.send(&(open, common::fd_is_open(0)))
+    conn.send(&(fd_targets(&fds), common::fd_is_open(0)))
 }
 
 fn ctx(m: StartMethod) -> mproc::Context {
@@ -431,9 +441,17 @@ fn descriptor_hygiene(
     let inheritable = common::dup_inheritable(file.as_fd());
     let fds = vec![file.as_raw_fd(), inheritable.as_raw_fd()];
     let (ours, theirs) = mproc::pipe().unwrap();
+    let ours_targets = fd_targets(&fds);
     let p = started(m, report_fds, (theirs, fds));
-    let (open, stdin_open): (Vec<bool>, bool) = ours.recv().unwrap();
+    let (theirs_targets, stdin_open): (Vec<Option<String>>, bool) = ours.recv().unwrap();
     p.join().unwrap();
+    // Inherited: the same number refers to the same file (`/proc/<our pid>/stat`) there. A
+    // number that is open there for something else of the child's own is no inheritance.
+    let open: Vec<bool> = ours_targets
+        .iter()
+        .zip(&theirs_targets)
+        .map(|(o, t)| o.is_some() && o == t)
+        .collect();
     assert!(stdin_open);
     match m {
         StartMethod::Fork => {

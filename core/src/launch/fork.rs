@@ -4,8 +4,10 @@
 //! The child is a copy of the whole parent, in which only the forking thread goes on. So that no
 //! thread of ours is half-way through changing process-wide state at the instant of the fork,
 //! the forking thread holds every process-wide lock of mproc across it, always in this order:
-//! [`state`], [`children`], the forkserver handle ([`forkserver`]), and the registry of
-//! descriptors kept from fork children ([`keep_from_fork_children`]). The child resets each (it
+//! [`state`], [`children`], the forkserver handle ([`forkserver`]), the arguments held for
+//! spawned and forkserver children ([`keeper`]), the link to the resource tracker
+//! ([`tracker`]), and the registry of descriptors kept from fork children
+//! ([`keep_from_fork_children`]). The child resets each (it
 //! has no children and no forkserver of its own yet) and unlocks it; the parent unlocks after the
 //! fork. Code that takes two of these locks at once takes them in the same order.
 //!
@@ -13,14 +15,15 @@
 //! other threads, which may hold locks the child will wait on for ever. mproc's own threads are
 //! counted apart ([`InternalThread`]): they never hold a lock a fork child needs.
 
-use super::{child, flush_std_streams, forkserver};
+use super::{child, flush_std_streams, forkserver, keeper};
 use crate::children;
 use crate::error::Result;
 use crate::popen::Popen;
 use crate::state::{self, Me};
 use crate::sys;
+use crate::tracker;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 /// Starts a child by `fork()`: the child becomes `me` and runs `target` under
@@ -28,16 +31,23 @@ use std::sync::{Mutex, MutexGuard};
 pub(crate) fn start(me: Me, target: impl FnOnce() -> i32) -> Result<Popen> {
     warn_if_threaded();
     flush_std_streams();
+    // The child's fatal-signal handler needs this thread's stack: look it up here, once.
+    sys::learn_stack_of_this_thread();
     let name = me.name.clone();
     let state = state::lock();
     let children = children::lock();
     let server = forkserver::lock();
+    let held = keeper::lock();
+    let tracked = tracker::lock();
     let kept = lock_kept();
-    let (pid, pidfd) = sys::fork_run(move || {
+    let (pid, pidfd) = sys::fork_child(move || {
         state::reset_after_fork(state, me);
         children::clear_after_fork(children);
         forkserver::forget_after_fork(server);
+        keeper::forget_after_fork(held);
+        tracker::after_fork(tracked);
         close_kept(kept);
+        child::watch_parent(None);
         child::run_target(&name, target)
     })?;
     Ok(Popen::direct(pid, pidfd))
@@ -100,29 +110,7 @@ impl Drop for Kept {
 
 static FORK_WARNING: AtomicBool = AtomicBool::new(true);
 
-/// How many threads of mproc's own machinery (pool handler threads) are running: they do not
-/// count as "other threads" for the fork warning, because they never hold a lock that a fork
-/// child needs (a pool thread only holds its pool's own mutex, which no child touches).
-static INTERNAL_THREADS: AtomicUsize = AtomicUsize::new(0);
-
-/// Counts one of mproc's internal threads for as long as it lives: make it before spawning the
-/// thread, drop it after joining it (or once it is detached).
-#[derive(Debug)]
-pub(crate) struct InternalThread(());
-
-impl InternalThread {
-    /// Counts a thread about to start.
-    pub(crate) fn enter() -> InternalThread {
-        INTERNAL_THREADS.fetch_add(1, Ordering::SeqCst);
-        InternalThread(())
-    }
-}
-
-impl Drop for InternalThread {
-    fn drop(&mut self) {
-        INTERNAL_THREADS.fetch_sub(1, Ordering::SeqCst);
-    }
-}
+pub(crate) use super::InternalThread;
 
 /// Turns off (or back on) the warning printed before a fork in a multithreaded process. It is
 /// also off when the environment variable `MPROC_NO_FORK_WARNING` is set.
@@ -138,7 +126,7 @@ fn warn_if_threaded() {
     {
         return;
     }
-    let ours = INTERNAL_THREADS.load(Ordering::SeqCst);
+    let ours = super::internal_threads();
     let mut threads = sys::thread_count();
     // A thread that was just joined (a pool's handler after `Pool::join`) is still counted by the
     // kernel for a moment after `pthread_join` returns: look again a few times before warning.

@@ -4,11 +4,18 @@
 //!
 //! Protocol. The parent holds one end of a socketpair to the server. To start a child it sends
 //! one byte with two descriptors attached: the child's bootstrap channel and the server's end of a
-//! status socket. The server forks; the child closes every other descriptor and reads its spec
-//! from the channel, exactly as a spawned child does; the server answers on the status socket
-//! with the child's pid (4 bytes, little-endian) and a pidfd for it attached, and, once the child
-//! has ended and been reaped, with its exit code (4 bytes, Python's convention), then closes the
-//! socket. The server leaves when the parent's end closes.
+//! status socket. The server forks (exactly: [`sys::fork_server_child`]) and answers on the status
+//! socket with `P` and the child's pid (4 bytes, little-endian) and a pidfd for it attached, or
+//! with `E` and the `errno` of the failed fork; once the child has ended and been reaped, it
+//! writes the child's exit code (4 bytes, Python's convention) and closes the socket. The child
+//! closes every other descriptor and reads its spec from the channel, exactly as a spawned child
+//! does. The server leaves when the parent's end closes.
+//!
+//! Starts are exact. The parent sends the spec only once it holds the child's pidfd, so a child
+//! whose start failed (the answer lost, the pidfd not received) finds its channel closed and
+//! leaves without running anything. A server that cannot be reached (it was killed: the request
+//! cannot be sent, or the status socket closes unanswered while the server's end of the
+//! connection is gone too) is replaced by a fresh one, and the start is tried once more on it.
 
 use super::flush_std_streams;
 use super::spec::{self, ChildSpec};
@@ -16,7 +23,7 @@ use crate::error::{Error, Result};
 use crate::popen::Popen;
 use crate::role::{self, Role, HANDSHAKE_TIMEOUT};
 use crate::sys::{self, Interest};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -40,44 +47,61 @@ impl ForkserverClient {
         })
     }
 
-    /// Whether the server process is still running.
+    /// Whether the server is still there: its process runs and its end of the connection is
+    /// open (a killed server closes its descriptors a moment before its process ends).
     fn is_alive(&self) -> bool {
-        matches!(self.server.poll(), Ok(None))
+        !self.is_gone(Duration::ZERO)
     }
 
-    /// Asks the server to fork a child that will read its spec from `chan`. Returns the socket on
-    /// which the server will report the child's pid (see [`ForkserverClient::await_child`]); the
-    /// caller may write the spec meanwhile, overlapping it with the fork.
-    fn request_child(&self, chan: OwnedFd) -> Result<OwnedFd> {
-        let (status_ours, status_theirs) = sys::socketpair()?;
-        let guard = self.conn.lock().unwrap_or_else(|p| p.into_inner());
-        let conn = guard
-            .as_ref()
-            .ok_or_else(|| Error::Forkserver("the forkserver was stopped".into()))?;
-        sys::send_with_fds(
-            conn.as_fd(),
-            b"F",
-            &[chan.as_raw_fd(), status_theirs.as_raw_fd()],
-        )
-        .map_err(|e| Error::Forkserver(format!("cannot reach the forkserver: {e}")))?;
-        Ok(status_ours)
+    /// Whether the server is gone, waiting up to `grace` for a dying one to show it.
+    fn is_gone(&self, grace: Duration) -> bool {
+        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(conn) = conn.as_ref() else {
+            return true;
+        };
+        // The server never writes on the connection: readable means its end closed.
+        let watch = [
+            (conn.as_fd(), Interest::Read),
+            (self.server.sentinel(), Interest::Read),
+        ];
+        match sys::poll(&watch, Some(grace)) {
+            Ok(ready) => ready.iter().any(|&r| r),
+            Err(_) => true,
+        }
     }
 
-    /// Waits for the server's report of the pid (and a pidfd) of the child asked for by
-    /// [`ForkserverClient::request_child`], and returns its handle.
-    fn await_child(status: OwnedFd) -> Result<Popen> {
-        if !sys::poll_one(status.as_fd(), Interest::Read, Some(HANDSHAKE_TIMEOUT))? {
-            return Err(Error::Forkserver("no answer from the forkserver".into()));
+    /// Asks the server to fork a child that will read its spec from `chan`, and waits for its
+    /// answer: the child's handle. [`Attempt::Unreachable`] if the server is gone.
+    fn fork_child(&self, chan: OwnedFd) -> std::result::Result<Popen, Attempt> {
+        let (status_ours, status_theirs) =
+            sys::socketpair().map_err(|e| Attempt::Failed(e.into()))?;
+        {
+            let guard = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+            let conn = guard.as_ref().ok_or(Attempt::Unreachable)?;
+            sys::send_with_fds(
+                conn.as_fd(),
+                b"F",
+                &[chan.as_raw_fd(), status_theirs.as_raw_fd()],
+            )
+            .map_err(|_| Attempt::Unreachable)?;
         }
-        let mut buf = [0u8; 4];
-        let (n, mut fds) = sys::recv_with_fds(status.as_fd(), &mut buf)?;
-        if n != 4 || fds.len() != 1 {
-            return Err(Error::Forkserver(
-                "the forkserver could not start the child".into(),
-            ));
+        drop(status_theirs);
+        drop(chan);
+        let answer = read_answer(status_ours.as_fd());
+        match answer {
+            Ok(Answer::Forked(pid, pidfd)) => Ok(Popen::served(pid, pidfd, status_ours)),
+            Ok(Answer::ForkFailed(errno)) => {
+                let e = std::io::Error::from_raw_os_error(errno);
+                Err(Attempt::Failed(Error::Forkserver(format!(
+                    "the forkserver could not fork the child: {e}"
+                ))))
+            }
+            Ok(Answer::Closed) if self.is_gone(SERVER_DEATH_GRACE) => Err(Attempt::Unreachable),
+            Ok(Answer::Closed) => Err(Attempt::Failed(Error::Forkserver(
+                "the forkserver dropped the request (its descriptor table may be full)".into(),
+            ))),
+            Err(e) => Err(Attempt::Failed(e)),
         }
-        let pid = u32::from_le_bytes(buf);
-        Ok(Popen::served(pid, fds.remove(0), status))
     }
 
     /// Closes the connection, which tells the server to leave, and reaps it.
@@ -108,7 +132,7 @@ pub(crate) fn forget_after_fork(mut guard: MutexGuard<'static, Server>) {
     drop(guard);
 }
 
-/// The running forkserver, started (again) if there is none or it has died.
+/// The running forkserver, started (again) if there is none or it is gone.
 fn client() -> Result<Arc<ForkserverClient>> {
     let mut server = lock();
     if let Some(c) = &server.0 {
@@ -122,6 +146,20 @@ fn client() -> Result<Arc<ForkserverClient>> {
     Ok(client)
 }
 
+/// Replaces `old`, found unreachable, by a fresh server (unless another thread already did).
+fn replace(old: &Arc<ForkserverClient>) -> Result<Arc<ForkserverClient>> {
+    let mut server = lock();
+    if let Some(c) = &server.0 {
+        if !Arc::ptr_eq(c, old) {
+            return Ok(Arc::clone(c));
+        }
+    }
+    old.stop();
+    let client = Arc::new(ForkserverClient::start()?);
+    server.0 = Some(Arc::clone(&client));
+    Ok(client)
+}
+
 /// Stops this process's forkserver, if it has one, and reaps it (part of the exit function).
 pub(crate) fn stop() {
     let server = lock().0.take();
@@ -130,22 +168,90 @@ pub(crate) fn stop() {
     }
 }
 
-/// Starts a child that becomes `spec`, with the descriptors `fds` (which `spec`'s arguments
-/// refer to) passed along.
-pub(crate) fn start(spec: &ChildSpec, fds: &[RawFd]) -> Result<Popen> {
-    let client = client()?;
-    let (ours, theirs) = sys::socketpair()?;
-    flush_std_streams();
-    let status = client.request_child(theirs)?;
-    // Write the spec while the server forks; the child reads it from its channel when it is ready.
-    let sent = spec::send(&ours, spec, fds);
-    let popen = ForkserverClient::await_child(status)?;
-    if let Err(e) = sent {
-        let _ = popen.signal(libc::SIGKILL);
-        let _ = popen.wait(None);
-        return Err(e);
+/// How long a server whose status socket closed unanswered may take to show that it died.
+const SERVER_DEATH_GRACE: Duration = Duration::from_secs(1);
+
+/// Why one attempt to start a child on a server failed.
+enum Attempt {
+    /// The server is gone: replace it and try again.
+    Unreachable,
+    /// Anything else: the start fails.
+    Failed(Error),
+}
+
+/// The server's first answer to a request.
+enum Answer {
+    Forked(u32, OwnedFd),
+    ForkFailed(i32),
+    Closed,
+}
+
+/// Reads the server's answer to a fork request (`P` + pid with a pidfd, or `E` + errno), waiting
+/// at most [`HANDSHAKE_TIMEOUT`].
+fn read_answer(status: BorrowedFd<'_>) -> Result<Answer> {
+    let mut buf = [0u8; ANSWER_LEN];
+    let mut got = 0;
+    let mut pidfd = None;
+    while got < ANSWER_LEN {
+        if !sys::poll_one(status, Interest::Read, Some(HANDSHAKE_TIMEOUT))? {
+            return Err(Error::Forkserver(format!(
+                "no answer from the forkserver within {HANDSHAKE_TIMEOUT:?}"
+            )));
+        }
+        let (n, mut fds) = sys::recv_with_fds(status, &mut buf[got..])?;
+        if n == 0 {
+            return Ok(Answer::Closed);
+        }
+        if pidfd.is_none() && !fds.is_empty() {
+            pidfd = Some(fds.swap_remove(0));
+        }
+        got += n;
     }
-    Ok(popen)
+    let value = u32::from_le_bytes(buf[1..].try_into().expect("4 bytes"));
+    match (buf[0], pidfd) {
+        (b'P', Some(pidfd)) => Ok(Answer::Forked(value, pidfd)),
+        (b'E', _) => Ok(Answer::ForkFailed(value as i32)),
+        _ => Err(Error::Forkserver(
+            "the forkserver broke the protocol (a malformed answer)".into(),
+        )),
+    }
+}
+
+/// The length of the server's first answer: a tag and a 4-byte value.
+const ANSWER_LEN: usize = 5;
+
+/// Starts a child that becomes `spec`, with the descriptors `fds` (which `spec`'s arguments
+/// refer to) passed along. `Ok` if and only if the child will run its target: the spec is sent
+/// only once the parent holds the child's pidfd. A server found unreachable is replaced, and the
+/// start tried again once on the fresh one. Returns the child's handle and the parent's end of
+/// its bootstrap channel (on which it acknowledges its arguments).
+pub(crate) fn start(spec: &ChildSpec, fds: &[RawFd]) -> Result<(Popen, OwnedFd)> {
+    let mut client = client()?;
+    flush_std_streams();
+    let mut retried = false;
+    loop {
+        let (ours, theirs) = sys::socketpair()?;
+        match client.fork_child(theirs) {
+            Ok(popen) => {
+                if let Err(e) = spec::send(&ours, spec, fds) {
+                    let _ = popen.signal(libc::SIGKILL);
+                    let _ = popen.wait(Some(HANDSHAKE_TIMEOUT));
+                    return Err(e);
+                }
+                return Ok((popen, ours));
+            }
+            Err(Attempt::Unreachable) if !retried => {
+                retried = true;
+                client = replace(&client)?;
+            }
+            Err(Attempt::Unreachable) => {
+                return Err(Error::Forkserver(
+                    "a freshly started forkserver could not be reached".into(),
+                ))
+            }
+            Err(Attempt::Failed(e)) => return Err(e),
+        }
+    }
 }
 
 struct Kid {
@@ -155,19 +261,38 @@ struct Kid {
 
 /// The server's main loop, on the connection `conn` to its parent. Each child it forks closes
 /// every other descriptor and runs `child_main` on its bootstrap channel ([`crate::init`] passes
-/// the child bootstrap that a spawned child runs too). Never returns: the server leaves when the
-/// parent's end closes.
-pub(crate) fn serve(conn: OwnedFd, child_main: fn(OwnedFd) -> i32) -> ! {
+/// the child bootstrap that a spawned child runs too), with a pidfd of the server's parent (the
+/// children's parent in mproc's terms, which a daemonic child watches). Never returns: the server
+/// leaves when the parent's end of the connection closes, or when the parent dies (watched through
+/// a pidfd, so that a copy of the connection inherited by some other process cannot keep the
+/// server alive).
+pub(crate) fn serve(conn: OwnedFd, child_main: fn(OwnedFd, Option<OwnedFd>) -> i32) -> ! {
     sys::set_sigint_ignored(true);
+    // The parent is the process that made the connection (and executed us).
+    // (For a socketpair, `SO_PEERCRED` names the process that called `socketpair`.)
+    let parent = match sys::peer_pid(conn.as_fd()) {
+        Ok(Some(pid)) => match sys::pidfd_of_parent(pid) {
+            Ok(Some(fd)) => Some(fd),
+            Ok(None) => sys::exit_now(0),
+            Err(_) => None,
+        },
+        Ok(None) | Err(_) => None,
+    };
     let mut kids: Vec<Kid> = Vec::new();
     loop {
         let mut watch = vec![(conn.as_fd(), Interest::Read)];
         watch.extend(kids.iter().map(|k| (k.pidfd.as_fd(), Interest::Read)));
+        if let Some(p) = &parent {
+            watch.push((p.as_fd(), Interest::Read));
+        }
         let ready = match sys::poll(&watch, None) {
             Ok(r) => r,
             Err(_) => sys::exit_now(1),
         };
         drop(watch);
+        if parent.is_some() && ready[kids.len() + 1] {
+            sys::exit_now(0);
+        }
         // Report ended children, walking from the back so that removal keeps indices valid.
         for i in (0..kids.len()).rev() {
             if ready[i + 1] {
@@ -181,6 +306,9 @@ pub(crate) fn serve(conn: OwnedFd, child_main: fn(OwnedFd) -> i32) -> ! {
             let mut byte = [0u8; 1];
             let (n, mut fds) = match sys::recv_with_fds(conn.as_fd(), &mut byte) {
                 Ok(x) => x,
+                // Descriptors lost in transit (our table is full): the parent sees the status
+                // socket close unanswered and fails that start; we serve the next one.
+                Err(e) if e.kind() == std::io::ErrorKind::Other => continue,
                 Err(_) => sys::exit_now(1),
             };
             if n == 0 {
@@ -191,12 +319,24 @@ pub(crate) fn serve(conn: OwnedFd, child_main: fn(OwnedFd) -> i32) -> ! {
             }
             let status = fds.pop().expect("two descriptors");
             let chan = fds.pop().expect("two descriptors");
-            let forked = sys::fork_server_child(chan, child_main);
-            if let Ok((pid, pidfd)) = forked {
-                // If the parent is gone the send fails; the child is still reaped when it ends.
-                let _ =
-                    sys::send_with_fds(status.as_fd(), &pid.to_le_bytes(), &[pidfd.as_raw_fd()]);
-                kids.push(Kid { pidfd, status });
+            let mut answer = [0u8; ANSWER_LEN];
+            // Once: the children's fatal-signal handler finds this thread's stack known.
+            sys::learn_stack_of_this_thread();
+            match sys::fork_server_child(chan, parent.as_ref().map(AsFd::as_fd), child_main) {
+                Ok((pid, pidfd)) => {
+                    answer[0] = b'P';
+                    answer[1..].copy_from_slice(&pid.to_le_bytes());
+                    // If the parent is gone the send fails; the child is still reaped when it
+                    // ends (and finds its channel closed: it runs nothing).
+                    let _ = sys::send_with_fds(status.as_fd(), &answer, &[pidfd.as_raw_fd()]);
+                    kids.push(Kid { pidfd, status });
+                }
+                Err(e) => {
+                    answer[0] = b'E';
+                    let errno = e.raw_os_error().unwrap_or(libc::EIO);
+                    answer[1..].copy_from_slice(&errno.to_le_bytes());
+                    let _ = sys::write(status.as_fd(), &answer);
+                }
             }
         }
     }

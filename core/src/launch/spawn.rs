@@ -9,11 +9,12 @@ use crate::error::Result;
 use crate::popen::Popen;
 use crate::role::{self, Role};
 use crate::sys;
-use std::os::fd::{AsFd, RawFd};
+use std::os::fd::{AsFd, OwnedFd, RawFd};
 
 /// Starts a child that becomes `spec`, with the descriptors `fds` (which `spec`'s arguments
-/// refer to) passed along.
-pub(crate) fn start(spec: &ChildSpec, fds: &[RawFd]) -> Result<Popen> {
+/// refer to) passed along. `Ok` if and only if the child will run its target. Returns its
+/// handle and the parent's end of its bootstrap channel (on which it acknowledges its arguments).
+pub(crate) fn start(spec: &ChildSpec, fds: &[RawFd]) -> Result<(Popen, OwnedFd)> {
     let (ours, theirs) = sys::socketpair()?;
     let plan = role::exec_plan(Role::Spawn)?;
     let devnull = sys::open_devnull()?;
@@ -26,5 +27,5 @@ pub(crate) fn start(spec: &ChildSpec, fds: &[RawFd]) -> Result<Popen> {
         let _ = popen.wait(None);
         return Err(e);
     }
-    Ok(popen)
+    Ok((popen, ours))
 }

@@ -21,6 +21,7 @@
 //! unanswered one, once the worker has read all of it ([`started_oldest`]).
 
 use crate::error::{Error, Result};
+use crate::reduction;
 use crate::sys::fnptr::EntryOffset;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -215,7 +216,7 @@ pub(crate) fn decode_pool_message<'a>(frame: &Frame<'a>) -> Option<PoolMessage<'
                 hard: limit_from_wire(word(16)),
             };
             let mut rest = &frame.body[TASK_PREFIX_LEN..];
-            let entry: EntryOffset = bincode::deserialize_from(&mut rest).ok()?;
+            let entry: EntryOffset = reduction::from_front(&mut rest).ok()?;
             Some(PoolMessage::Task {
                 id: word(0),
                 limits,
@@ -301,7 +302,7 @@ pub(crate) fn decode_worker_message<'a>(frame: &Frame<'a>) -> Option<WorkerMessa
             })
         }
         t if t == FromWorker::InitFailed as u8 => Some(WorkerMessage::InitFailed(
-            bincode::deserialize(frame.body)
+            reduction::from_bytes(frame.body)
                 .unwrap_or_else(|_| RemoteErr::new("InitializerFailed", "the initializer failed")),
         )),
         _ => None,
@@ -356,26 +357,24 @@ pub(crate) fn push_item<T: Serialize>(out: &mut Vec<u8>, item: std::result::Resu
 /// Decodes the outcomes of a task's `n` arguments. A malformed outcome fails every item it
 /// leaves unread with [`Error::Deserialize`].
 pub(crate) fn decode_outcome<T: DeserializeOwned>(bytes: &[u8], n: usize) -> Vec<Result<T>> {
-    use bincode::Options;
     let bad = |why: String| -> Vec<Result<T>> {
         (0..n)
             .map(|_| Err(Error::Deserialize(why.clone())))
             .collect()
     };
-    // The options of `bincode::serialize`, which the worker used.
-    let options = bincode::DefaultOptions::new()
-        .with_fixint_encoding()
-        .allow_trailing_bytes();
     let (status, rest) = match bytes.split_first() {
         Some((&s, rest)) => (s, rest),
         None => return bad("empty task outcome".into()),
     };
-    let mut de = bincode::Deserializer::from_slice(rest, options);
+    // Bounded by the outcome's own length (see `reduction`): a worker's declared lengths are
+    // never trusted beyond the bytes that carry them.
+    let mut de = reduction::Decoder::new(rest);
     match status {
         OUT_ITEMS => {}
         OUT_TASK_ERR => {
-            return match RemoteErr::deserialize(&mut de) {
+            return match de.next::<RemoteErr>() {
                 Ok(e) => (0..n).map(|_| Err(e.clone().into())).collect(),
+                Err(Error::Deserialize(why)) => bad(why),
                 Err(e) => bad(e.to_string()),
             };
         }
@@ -383,8 +382,8 @@ pub(crate) fn decode_outcome<T: DeserializeOwned>(bytes: &[u8], n: usize) -> Vec
     }
     let mut out = Vec::with_capacity(n);
     while out.len() < n {
-        let item = match u8::deserialize(&mut de) {
-            Ok(ITEM_OK) => T::deserialize(&mut de).map_err(|e| {
+        let item = match de.next::<u8>() {
+            Ok(ITEM_OK) => de.next::<T>().map_err(|e| {
                 // The worker serialised a `T` of the same program: a value that does not read
                 // back means that the type's serde implementations disagree.
                 Error::Deserialize(format!(
@@ -394,12 +393,9 @@ pub(crate) fn decode_outcome<T: DeserializeOwned>(bytes: &[u8], n: usize) -> Vec
                     crate::reduction::SERDE_MISMATCH,
                 ))
             }),
-            Ok(ITEM_ERR) => match RemoteErr::deserialize(&mut de) {
-                Ok(e) => Err(e.into()),
-                Err(e) => Err(Error::Deserialize(e.to_string())),
-            },
+            Ok(ITEM_ERR) => de.next::<RemoteErr>().and_then(|e| Err(e.into())),
             Ok(_) => Err(Error::Deserialize("malformed task outcome".into())),
-            Err(e) => Err(Error::Deserialize(e.to_string())),
+            Err(e) => Err(e),
         };
         let broken = matches!(item, Err(Error::Deserialize(_)));
         out.push(item);
@@ -625,6 +621,27 @@ mod tests {
             decode_outcome::<u64>(&[], 1)[0],
             Err(Error::Deserialize(_))
         ));
+    }
+
+    #[test]
+    fn an_outcome_that_declares_more_than_it_holds_is_a_typed_error() {
+        // One item whose value, a `Vec<()>`, claims 2^40 elements in eight bytes: without the
+        // bound, decoding would run for hours; a `String` claiming 2^62 bytes would abort.
+        let mut out = vec![OUT_ITEMS, ITEM_OK];
+        out.extend_from_slice(&(1u64 << 40).to_le_bytes());
+        let got = decode_outcome::<Vec<()>>(&out, 1);
+        assert!(matches!(&got[0], Err(Error::Deserialize(_))), "{got:?}");
+        let mut out = vec![OUT_ITEMS, ITEM_OK];
+        out.extend_from_slice(&(1u64 << 62).to_le_bytes());
+        let got = decode_outcome::<String>(&out, 1);
+        assert!(matches!(&got[0], Err(Error::Deserialize(_))), "{got:?}");
+        let mut out = vec![OUT_TASK_ERR];
+        out.extend_from_slice(&u64::MAX.to_le_bytes());
+        let got = decode_outcome::<u8>(&out, 2);
+        assert!(
+            got.iter().all(|r| matches!(r, Err(Error::Deserialize(_)))),
+            "{got:?}"
+        );
     }
 
     #[test]

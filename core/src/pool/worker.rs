@@ -285,7 +285,7 @@ where
         protocol::push_task_error(out, &RemoteErr::new("NotSpawnable", what));
         return;
     };
-    let items: Vec<A> = match bincode::deserialize(input) {
+    let items: Vec<A> = match reduction::from_bytes(input) {
         Ok(v) => v,
         Err(e) => {
             protocol::push_task_error(out, &RemoteErr::new("Deserialize", e.to_string()));

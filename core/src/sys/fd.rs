@@ -16,18 +16,37 @@ pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
 
 /// A connected pair of `AF_UNIX` stream sockets, both close-on-exec.
 pub fn socketpair() -> io::Result<(OwnedFd, OwnedFd)> {
+    unix_pair(libc::SOCK_STREAM)
+}
+
+/// A connected pair of `AF_UNIX` sequenced-packet sockets (message boundaries kept, end of file
+/// once every copy of the peer end is closed), both close-on-exec.
+pub fn seqpacket_pair() -> io::Result<(OwnedFd, OwnedFd)> {
+    unix_pair(libc::SOCK_SEQPACKET)
+}
+
+fn unix_pair(kind: libc::c_int) -> io::Result<(OwnedFd, OwnedFd)> {
     let mut fds = [0 as libc::c_int; 2];
     // SAFETY: `fds` is a valid, writable array of two ints, as `socketpair` requires.
     cvt(unsafe {
         libc::socketpair(
             libc::AF_UNIX,
-            libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
+            kind | libc::SOCK_CLOEXEC,
             0,
             fds.as_mut_ptr(),
         )
     })?;
     // SAFETY: `socketpair` succeeded, so both descriptors are open and owned by nobody else.
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// The inode number of the file behind `fd`.
+pub fn inode_of(fd: BorrowedFd<'_>) -> io::Result<u64> {
+    // SAFETY: a zeroed `stat` is valid storage for `fstat` to fill in.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: `st` is valid, writable; `fd` is live for the borrow.
+    cvt(unsafe { libc::fstat(fd.as_raw_fd(), &mut st) })?;
+    Ok(st.st_ino as u64)
 }
 
 /// Opens `/dev/null` read-write, close-on-exec.
@@ -72,6 +91,32 @@ pub fn read_into_spare(fd: BorrowedFd<'_>, buf: &mut Vec<u8>, max: usize) -> io:
     // SAFETY: the kernel initialised the first `n` bytes of the spare capacity.
     unsafe { buf.set_len(buf.len() + n) };
     Ok(n)
+}
+
+/// A copy of `src` in a vector whose capacity is exactly `src.len()`.
+///
+/// `<[u8]>::to_vec` does the same through `RawVec`'s general allocation path, which the compiler
+/// leaves out of line; a connection's receive makes one of these per message, so this one is
+/// small enough to inline. An allocation failure aborts, as `to_vec`'s does: `src` is bytes at
+/// hand, not a length a peer claims.
+#[inline(always)]
+pub fn copy_to_vec(src: &[u8]) -> Vec<u8> {
+    let len = src.len();
+    if len == 0 {
+        return Vec::new();
+    }
+    let layout = std::alloc::Layout::array::<u8>(len).expect("a slice's length fits a layout");
+    // SAFETY: `layout`'s size is not zero.
+    let ptr = unsafe { std::alloc::alloc(layout) };
+    if ptr.is_null() {
+        std::alloc::handle_alloc_error(layout);
+    }
+    // SAFETY: `ptr` is valid for writes of `len` bytes and `src` for reads of `len` bytes; a fresh
+    // allocation does not overlap `src`.
+    unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), ptr, len) };
+    // SAFETY: `ptr` comes from the global allocator with the layout of `len` bytes (`u8`'s
+    // alignment), all `len` of which are initialised.
+    unsafe { Vec::from_raw_parts(ptr, len, len) }
 }
 
 /// Writes from `buf`, retrying on `EINTR`; on a socket, never raises `SIGPIPE`.

@@ -32,6 +32,7 @@ pub mod peer;
 pub mod proc;
 pub mod scm;
 pub mod shm;
+pub mod signal;
 
 pub use epoll::*;
 pub use fd::*;
@@ -40,6 +41,7 @@ pub use peer::*;
 pub use proc::*;
 pub use scm::*;
 pub use shm::*;
+pub use signal::*;
 
 use std::io;
 

@@ -32,7 +32,11 @@ pub fn open_fds() -> usize {
 
 /// Pids of zombie children of this process.
 pub fn zombie_children() -> Vec<u32> {
-    let me = std::process::id();
+    children_of(std::process::id(), Some('Z'))
+}
+
+/// Pids of the children of process `parent` (those in `state` only, if given), from `/proc`.
+pub fn children_of(parent: u32, state: Option<char>) -> Vec<u32> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
@@ -45,7 +49,8 @@ pub fn zombie_children() -> Vec<u32> {
             continue;
         };
         let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
-        if fields.len() > 2 && fields[0] == "Z" && fields[1].parse::<u32>().ok() == Some(me) {
+        let state_ok = state.is_none_or(|s| fields.first() == Some(&s.to_string().as_str()));
+        if fields.len() > 2 && state_ok && fields[1].parse::<u32>().ok() == Some(parent) {
             out.push(pid);
         }
     }
@@ -123,4 +128,72 @@ pub fn block_signal_in_this_thread(signal: nix::sys::signal::Signal) {
     set.add(signal);
     nix::sys::signal::pthread_sigmask(nix::sys::signal::SigmaskHow::SIG_BLOCK, Some(&set), None)
         .expect("pthread_sigmask");
+}
+
+/// Waits at most `timeout` for the process behind `pidfd` (not our child) to be reaped by its
+/// parent: a pidfd reports `POLLHUP` then (Linux 6.15 and later). True if it was.
+pub fn wait_reaped(pidfd: &std::os::fd::OwnedFd, timeout: std::time::Duration) -> bool {
+    use rustix::event::{poll, PollFd, PollFlags, Timespec};
+    let limit = Timespec {
+        tv_sec: timeout.as_secs() as _,
+        tv_nsec: timeout.subsec_nanos() as _,
+    };
+    let mut fds = [PollFd::new(pidfd, PollFlags::empty())];
+    loop {
+        match poll(&mut fds, Some(&limit)) {
+            Ok(n) => return n > 0,
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => panic!("poll on a pidfd: {e}"),
+        }
+    }
+}
+
+/// Whether the running kernel keeps the exit status of a reaped process for its pidfds
+/// (`PIDFD_INFO_EXIT`, Linux 6.15 and later).
+pub fn kernel_keeps_exit_status() -> bool {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let mut parts = release
+        .trim()
+        .split(['.', '-'])
+        .map(|p| p.parse::<u32>().ok());
+    matches!(
+        (parts.next().flatten(), parts.next().flatten()),
+        (Some(major), Some(minor)) if (major, minor) >= (6, 15)
+    )
+}
+
+/// Waits at most `timeout` until `/dev/shm/<name>` is gone (watching the directory with inotify,
+/// so that no poll loop is needed). True if it is gone.
+pub fn wait_shm_gone(name: &str, timeout: std::time::Duration) -> bool {
+    use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
+    use std::os::fd::AsFd;
+    let path = std::path::Path::new("/dev/shm").join(name);
+    let inotify = Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK).expect("inotify");
+    inotify
+        .add_watch("/dev/shm", AddWatchFlags::IN_DELETE)
+        .expect("watch /dev/shm");
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if !path.exists() {
+            return true;
+        }
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return false;
+        }
+        let limit = rustix::event::Timespec {
+            tv_sec: left.as_secs() as _,
+            tv_nsec: left.subsec_nanos() as _,
+        };
+        let fd = inotify.as_fd();
+        let mut fds = [rustix::event::PollFd::new(
+            &fd,
+            rustix::event::PollFlags::IN,
+        )];
+        match rustix::event::poll(&mut fds, Some(&limit)) {
+            Ok(_) | Err(rustix::io::Errno::INTR) => {}
+            Err(e) => panic!("poll on inotify: {e}"),
+        }
+        while inotify.read_events().is_ok_and(|events| !events.is_empty()) {}
+    }
 }
