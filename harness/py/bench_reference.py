@@ -10,8 +10,10 @@ operation of each sample:
 Usage: bench_reference.py --cases DIR --out FILE [--quick] [--filter S]...
                           [--placement same-cpu|split|free]
 
-The step vocabulary and the tasks mirror harness/src/bench/kernel.rs; the placement rules mirror
-harness/src/bench/placement.rs: same-cpu puts this process, its threads and every child on the
+Workload files are read with the helpers of reference.py (the conformance runner's reading of
+the one case format: steps, loops, ranges, substitution). The actions the bench runs (those
+marked `bench` in harness/src/vocab/) and the bench tasks mirror harness/src/bench/kernel/; the
+placement rules mirror harness/src/bench/placement.rs: same-cpu puts this process, its threads and every child on the
 first usable CPU; split keeps this process and its threads there and puts children on the
 second (alternating second, first, ... in start order; a pool's workers all on the second; a
 forkserver, started with the first child, passes its placement on to its children). Curve
@@ -27,6 +29,8 @@ import os
 import sys
 import time
 import tomllib
+
+import reference  # the one reading of the case format (same folder)
 
 WAIT = 60.0
 
@@ -226,10 +230,6 @@ class Workload:
             return int(self.params[v[1:]])
         raise ValueError(f"expected an integer or $param, found {v!r}")
 
-    def range(self, s):
-        a, b = s.split("..")
-        return range(self.int(_num(a.strip())), self.int(_num(b.strip())))
-
     def metric_id(self, method):
         return self.bench["metric"].replace("{method}", method)
 
@@ -237,28 +237,17 @@ class Workload:
         return self.int(self.bench.get("ops", 1))
 
 
-def _num(s):
-    try:
-        return int(s)
-    except ValueError:
-        return s
-
-
-def _primary(v, key):
-    return v if isinstance(v, str) else v[key]
-
-
 class Env:
+    """Compiles a workload's actions into closures (mirrors harness/src/bench/kernel/compile.rs:
+    one `op_<action>` per action the bench runs; fields substituted with the parameters first)."""
+
     def __init__(self, w, method):
         self.w = w
+        self.method = method
         self.ctx = mp.get_context(method)
         self.objs = {}
 
     def arg(self, v):
-        if isinstance(v, int):
-            return v
-        if isinstance(v, str) and v.startswith("$"):
-            return self.w.int(v)
         if isinstance(v, str) and v in self.objs:
             return self.objs[v]
         return v
@@ -266,111 +255,125 @@ class Env:
     def args(self, fields):
         return [self.arg(a) for a in fields.get("args", [])]
 
-    def compile(self, op, v):
-        """Returns a closure running the action (arguments resolved when it runs)."""
-        if op == "pipe":
-            a, b = v["ids"]
-            duplex = v.get("duplex", True)
+    def compile(self, op, fields):
+        """A closure running the action (objects looked up when it runs)."""
+        arm = getattr(self, "op_" + op, None)
+        if arm is None:
+            raise ValueError(f"the bench does not run {op!r}")
+        env = dict(self.w.params, method=self.method, null=None)
+        return arm(reference.subst(fields, env))
 
-            def f():
-                self.objs[a], self.objs[b] = self.ctx.Pipe(duplex)
-            return f
-        if op == "process":
-            task = TASKS[v["task"]]
-            pid = v["id"]
+    def op_pipe(self, f):
+        a, b = f["ids"]
+        duplex = f.get("duplex", True)
 
-            count = v.get("count")
+        def run():
+            self.objs[a], self.objs[b] = self.ctx.Pipe(duplex)
+        return run
 
-            def f():
-                if count is None:
-                    self.objs[pid] = self.ctx.Process(target=task, args=self.args(v))
-                else:
-                    self.objs[pid] = [self.ctx.Process(target=task, args=self.args(v))
-                                      for _ in range(self.w.int(count))]
-            return f
-        if op == "call":
-            task = TASKS[v["task"]]
-            return lambda: task(*self.args(v))
-        if op == "start":
-            i = _primary(v, "id")
+    def op_process(self, f):
+        task, pid, count = TASKS[f["task"]], f["id"], f.get("count")
 
-            def f():
-                o = self.objs[i]
-                for p in (o if isinstance(o, list) else [o]):
-                    placed("process", p.start)
-            return f
-        if op == "join":
-            i = _primary(v, "id")
-
-            def f():
-                o = self.objs[i]
-                if isinstance(o, mp.pool.Pool):
-                    o.join()
-                    return
-                for p in (o if isinstance(o, list) else [o]):
-                    p.join(WAIT)
-                    if p.exitcode != 0:
-                        raise RuntimeError(f"{i} exited with {p.exitcode}")
-            return f
-        if op == "close":
-            i = _primary(v, "id")
-
-            def f():
-                o = self.objs.pop(i, None)
-                if o is not None:
-                    o.close()
-                    if isinstance(o, mp.pool.Pool):
-                        self.objs[i] = o  # joined next
-            return f
-        if op == "send_bytes":
-            i = _primary(v, "id")
-            if "bytes" in v:
-                buf = b"x" * self.w.int(v["bytes"])
+        def run():
+            if count is None:
+                self.objs[pid] = self.ctx.Process(target=task, args=self.args(f))
             else:
-                buf = v["data"].encode()
-            return lambda: self.objs[i].send_bytes(buf)
-        if op == "recv_bytes":
-            i = _primary(v, "id")
-            return lambda: self.objs[i].recv_bytes()
-        if op == "pool":
-            i, n = v["id"], v["processes"]
+                self.objs[pid] = [self.ctx.Process(target=task, args=self.args(f))
+                                  for _ in range(count)]
+        return run
 
-            def f():
-                self.objs[i] = placed("pool", lambda: self.ctx.Pool(n))
-            return f
-        if op == "map":
-            p, task = v["pool"], TASKS[v["task"]]
-            items = self.w.range(v["items"])
-            chunksize = v.get("chunksize")
-            return lambda: self.objs[p].map(task, items, chunksize)
-        if op == "apply_async":
-            p, task, i = v["pool"], TASKS[v["task"]], v["id"]
+    def op_call(self, f):
+        task = TASKS[f["task"]]
+        return lambda: task(*self.args(f))
 
-            def f():
-                self.objs[i] = self.objs[p].apply_async(task, self.args(v))
-            return f
-        if op == "get":
-            i = _primary(v, "id")
-            return lambda: self.objs[i].get(WAIT)
-        if op == "queue":
-            i = v["id"]
+    def op_start(self, f):
+        i = f["id"]
 
-            def f():
-                self.objs[i] = self.ctx.Queue()
-            return f
-        if op == "lock":
-            i = v["id"]
+        def run():
+            o = self.objs[i]
+            for p in (o if isinstance(o, list) else [o]):
+                placed("process", p.start)
+        return run
 
-            def f():
-                self.objs[i] = self.ctx.Lock()
-            return f
-        if op == "value":
-            i = v["id"]
+    def op_join(self, f):
+        i = f["id"]
 
-            def f():
-                self.objs[i] = self.ctx.Value(v.get("typecode", "q"), v.get("init", 0))
-            return f
-        raise ValueError(f"unknown step {op!r}")
+        def run():
+            o = self.objs[i]
+            if isinstance(o, mp.pool.Pool):
+                o.join()
+                return
+            for p in (o if isinstance(o, list) else [o]):
+                p.join(WAIT)
+                if p.exitcode != 0:
+                    raise RuntimeError(f"{i} exited with {p.exitcode}")
+        return run
+
+    def op_close(self, f):
+        i = f["id"]
+
+        def run():
+            o = self.objs.pop(i, None)
+            if o is not None:
+                for x in (o if isinstance(o, list) else [o]):
+                    x.close()
+                if isinstance(o, mp.pool.Pool):
+                    self.objs[i] = o  # joined next
+        return run
+
+    def op_send_bytes(self, f):
+        i = f["id"]
+        buf = b"x" * f["bytes"] if "bytes" in f else f["data"].encode()
+        return lambda: self.objs[i].send_bytes(buf)
+
+    def op_recv_bytes(self, f):
+        i = f["id"]
+        return lambda: self.objs[i].recv_bytes()
+
+    def op_pool(self, f):
+        i, n = f["id"], f.get("processes")
+
+        def run():
+            self.objs[i] = placed("pool", lambda: self.ctx.Pool(n))
+        return run
+
+    def op_map(self, f):
+        p, task = f["pool"], TASKS[f["task"]]
+        items = reference.range_of(f["items"], {})
+        chunksize = f.get("chunksize")
+        return lambda: self.objs[p].map(task, items, chunksize)
+
+    def op_apply_async(self, f):
+        p, task, i = f["pool"], TASKS[f["task"]], f["id"]
+
+        def run():
+            self.objs[i] = self.objs[p].apply_async(task, self.args(f))
+        return run
+
+    def op_get(self, f):
+        i = f["id"]
+        return lambda: self.objs[i].get(WAIT)
+
+    def op_queue(self, f):
+        i = f["id"]
+
+        def run():
+            self.objs[i] = self.ctx.Queue()
+        return run
+
+    def op_lock(self, f):
+        i = f["id"]
+
+        def run():
+            self.objs[i] = self.ctx.Lock()
+        return run
+
+    def op_value(self, f):
+        i, code, init = f["id"], f.get("typecode", "q"), f.get("init", 0)
+
+        def run():
+            self.objs[i] = self.ctx.Value(code, init)
+        return run
 
     def cleanup(self):
         for o in self.objs.values():
@@ -390,15 +393,9 @@ def compile_steps(env, w):
     parts = ([], [], [])
     for i, s in enumerate(w.steps):
         repeat = 1
-        actions = []
-        for k, v in s.items():
-            if k == "label":
-                continue
-            if k == "each":
-                (rng,) = v.values()
-                repeat = len(rng) if isinstance(rng, list) else len(w.range(rng))
-                continue
-            actions.append(env.compile(k, v))
+        if "each" in s:
+            repeat = len(reference.each_values(s["each"], w.params)[1])
+        actions = [env.compile(op, fields) for op, fields, _ in reference.step_actions(s)]
         part = parts[0] if i < first else parts[1] if i <= last else parts[2]
         part.append((repeat, actions))
     return parts

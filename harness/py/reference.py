@@ -9,9 +9,13 @@ Python 3.11+ standard library only (``tomllib``, ``multiprocessing``).
 
 The harness (``cargo xtask conformance``) normalises and compares the traces. The task
 catalogue below mirrors ``harness/src/catalogue.rs``; the step interpreter mirrors
-``harness/src/exec.rs``. Error kinds are mproc's names where CPython raises for the same
-condition (``TimeoutError`` -> ``Timeout``, ``EOFError`` -> ``Eof``, ...); anything else is
-recorded as ``py:<ExceptionClass>``.
+``harness/src/exec/`` (one ``op_<action>`` method per action of the vocabulary,
+``harness/src/vocab/``, grouped by module as there). Error kinds are mproc's names where
+CPython raises for the same condition (``TimeoutError`` -> ``Timeout``, ``EOFError`` ->
+``Eof``, ...); anything else is recorded as ``py:<ExceptionClass>``.
+
+``harness/py/bench_reference.py`` reads benchmark workloads (the same format) with the helpers
+of this file (``step_actions``, ``each_values``, ``range_of``, ``subst``).
 """
 
 import json
@@ -104,6 +108,28 @@ def _notes_negate(n, a):
     n.value = 3.1415927
     for i in range(len(a)):
         a[i] = -a[i]
+
+
+def _typecode(o):
+    """The typecode of a shared Value or Array (its ctypes type's code)."""
+    t = type(o.get_obj())._type_
+    return t if isinstance(t, str) else t._type_
+
+
+def _plus_one(x, code):
+    if code == "c":
+        return bytes([(x[0] + 1) % 256])
+    return x + 1
+
+
+def _add_one(o):
+    code = _typecode(o)
+    with o.get_lock():
+        if hasattr(o, "__len__"):
+            for i in range(len(o)):
+                o[i] = _plus_one(o[i], code)
+        else:
+            o.value = _plus_one(o.value, code)
 
 
 def _wait_barrier(b, conn):
@@ -244,6 +270,7 @@ TASKS = {
     "increment_value": _increment_value,
     "hold_lock": _hold_lock,
     "notes_negate": _notes_negate,
+    "add_one": _add_one,
     "set_event": lambda ev: ev.set(),
     "wait_event": _wait_event,
     "wait_barrier": _wait_barrier,
@@ -257,7 +284,7 @@ OBJ_ARGS = {"send": [0], "send_all": [0], "sleep_send": [0], "send_bytes": [0], 
             "put": [0], "put_all": [0], "notes_write": [0], "notes_read": [0],
             "square_queue": [0, 1], "consume": [0], "print_under_lock": [0],
             "increment_under_lock": [0, 1], "increment_value": [0], "hold_lock": [0, 1],
-            "notes_negate": [0, 1], "set_event": [0], "wait_event": [0, 1],
+            "notes_negate": [0, 1], "add_one": [0], "set_event": [0], "wait_event": [0, 1],
             "wait_barrier": [0, 1], "condition_wait": [0, 1, 2]}
 
 
@@ -379,21 +406,96 @@ def subst(v, env):
     return v
 
 
+def range_of(text, env):
+    """The integers of a range "A..B" (B excluded; A and B integers or $params), or None."""
+    if not isinstance(text, str) or ".." not in text:
+        return None
+    a, b = subst(text, env).split("..")
+    return range(int(a), int(b))
+
+
 def each_values(spec, params):
+    """The variable and values of a step's `each` loop."""
     (var, v), = spec.items()
     if isinstance(v, list):
         return var, v
-    if v.startswith("$"):
-        return var, params[v[1:]]
-    a, b = v.split("..")
-    return var, list(range(int(a), int(b)))
+    r = range_of(v, params)
+    if r is not None:
+        return var, r
+    return var, params[v[1:]]
+
+
+def items_of(v):
+    """A map's items: a list, or a range "A..B" (its ends already substituted)."""
+    r = range_of(v, {})
+    return list(r) if r is not None else v
+
+
+def step_actions(step):
+    """A step's actions in order: (op, fields, expected error), a bare value expanded to its
+    primary field (`join = "p"` is `join = { id = "p" }`)."""
+    out = []
+    for op, raw in step.items():
+        if op in ("each", "label"):
+            continue
+        if isinstance(raw, dict):
+            fields = dict(raw)
+        elif op in PRIMARY:
+            fields = {PRIMARY[op]: raw}
+        else:
+            fields = {}
+        out.append((op, fields, fields.pop("error", None)))
+    return out
 
 
 def now_us():
     return int(time.time() * 1e6)
 
 
+class BytesQueue:
+    """A queue of byte strings (`queue = { bytes = true }`), whose items cases write and read
+    as UTF-8 strings (mirrors catalogue::Arg::BytesQueue)."""
+
+    def __init__(self, q):
+        self.q = q
+
+    def put(self, v, block=True, timeout=None):
+        if not isinstance(v, str):
+            raise HarnessError("a queue of bytes takes strings, not %r" % (v,))
+        self.q.put(v.encode(), block, timeout)
+
+    def get(self, block=True, timeout=None):
+        return self.q.get(block, timeout).decode("utf-8", "replace")
+
+    def qsize(self):
+        return self.q.qsize()
+
+    def empty(self):
+        return self.q.empty()
+
+    def full(self):
+        return self.q.full()
+
+    def close(self):
+        self.q.close()
+
+
+def _shared_init(code, v):
+    """A case's value for typecode `code` as ctypes takes it ('c': one Latin-1 character)."""
+    if code == "c" and isinstance(v, str):
+        return v.encode("latin-1")
+    return v
+
+
+def _shared_read(code, v):
+    if code == "c":
+        return v.decode("latin-1") if isinstance(v, bytes) else v
+    return v
+
+
 class Exec:
+    """Runs one case under one start method (mirrors harness/src/exec/)."""
+
     def __init__(self, case, method):
         self.case = case
         self.method = method
@@ -428,58 +530,73 @@ class Exec:
                 label = subst(step["label"], self.env) if "label" in step else None
                 if label is not None and not isinstance(label, str):
                     label = json.dumps(label)
-                for op, raw in step.items():
-                    if op in ("each", "label"):
-                        continue
-                    if isinstance(raw, dict):
-                        fields = dict(raw)
-                    elif op in PRIMARY:
-                        fields = {PRIMARY[op]: raw}
-                    else:
-                        fields = {}
-                    expected = fields.pop("error", None)
-                    t0 = now_us()
-                    ev = {"step": index, "op": op, "t0_us": t0}
-                    if label is not None:
-                        ev["label"] = label
-                    if expected is not None:
-                        ev["expected_error"] = expected
-                    try:
-                        fields = subst(fields, self.env)
-                        if isinstance(fields.get("id"), str):
-                            ev["id"] = fields["id"]
-                        value = self.act(op, fields)
-                        if value is not NOTHING:
-                            ev["value"] = value
-                        err = None
-                    except Exception as e:  # noqa: BLE001 - every failure is recorded
-                        err = kind_of(e)
-                        ev["error"] = err
-                        ev["message"] = "%s: %s" % (type(e).__name__, e)
-                    ev["t1_us"] = now_us()
-                    self.trace["events"].append(ev)
-                    if err is not None and expected is None:
-                        self.trace["aborted"] = "step %d (%s)" % (index, op)
+                for op, fields, expected in step_actions(step):
+                    if not self.action(index, label, op, fields, expected):
                         return
+
+    def action(self, index, label, op, fields, expected):
+        """Runs one action and records its event; False when it failed unexpectedly."""
+        ev = {"step": index, "op": op, "t0_us": now_us()}
+        if label is not None:
+            ev["label"] = label
+        if expected is not None:
+            ev["expected_error"] = expected
+        try:
+            fields = subst(fields, self.env)
+            if isinstance(fields.get("id"), str):
+                ev["id"] = fields["id"]
+            value = self.act(op, fields)
+            if value is not NOTHING:
+                ev["value"] = value
+            err = None
+        except Exception as e:  # noqa: BLE001 - every failure is recorded
+            err = kind_of(e)
+            ev["error"] = err
+            ev["message"] = "%s: %s" % (type(e).__name__, e)
+        ev["t1_us"] = now_us()
+        self.trace["events"].append(ev)
+        if err is not None and expected is None:
+            self.trace["aborted"] = "step %d (%s)" % (index, op)
+            return False
+        return True
+
+    def act(self, op, f):
+        arm = getattr(self, "op_" + op, None)
+        if arm is None:
+            raise HarnessError("the CPython runner has no `%s`" % op)
+        return arm(f)
 
     def finish(self):
         for pool in self.pools:
             pool.terminate()
         for pid_ in self.order:
-            p = self.objs.get(pid_)
-            try:
-                if p.is_alive():
-                    self.trace["unreaped"].append(pid_)
-                    p.kill()
-                    p.join(10)
-                self.trace["exitcodes"][pid_] = p.exitcode
-            except ValueError:
-                self.trace["exitcodes"][pid_] = None
+            o = self.objs.get(pid_)
+            group = isinstance(o, list)
+            for k, p in enumerate(o if group else [o]):
+                name = "%s[%d]" % (pid_, k) if group else pid_
+                try:
+                    if p.is_alive():
+                        self.trace["unreaped"].append(name)
+                        p.kill()
+                        p.join(10)
+                    self.trace["exitcodes"][name] = p.exitcode
+                except ValueError:
+                    self.trace["exitcodes"][name] = None
 
     def obj(self, id_):
         if id_ not in self.objs:
             raise HarnessError("no object `%s`" % id_)
         return self.objs[id_]
+
+    def procs(self, id_):
+        """The process `id_`, or the processes of group `id_`."""
+        o = self.obj(id_)
+        return o if isinstance(o, list) else [o]
+
+    def observe(self, id_, f):
+        """What `f` observes of process `id_` (a list, for a group)."""
+        o = self.obj(id_)
+        return [f(p) for p in o] if isinstance(o, list) else f(o)
 
     def task_args(self, task, args):
         if task not in TASKS:
@@ -489,248 +606,362 @@ class Exec:
             out[i] = self.obj(args[i])
         return out
 
-    def act(self, op, f):
-        get = f.get
-        secs = (lambda k: None if get(k) is None else get(k) / 1000)
-        if op == "process":
-            args = self.task_args(f["task"], get("args", []))
-            ctx = multiprocessing if get("context") == "default" else self.ctx
-            if get("context") not in (None, "case", "default"):
-                ctx = multiprocessing.get_context(get("context"))
-            kw = {}
-            if get("name") is not None:
-                kw["name"] = get("name")
-            if get("daemon") is not None:
-                kw["daemon"] = get("daemon")
-            self.objs[f["id"]] = ctx.Process(target=process_main, args=(f["task"], args), **kw)
-            self.order.append(f["id"])
-            return NOTHING
-        if op == "start":
-            p = self.obj(f["id"])
+    def context(self, f):
+        sel = f.get("context")
+        if sel in (None, "case"):
+            return self.ctx
+        if sel == "default":
+            return multiprocessing
+        return multiprocessing.get_context(sel)
+
+    # --- process ---------------------------------------------------------------------------
+
+    def op_process(self, f):
+        ctx = self.context(f)
+        kw = {}
+        if f.get("name") is not None:
+            kw["name"] = f["name"]
+        if f.get("daemon") is not None:
+            kw["daemon"] = f["daemon"]
+
+        def make():
+            args = self.task_args(f["task"], f.get("args", []))
+            return ctx.Process(target=process_main, args=(f["task"], args), **kw)
+        count = f.get("count")
+        self.objs[f["id"]] = make() if count is None else [make() for _ in range(max(count, 0))]
+        self.order.append(f["id"])
+        return NOTHING
+
+    def op_start(self, f):
+        for p in self.procs(f["id"]):
             p.start()
             self.trace["pids"].append(p.pid)
-            return NOTHING
-        if op == "join":
-            o = self.obj(f["id"])
-            if isinstance(o, multiprocessing.pool.Pool) or hasattr(o, "task_done"):
-                o.join()
-            else:
-                o.join(secs("timeout_ms"))
-            return NOTHING
-        if op == "is_alive":
-            return self.obj(f["id"]).is_alive()
-        if op == "exitcode":
-            return self.obj(f["id"]).exitcode
-        if op == "name":
-            return self.obj(f["id"]).name
-        if op == "set_name":
-            self.obj(f["id"]).name = f["name"]
-            return NOTHING
-        if op == "is_daemon":
-            return self.obj(f["id"]).daemon
-        if op == "set_daemon":
-            self.obj(f["id"]).daemon = f["daemon"]
-            return NOTHING
-        if op == "has_pid":
-            return self.obj(f["id"]).pid is not None
-        if op == "terminate":
-            self.obj(f["id"]).terminate()
-            return NOTHING
-        if op == "kill":
-            self.obj(f["id"]).kill()
-            return NOTHING
-        if op == "close":
-            self.obj(f["id"]).close()
-            return NOTHING
-        if op == "join_current":
-            multiprocessing.current_process().join()
-            return NOTHING
-        if op == "active_children":
-            return len(multiprocessing.active_children())
-        if op == "current_process":
-            cp = multiprocessing.current_process()
-            return {"name": cp.name, "daemon": cp.daemon}
-        if op == "pipe":
-            a, b = self.ctx.Pipe(get("duplex", True))
-            self.objs[f["ids"][0]], self.objs[f["ids"][1]] = a, b
-            return NOTHING
-        if op == "send":
-            self.obj(f["id"]).send(get("value"))
-            return NOTHING
-        if op == "recv":
-            return self.obj(f["id"]).recv()
-        if op == "send_bytes":
-            data = f["data"].encode()
-            self.obj(f["id"]).send_bytes(data, get("offset", 0), get("size"))
-            return NOTHING
-        if op == "recv_bytes":
-            return self.obj(f["id"]).recv_bytes(get("maxlen")).decode()
-        if op == "poll":
-            return self.obj(f["id"]).poll(secs("timeout_ms") or 0)
-        if op == "set_start_method":
-            multiprocessing.set_start_method(f["method"], force=get("force", False))
-            return NOTHING
-        if op == "get_start_method":
-            return multiprocessing.get_start_method(allow_none=get("allow_none", False))
-        if op == "sleep_ms":
-            time.sleep(f["ms"] / 1000)
-            return NOTHING
-        if op == "print":
-            _print(f["text"])
-            return NOTHING
-        if op == "call":
-            return run_task(f["task"], self.task_args(f["task"], get("args", [])))
-        return self.act_more(op, f)
+        return NOTHING
+
+    def op_join(self, f):
+        o = self.obj(f["id"])
+        if isinstance(o, multiprocessing.pool.Pool) or hasattr(o, "task_done"):
+            o.join()
+        else:
+            for p in self.procs(f["id"]):
+                p.join(secs(f, "timeout_ms"))
+        return NOTHING
+
+    def op_is_alive(self, f):
+        return self.observe(f["id"], lambda p: p.is_alive())
+
+    def op_exitcode(self, f):
+        return self.observe(f["id"], lambda p: p.exitcode)
+
+    def op_name(self, f):
+        return self.observe(f["id"], lambda p: p.name)
+
+    def op_set_name(self, f):
+        for p in self.procs(f["id"]):
+            p.name = f["name"]
+        return NOTHING
+
+    def op_is_daemon(self, f):
+        return self.observe(f["id"], lambda p: p.daemon)
+
+    def op_set_daemon(self, f):
+        for p in self.procs(f["id"]):
+            p.daemon = f["daemon"]
+        return NOTHING
+
+    def op_has_pid(self, f):
+        return self.observe(f["id"], lambda p: p.pid is not None)
+
+    def op_terminate(self, f):
+        o = self.obj(f["id"])
+        for p in o if isinstance(o, list) else [o]:
+            p.terminate()
+        return NOTHING
+
+    def op_kill(self, f):
+        for p in self.procs(f["id"]):
+            p.kill()
+        return NOTHING
+
+    def op_close(self, f):
+        o = self.obj(f["id"])
+        for x in o if isinstance(o, list) else [o]:
+            x.close()
+        return NOTHING
+
+    def op_active_children(self, f):
+        return len(multiprocessing.active_children())
+
+    def op_current_process(self, f):
+        cp = multiprocessing.current_process()
+        return {"name": cp.name, "daemon": cp.daemon}
+
+    def op_join_current(self, f):
+        multiprocessing.current_process().join()
+        return NOTHING
+
+    # --- ipc -------------------------------------------------------------------------------
+
+    def op_pipe(self, f):
+        a, b = self.ctx.Pipe(f.get("duplex", True))
+        self.objs[f["ids"][0]], self.objs[f["ids"][1]] = a, b
+        return NOTHING
+
+    def op_send(self, f):
+        self.obj(f["id"]).send(f.get("value"))
+        return NOTHING
+
+    def op_recv(self, f):
+        return self.obj(f["id"]).recv()
+
+    def op_send_bytes(self, f):
+        data = f["data"].encode() if "data" in f else b"x" * max(f["bytes"], 0)
+        self.obj(f["id"]).send_bytes(data, f.get("offset", 0), f.get("size"))
+        return NOTHING
+
+    def op_recv_bytes(self, f):
+        return self.obj(f["id"]).recv_bytes(f.get("maxlen")).decode()
+
+    def op_poll(self, f):
+        return self.obj(f["id"]).poll(secs(f, "timeout_ms") or 0)
+
+    # --- contexts --------------------------------------------------------------------------
+
+    def op_set_start_method(self, f):
+        multiprocessing.set_start_method(f["method"], force=f.get("force", False))
+        return NOTHING
+
+    def op_get_start_method(self, f):
+        return multiprocessing.get_start_method(allow_none=f.get("allow_none", False))
+
+    # --- pool ------------------------------------------------------------------------------
 
     def calls(self, task, items, star=False):
         if task not in TASKS:
             raise HarnessError("unknown task " + task)
-        return [(task, list(it) if star else [it]) for it in items]
+        return [(task, list(it) if star else [it]) for it in items_of(items)]
 
-    def act_more(self, op, f):
-        get = f.get
-        secs = (lambda k: None if get(k) is None else get(k) / 1000)
-        if op == "pool":
-            kw = {}
-            if get("initializer") is not None:
-                kw["initializer"] = process_main
-                kw["initargs"] = (get("initializer"), get("initargs", []))
-            if get("maxtasksperchild") is not None:
-                kw["maxtasksperchild"] = get("maxtasksperchild")
-            p = self.ctx.Pool(get("processes"), **kw)
-            self.pools.append(p)
-            self.objs[f["id"]] = p
-            return NOTHING
-        if op == "apply":
-            return self.obj(f["pool"]).apply(pool_main, (f["task"], get("args", [])))
-        if op == "apply_async":
-            kw = {}
-            rid = f["id"]
-            if get("callback"):
-                kw["callback"] = lambda v: self.callbacks.append("callback %s: %s" % (rid, _json(v)))
-            if get("error_callback"):
-                kw["error_callback"] = lambda e: self.callbacks.append("error_callback %s: %s" % (rid, kind_of(e)))
-            self.objs[rid] = self.obj(f["pool"]).apply_async(pool_main, (f["task"], get("args", [])), **kw)
-            return NOTHING
-        if op in ("map", "starmap"):
-            calls = self.calls(f["task"], f["items"], op == "starmap")
-            return self.obj(f["pool"]).map(pool_main1, calls, get("chunksize"))
-        if op == "map_async":
-            calls = self.calls(f["task"], f["items"])
-            self.objs[f["id"]] = self.obj(f["pool"]).map_async(pool_main1, calls, get("chunksize"))
-            return NOTHING
-        if op in ("imap", "imap_unordered"):
-            calls = self.calls(f["task"], f["items"])
-            pool = self.obj(f["pool"])
-            it = (pool.imap if op == "imap" else pool.imap_unordered)(pool_main1, calls, get("chunksize") or 1)
-            out = list(it)
-            if op == "imap_unordered":
-                out.sort(key=_json)
-            return out
-        if op == "get":
-            o = self.obj(f["id"])
-            if isinstance(o, multiprocessing.pool.AsyncResult):
-                return o.get(secs("timeout_ms"))
-            return o.get(get("block", True), secs("timeout_ms"))
-        if op in ("wait", "ready", "successful"):
-            o = self.obj(f["id"])
-            if op == "wait":
-                o.wait(secs("timeout_ms"))
-                return o.ready()
-            if op == "ready":
-                return o.ready()
-            return o.successful()
-        if op == "callbacks":
-            return sorted(self.callbacks)
-        if op == "queue":
-            maxsize = get("maxsize") or 0
-            q = self.ctx.JoinableQueue(maxsize) if get("joinable") else self.ctx.Queue(maxsize)
-            self.objs[f["id"]] = q
-            return NOTHING
-        if op == "put":
-            self.obj(f["id"]).put(get("value"), get("block", True), secs("timeout_ms"))
-            return NOTHING
-        if op == "qsize":
-            return self.obj(f["id"]).qsize()
-        if op == "empty":
-            return self.obj(f["id"]).empty()
-        if op == "full":
-            return self.obj(f["id"]).full()
-        if op == "task_done":
-            self.obj(f["id"]).task_done()
-            return NOTHING
-        if op == "lock":
-            kind = get("kind", "Lock")
-            ctx = self.ctx
-            if get("context") == "default":
-                ctx = multiprocessing
-            elif get("context") not in (None, "case"):
-                ctx = multiprocessing.get_context(get("context"))
-            if kind in ("Semaphore", "BoundedSemaphore"):
-                o = getattr(ctx, kind)(get("value", 1))
-            else:
-                o = getattr(ctx, kind)()
-            self.objs[f["id"]] = o
-            return NOTHING
-        if op == "acquire":
-            block = get("block", True)
-            t = secs("timeout_ms")
-            return self.obj(f["id"]).acquire(block, t) if block else self.obj(f["id"]).acquire(False)
-        if op == "release":
-            self.obj(f["id"]).release()
-            return NOTHING
-        if op == "event":
-            self.objs[f["id"]] = self.ctx.Event()
-            return NOTHING
-        if op == "event_set":
-            self.obj(f["id"]).set()
-            return NOTHING
-        if op == "event_clear":
-            self.obj(f["id"]).clear()
-            return NOTHING
-        if op == "event_is_set":
-            return self.obj(f["id"]).is_set()
-        if op == "event_wait":
-            return self.obj(f["id"]).wait(secs("timeout_ms") or 0)
-        if op == "condition":
-            self.objs[f["id"]] = self.ctx.Condition()
-            return NOTHING
-        if op == "condition_wait":
-            return self.obj(f["id"]).wait(secs("timeout_ms"))
-        if op == "notify":
-            self.obj(f["id"]).notify(get("n", 1))
-            return NOTHING
-        if op == "notify_all":
-            self.obj(f["id"]).notify_all()
-            return NOTHING
-        if op == "barrier":
-            self.objs[f["id"]] = self.ctx.Barrier(f["parties"])
-            return NOTHING
-        if op == "barrier_wait":
-            self.obj(f["id"]).wait(secs("timeout_ms"))
-            return NOTHING
-        if op == "broken":
-            return self.obj(f["id"]).broken
-        if op == "barrier_reset":
-            self.obj(f["id"]).reset()
-            return NOTHING
-        if op == "value":
-            self.objs[f["id"]] = self.ctx.Value(f["typecode"], f["init"])
-            return NOTHING
-        if op == "array":
-            self.objs[f["id"]] = self.ctx.Array(f["typecode"], f["init"])
-            return NOTHING
-        if op == "read":
-            o = self.obj(f["id"])
-            return o[:] if hasattr(o, "__len__") else o.value
-        if op == "write":
-            o = self.obj(f["id"])
-            if hasattr(o, "__len__"):
-                o[:len(f["value"])] = f["value"]
-            else:
-                o.value = f["value"]
-            return NOTHING
-        raise HarnessError("the CPython runner has no `%s`" % op)
+    def op_pool(self, f):
+        kw = {}
+        if f.get("initializer") is not None:
+            kw["initializer"] = process_main
+            kw["initargs"] = (f["initializer"], f.get("initargs", []))
+        if f.get("maxtasksperchild") is not None:
+            kw["maxtasksperchild"] = f["maxtasksperchild"]
+        p = self.ctx.Pool(f.get("processes"), **kw)
+        self.pools.append(p)
+        self.objs[f["id"]] = p
+        return NOTHING
+
+    def op_apply(self, f):
+        return self.obj(f["pool"]).apply(pool_main, (f["task"], f.get("args", [])))
+
+    def op_apply_async(self, f):
+        kw = {}
+        rid = f["id"]
+        if f.get("callback"):
+            kw["callback"] = lambda v: self.callbacks.append("callback %s: %s" % (rid, _json(v)))
+        if f.get("error_callback"):
+            kw["error_callback"] = lambda e: self.callbacks.append(
+                "error_callback %s: %s" % (rid, kind_of(e)))
+        self.objs[rid] = self.obj(f["pool"]).apply_async(
+            pool_main, (f["task"], f.get("args", [])), **kw)
+        return NOTHING
+
+    def op_map(self, f):
+        return self.obj(f["pool"]).map(pool_main1, self.calls(f["task"], f["items"]),
+                                       f.get("chunksize"))
+
+    def op_starmap(self, f):
+        return self.obj(f["pool"]).map(pool_main1, self.calls(f["task"], f["items"], True),
+                                       f.get("chunksize"))
+
+    def op_map_async(self, f):
+        calls = self.calls(f["task"], f["items"])
+        self.objs[f["id"]] = self.obj(f["pool"]).map_async(pool_main1, calls, f.get("chunksize"))
+        return NOTHING
+
+    def op_imap(self, f):
+        pool = self.obj(f["pool"])
+        return list(pool.imap(pool_main1, self.calls(f["task"], f["items"]),
+                              f.get("chunksize") or 1))
+
+    def op_imap_unordered(self, f):
+        pool = self.obj(f["pool"])
+        out = list(pool.imap_unordered(pool_main1, self.calls(f["task"], f["items"]),
+                                       f.get("chunksize") or 1))
+        out.sort(key=_json)
+        return out
+
+    def op_get(self, f):
+        o = self.obj(f["id"])
+        if isinstance(o, multiprocessing.pool.AsyncResult):
+            return o.get(secs(f, "timeout_ms"))
+        return o.get(f.get("block", True), secs(f, "timeout_ms"))
+
+    def op_wait(self, f):
+        o = self.obj(f["id"])
+        o.wait(secs(f, "timeout_ms"))
+        return o.ready()
+
+    def op_ready(self, f):
+        return self.obj(f["id"]).ready()
+
+    def op_successful(self, f):
+        return self.obj(f["id"]).successful()
+
+    def op_callbacks(self, f):
+        return sorted(self.callbacks)
+
+    # --- queue -----------------------------------------------------------------------------
+
+    def op_queue(self, f):
+        maxsize = f.get("maxsize") or 0
+        if f.get("joinable") and f.get("bytes"):
+            raise HarnessError("a queue of bytes cannot be joinable")
+        if f.get("joinable"):
+            q = self.ctx.JoinableQueue(maxsize)
+        elif f.get("bytes"):
+            q = BytesQueue(self.ctx.Queue(maxsize))
+        else:
+            q = self.ctx.Queue(maxsize)
+        self.objs[f["id"]] = q
+        return NOTHING
+
+    def op_put(self, f):
+        self.obj(f["id"]).put(f.get("value"), f.get("block", True), secs(f, "timeout_ms"))
+        return NOTHING
+
+    def op_qsize(self, f):
+        return self.obj(f["id"]).qsize()
+
+    def op_empty(self, f):
+        return self.obj(f["id"]).empty()
+
+    def op_full(self, f):
+        return self.obj(f["id"]).full()
+
+    def op_task_done(self, f):
+        self.obj(f["id"]).task_done()
+        return NOTHING
+
+    # --- sync ------------------------------------------------------------------------------
+
+    def op_lock(self, f):
+        kind = f.get("kind", "Lock")
+        ctx = self.context(f)
+        if kind in ("Semaphore", "BoundedSemaphore"):
+            o = getattr(ctx, kind)(f.get("value", 1))
+        else:
+            o = getattr(ctx, kind)()
+        self.objs[f["id"]] = o
+        return NOTHING
+
+    def op_acquire(self, f):
+        block = f.get("block", True)
+        o = self.obj(f["id"])
+        return o.acquire(block, secs(f, "timeout_ms")) if block else o.acquire(False)
+
+    def op_release(self, f):
+        self.obj(f["id"]).release()
+        return NOTHING
+
+    def op_event(self, f):
+        self.objs[f["id"]] = self.ctx.Event()
+        return NOTHING
+
+    def op_event_set(self, f):
+        self.obj(f["id"]).set()
+        return NOTHING
+
+    def op_event_clear(self, f):
+        self.obj(f["id"]).clear()
+        return NOTHING
+
+    def op_event_is_set(self, f):
+        return self.obj(f["id"]).is_set()
+
+    def op_event_wait(self, f):
+        return self.obj(f["id"]).wait(secs(f, "timeout_ms") or 0)
+
+    def op_condition(self, f):
+        self.objs[f["id"]] = self.ctx.Condition()
+        return NOTHING
+
+    def op_condition_wait(self, f):
+        return self.obj(f["id"]).wait(secs(f, "timeout_ms"))
+
+    def op_notify(self, f):
+        self.obj(f["id"]).notify(f.get("n", 1))
+        return NOTHING
+
+    def op_notify_all(self, f):
+        self.obj(f["id"]).notify_all()
+        return NOTHING
+
+    def op_barrier(self, f):
+        self.objs[f["id"]] = self.ctx.Barrier(f["parties"])
+        return NOTHING
+
+    def op_barrier_wait(self, f):
+        self.obj(f["id"]).wait(secs(f, "timeout_ms"))
+        return NOTHING
+
+    def op_broken(self, f):
+        return self.obj(f["id"]).broken
+
+    def op_barrier_reset(self, f):
+        self.obj(f["id"]).reset()
+        return NOTHING
+
+    # --- shared ----------------------------------------------------------------------------
+
+    def op_value(self, f):
+        code = f["typecode"]
+        self.objs[f["id"]] = self.ctx.Value(code, _shared_init(code, f["init"]))
+        return NOTHING
+
+    def op_array(self, f):
+        code = f["typecode"]
+        init = [_shared_init(code, v) for v in f["init"]]
+        self.objs[f["id"]] = self.ctx.Array(code, init)
+        return NOTHING
+
+    def op_read(self, f):
+        o = self.obj(f["id"])
+        code = _typecode(o)
+        if hasattr(o, "__len__"):
+            return [_shared_read(code, o[i]) for i in range(len(o))]
+        return _shared_read(code, o.value)
+
+    def op_write(self, f):
+        o = self.obj(f["id"])
+        code = _typecode(o)
+        v = f["value"]
+        if hasattr(o, "__len__"):
+            for i, x in enumerate(v):
+                o[i] = _shared_init(code, x)
+        else:
+            o.value = _shared_init(code, v)
+        return NOTHING
+
+    # --- parent ----------------------------------------------------------------------------
+
+    def op_sleep_ms(self, f):
+        time.sleep(f["ms"] / 1000)
+        return NOTHING
+
+    def op_print(self, f):
+        _print(f["text"])
+        return NOTHING
+
+    def op_call(self, f):
+        return run_task(f["task"], self.task_args(f["task"], f.get("args", [])))
+
+
+def secs(f, key):
+    """The field `key` (milliseconds) in seconds, or None."""
+    return None if f.get(key) is None else f[key] / 1000
 
 
 NOTHING = object()

@@ -6,6 +6,7 @@
 //! logged to the timeline file named by `MPROC_CASE_TIMELINE` (if set) for the HTML report.
 //! `harness/py/reference.py` mirrors every task in Python.
 
+use crate::ctypes::{CtError, SharedArray, SharedValue};
 use mproc::Connection;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -42,7 +43,8 @@ pub struct TaskSpec {
 
 use ArgKind::*;
 
-/// Every task.
+/// Every task of conformance cases (benchmark workloads name the bench's tasks,
+/// `bench::kernel::TASKS`).
 pub const TASKS: &[TaskSpec] = &[
     TaskSpec { name: "noop", args: &[], doc: "returns null" },
     TaskSpec { name: "sleep", args: &[Int], doc: "sleeps ms milliseconds, returns null" },
@@ -55,7 +57,7 @@ pub const TASKS: &[TaskSpec] = &[
     TaskSpec { name: "hang", args: &[], doc: "sleeps for ever" },
     TaskSpec { name: "kill_self", args: &[Int], doc: "sends itself signal n" },
     TaskSpec { name: "print", args: &[Str], doc: "prints the line (flushed)" },
-    TaskSpec { name: "run_proc", args: &[Str], doc: "the notes' example: prints `Run child process NAME (PID)...`" },
+    TaskSpec { name: "run_proc", args: &[Str], doc: "the child of the first Process example: prints `Run child process NAME (PID)...`" },
     TaskSpec { name: "print_name", args: &[], doc: "prints the current process's name" },
     TaskSpec { name: "send", args: &[Conn, Any], doc: "sends the value, then closes the connection" },
     TaskSpec { name: "send_all", args: &[Conn, List], doc: "sends each value in turn, then closes" },
@@ -67,15 +69,16 @@ pub const TASKS: &[TaskSpec] = &[
     TaskSpec { name: "send_parent", args: &[Conn], doc: "sends the name of the parent process" },
     TaskSpec { name: "put", args: &[Obj, Any], doc: "puts the value on the queue" },
     TaskSpec { name: "put_all", args: &[Obj, List], doc: "puts each value on the queue in turn" },
-    TaskSpec { name: "notes_write", args: &[Obj, List], doc: "the notes' writer: prints `Process to write: PID`, then `Put X to queue...` and puts each" },
-    TaskSpec { name: "notes_read", args: &[Obj], doc: "the notes' reader: prints `Process to read: PID`, then `Get X from queue.` for ever" },
+    TaskSpec { name: "notes_write", args: &[Obj, List], doc: "the writer of the Queue example (a writer and a reader process share a Queue): prints `Process to write: PID`, then `Put X to queue...` and puts each" },
+    TaskSpec { name: "notes_read", args: &[Obj], doc: "the reader of the Queue example: prints `Process to read: PID`, then `Get X from queue.` for ever" },
     TaskSpec { name: "square_queue", args: &[Obj, Obj, Int], doc: "n times: gets x from the first queue, puts x*x on the second" },
     TaskSpec { name: "consume", args: &[Obj, Int], doc: "gets n items from a JoinableQueue, calling task_done for each" },
-    TaskSpec { name: "print_under_lock", args: &[Obj, Int], doc: "the notes' f(l, i): prints `hello world I` holding the lock" },
-    TaskSpec { name: "increment_under_lock", args: &[Obj, Obj, Int], doc: "n times: takes the lock, adds 1 to the Value, releases" },
-    TaskSpec { name: "increment_value", args: &[Obj, Int], doc: "n times: adds 1 to the Value under its own lock (get_lock)" },
+    TaskSpec { name: "print_under_lock", args: &[Obj, Int], doc: "the f(l, i) of Python's synchronisation example: prints `hello world I` holding the lock" },
+    TaskSpec { name: "increment_under_lock", args: &[Obj, Obj, Int], doc: "n times: takes the lock, adds 1 to the Value('i'), releases" },
+    TaskSpec { name: "increment_value", args: &[Obj, Int], doc: "n times: adds 1 to the Value('i') under its own lock (get_lock)" },
+    TaskSpec { name: "add_one", args: &[Obj], doc: "adds 1 to a Value, or to every item of an Array, of any typecode (under its lock; 'c': the next byte)" },
     TaskSpec { name: "hold_lock", args: &[Obj, Obj, Int], doc: "takes the lock (or one semaphore unit), sets the Event, holds it ms, releases" },
-    TaskSpec { name: "notes_negate", args: &[Obj, Obj], doc: "the notes' f(n, a): n.value = 3.1415927; a[i] = -a[i]" },
+    TaskSpec { name: "notes_negate", args: &[Obj, Obj], doc: "the f(n, a) of Python's shared-memory example: n.value = 3.1415927; a[i] = -a[i]" },
     TaskSpec { name: "set_event", args: &[Obj], doc: "sets the Event" },
     TaskSpec { name: "condition_wait", args: &[Obj, Obj, Conn], doc: "holding the Condition, sets the Event, waits (up to 10 s) to be notified, sends whether it was" },
     TaskSpec { name: "wait_barrier", args: &[Obj, Conn], doc: "waits (up to 10 s) at the Barrier, sends \"passed\" or the error kind" },
@@ -100,6 +103,8 @@ pub enum Arg {
     Queue(mproc::Queue<String>),
     /// A joinable queue.
     JoinableQueue(mproc::JoinableQueue<String>),
+    /// A queue of byte strings (`queue = { bytes = true }`; cases read the bytes as UTF-8).
+    BytesQueue(mproc::Queue<Vec<u8>>),
     /// A lock.
     Lock(mproc::Lock),
     /// A recursive lock.
@@ -114,14 +119,33 @@ pub enum Arg {
     Barrier(mproc::Barrier),
     /// A condition variable.
     Condition(mproc::Condition),
-    /// A shared double.
-    ValueF64(mproc::Value<f64>),
-    /// A shared int.
-    ValueI32(mproc::Value<i32>),
-    /// A shared array of doubles.
-    ArrayF64(mproc::Array<f64>),
-    /// A shared array of ints.
-    ArrayI32(mproc::Array<i32>),
+    /// A shared value of any typecode.
+    Value(SharedValue),
+    /// A shared array of any typecode.
+    Array(SharedArray),
+}
+
+impl Arg {
+    /// Another handle on the same object, for objects that stay shared when given to a task
+    /// (queues, locks, events, values, arrays: the parent keeps its handle, as in CPython);
+    /// `None` for values and connections.
+    pub fn share(&self) -> Option<Arg> {
+        Some(match self {
+            Arg::Queue(q) => Arg::Queue(q.clone()),
+            Arg::JoinableQueue(q) => Arg::JoinableQueue(q.clone()),
+            Arg::BytesQueue(q) => Arg::BytesQueue(q.clone()),
+            Arg::Lock(l) => Arg::Lock(l.clone()),
+            Arg::RLock(l) => Arg::RLock(l.clone()),
+            Arg::Semaphore(l) => Arg::Semaphore(l.clone()),
+            Arg::BoundedSemaphore(l) => Arg::BoundedSemaphore(l.clone()),
+            Arg::Event(e) => Arg::Event(e.clone()),
+            Arg::Barrier(b) => Arg::Barrier(b.clone()),
+            Arg::Condition(c) => Arg::Condition(c.clone()),
+            Arg::Value(v) => Arg::Value(v.clone()),
+            Arg::Array(a) => Arg::Array(a.clone()),
+            Arg::Json(_) | Arg::Conn(_) => return None,
+        })
+    }
 }
 
 /// A call of a task: what a child (or a pool worker) is asked to run.
@@ -140,6 +164,15 @@ pub struct TaskFailure(pub String);
 impl std::fmt::Display for TaskFailure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "TaskFailure: {}", self.0)
+    }
+}
+
+impl From<CtError> for TaskFailure {
+    fn from(e: CtError) -> TaskFailure {
+        match e {
+            CtError::Value(m) => TaskFailure(m),
+            CtError::Lib(e) => fail(e),
+        }
     }
 }
 
@@ -193,6 +226,18 @@ impl Args {
             _ => Err(TaskFailure("expected a connection argument".into())),
         }
     }
+    fn event(&mut self) -> Result<mproc::Event, TaskFailure> {
+        match self.obj()? {
+            Arg::Event(e) => Ok(e),
+            _ => Err(TaskFailure("expected an Event".into())),
+        }
+    }
+    fn value_i32(&mut self) -> Result<mproc::Value<i32>, TaskFailure> {
+        match self.obj()? {
+            Arg::Value(SharedValue::I32(v)) => Ok(v),
+            _ => Err(TaskFailure("expected a Value('i')".into())),
+        }
+    }
 }
 
 fn now_us() -> u128 {
@@ -233,122 +278,142 @@ pub fn run(call: TaskCall) -> Result<Value, TaskFailure> {
     out
 }
 
+const NULL: Result<Value, TaskFailure> = Ok(Value::Null);
+
 fn dispatch(task: &str, mut a: Args) -> Result<Value, TaskFailure> {
-    Ok(match task {
-        "noop" => Value::Null,
+    match task {
+        "noop" => NULL,
         "sleep" => {
             sleep(a.int());
-            Value::Null
+            NULL
         }
-        "square" => json!(square(a.int())),
+        "square" => Ok(json!(square(a.int()))),
         "sleep_square" => {
             let x = a.int();
-            json!(sleep_square(x, a.int()))
+            Ok(json!(sleep_square(x, a.int())))
         }
-        "echo" => a.json(),
-        "fail" => return Err(TaskFailure(a.str())),
+        "echo" => Ok(a.json()),
+        "fail" => Err(TaskFailure(a.str())),
         "panic" => panic!("{}", a.str()),
         "exit" => mproc::exit(a.int() as i32),
         "hang" => hang(),
-        "kill_self" => {
-            kill_self(a.int() as i32);
-            Value::Null
-        }
+        "kill_self" => kill_self(a.int() as i32),
         "print" => {
             print_line(&a.str());
-            Value::Null
+            NULL
         }
         "run_proc" => {
             run_proc(&a.str());
-            Value::Null
+            NULL
         }
         "print_name" => {
             print_line(&mproc::current_process().name);
-            Value::Null
+            NULL
         }
-        "send" => {
-            let mut c = a.conn()?;
-            send(&c, &a.json())?;
-            c.close();
-            Value::Null
+        "put" | "put_all" | "notes_write" | "notes_read" | "square_queue" | "consume" => {
+            queue_task(task, a)
         }
+        "print_under_lock"
+        | "increment_under_lock"
+        | "increment_value"
+        | "add_one"
+        | "hold_lock"
+        | "notes_negate"
+        | "set_event" => sync_task(task, a),
+        "wait_barrier" | "condition_wait" | "wait_event" => object_conn_task(task, a),
+        "send" | "send_all" | "sleep_send" | "send_bytes" | "echo_conn" | "recv_square"
+        | "send_self" | "send_parent" | "try_child" => conn_task(task, a),
+        other => Err(TaskFailure(format!("unknown task {other}"))),
+    }
+}
+
+/// The tasks that talk over a connection.
+fn conn_task(task: &str, mut a: Args) -> Result<Value, TaskFailure> {
+    let mut c = a.conn()?;
+    match task {
+        "send" => send(&c, &a.json())?,
         "send_all" => {
-            let mut c = a.conn()?;
             if let Value::Array(items) = a.json() {
                 for v in &items {
                     send(&c, v)?;
                 }
             }
-            c.close();
-            Value::Null
         }
         "sleep_send" => {
-            let c = a.conn()?;
             sleep(a.int());
             send(&c, &a.json())?;
-            Value::Null
+            return NULL;
         }
-        "send_bytes" => {
-            let mut c = a.conn()?;
-            c.send_bytes(a.str().as_bytes()).map_err(fail)?;
-            c.close();
-            Value::Null
-        }
-        "echo_conn" => {
-            let c = a.conn()?;
-            loop {
-                let msg = c.recv_bytes().map_err(fail)?;
-                if msg.is_empty() {
-                    break;
-                }
-                c.send_bytes(&msg).map_err(fail)?;
-            }
-            Value::Null
-        }
+        "send_bytes" => c.send_bytes(a.str().as_bytes()).map_err(fail)?,
+        "echo_conn" => echo_conn(&c)?,
         "recv_square" => {
-            let c = a.conn()?;
             let v: String = c.recv().map_err(fail)?;
             let x = serde_json::from_str::<Value>(&v)
                 .ok()
                 .and_then(|v| v.as_i64())
                 .unwrap_or(0);
             send(&c, &json!(square(x)))?;
-            Value::Null
         }
         "send_self" => {
-            let c = a.conn()?;
             let me = mproc::current_process();
             send(&c, &json!({"name": me.name, "daemon": me.daemon}))?;
-            Value::Null
         }
-        "send_parent" => {
-            let c = a.conn()?;
-            let name = mproc::parent_process().map(|(_, n)| n);
-            send(&c, &json!(name))?;
-            Value::Null
+        "send_parent" => send(&c, &json!(mproc::parent_process().map(|(_, n)| n)))?,
+        "try_child" => send(&c, &json!(try_child()))?,
+        other => return Err(TaskFailure(format!("unknown task {other}"))),
+    }
+    if matches!(task, "send" | "send_all" | "send_bytes") {
+        c.close();
+    }
+    NULL
+}
+
+fn echo_conn(c: &Connection) -> Result<(), TaskFailure> {
+    loop {
+        let msg = c.recv_bytes().map_err(fail)?;
+        if msg.is_empty() {
+            return Ok(());
         }
-        "put" => {
-            let q = a.obj()?;
-            put(&q, &a.json())?;
-            Value::Null
+        c.send_bytes(&msg).map_err(fail)?;
+    }
+}
+
+/// Starts a child (`noop`) from here: `"ok"` or the error's kind.
+fn try_child() -> String {
+    let call = TaskCall {
+        task: "noop".into(),
+        args: vec![],
+    };
+    let p = mproc::Process::new(process_main, (call,));
+    match p.start() {
+        Ok(()) => {
+            let _ = p.join();
+            "ok".to_string()
         }
+        Err(e) => e.kind_name().to_string(),
+    }
+}
+
+/// The tasks on queues.
+fn queue_task(task: &str, mut a: Args) -> Result<Value, TaskFailure> {
+    let q = a.obj()?;
+    match task {
+        "put" => put(&q, &a.json())?,
         "put_all" | "notes_write" => {
-            let q = a.obj()?;
-            if task == "notes_write" {
+            let write = task == "notes_write";
+            if write {
                 print_line(&format!("Process to write: {}", std::process::id()));
             }
             if let Value::Array(items) = a.json() {
                 for v in &items {
-                    if task == "notes_write" {
+                    if write {
                         print_line(&format!("Put {} to queue...", text(v)));
                     }
                     put(&q, v)?;
                 }
             }
-            Value::Null
         }
         "notes_read" => {
-            let q = a.obj()?;
             print_line(&format!("Process to read: {}", std::process::id()));
             loop {
                 let v = get(&q)?;
@@ -356,78 +421,82 @@ fn dispatch(task: &str, mut a: Args) -> Result<Value, TaskFailure> {
             }
         }
         "square_queue" => {
-            let (qin, qout, n) = (a.obj()?, a.obj()?, a.int());
+            let (qout, n) = (a.obj()?, a.int());
             for _ in 0..n {
-                let x = get(&qin)?.as_i64().unwrap_or(0);
+                let x = get(&q)?.as_i64().unwrap_or(0);
                 put(&qout, &json!(square(x)))?;
             }
-            Value::Null
         }
-        "consume" => {
-            let q = a.obj()?;
-            let n = a.int();
+        _ => {
             let Arg::JoinableQueue(q) = q else {
                 return Err(TaskFailure("expected a joinable queue".into()));
             };
-            for _ in 0..n {
+            for _ in 0..a.int() {
                 q.get().map_err(fail)?;
                 q.task_done().map_err(fail)?;
             }
-            Value::Null
         }
+    }
+    NULL
+}
+
+/// The tasks on locks, events and shared values.
+fn sync_task(task: &str, mut a: Args) -> Result<Value, TaskFailure> {
+    match task {
         "print_under_lock" => {
-            let l = a.obj()?;
-            let i = a.int();
+            let (l, i) = (a.obj()?, a.int());
             with_lock(&l, || print_line(&format!("hello world {i}")))?;
-            Value::Null
         }
         "increment_under_lock" => {
-            let (l, v, n) = (a.obj()?, a.obj()?, a.int());
-            let Arg::ValueI32(v) = v else {
-                return Err(TaskFailure("expected a Value('i')".into()));
-            };
+            let (l, v, n) = (a.obj()?, a.value_i32()?, a.int());
             for _ in 0..n {
                 // get + set under the lock: without it, increments would be lost.
                 with_lock(&l, || v.get_obj().set(v.get_obj().get() + 1))?;
             }
-            Value::Null
         }
         "increment_value" => {
-            let v = a.obj()?;
-            let n = a.int();
-            let Arg::ValueI32(v) = v else {
-                return Err(TaskFailure("expected a Value('i')".into()));
-            };
+            let (v, n) = (a.value_i32()?, a.int());
             for _ in 0..n {
                 v.update(|x| x + 1).map_err(fail)?;
             }
-            Value::Null
         }
+        "add_one" => match a.obj()? {
+            Arg::Value(v) => v.add_one().map_err(fail)?,
+            Arg::Array(arr) => arr.add_one().map_err(fail)?,
+            _ => return Err(TaskFailure("expected a Value or an Array".into())),
+        },
         "hold_lock" => {
-            let (l, e, ms) = (a.obj()?, a.obj()?, a.int());
-            let Arg::Event(e) = e else {
-                return Err(TaskFailure("expected an Event".into()));
-            };
+            let (l, e, ms) = (a.obj()?, a.event()?, a.int());
             with_lock(&l, || {
                 e.set();
                 sleep(ms)
             })?;
-            Value::Null
         }
-        "notes_negate" => {
-            let (n, arr) = (a.obj()?, a.obj()?);
-            let (Arg::ValueF64(n), Arg::ArrayI32(arr)) = (n, arr) else {
-                return Err(TaskFailure("expected Value('d') and Array('i')".into()));
-            };
-            // The notes' literal, not PI: the trace must show exactly this value.
-            #[allow(clippy::approx_constant)]
-            n.set(3.1415927);
-            for i in 0..arr.len() {
-                let x = arr.get(i).map_err(fail)?;
-                arr.set(i, -x).map_err(fail)?;
-            }
-            Value::Null
-        }
+        "notes_negate" => negate(a.obj()?, a.obj()?)?,
+        "set_event" => a.event()?.set(),
+        other => return Err(TaskFailure(format!("unknown task {other}"))),
+    }
+    NULL
+}
+
+/// The f(n, a) of Python's shared-memory example: `n.value = 3.1415927`, `a[i] = -a[i]`.
+fn negate(n: Arg, arr: Arg) -> Result<(), TaskFailure> {
+    let (Arg::Value(SharedValue::F64(n)), Arg::Array(SharedArray::I32(arr))) = (n, arr) else {
+        return Err(TaskFailure("expected Value('d') and Array('i')".into()));
+    };
+    // The example's literal, not PI: the trace must show exactly this value.
+    #[allow(clippy::approx_constant)]
+    n.set(3.1415927);
+    for i in 0..arr.len() {
+        let x = arr.get(i).map_err(fail)?;
+        arr.set(i, -x).map_err(fail)?;
+    }
+    Ok(())
+}
+
+/// The tasks that wait on an object and report over a connection.
+fn object_conn_task(task: &str, mut a: Args) -> Result<Value, TaskFailure> {
+    let answer = match task {
         "wait_barrier" => {
             let Arg::Barrier(b) = a.obj()? else {
                 return Err(TaskFailure("expected a Barrier".into()));
@@ -437,58 +506,29 @@ fn dispatch(task: &str, mut a: Args) -> Result<Value, TaskFailure> {
                 Ok(_) => "passed".to_string(),
                 Err(e) => e.kind_name().to_string(),
             };
-            send(&c, &json!(r))?;
-            Value::Null
+            (c, json!(r))
         }
         "condition_wait" => {
-            let (c, e) = (a.obj()?, a.obj()?);
-            let (Arg::Condition(c), Arg::Event(e)) = (c, e) else {
-                return Err(TaskFailure("expected a Condition and an Event".into()));
+            let Arg::Condition(cond) = a.obj()? else {
+                return Err(TaskFailure("expected a Condition".into()));
             };
-            let conn = a.conn()?;
+            let (e, c) = (a.event()?, a.conn()?);
             let notified = {
-                let _g = c.lock().map_err(fail)?;
+                let _g = cond.lock().map_err(fail)?;
                 e.set();
-                c.wait_timeout(Duration::from_secs(10)).map_err(fail)?
+                cond.wait_timeout(Duration::from_secs(10)).map_err(fail)?
             };
-            send(&conn, &json!(notified))?;
-            Value::Null
-        }
-        "set_event" => {
-            let Arg::Event(e) = a.obj()? else {
-                return Err(TaskFailure("expected an Event".into()));
-            };
-            e.set();
-            Value::Null
+            (c, json!(notified))
         }
         "wait_event" => {
-            let Arg::Event(e) = a.obj()? else {
-                return Err(TaskFailure("expected an Event".into()));
-            };
-            let c = a.conn()?;
+            let (e, c) = (a.event()?, a.conn()?);
             let set = e.wait_timeout(Duration::from_secs(10)).map_err(fail)?;
-            send(&c, &json!(set))?;
-            Value::Null
-        }
-        "try_child" => {
-            let c = a.conn()?;
-            let call = TaskCall {
-                task: "noop".into(),
-                args: vec![],
-            };
-            let p = mproc::Process::new(process_main, (call,));
-            let r = match p.start() {
-                Ok(()) => {
-                    let _ = p.join();
-                    "ok".to_string()
-                }
-                Err(e) => e.kind_name().to_string(),
-            };
-            send(&c, &json!(r))?;
-            Value::Null
+            (c, json!(set))
         }
         other => return Err(TaskFailure(format!("unknown task {other}"))),
-    })
+    };
+    send(&answer.0, &answer.1)?;
+    NULL
 }
 
 fn text(v: &Value) -> String {
@@ -500,17 +540,29 @@ fn text(v: &Value) -> String {
 
 fn put(q: &Arg, v: &Value) -> Result<(), TaskFailure> {
     let r = match q {
-        Arg::Queue(q) => q.put(v.to_string()),
-        Arg::JoinableQueue(q) => q.put(v.to_string()),
+        Arg::Queue(q) => q.put(v.to_string()).map_err(|e| e.error),
+        Arg::JoinableQueue(q) => q.put(v.to_string()).map_err(|e| e.error),
+        Arg::BytesQueue(q) => {
+            let Value::String(s) = v else {
+                return Err(TaskFailure(format!(
+                    "a queue of bytes takes strings, not {v}"
+                )));
+            };
+            q.put(s.as_bytes().to_vec()).map_err(|e| e.error)
+        }
         _ => return Err(TaskFailure("expected a queue".into())),
     };
-    r.map_err(|e| fail(e.error))
+    r.map_err(fail)
 }
 
 fn get(q: &Arg) -> Result<Value, TaskFailure> {
     let s = match q {
         Arg::Queue(q) => q.get(),
         Arg::JoinableQueue(q) => q.get(),
+        Arg::BytesQueue(q) => {
+            let b = q.get().map_err(fail)?;
+            return Ok(Value::String(String::from_utf8_lossy(&b).into_owned()));
+        }
         _ => return Err(TaskFailure("expected a queue".into())),
     }
     .map_err(fail)?;
@@ -572,8 +624,8 @@ pub fn hang() -> ! {
     }
 }
 
-/// Sends this process signal `sig`.
-pub fn kill_self(sig: i32) {
+/// Sends this process signal `sig`, then waits for it.
+pub fn kill_self(sig: i32) -> ! {
     if let Ok(sig) = nix::sys::signal::Signal::try_from(sig) {
         let _ = nix::sys::signal::kill(nix::unistd::Pid::this(), sig);
     }
@@ -587,7 +639,8 @@ pub fn print_line(s: &str) {
     let _ = out.flush();
 }
 
-/// The notes' first example.
+/// The child of the first example of Python's `Process` documentation (and of the classic
+/// tutorial the project's specification follows): `Run child process NAME (PID)...`.
 pub fn run_proc(name: &str) {
     print_line(&format!(
         "Run child process {name} ({})...",

@@ -83,9 +83,13 @@ pub struct Source {
 }
 
 impl Source {
-    /// The 1-based line and column of byte `offset`.
+    /// The 1-based line and column of byte `offset` (an offset inside a character counts as
+    /// that character's).
     pub fn line_col(&self, offset: usize) -> (usize, usize) {
-        let offset = offset.min(self.text.len());
+        let mut offset = offset.min(self.text.len());
+        while !self.text.is_char_boundary(offset) {
+            offset -= 1;
+        }
         let before = &self.text[..offset];
         let line = before.matches('\n').count() + 1;
         let line_start = before.rfind('\n').map(|i| i + 1).unwrap_or(0);
@@ -102,6 +106,18 @@ impl Source {
             column,
             message: message.into(),
         }
+    }
+
+    /// `wrong type: WHAT must be WANT, found ...` at `n`.
+    pub fn wrong_type(&self, n: &Node, what: &str, want: &str) -> CaseError {
+        let found = match &n.kind {
+            NodeKind::Str(s) => format!("the string {s:?}"),
+            k => k.type_name().to_string(),
+        };
+        self.error(
+            &n.span,
+            format!("wrong type: {what} must be {want}, found {found}"),
+        )
     }
 
     /// Parses the text into a node tree (a TOML syntax error carries its position).

@@ -1,112 +1,11 @@
 //! The report: JSON (`report.json`), the terminal table, and a self-contained HTML page.
 
-use crate::node::CaseError;
-use crate::suite::{Bar, RunOutcome};
-use serde::{Deserialize, Serialize};
+use crate::model::{Bar, CaseReport, Report, Verdict};
 use std::fmt::Write;
-
-/// One run of a case under one method.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct RunReport {
-    /// The start method.
-    pub method: String,
-    /// What happened.
-    pub outcome: RunOutcome,
-}
-
-impl RunReport {
-    /// `pass` or `FAIL`.
-    pub fn verdict(&self) -> &'static str {
-        if self.outcome.failures.is_empty() {
-            "pass"
-        } else {
-            "FAIL"
-        }
-    }
-}
-
-/// The comparison with CPython.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct CpythonVerdict {
-    /// `agree`, `intended difference`, `differs` or `skipped`.
-    pub verdict: String,
-    /// Per method: the diff of CPython's trace (`-`) against ours (`+`).
-    pub diffs: Vec<(String, String)>,
-    /// Extra information.
-    pub note: Option<String>,
-}
-
-/// One case.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct CaseReport {
-    /// `group/name`.
-    pub id: String,
-    /// The file.
-    pub path: String,
-    /// Title.
-    pub title: String,
-    /// Source.
-    pub source: String,
-    /// Why CPython differs, as the case says.
-    pub differs_from_cpython: Option<String>,
-    /// Why the methods differ, as the case says.
-    pub differs_between_methods: Option<String>,
-    /// Whether the case asks for a timeline.
-    pub timeline: bool,
-    /// Our runs.
-    pub runs: Vec<RunReport>,
-    /// CPython's runs.
-    pub reference: Vec<RunReport>,
-    /// The first difference between methods, if any.
-    pub method_diff: Option<String>,
-    /// The comparison with CPython.
-    pub cpython: CpythonVerdict,
-    /// Whether the case passed.
-    pub passed: bool,
-}
-
-/// A whole conformance run.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct Report {
-    /// CPython's version, if the reference ran.
-    pub python: Option<String>,
-    /// Why the reference did not run.
-    pub reference_notice: Option<String>,
-    /// The cases.
-    pub cases: Vec<CaseReport>,
-    /// Case files that could not be loaded.
-    pub bad: Vec<CaseError>,
-    /// Cases passed.
-    pub passed: usize,
-    /// Cases failed.
-    pub failed: usize,
-    /// Wall time, ms.
-    pub wall_ms: u64,
-}
 
 const METHODS: [&str; 3] = ["fork", "spawn", "forkserver"];
 
 impl Report {
-    /// The closing line: `conformance: N passed, N failed`.
-    pub fn summary_line(&self) -> String {
-        format!(
-            "conformance: {} passed, {} failed",
-            self.passed,
-            self.failed + self.bad.len()
-        )
-    }
-
-    /// The process exit code: 2 for bad input, 1 for a failed case, 0 otherwise.
-    pub fn exit_code(&self) -> u8 {
-        if !self.bad.is_empty() {
-            2
-        } else if self.failed > 0 {
-            1
-        } else {
-            0
-        }
-    }
-
     /// The terminal table, failures, notices, and the closing line.
     pub fn table(&self) -> String {
         let w = self
@@ -137,7 +36,7 @@ impl Report {
                 cell("fork"),
                 cell("spawn"),
                 cell("forkserver"),
-                c.cpython.verdict
+                c.cpython.verdict.as_str()
             );
         }
         for c in self.cases.iter().filter(|c| !c.passed) {
@@ -147,7 +46,7 @@ impl Report {
                     let _ = writeln!(s, "  [{}] {f}", r.method);
                 }
             }
-            if c.cpython.verdict == "differs" {
+            if c.cpython.verdict == Verdict::Differs {
                 for (m, d) in &c.cpython.diffs {
                     let _ = writeln!(s, "  [CPython {m}] trace differs (- CPython, + mproc) and the case does not say why:\n{}", indent(d));
                 }
@@ -162,7 +61,7 @@ impl Report {
         let intended = self
             .cases
             .iter()
-            .filter(|c| c.cpython.verdict == "intended difference")
+            .filter(|c| c.cpython.verdict == Verdict::IntendedDifference)
             .count();
         if intended > 0 {
             let _ = writeln!(
@@ -211,26 +110,22 @@ impl Report {
             for m in METHODS {
                 match c.runs.iter().find(|r| r.method == m) {
                     Some(r) => {
-                        let cls = if r.outcome.failures.is_empty() {
-                            "pass"
-                        } else {
-                            "fail"
-                        };
+                        let cls = if r.passed() { "pass" } else { "fail" };
                         let _ = write!(s, "<td class=\"verdict {cls}\">{}</td>", r.verdict());
                     }
                     None => s.push_str("<td class=\"verdict na\">-</td>"),
                 }
             }
-            let cls = match c.cpython.verdict.as_str() {
-                "agree" => "pass",
-                "intended difference" => "intended",
-                "skipped" => "na",
-                _ => "fail",
+            let cls = match c.cpython.verdict {
+                Verdict::Agree => "pass",
+                Verdict::IntendedDifference => "intended",
+                Verdict::Skipped => "na",
+                Verdict::Differs => "fail",
             };
             let _ = writeln!(
                 s,
                 "<td class=\"verdict {cls}\">{}</td></tr>",
-                esc(&c.cpython.verdict)
+                esc(c.cpython.verdict.as_str())
             );
         }
         s.push_str("</tbody></table>\n<h2>Cases</h2>\n");
@@ -323,11 +218,11 @@ impl Report {
             let _ = writeln!(
                 s,
                 "<p class=\"cpy\">CPython: {}</p>",
-                esc(&c.cpython.verdict)
+                esc(c.cpython.verdict.as_str())
             );
         }
         for (m, d) in &c.cpython.diffs {
-            let _ = writeln!(s, "<details open><summary>diff against CPython ({m}): {}; − CPython, + mproc</summary><pre class=\"diff\">{}</pre></details>", esc(&c.cpython.verdict), diff_html(d));
+            let _ = writeln!(s, "<details open><summary>diff against CPython ({m}): {}; − CPython, + mproc</summary><pre class=\"diff\">{}</pre></details>", esc(c.cpython.verdict.as_str()), diff_html(d));
         }
         if let Some(n) = &c.cpython.note {
             let _ = writeln!(s, "<p class=\"notice\">{}</p>", esc(n));

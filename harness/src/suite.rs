@@ -3,10 +3,11 @@
 //! gathers everything into a [`Report`].
 
 use crate::case::{self, Case};
-use crate::exec::RawTrace;
+use crate::model::{
+    Bar, CaseReport, CpythonComparison, RawTrace, Report, RunOutcome, RunReport, Verdict,
+};
 use crate::node::CaseError;
-use crate::report::{CaseReport, CpythonVerdict, Report, RunReport};
-use crate::trace::{self, Trace};
+use crate::trace;
 use mproc::StartMethod;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -35,40 +36,6 @@ pub struct Tools {
     pub reference: PathBuf,
     /// A folder for the runs' files.
     pub work: PathBuf,
-}
-
-/// One task bar of a timeline, in milliseconds since the run's start.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Bar {
-    /// The lane (1-based, in order of first start).
-    pub lane: usize,
-    /// The task.
-    pub task: String,
-    /// Its arguments, shortened.
-    pub label: String,
-    /// Start.
-    pub start_ms: f64,
-    /// End (`None`: it never returned).
-    pub end_ms: Option<f64>,
-}
-
-/// The outcome of one run.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct RunOutcome {
-    /// The normalised trace (absent if the run produced none).
-    pub trace: Option<Trace>,
-    /// Failed expectations or the run's own failure.
-    pub failures: Vec<String>,
-    /// Measured timings.
-    pub measured: trace::Measured,
-    /// Task bars.
-    pub timeline: Vec<Bar>,
-    /// How long the run took, ms.
-    pub wall_ms: u64,
-    /// The run's stderr (trimmed).
-    pub stderr: String,
-    /// The runner's version string.
-    pub version: Option<String>,
 }
 
 fn python_ok(python: &Path) -> Option<String> {
@@ -142,6 +109,14 @@ fn slug(case: &Case) -> String {
     format!("{}__{}", case.group, case.name)
 }
 
+/// The files of one run.
+struct RunFiles {
+    trace: PathBuf,
+    timeline: PathBuf,
+    stdout: PathBuf,
+    stderr: PathBuf,
+}
+
 /// Runs `case` under `method` with `runner`, in a process of its own, and checks it.
 pub fn run_job(case: &Case, runner: Runner, method: StartMethod, tools: &Tools) -> RunOutcome {
     let dir = tools.work.join(slug(case));
@@ -150,11 +125,13 @@ pub fn run_job(case: &Case, runner: Runner, method: StartMethod, tools: &Tools) 
         Runner::Mproc => format!("mproc-{method}"),
         Runner::Cpython => format!("cpython-{method}"),
     };
-    let trace_path = dir.join(format!("{tag}.trace.json"));
-    let timeline_path = dir.join(format!("{tag}.timeline.jsonl"));
-    let out_path = dir.join(format!("{tag}.stdout"));
-    let err_path = dir.join(format!("{tag}.stderr"));
-    for p in [&trace_path, &timeline_path] {
+    let files = RunFiles {
+        trace: dir.join(format!("{tag}.trace.json")),
+        timeline: dir.join(format!("{tag}.timeline.jsonl")),
+        stdout: dir.join(format!("{tag}.stdout")),
+        stderr: dir.join(format!("{tag}.stderr")),
+    };
+    for p in [&files.trace, &files.timeline] {
         let _ = std::fs::remove_file(p);
     }
     let mut cmd = match runner {
@@ -170,52 +147,70 @@ pub fn run_job(case: &Case, runner: Runner, method: StartMethod, tools: &Tools) 
         .arg("--method")
         .arg(method.as_str())
         .arg("--trace-out")
-        .arg(&trace_path);
-    cmd.env("MPROC_CASE_TIMELINE", &timeline_path);
+        .arg(&files.trace);
+    cmd.env("MPROC_CASE_TIMELINE", &files.timeline);
     cmd.env("MPROC_NO_FORK_WARNING", "1");
     cmd.env("PYTHONDONTWRITEBYTECODE", "1");
     cmd.stdin(Stdio::null());
     let started = Instant::now();
+    let failures = supervise(cmd, &files, &tag, case.timeout_s);
+    outcome(
+        case,
+        &files,
+        &tag,
+        failures,
+        started.elapsed().as_millis() as u64,
+    )
+}
+
+/// Runs `cmd` with its output in `files` until it exits or `timeout_s` pass (then kills it);
+/// the run's own failures.
+fn supervise(mut cmd: Command, files: &RunFiles, tag: &str, timeout_s: u64) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(timeout_s);
     let mut failures = Vec::new();
-    let files =
-        std::fs::File::create(&out_path).and_then(|o| Ok((o, std::fs::File::create(&err_path)?)));
-    let child = files.and_then(|(o, e)| {
+    let out = std::fs::File::create(&files.stdout)
+        .and_then(|o| Ok((o, std::fs::File::create(&files.stderr)?)));
+    let child = out.and_then(|(o, e)| {
         cmd.stdout(o).stderr(e);
         cmd.spawn()
     });
-    match child {
-        Err(e) => failures.push(format!("cannot run {tag}: {e}")),
-        Ok(mut child) => {
-            let deadline = started + Duration::from_secs(case.timeout_s);
-            loop {
-                match child.try_wait() {
-                    Ok(Some(status)) => {
-                        if !status.success() {
-                            failures.push(format!("the {tag} runner exited with {status}"));
-                        }
-                        break;
-                    }
-                    Ok(None) if Instant::now() >= deadline => {
-                        let _ = child.kill();
-                        let _ = child.wait();
-                        failures.push(format!(
-                            "{tag}: no answer within {} s (killed)",
-                            case.timeout_s
-                        ));
-                        break;
-                    }
-                    Ok(None) => std::thread::sleep(Duration::from_millis(5)),
-                    Err(e) => {
-                        failures.push(format!("{tag}: wait failed: {e}"));
-                        break;
-                    }
+    let mut child = match child {
+        Ok(c) => c,
+        Err(e) => return vec![format!("cannot run {tag}: {e}")],
+    };
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => {
+                if !status.success() {
+                    failures.push(format!("the {tag} runner exited with {status}"));
                 }
+                return failures;
+            }
+            Ok(None) if Instant::now() >= deadline => {
+                let _ = child.kill();
+                let _ = child.wait();
+                failures.push(format!("{tag}: no answer within {timeout_s} s (killed)"));
+                return failures;
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(5)),
+            Err(e) => {
+                failures.push(format!("{tag}: wait failed: {e}"));
+                return failures;
             }
         }
     }
-    let wall_ms = started.elapsed().as_millis() as u64;
-    let stdout = std::fs::read_to_string(&out_path).unwrap_or_default();
-    let mut stderr = std::fs::read_to_string(&err_path).unwrap_or_default();
+}
+
+/// Reads what a run left in `files`, normalises its trace and checks the case's expectations.
+fn outcome(
+    case: &Case,
+    files: &RunFiles,
+    tag: &str,
+    mut failures: Vec<String>,
+    wall_ms: u64,
+) -> RunOutcome {
+    let stdout = std::fs::read_to_string(&files.stdout).unwrap_or_default();
+    let mut stderr = std::fs::read_to_string(&files.stderr).unwrap_or_default();
     if stderr.len() > 4000 {
         let mut cut = stderr.len() - 4000;
         while !stderr.is_char_boundary(cut) {
@@ -223,7 +218,7 @@ pub fn run_job(case: &Case, runner: Runner, method: StartMethod, tools: &Tools) 
         }
         stderr = format!("...{}", &stderr[cut..]);
     }
-    let raw: Option<RawTrace> = std::fs::read_to_string(&trace_path)
+    let raw: Option<RawTrace> = std::fs::read_to_string(&files.trace)
         .ok()
         .and_then(|t| serde_json::from_str(&t).ok());
     let Some(raw) = raw else {
@@ -242,7 +237,7 @@ pub fn run_job(case: &Case, runner: Runner, method: StartMethod, tools: &Tools) 
     };
     let (trace, measured, more) = trace::normalise(case, &raw, &stdout);
     failures.extend(more);
-    let timeline = read_timeline(&timeline_path, raw.t_start_us);
+    let timeline = read_timeline(&files.timeline, raw.t_start_us);
     RunOutcome {
         trace: Some(trace),
         failures,
@@ -293,6 +288,9 @@ pub fn load(opts: &Options) -> (Vec<Case>, Vec<CaseError>) {
     (cases, bad)
 }
 
+/// One run to make: the case (its index), the runner, the method.
+type Job = (usize, Runner, StartMethod);
+
 /// Runs every loaded case: ours under each method, and the reference. `progress(done, total,
 /// what)` is called after each run.
 pub fn run_suite(
@@ -302,74 +300,9 @@ pub fn run_suite(
 ) -> Result<Report, SetupError> {
     let started = Instant::now();
     let (cases, bad) = load(opts);
-    let (python, notice) = match opts.reference {
-        Reference::None => (
-            None,
-            Some("CPython reference: not run (--reference none)".to_string()),
-        ),
-        Reference::Auto | Reference::Python => match tools.python.as_deref().and_then(python_ok) {
-            Some(v) => (Some(v), None),
-            None if opts.reference == Reference::Python => {
-                return Err(SetupError(
-                    "--reference python: python3 (3.11 or newer) was not found".into(),
-                ))
-            }
-            None => (
-                None,
-                Some("CPython reference: skipped (python3 3.11+ not found)".to_string()),
-            ),
-        },
-    };
-    let mut jobs: Vec<(usize, Runner, StartMethod)> = Vec::new();
-    for (i, c) in cases.iter().enumerate() {
-        for &m in &c.methods {
-            if !opts.methods.is_empty() && !opts.methods.contains(&m) {
-                continue;
-            }
-            jobs.push((i, Runner::Mproc, m));
-            if python.is_some() {
-                jobs.push((i, Runner::Cpython, m));
-            }
-        }
-    }
-    // Longest first keeps the two lanes busy to the end.
-    jobs.sort_by_key(|(i, r, _)| {
-        (
-            std::cmp::Reverse(
-                cases[*i].timeout_s.min(5) as usize + (*r == Runner::Cpython) as usize,
-            ),
-            *i,
-        )
-    });
-    let total = jobs.len();
-    let next = AtomicUsize::new(0);
-    let done = AtomicUsize::new(0);
-    let results: Mutex<Vec<(usize, Runner, StartMethod, RunOutcome)>> = Mutex::new(Vec::new());
-    std::thread::scope(|s| {
-        for _ in 0..opts.jobs.max(1) {
-            s.spawn(|| loop {
-                let k = next.fetch_add(1, Ordering::SeqCst);
-                let Some(&(i, r, m)) = jobs.get(k) else { break };
-                let out = run_job(&cases[i], r, m, tools);
-                let what = format!(
-                    "{} {} {}",
-                    cases[i].id(),
-                    if r == Runner::Mproc {
-                        "mproc"
-                    } else {
-                        "cpython"
-                    },
-                    m
-                );
-                results
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .push((i, r, m, out));
-                progress(done.fetch_add(1, Ordering::SeqCst) + 1, total, &what);
-            });
-        }
-    });
-    let mut results = results.into_inner().unwrap_or_else(|p| p.into_inner());
+    let (python, notice) = reference(opts, tools)?;
+    let jobs = plan(opts, &cases, python.is_some());
+    let mut results = run_jobs(opts, tools, &cases, &jobs, progress);
     results.sort_by_key(|(i, r, m, _)| (*i, *r == Runner::Cpython, *m));
     let mut reports = Vec::new();
     for (i, c) in cases.iter().enumerate() {
@@ -401,6 +334,91 @@ pub fn run_suite(
     })
 }
 
+/// CPython's version if the reference runs, or why it does not.
+fn reference(
+    opts: &Options,
+    tools: &Tools,
+) -> Result<(Option<String>, Option<String>), SetupError> {
+    Ok(match opts.reference {
+        Reference::None => (
+            None,
+            Some("CPython reference: not run (--reference none)".to_string()),
+        ),
+        Reference::Auto | Reference::Python => match tools.python.as_deref().and_then(python_ok) {
+            Some(v) => (Some(v), None),
+            None if opts.reference == Reference::Python => {
+                return Err(SetupError(
+                    "--reference python: python3 (3.11 or newer) was not found".into(),
+                ))
+            }
+            None => (
+                None,
+                Some("CPython reference: skipped (python3 3.11+ not found)".to_string()),
+            ),
+        },
+    })
+}
+
+/// The runs to make, longest first (which keeps the lanes busy to the end).
+fn plan(opts: &Options, cases: &[Case], python: bool) -> Vec<Job> {
+    let mut jobs: Vec<Job> = Vec::new();
+    for (i, c) in cases.iter().enumerate() {
+        for &m in &c.methods {
+            if !opts.methods.is_empty() && !opts.methods.contains(&m) {
+                continue;
+            }
+            jobs.push((i, Runner::Mproc, m));
+            if python {
+                jobs.push((i, Runner::Cpython, m));
+            }
+        }
+    }
+    jobs.sort_by_key(|(i, r, _)| {
+        (
+            std::cmp::Reverse(
+                cases[*i].timeout_s.min(5) as usize + (*r == Runner::Cpython) as usize,
+            ),
+            *i,
+        )
+    });
+    jobs
+}
+
+/// Runs `jobs`, `opts.jobs` at a time.
+fn run_jobs(
+    opts: &Options,
+    tools: &Tools,
+    cases: &[Case],
+    jobs: &[Job],
+    progress: &(dyn Fn(usize, usize, &str) + Sync),
+) -> Vec<(usize, Runner, StartMethod, RunOutcome)> {
+    let total = jobs.len();
+    let next = AtomicUsize::new(0);
+    let done = AtomicUsize::new(0);
+    let results: Mutex<Vec<(usize, Runner, StartMethod, RunOutcome)>> = Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for _ in 0..opts.jobs.max(1) {
+            s.spawn(|| loop {
+                let k = next.fetch_add(1, Ordering::SeqCst);
+                let Some(&(i, r, m)) = jobs.get(k) else { break };
+                let out = run_job(&cases[i], r, m, tools);
+                let who = if r == Runner::Mproc {
+                    "mproc"
+                } else {
+                    "cpython"
+                };
+                let what = format!("{} {who} {m}", cases[i].id());
+                results
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push((i, r, m, out));
+                progress(done.fetch_add(1, Ordering::SeqCst) + 1, total, &what);
+            });
+        }
+    });
+    results.into_inner().unwrap_or_else(|p| p.into_inner())
+}
+
 /// Compares the runs of one case across methods and with CPython, and decides the verdicts.
 pub fn judge(
     c: &Case,
@@ -423,51 +441,16 @@ pub fn judge(
             }
         }
     }
-    // CPython.
-    let cpython = if !with_reference {
-        CpythonVerdict {
-            verdict: "skipped".into(),
+    let cpython = if with_reference {
+        compare_with_cpython(c, &runs, &refs)
+    } else {
+        CpythonComparison {
+            verdict: Verdict::Skipped,
             diffs: Vec::new(),
             note: None,
         }
-    } else {
-        let mut diffs = Vec::new();
-        let mut errors = Vec::new();
-        for py in &refs {
-            let ours = runs
-                .iter()
-                .find(|r| r.method == py.method)
-                .and_then(|r| r.outcome.trace.as_ref());
-            match (&py.outcome.trace, ours) {
-                (Some(pt), Some(ot)) => {
-                    let d = trace::diff(pt, ot);
-                    if !d.is_empty() {
-                        diffs.push((py.method.clone(), d));
-                    }
-                }
-                (None, _) => {
-                    errors.push(format!("{}: {}", py.method, py.outcome.failures.join("; ")))
-                }
-                _ => {}
-            }
-        }
-        let differs = !diffs.is_empty() || !errors.is_empty();
-        let (verdict, note) = match (differs, &c.differs_from_cpython) {
-            (false, None) => ("agree", None),
-            (false, Some(_)) => (
-                "agree",
-                Some("declared difference not observed".to_string()),
-            ),
-            (true, Some(_)) => ("intended difference", None),
-            (true, None) => ("differs", (!errors.is_empty()).then(|| errors.join("\n"))),
-        };
-        CpythonVerdict {
-            verdict: verdict.into(),
-            diffs,
-            note,
-        }
     };
-    let passed = runs.iter().all(|r| r.outcome.failures.is_empty()) && cpython.verdict != "differs";
+    let passed = runs.iter().all(RunReport::passed) && cpython.verdict != Verdict::Differs;
     CaseReport {
         id: c.id(),
         path: c.path.clone(),
@@ -481,5 +464,45 @@ pub fn judge(
         method_diff,
         cpython,
         passed,
+    }
+}
+
+/// Our traces against CPython's, method by method.
+fn compare_with_cpython(c: &Case, runs: &[RunReport], refs: &[RunReport]) -> CpythonComparison {
+    let mut diffs = Vec::new();
+    let mut errors = Vec::new();
+    for py in refs {
+        let ours = runs
+            .iter()
+            .find(|r| r.method == py.method)
+            .and_then(|r| r.outcome.trace.as_ref());
+        match (&py.outcome.trace, ours) {
+            (Some(pt), Some(ot)) => {
+                let d = trace::diff(pt, ot);
+                if !d.is_empty() {
+                    diffs.push((py.method.clone(), d));
+                }
+            }
+            (None, _) => errors.push(format!("{}: {}", py.method, py.outcome.failures.join("; "))),
+            _ => {}
+        }
+    }
+    let differs = !diffs.is_empty() || !errors.is_empty();
+    let (verdict, note) = match (differs, &c.differs_from_cpython) {
+        (false, None) => (Verdict::Agree, None),
+        (false, Some(_)) => (
+            Verdict::Agree,
+            Some("declared difference not observed".to_string()),
+        ),
+        (true, Some(_)) => (Verdict::IntendedDifference, None),
+        (true, None) => (
+            Verdict::Differs,
+            (!errors.is_empty()).then(|| errors.join("\n")),
+        ),
+    };
+    CpythonComparison {
+        verdict,
+        diffs,
+        note,
     }
 }

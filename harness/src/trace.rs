@@ -1,57 +1,12 @@
 //! Normalised traces: what a run did, with pids, times and paths redacted and timings reduced to
 //! the verdict of their bounds; the expectations checked against them; and their comparison.
 
-use crate::case::{Case, Span2};
-use crate::exec::RawTrace;
+use crate::case::{Case, Interval};
 use crate::expr;
+use crate::model::{Event, Measured, RawTrace, TimingVerdict, Trace};
 use crate::vocab::{self, Returns};
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
-
-/// One event of a normalised trace.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Event {
-    /// The action.
-    pub op: String,
-    /// The object.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<String>,
-    /// The step's label.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub label: Option<String>,
-    /// The value (observations and results only).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub value: Option<Value>,
-    /// The error kind.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-}
-
-/// A normalised trace: equal traces mean the same observable behaviour.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Trace {
-    /// The actions in order.
-    pub events: Vec<Event>,
-    /// Final exit codes.
-    pub exitcodes: BTreeMap<String, Option<i64>>,
-    /// Printed lines (pids redacted; sorted when the case's output order is "any").
-    pub output: Vec<String>,
-    /// Each timing bound's verdict: `ok`, `below at_least` or `above at_most`.
-    pub timings: BTreeMap<String, String>,
-    /// Processes left running after the last step.
-    pub unreaped: Vec<String>,
-    /// Where the run stopped early.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub aborted: Option<String>,
-}
-
-/// The measured values behind the timing verdicts, in milliseconds.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct Measured {
-    /// Name → (measured, lower bound, upper bound).
-    pub timings: BTreeMap<String, (f64, Option<f64>, Option<f64>)>,
-}
 
 fn redact(line: &str, pids: &[u64]) -> String {
     let mut out = String::with_capacity(line.len());
@@ -80,7 +35,7 @@ fn redact(line: &str, pids: &[u64]) -> String {
     out
 }
 
-fn span_ms(raw: &RawTrace, what: &Span2) -> Option<f64> {
+fn span_ms(raw: &RawTrace, what: &Interval) -> Option<f64> {
     let first = |l: &str| {
         raw.events
             .iter()
@@ -95,9 +50,9 @@ fn span_ms(raw: &RawTrace, what: &Span2) -> Option<f64> {
             .map(|e| e.t1_us)
     };
     let (a, b) = match what {
-        Span2::Elapsed => (raw.t_start_us, raw.t_end_us),
-        Span2::Step(l) => (first(l)?, last(l)?),
-        Span2::Between(x, y) => (first(x)?, last(y)?),
+        Interval::Elapsed => (raw.t_start_us, raw.t_end_us),
+        Interval::Step(l) => (first(l)?, last(l)?),
+        Interval::Between(x, y) => (first(x)?, last(y)?),
     };
     Some(b.saturating_sub(a) as f64 / 1000.0)
 }
@@ -152,7 +107,7 @@ pub fn normalise(case: &Case, raw: &RawTrace, stdout: &str) -> (Trace, Measured,
     for t in &case.expect.timing {
         let name = t.name();
         let Some(ms) = span_ms(raw, &t.what) else {
-            timings.insert(name.clone(), "not measured".to_string());
+            timings.insert(name.clone(), TimingVerdict::NotMeasured);
             failures.push(format!("timing {name}: its steps did not run"));
             continue;
         };
@@ -170,18 +125,18 @@ pub fn normalise(case: &Case, raw: &RawTrace, stdout: &str) -> (Trace, Measured,
                 t.at_least.as_ref().map(|x| x.0.as_str()).unwrap_or(""),
                 lo.unwrap_or(0.0)
             ));
-            "below at_least"
+            TimingVerdict::BelowAtLeast
         } else if hi.is_some_and(|hi| ms > hi) {
             failures.push(format!(
                 "timing {name}: {ms:.1} ms is above at_most {} = {:.1} ms",
                 t.at_most.as_ref().map(|x| x.0.as_str()).unwrap_or(""),
                 hi.unwrap_or(0.0)
             ));
-            "above at_most"
+            TimingVerdict::AboveAtMost
         } else {
-            "ok"
+            TimingVerdict::Ok
         };
-        timings.insert(name.clone(), verdict.to_string());
+        timings.insert(name.clone(), verdict);
         measured.timings.insert(name, (ms, lo, hi));
     }
     let trace = Trace {
@@ -200,7 +155,7 @@ fn check(case: &Case, t: &Trace, method: &str, failures: &mut Vec<String>) {
     let mut vars = case.params.clone();
     vars.insert("method".into(), Value::from(method));
     vars.insert("null".into(), Value::Null);
-    let sub = |v: &Value| crate::exec::subst(v, &vars).unwrap_or_else(|_| v.clone());
+    let sub = |v: &Value| crate::template::subst(v, &vars).unwrap_or_else(|_| v.clone());
     let mut e = case.expect.clone();
     e.results = e.results.map(|r| r.iter().map(sub).collect());
     for (_, v) in e.values.iter_mut().chain(e.exitcodes.iter_mut()) {

@@ -4,22 +4,24 @@
 use mproc_harness::case::Case;
 use mproc_harness::suite::{self, Options, Reference, Tools};
 use std::path::PathBuf;
+use tempfile::TempDir;
 
 const HEAD: &str = "title = \"t\"\nsource = \"s\"\n";
 
-fn tmp(name: &str) -> PathBuf {
-    let d = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join("bad_input")
-        .join(name);
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(d.join("group")).expect("tmp dir");
+/// A scratch folder (removed when dropped) with a `group/` folder for cases.
+fn tmp(name: &str) -> TempDir {
+    let d = tempfile::Builder::new()
+        .prefix(&format!("bad_input-{name}-"))
+        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .expect("a scratch folder");
+    std::fs::create_dir_all(d.path().join("group")).expect("tmp dir");
     d
 }
 
 /// Writes `text` as a case and returns the error it gives.
 fn error_of(test: &str, text: &str) -> (String, String) {
-    let dir = tmp(test);
-    let path = dir.join("group").join("case.toml");
+    let scratch = tmp(test);
+    let path = scratch.path().join("group").join("case.toml");
     std::fs::write(&path, text).expect("write case");
     let err = Case::load(&path).expect_err("the case must be refused");
     (path.display().to_string(), err.to_string())
@@ -118,7 +120,8 @@ fn bad_timing_bound() {
 
 #[test]
 fn bad_cases_are_reported_and_the_others_still_run() {
-    let dir = tmp("suite");
+    let scratch = tmp("suite");
+    let dir = scratch.path().to_path_buf();
     std::fs::write(
         dir.join("group").join("bad.toml"),
         format!("{HEAD}[[step]]\nstrat = \"p\"\n[expect]\nresults = []\n"),

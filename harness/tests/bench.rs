@@ -29,12 +29,12 @@ fn root() -> PathBuf {
         .to_path_buf()
 }
 
-fn tmp(name: &str) -> PathBuf {
-    let d = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("bench-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).expect("tmp dir");
-    d
+/// A scratch folder, removed when dropped.
+fn tmp(name: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("bench-{name}-"))
+        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .expect("a scratch folder")
 }
 
 fn cur(reference: &str, ratio: f64) -> Current {
@@ -374,41 +374,36 @@ fn every_shipped_workload_file_loads() {
     }
 }
 
-/// The workloads speak the conformance vocabulary (`mproc_harness::vocab`): every action is one
-/// of its actions, with its field names. The bench's extensions (`cases/bench/README.md`):
-/// `send_bytes` takes `bytes = N`, `process` takes `count = N` (a group), `queue` takes
-/// `bytes = true`, and `map`'s `items` may be a range string.
+/// The workloads load through the case loader (the one vocabulary: an unknown action or field
+/// is a load error) and compile into a kernel under each of their start methods.
 #[test]
-fn workload_actions_use_the_case_vocabulary() {
-    use mproc_harness::vocab;
+fn every_workload_compiles_under_each_of_its_methods() {
+    use mproc_harness::bench::kernel::Kernel;
     let (ws, bad) = mproc_harness::bench::workload::load_dir(&root().join("cases/bench"));
     assert!(bad.is_empty(), "{bad:?}");
     for w in &ws {
-        for s in &w.steps {
-            for a in &s.actions {
-                let at = format!("{}: step {} `{}`", w.path.display(), s.index, a.op);
-                match vocab::op(&a.op) {
-                    Some(spec) => {
-                        if let Some(t) = a.value.as_table() {
-                            for k in t.keys() {
-                                let known = spec.fields.iter().any(|f| f.name == k)
-                                    || matches!(
-                                        (a.op.as_str(), k.as_str()),
-                                        ("send_bytes", "bytes")
-                                            | ("process", "count")
-                                            | ("queue", "bytes")
-                                    );
-                                assert!(known, "{at}: field `{k}` is not in the vocabulary");
-                            }
-                        } else {
-                            assert!(spec.primary.is_some(), "{at}: needs a table");
-                        }
-                    }
-                    None => panic!("{at}: not an action of the vocabulary"),
-                }
+        for &m in &w.methods {
+            if let Err(e) = Kernel::compile(w, m, false) {
+                panic!("{} under {m}: {e}", w.path.display());
             }
         }
     }
+}
+
+/// An action the bench does not run is refused with its position.
+#[test]
+fn an_action_the_bench_does_not_run_is_refused_with_its_position() {
+    use mproc_harness::bench::kernel::Kernel;
+    let w = Workload::parse(
+        Path::new("x.toml"),
+        "title = \"t\"\nsource = \"s\"\nmethods = [\"fork\"]\n[[step]]\nlabel = \"timed\"\nevent = \"e\"\n[bench]\nmetric = \"m\"\nkind = \"latency\"\n",
+    )
+    .expect("the file is a valid workload");
+    let e = Kernel::compile(&w, mproc::StartMethod::Fork, false).unwrap_err();
+    assert!(
+        e.starts_with("x.toml:6:1: step 1 `event`: the bench does not run `event`"),
+        "{e}"
+    );
 }
 
 /// The bench engine's binary (the protocol server and driver, without the procspawn peers).
@@ -454,8 +449,9 @@ fn line<'a>(r: &'a ab::GateReport, id: &str) -> &'a ab::GateMetric {
 /// pass in timings, and is caught exactly in instruction counts.
 #[test]
 fn ab_gate_end_to_end_never_regresses_unchanged_and_catches_an_injected_slowdown() {
-    let dir = tmp("ab");
-    let mut o = small_run(&dir, &dir.join("none.json"));
+    let scratch = tmp("ab");
+    let dir = scratch.path();
+    let mut o = small_run(dir, &dir.join("none.json"));
     o.filter = vec!["pipe_rtt".into(), "count/frame".into()];
     o.gate = true;
     o.baseline_bin = Some(bench_bin());
@@ -489,15 +485,16 @@ fn ab_gate_end_to_end_never_regresses_unchanged_and_catches_an_injected_slowdown
 /// falls back to the stored ratios, which it still judges.
 #[test]
 fn a_missing_revision_falls_back_loudly_to_the_stored_ratios() {
-    let dir = tmp("missing");
+    let scratch = tmp("missing");
+    let dir = scratch.path();
     let err =
-        ab::build_baseline(&root(), "0123456789abcdef0123456789abcdef01234567", &dir).unwrap_err();
+        ab::build_baseline(&root(), "0123456789abcdef0123456789abcdef01234567", dir).unwrap_err();
     assert!(err.contains("not in this clone"), "{err}");
     let base = dir.join("baseline.json");
-    let mut o = small_run(&dir, &base);
+    let mut o = small_run(dir, &base);
     o.save_baseline = true;
     assert_eq!(run::run(&o, &[]), 0);
-    let mut o = small_run(&dir, &base);
+    let mut o = small_run(dir, &base);
     o.gate = true;
     o.filter = vec!["pipe_rtt".into()];
     o.baseline_unavailable = Some(err);
@@ -516,7 +513,8 @@ fn a_missing_revision_falls_back_loudly_to_the_stored_ratios() {
 #[test]
 fn a_baseline_without_the_protocol_falls_back_loudly() {
     use std::os::unix::fs::PermissionsExt;
-    let dir = tmp("old");
+    let scratch = tmp("old");
+    let dir = scratch.path();
     let fake = dir.join("old-bench");
     std::fs::write(
         &fake,
@@ -525,7 +523,7 @@ fn a_baseline_without_the_protocol_falls_back_loudly() {
     .unwrap();
     std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
     assert!(mproc_harness::bench::protocol::speaks_protocol(&bench_bin()).is_ok());
-    let mut o = small_run(&dir, &dir.join("none.json"));
+    let mut o = small_run(dir, &dir.join("none.json"));
     o.gate = true;
     o.baseline_bin = Some(fake);
     let cfg = run::gate_config(&o).unwrap();
@@ -542,9 +540,10 @@ fn a_baseline_without_the_protocol_falls_back_loudly() {
 /// Calibration writes thresholds from the spread of several runs (same-cpu placement).
 #[test]
 fn calibration_writes_a_baseline_with_thresholds() {
-    let dir = tmp("calibrate");
+    let scratch = tmp("calibrate");
+    let dir = scratch.path();
     let base = dir.join("baseline.json");
-    let mut o = small_run(&dir, &base);
+    let mut o = small_run(dir, &base);
     o.calibrate = Some(2);
     assert_eq!(run::run(&o, &[]), 0);
     let b = run::load_baseline(&base).expect("calibration wrote a baseline");
@@ -558,8 +557,9 @@ fn calibration_writes_a_baseline_with_thresholds() {
 /// two CPUs, writes results that pass the schema check.
 #[test]
 fn a_real_run_writes_results_in_the_schema() {
-    let dir = tmp("schema");
-    let mut o = small_run(&dir, &dir.join("none.json"));
+    let scratch = tmp("schema");
+    let dir = scratch.path();
+    let mut o = small_run(dir, &dir.join("none.json"));
     o.filter = vec!["start_join/fork".into()];
     o.skip_limits = false;
     o.html = true;
@@ -597,8 +597,9 @@ fn a_real_run_writes_results_in_the_schema() {
 /// A curve workload is measured at each point next to its limit at that point.
 #[test]
 fn a_curve_is_measured_at_each_point_with_its_limit() {
-    let dir = tmp("curve");
-    let mut o = small_run(&dir, &dir.join("none.json"));
+    let scratch = tmp("curve");
+    let dir = scratch.path();
+    let mut o = small_run(dir, &dir.join("none.json"));
     o.filter = vec!["start_many/fork".into()];
     o.curves = true;
     assert_eq!(run::run(&o, &[]), 0);
@@ -623,7 +624,8 @@ fn report_renders_in_chromium_with_a_chart_per_workload() {
     let r = synthetic_results();
     let html = report::render(&r);
     assert!(html.contains("a &lt;notice&gt; &amp; more"));
-    let dir = tmp("report");
+    let scratch = tmp("report");
+    let dir = scratch.path();
     let file = dir.join("report.html");
     std::fs::write(&file, &html).unwrap();
     if !Path::new(CHROMIUM).exists() {

@@ -49,7 +49,11 @@ fn main() {
     mproc::init();
     let args = Arguments::from_args();
     let (cases, bad) = case::discover(&root().join("cases"));
-    let work = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("conformance");
+    let scratch = tempfile::Builder::new()
+        .prefix("conformance-")
+        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .expect("a scratch folder");
+    let work = scratch.path().to_path_buf();
     let tools = Arc::new(Tools {
         case_bin: PathBuf::from(env!("CARGO_BIN_EXE_mproc-case")),
         python: None,
@@ -71,5 +75,7 @@ fn main() {
             trials.push(Trial::test(name, move || run(&c, m, &tools)));
         }
     }
-    libtest_mimic::run(&args, trials).exit();
+    let conclusion = libtest_mimic::run(&args, trials);
+    drop(scratch);
+    conclusion.exit();
 }

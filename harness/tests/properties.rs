@@ -6,13 +6,11 @@
 
 use mproc::StartMethod;
 use mproc_harness::case::Case;
-use mproc_harness::suite::{self, RunOutcome, Runner, Tools};
+use mproc_harness::model::RunOutcome;
+use mproc_harness::suite::{self, Runner, Tools};
 use proptest::prelude::*;
 use std::fmt::Write;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
-
-static N: AtomicUsize = AtomicUsize::new(0);
 
 /// Each run has its own folder: tests run side by side.
 fn tools(work: PathBuf) -> Tools {
@@ -25,22 +23,17 @@ fn tools(work: PathBuf) -> Tools {
 }
 
 fn run(text: &str, method: StartMethod) -> RunOutcome {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join("properties")
-        .join(format!(
-            "{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::SeqCst)
-        ))
-        .join("generated");
+    let scratch = tempfile::Builder::new()
+        .prefix("properties-")
+        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .expect("a scratch folder");
+    let dir = scratch.path().join("generated");
     std::fs::create_dir_all(&dir).expect("dir");
     let path = dir.join("case.toml");
     std::fs::write(&path, text).expect("write");
     let case =
         Case::load(&path).unwrap_or_else(|e| panic!("generated case is invalid: {e}\n{text}"));
-    let out = suite::run_job(&case, Runner::Mproc, method, &tools(dir.join("work")));
-    let _ = std::fs::remove_dir_all(dir.parent().expect("parent"));
-    out
+    suite::run_job(&case, Runner::Mproc, method, &tools(dir.join("work")))
 }
 
 /// How an extra child ends, and the exit code that stands for it.

@@ -2,7 +2,8 @@
 //! timelines are in the DOM, and a screenshot is saved under `target/` for review. Skipped, with a
 //! notice, where `/usr/bin/chromium` is absent (`.ci/run` installs Debian's `chromium`).
 
-use mproc_harness::suite::{self, Bar, Options, Reference, Tools};
+use mproc_harness::model::Bar;
+use mproc_harness::suite::{self, Options, Reference, Tools};
 use std::path::{Path, PathBuf};
 
 mod common;

@@ -8,26 +8,21 @@
 //! it does not build), hands over the reason instead, and the gate falls back loudly to the
 //! stored ratios and counts.
 
+use mproc_harness::bench::run::Args;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
-/// Runs the benchmarks with `args` (everything after `bench`).
-pub fn bench(args: &[String]) -> ExitCode {
+/// Runs the benchmarks with `args`, given on the command line as `raw` (everything after
+/// `bench`), which the bench binary parses again.
+pub fn bench(args: &Args, raw: &[String]) -> ExitCode {
     let root = crate::root();
     let mut extra: Vec<String> = Vec::new();
-    if args.iter().any(|a| a == "--gate" || a == "--gate-selftest")
-        && !args.iter().any(|a| a == "--help" || a == "-h")
-    {
-        let against = args
-            .iter()
-            .position(|a| a == "--against")
-            .and_then(|i| args.get(i + 1))
-            .map(String::as_str);
+    if args.gate || args.gate_selftest.is_some() {
+        let against = args.against.as_deref();
         let baseline_file = args
-            .iter()
-            .position(|a| a == "--baseline")
-            .and_then(|i| args.get(i + 1))
+            .baseline
+            .as_ref()
             .map(|f| root.join(f))
             .unwrap_or_else(|| root.join("reports/baseline.json"));
         let target = std::env::var_os("CARGO_TARGET_DIR")
@@ -72,7 +67,7 @@ pub fn bench(args: &[String]) -> ExitCode {
         "mproc",
         "--",
     ]);
-    cmd.args(args);
+    cmd.args(raw);
     cmd.args(&extra);
     eprintln!("xtask: bench: {cmd:?}");
     match cmd.status() {

@@ -17,20 +17,97 @@
 
 mod bench;
 
+use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
+/// The project's automation.
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask", bin_name = "cargo xtask")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Task>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Task {
+    /// Format check, clippy (-D warnings), all tests (nextest + doc tests), docs (-D warnings).
+    Ci,
+    /// Run the cases under fork/spawn/forkserver and CPython: a table, report.json and
+    /// report.html in target/xtask/conformance. Exit status: 0 all passed, 1 a case failed, 2
+    /// bad input (a malformed case, a bad flag).
+    Conformance(ConformanceArgs),
+    /// Benchmarks against the raw OS limits, CPython and procspawn; --quick, --gate (A/B
+    /// against the baseline build).
+    Bench(mproc_harness::bench::run::Args),
+}
+
+/// `cargo xtask conformance` flags.
+#[derive(Debug, clap::Args)]
+struct ConformanceArgs {
+    /// The cases' folder (default: cases/).
+    #[arg(long, value_name = "DIR")]
+    cases: Option<PathBuf>,
+    /// Only this start method (repeatable): fork, spawn, forkserver.
+    #[arg(long = "method", value_name = "M", value_parser = start_method)]
+    methods: Vec<mproc::StartMethod>,
+    /// Only cases whose id (group/name) contains TEXT (A,B: either).
+    #[arg(long, value_name = "TEXT")]
+    filter: Option<String>,
+    /// CPython as the reference (auto: if python3 >= 3.11 is there).
+    #[arg(long, value_enum, default_value_t = ReferenceArg::Auto)]
+    reference: ReferenceArg,
+    /// The table, or the report as JSON on stdout.
+    #[arg(long, value_enum, default_value_t = Format::Human)]
+    format: Format,
+    /// Runs at a time.
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    jobs: usize,
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum ReferenceArg {
+    Auto,
+    Python,
+    None,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Format {
+    Human,
+    Json,
+}
+
+fn start_method(s: &str) -> Result<mproc::StartMethod, String> {
+    s.parse()
+        .map_err(|_| format!("unknown start method {s:?} (fork, spawn, forkserver)"))
+}
+
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let result = match args.first().map(String::as_str) {
-        Some("bench") => return bench::bench(&args[1..]),
-        Some("ci") => ci(),
-        Some("conformance") => return conformance(&args[1..]),
-        Some("help") | Some("--help") | Some("-h") | None => {
-            print_help();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            // An unknown command is exit 1, as it always was; a bad flag 2; help 0.
+            return match e.kind() {
+                clap::error::ErrorKind::InvalidSubcommand => ExitCode::FAILURE,
+                _ => ExitCode::from(e.exit_code().clamp(0, 255) as u8),
+            };
+        }
+    };
+    let result = match cli.command {
+        Some(Task::Bench(args)) => {
+            // The bench binary parses the same arguments again; hand them over as given.
+            let raw: Vec<String> = std::env::args().skip(2).collect();
+            return bench::bench(&args, &raw);
+        }
+        Some(Task::Ci) => ci(),
+        Some(Task::Conformance(args)) => return conformance(args),
+        None => {
+            use clap::CommandFactory;
+            let _ = Cli::command().print_help();
             Ok(())
         }
-        Some(other) => Err(format!("unknown command {other:?}; try `cargo xtask help`")),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -39,17 +116,6 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-fn print_help() {
-    println!(
-        "cargo xtask <command>\n\n\
-         commands:\n  \
-         ci           format check, clippy (-D warnings), all tests (nextest + doc tests), docs (-D warnings)\n  \
-         conformance  run the cases under fork/spawn/forkserver and CPython; see --help\n  \
-         bench        benchmarks vs raw OS limits, CPython, procspawn; --quick, --gate (A/B against\n               \
-                      the baseline build); see --help\n"
-    );
 }
 
 /// The workspace root (the parent of this crate's directory).
@@ -125,19 +191,7 @@ fn ci() -> Result<(), String> {
     Ok(())
 }
 
-const CONFORMANCE_HELP: &str = "cargo xtask conformance [flags]
-
-  --cases DIR                   the cases' folder (default: cases/)
-  --method M                    only this start method (repeatable): fork, spawn, forkserver
-  --filter TEXT                 only cases whose id (group/name) contains TEXT (A,B: either)
-  --reference auto|python|none  CPython as the reference (auto: if python3 >= 3.11 is there)
-  --format human|json           the table, or the report as JSON on stdout
-  --jobs N                      runs at a time (default 2)
-
-Writes target/xtask/conformance/report.json and report.html.
-Exit status: 0 all passed, 1 a case failed, 2 bad input (a malformed case, a bad flag).";
-
-fn conformance(args: &[String]) -> ExitCode {
+fn conformance(args: ConformanceArgs) -> ExitCode {
     match conformance_inner(args) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
@@ -147,66 +201,22 @@ fn conformance(args: &[String]) -> ExitCode {
     }
 }
 
-fn conformance_inner(args: &[String]) -> Result<u8, String> {
+fn conformance_inner(args: ConformanceArgs) -> Result<u8, String> {
     use mproc_harness::suite::{self, Options, Reference, Tools};
     use std::io::IsTerminal;
     let root = root();
-    let mut opts = Options {
-        cases: root.join("cases"),
-        methods: Vec::new(),
-        filter: None,
-        reference: Reference::Auto,
-        jobs: 2,
+    let opts = Options {
+        cases: args.cases.unwrap_or_else(|| root.join("cases")),
+        methods: args.methods,
+        filter: args.filter,
+        reference: match args.reference {
+            ReferenceArg::Auto => Reference::Auto,
+            ReferenceArg::Python => Reference::Python,
+            ReferenceArg::None => Reference::None,
+        },
+        jobs: args.jobs,
     };
-    let mut json = false;
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        let mut value = || {
-            it.next()
-                .cloned()
-                .ok_or_else(|| format!("{a} needs a value"))
-        };
-        match a.as_str() {
-            "--cases" => opts.cases = PathBuf::from(value()?),
-            "--method" => {
-                let m = value()?;
-                opts.methods.push(
-                    m.parse()
-                        .map_err(|_| format!("unknown start method {m:?}"))?,
-                );
-            }
-            "--filter" => opts.filter = Some(value()?),
-            "--reference" => {
-                opts.reference = match value()?.as_str() {
-                    "auto" => Reference::Auto,
-                    "python" => Reference::Python,
-                    "none" => Reference::None,
-                    other => {
-                        return Err(format!(
-                            "--reference {other:?}: expected auto, python or none"
-                        ))
-                    }
-                }
-            }
-            "--format" => {
-                json = match value()?.as_str() {
-                    "human" => false,
-                    "json" => true,
-                    other => return Err(format!("--format {other:?}: expected human or json")),
-                }
-            }
-            "--jobs" => {
-                opts.jobs = value()?
-                    .parse()
-                    .map_err(|_| "--jobs takes a number".to_string())?
-            }
-            "-h" | "--help" => {
-                println!("{CONFORMANCE_HELP}");
-                return Ok(0);
-            }
-            other => return Err(format!("unknown flag {other:?}\n{CONFORMANCE_HELP}")),
-        }
-    }
+    let json = args.format == Format::Json;
     if !opts.cases.is_dir() {
         return Err(format!("--cases {}: not a folder", opts.cases.display()));
     }
@@ -224,14 +234,17 @@ fn conformance_inner(args: &[String]) -> Result<u8, String> {
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("target"));
     let out_dir = target.join("xtask").join("conformance");
-    let work = out_dir.join("runs");
-    let _ = std::fs::remove_dir_all(&work);
-    std::fs::create_dir_all(&work).map_err(|e| format!("{}: {e}", work.display()))?;
+    std::fs::create_dir_all(&out_dir).map_err(|e| format!("{}: {e}", out_dir.display()))?;
+    // The runs' own files (raw traces, output, timelines): scratch, gone after the report.
+    let work = tempfile::Builder::new()
+        .prefix("runs-")
+        .tempdir_in(&out_dir)
+        .map_err(|e| format!("a scratch folder in {}: {e}", out_dir.display()))?;
     let tools = Tools {
         case_bin: target.join("debug").join("mproc-case"),
         python: Some(PathBuf::from("python3")),
         reference: root.join("harness").join("py").join("reference.py"),
-        work,
+        work: work.path().to_path_buf(),
     };
     let bar = if std::io::stderr().is_terminal() {
         let b = indicatif::ProgressBar::new(0);
@@ -274,6 +287,6 @@ fn conformance_inner(args: &[String]) -> Result<u8, String> {
     Ok(report.exit_code())
 }
 
-fn serde_json_pretty(report: &mproc_harness::report::Report) -> Result<String, String> {
+fn serde_json_pretty(report: &mproc_harness::model::Report) -> Result<String, String> {
     mproc_harness::report::to_json(report)
 }

@@ -170,108 +170,128 @@ impl Options {
     }
 }
 
-/// The help text of `cargo xtask bench`.
-pub const HELP: &str = "cargo xtask bench [options]
+/// The command line of `cargo xtask bench` (and of the bench binary, which xtask runs with the
+/// same arguments).
+#[derive(Clone, Debug, Default, clap::Parser)]
+#[command(
+    name = "cargo xtask bench",
+    about = "Runs the benchmark workloads of cases/bench/ under fork, spawn and forkserver and \
+             under two CPU placements (same-cpu: everything on one CPU; split: children on \
+             another), the raw OS limits, the cost curves, CPython's multiprocessing and \
+             procspawn, all in one run; writes target/xtask/bench/results.json and report.html.",
+    after_help = "The bench binary also speaks a sampling protocol (`--protocol`, `sample ...`, \
+                  `count ...`): see harness/src/bench/protocol.rs."
+)]
+pub struct Args {
+    /// Fewer samples (the CI gate's mode).
+    #[arg(long)]
+    pub quick: bool,
+    /// Only metrics whose id contains S (repeatable).
+    #[arg(long, value_name = "S")]
+    pub filter: Vec<String>,
+    /// The regression gate: builds the baseline revision (the commit in reports/baseline.json)
+    /// in target/gate/baseline, measures it and this tree interleaved on every gated workload
+    /// (same-cpu), and compares instruction counts under callgrind; exit 1 on a significant
+    /// regression, 0 with INCONCLUSIVE when the machine is too noisy to tell.
+    #[arg(long)]
+    pub gate: bool,
+    /// The gate's baseline revision instead of the recorded one.
+    #[arg(long, value_name = "REV")]
+    pub against: Option<String>,
+    /// Rewrite reports/baseline.json from this run: this commit becomes the A/B baseline, with
+    /// its ratios and counts (thresholds kept).
+    #[arg(long)]
+    pub save_baseline: bool,
+    /// Run N times (default 5) on an unchanged tree, set each stored ratio's threshold from the
+    /// spread seen, and save the baseline.
+    #[arg(long, value_name = "N", num_args = 0..=1, default_missing_value = "5",
+          value_parser = clap::value_parser!(u64).range(2..))]
+    pub calibrate: Option<u64>,
+    /// Run the gate N times (default 10) with a CPU hog on the gate's CPU and N times with a
+    /// 1.5x slowdown injected (not part of CI).
+    #[arg(long, value_name = "N", num_args = 0..=1, default_missing_value = "10",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub gate_selftest: Option<u64>,
+    /// Inject the synthetic 1.5x slowdown into metric ID (a workload metric or count/...); also
+    /// MPROC_BENCH_SLOWDOWN=ID1,ID2. Only the current side gets it.
+    #[arg(long, value_name = "ID")]
+    pub slowdown: Vec<String>,
+    /// Measure only placement P (same-cpu, split); repeatable.
+    #[arg(long, value_name = "P", value_parser = Placement::parse)]
+    pub placement: Vec<Placement>,
+    /// Skip CPython.
+    #[arg(long)]
+    pub no_cpython: bool,
+    /// Skip procspawn.
+    #[arg(long)]
+    pub no_peers: bool,
+    /// Skip the cost curves.
+    #[arg(long)]
+    pub no_curves: bool,
+    /// Skip the raw limits measured on their own.
+    #[arg(long)]
+    pub no_limits: bool,
+    /// Skip report.html.
+    #[arg(long)]
+    pub no_html: bool,
+    /// Workload folder (default cases/bench).
+    #[arg(long, value_name = "DIR")]
+    pub cases: Option<PathBuf>,
+    /// Baseline file (default reports/baseline.json).
+    #[arg(long, value_name = "FILE")]
+    pub baseline: Option<PathBuf>,
+    /// Output folder (default target/xtask/bench).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// The baseline build's bench binary (given by `cargo xtask bench --gate`).
+    #[arg(long, hide = true)]
+    pub baseline_bin: Option<PathBuf>,
+    /// Why there is no baseline build (given by `cargo xtask bench --gate`).
+    #[arg(long, hide = true)]
+    pub baseline_unavailable: Option<String>,
+    /// The baseline revision built (given by `cargo xtask bench --gate`).
+    #[arg(long, hide = true)]
+    pub baseline_rev: Option<String>,
+    /// Passed by `cargo bench`; ignored.
+    #[arg(long, hide = true)]
+    pub bench: bool,
+}
 
-Runs the benchmark workloads of cases/bench/ under fork, spawn and forkserver and under two CPU
-placements (same-cpu: everything on one CPU; split: children on another), the raw OS limits,
-the cost curves, CPython's multiprocessing and procspawn, all in one run; writes
-target/xtask/bench/results.json and report.html.
-
-options:
-  --quick              fewer samples (the CI gate's mode)
-  --filter S           only metrics whose id contains S (repeatable)
-  --gate               the regression gate: builds the baseline revision (the commit in
-                       reports/baseline.json) in target/gate/baseline, measures it and this
-                       tree interleaved on every gated workload (same-cpu), and compares
-                       instruction counts under callgrind; exit 1 on a significant
-                       regression, 0 with INCONCLUSIVE when the machine is too noisy to tell
-  --against REV        the gate's baseline revision instead of the recorded one
-  --save-baseline      rewrite reports/baseline.json from this run: this commit becomes the
-                       A/B baseline, with its ratios and counts (thresholds kept)
-  --calibrate [N]      run N times (default 5) on an unchanged tree, set each stored ratio's
-                       threshold from the spread seen, and save the baseline
-  --gate-selftest [N]  run the gate N times (default 10) with a CPU hog on the gate's CPU and
-                       N times with a 1.5x slowdown injected (not part of CI)
-  --slowdown ID        inject the synthetic 1.5x slowdown into metric ID (a workload metric or
-                       count/...); also MPROC_BENCH_SLOWDOWN=ID1,ID2. Only the current side
-                       gets it.
-  --placement P        measure only placement P (same-cpu, split); repeatable
-  --no-cpython         skip CPython
-  --no-peers           skip procspawn
-  --no-curves          skip the cost curves
-  --no-limits          skip the raw limits measured on their own
-  --no-html            skip report.html
-  --cases DIR          workload folder (default cases/bench)
-  --baseline FILE      baseline file (default reports/baseline.json)
-  --out DIR            output folder (default target/xtask/bench)
-
-The bench binary also speaks a sampling protocol (`--protocol`, `sample ...`, `count ...`):
-see harness/src/bench/protocol.rs.
-";
-
-/// Parses the command line (arguments after the program name). `Err` is a message for exit 2.
-pub fn parse_args(root: &Path, args: &[String]) -> Result<Options, String> {
-    let mut o = Options::new(root);
-    let mut it = args.iter().peekable();
-    let count = |it: &mut std::iter::Peekable<std::slice::Iter<String>>, d: usize| match it.peek() {
-        Some(n) if n.parse::<usize>().is_ok() => {
-            it.next().expect("peeked").parse().expect("checked")
+impl Args {
+    /// The options these arguments ask for, in the workspace at `root`.
+    pub fn options(&self, root: &Path) -> Options {
+        let mut o = Options::new(root);
+        o.quick = self.quick;
+        o.gate = self.gate;
+        o.save_baseline = self.save_baseline;
+        o.calibrate = self.calibrate.map(|n| n as usize);
+        o.selftest = self.gate_selftest.map(|n| n as usize);
+        o.cpython = !self.no_cpython;
+        o.peers = !self.no_peers;
+        o.curves = !self.no_curves;
+        o.skip_limits = self.no_limits;
+        o.html = !self.no_html;
+        o.filter.extend(self.filter.iter().cloned());
+        o.slowdown.extend(self.slowdown.iter().cloned());
+        if !self.placement.is_empty() {
+            o.placements = Some(self.placement.clone());
         }
-        _ => d,
-    };
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "--quick" => o.quick = true,
-            "--gate" => o.gate = true,
-            "--save-baseline" => o.save_baseline = true,
-            "--calibrate" => {
-                let n = count(&mut it, 5);
-                if n < 2 {
-                    return Err("--calibrate needs at least 2 runs".into());
-                }
-                o.calibrate = Some(n);
-            }
-            "--gate-selftest" => {
-                let n = count(&mut it, 10);
-                if n < 1 {
-                    return Err("--gate-selftest needs at least 1 run".into());
-                }
-                o.selftest = Some(n);
-            }
-            "--no-cpython" => o.cpython = false,
-            "--no-peers" => o.peers = false,
-            "--no-curves" => o.curves = false,
-            "--no-limits" => o.skip_limits = true,
-            "--no-html" => o.html = false,
-            // `cargo bench` passes --bench to the binary.
-            "--bench" => {}
-            flag => {
-                let v = it
-                    .next()
-                    .cloned()
-                    .ok_or_else(|| format!("{flag} needs a value\n\n{HELP}"))?;
-                match flag {
-                    "--filter" => o.filter.push(v),
-                    "--slowdown" => o.slowdown.push(v),
-                    "--placement" => o
-                        .placements
-                        .get_or_insert_with(Vec::new)
-                        .push(Placement::parse(&v)?),
-                    "--cases" => o.cases = root.join(v),
-                    "--baseline" => o.baseline = root.join(v),
-                    "--out" => o.out_dir = root.join(v),
-                    "--baseline-bin" => o.baseline_bin = Some(PathBuf::from(v)),
-                    "--baseline-unavailable" => o.baseline_unavailable = Some(v),
-                    "--baseline-rev" => o.baseline_rev = Some(v),
-                    // Read by xtask (which builds the baseline); the bench gets --baseline-bin.
-                    "--against" => o.baseline_rev = Some(v),
-                    other => return Err(format!("unknown option {other:?}\n\n{HELP}")),
-                }
-            }
+        if let Some(c) = &self.cases {
+            o.cases = root.join(c);
         }
+        if let Some(b) = &self.baseline {
+            o.baseline = root.join(b);
+        }
+        if let Some(d) = &self.out {
+            o.out_dir = root.join(d);
+        }
+        o.baseline_bin = self.baseline_bin.clone();
+        o.baseline_unavailable = self.baseline_unavailable.clone();
+        // `--against` is read by xtask (which builds the baseline); the bench gets
+        // `--baseline-bin` and `--baseline-rev`.
+        o.baseline_rev = self.baseline_rev.clone().or_else(|| self.against.clone());
+        o
     }
-    Ok(o)
 }
 
 fn progress(total: u64) -> ProgressBar {
@@ -366,7 +386,7 @@ fn metric_from(
     raw: &Raw,
     placement: Placement,
 ) -> Metric {
-    let bpo = w.bytes_per_op().ok().flatten();
+    let bpo = w.bytes_per_op();
     let kind = w.bench.kind;
     let cost = stats(&raw.costs).median;
     let limit = w.bench.limit.as_ref().and_then(|l| l.for_method(method));
@@ -1112,7 +1132,7 @@ fn add_cpython(m: &mut Metric, samples: &[f64], cases: &Path) {
     let c = median(samples);
     let bpo = Workload::load(&cases.join(format!("{}.toml", m.workload)))
         .ok()
-        .and_then(|w| w.bytes_per_op().ok().flatten());
+        .and_then(|w| w.bytes_per_op());
     m.cpython_cost_s = Some(c);
     m.cpython_samples = Some(samples_in_unit(m.kind, bpo, samples));
     m.vs_cpython = Some(c / m.cost_s);
@@ -1465,15 +1485,13 @@ pub fn main_with(peers: Vec<PeerSpec>) -> i32 {
         }
         _ => {}
     }
-    if args.iter().any(|a| a == "--help" || a == "-h") {
-        print!("{HELP}");
-        return 0;
-    }
-    match parse_args(&root, &args) {
-        Ok(o) => run(&o, &peers),
+    use clap::Parser;
+    match Args::try_parse_from(std::iter::once("bench".to_string()).chain(args)) {
+        Ok(a) => run(&a.options(&root), &peers),
         Err(e) => {
-            eprintln!("bench: {e}");
-            2
+            // Help is exit 0; bad input exit 2 (clap's codes).
+            let _ = e.print();
+            e.exit_code()
         }
     }
 }

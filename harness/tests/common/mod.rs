@@ -1,7 +1,6 @@
 //! Helpers shared by the harness's integration tests.
 #![allow(dead_code)]
 
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -10,9 +9,10 @@ pub const CHROMIUM: &str = "/usr/bin/chromium";
 
 /// Runs chromium headless with a fresh profile; its stdout, or a failure after 90 s.
 pub fn chromium(args: &[String]) -> String {
-    let profile = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("chromium-profile-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&profile);
+    let profile = tempfile::Builder::new()
+        .prefix("chromium-profile-")
+        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .expect("a profile folder");
     let mut child = Command::new(CHROMIUM)
         .args([
             "--headless",
@@ -26,7 +26,7 @@ pub fn chromium(args: &[String]) -> String {
             "--disable-component-update",
             "--disable-sync",
         ])
-        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg(format!("--user-data-dir={}", profile.path().display()))
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -51,6 +51,6 @@ pub fn chromium(args: &[String]) -> String {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    let _ = std::fs::remove_dir_all(&profile);
+    drop(profile);
     reader.join().expect("reader")
 }
