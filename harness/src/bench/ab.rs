@@ -276,7 +276,7 @@ pub struct Shape {
 /// Splits a workload's `iters` passes per sample into shorter samples of about
 /// [`SAMPLE_TARGET_S`] given one pass's time, keeping the timed work of a batch about the same
 /// (`batch` × `iters` passes), at most [`MAX_BATCH`] samples. With two passes or more, an even
-/// number (the injected slowdown doubles every second pass).
+/// number.
 pub fn shape(pass_s: f64, iters: u64, batch: usize) -> Shape {
     if !(pass_s.is_finite() && pass_s > 0.0) || iters <= 1 {
         return Shape {

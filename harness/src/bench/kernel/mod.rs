@@ -94,10 +94,9 @@ pub struct Kernel {
     timed: Vec<CStep>,
     teardown: Vec<CStep>,
     ops: u64,
-    /// Whether the synthetic 1.5× slowdown is injected: every second timed pass runs twice.
+    /// Whether the synthetic 1.5× slowdown is injected: after each timed pass, this thread
+    /// spins for half the pass's time.
     slow: bool,
-    /// Timed passes run so far (the injection's counter, kept across samples).
-    passes: u64,
 }
 
 impl std::fmt::Debug for Kernel {
@@ -181,9 +180,10 @@ fn run_steps(env: &mut Env, steps: &mut [CStep]) -> Result<(), String> {
 
 impl Kernel {
     /// Compiles `w` for `method`. `slowdown` injects the gate's synthetic regression, here in
-    /// the bench's timed path and nowhere in the library: every second counted pass over the
-    /// timed steps runs them twice, so a sample of an even number of passes costs 1.5× (with
-    /// one pass per sample, samples alternate 1× and 2×).
+    /// the bench's timed path and nowhere in the library: each timed pass is followed by a spin
+    /// of half its own time, so every sample costs 1.5× whatever number of passes it holds.
+    /// (Running every second pass twice made samples of one pass alternate 1× and 2×, and the
+    /// ratio of medians of such a mix lands anywhere between.)
     pub fn compile(w: &Workload, method: StartMethod, slowdown: bool) -> Result<Kernel, String> {
         let (setup, timed, teardown, slots) = compile::steps(w, method)?;
         Ok(Kernel {
@@ -196,7 +196,6 @@ impl Kernel {
             teardown,
             ops: w.ops(),
             slow: slowdown,
-            passes: 0,
         })
     }
 
@@ -235,13 +234,19 @@ impl Probe for Kernel {
     fn run(&mut self, iters: u64) -> Result<Duration, String> {
         let t0 = Instant::now();
         for _ in 0..iters {
-            let twice = self.slow && self.passes % 2 == 1;
-            self.passes += 1;
-            for _ in 0..1 + u64::from(twice) {
-                placement::reset_alternation();
-                if let Err(e) = run_steps(&mut self.env, &mut self.timed) {
-                    self.cleanup();
-                    return Err(e);
+            let pass = Instant::now();
+            placement::reset_alternation();
+            if let Err(e) = run_steps(&mut self.env, &mut self.timed) {
+                self.cleanup();
+                return Err(e);
+            }
+            if self.slow {
+                // Half the pass's own time again, spent on this CPU: every pass (so every
+                // sample, however many passes it holds) costs 1.5x.
+                let extra = pass.elapsed() / 2;
+                let spin = Instant::now();
+                while spin.elapsed() < extra {
+                    std::hint::spin_loop();
                 }
             }
         }
