@@ -33,7 +33,7 @@ impl WaitStatus {
 ///
 /// The raw primitive, for measuring the OS's own cost (`crate::bench_limits`): if the pidfd cannot
 /// be opened after the fork (the descriptor table is full), this returns the error although the
-/// child runs. mproc itself starts children with [`fork_child`], which never does that.
+/// child runs. mproc itself starts children with `fork_child`, which never does that.
 ///
 /// Like Python's fork, it runs arbitrary code in the child. In a parent with several threads the
 /// child may deadlock on a lock that another thread held at the moment of the fork; that is why
@@ -475,7 +475,7 @@ fn report_and_exit(fd: libc::c_int, step: u32) -> ! {
 /// (`SPAWN_CHANNEL_FD`), and every other descriptor above 2 closed. Returns the child's pid and a
 /// pidfd, once the child has executed `plan`.
 ///
-/// Exact, as [`fork_child`]: `Ok` if and only if the child executed the plan. Every failure of
+/// Exact, as `fork_child`: `Ok` if and only if the child executed the plan. Every failure of
 /// the child before `execve` (placing its descriptors, or `execve` itself) is reported through a
 /// close-on-exec pipe with the step that failed, as `std` does, and the child is reaped; if the
 /// pidfd cannot be opened afterwards, the child (which has not read anything from its channel
