@@ -122,9 +122,9 @@ pub fn copy_to_vec(src: &[u8]) -> Vec<u8> {
 /// Writes from `buf`, retrying on `EINTR`; on a socket, never raises `SIGPIPE`.
 pub fn write(fd: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize> {
     let raw = fd.as_raw_fd();
+    let (ptr, len) = (buf.as_ptr().cast(), buf.len());
     // SAFETY: `buf` is valid for reads of `buf.len()` bytes for the duration of the call.
-    let n =
-        cvt_r(|| unsafe { libc::send(raw, buf.as_ptr().cast(), buf.len(), libc::MSG_NOSIGNAL) });
+    let n = cvt_r(|| unsafe { libc::send(raw, ptr, len, libc::MSG_NOSIGNAL) });
     match n {
         Ok(n) => Ok(n as usize),
         Err(e) if e.raw_os_error() == Some(libc::ENOTSOCK) => {

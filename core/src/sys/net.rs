@@ -281,10 +281,10 @@ fn peer_addr_of(storage: &libc::sockaddr_storage, len: libc::socklen_t) -> PeerA
     let len = len as usize;
     match storage.ss_family as libc::c_int {
         libc::AF_INET => {
+            let p = (storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>();
             // SAFETY: the kernel wrote a `sockaddr_in` (family AF_INET) into the storage, which
             // is large and aligned enough for any socket address.
-            let a =
-                unsafe { &*(storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+            let a = unsafe { &*p };
             PeerAddr::Inet(SocketAddr::V4(SocketAddrV4::new(
                 Ipv4Addr::from(a.sin_addr.s_addr.to_ne_bytes()),
                 u16::from_be(a.sin_port),
@@ -303,10 +303,10 @@ fn peer_addr_of(storage: &libc::sockaddr_storage, len: libc::socklen_t) -> PeerA
             )))
         }
         _ => {
+            let p = (storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_un>();
             // SAFETY: as above, for a `sockaddr_un` (family AF_UNIX, the only other family our
             // sockets have).
-            let a =
-                unsafe { &*(storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_un>() };
+            let a = unsafe { &*p };
             let n = len.saturating_sub(SUN_PATH_OFFSET).min(a.sun_path.len());
             let bytes: Vec<u8> = a.sun_path[..n].iter().map(|&c| c as u8).collect();
             match bytes.first() {

@@ -128,9 +128,9 @@ fn kill_and_reap_pid(pid: libc::pid_t) {
 
 /// Opens a pidfd (close-on-exec) for `pid`.
 pub fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
+    let (pid, flags) = (pid as libc::pid_t, 0 as libc::c_uint);
     // SAFETY: `pidfd_open` takes a pid and flags and returns a new descriptor or -1.
-    let fd =
-        cvt(unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0 as libc::c_uint) })?;
+    let fd = cvt(unsafe { libc::syscall(libc::SYS_pidfd_open, pid, flags) })?;
     // SAFETY: the call succeeded, so `fd` is a fresh descriptor that we own.
     Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }

@@ -64,10 +64,9 @@ pub fn recv_with_fds(sock: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<(usize,
         iov_base: buf.as_mut_ptr().cast(),
         iov_len: buf.len(),
     };
+    let payload = (MAX_FDS_PER_MESSAGE * std::mem::size_of::<RawFd>()) as u32;
     // SAFETY: CMSG_SPACE is a pure computation on its argument.
-    let space =
-        unsafe { libc::CMSG_SPACE((MAX_FDS_PER_MESSAGE * std::mem::size_of::<RawFd>()) as u32) }
-            as usize;
+    let space = unsafe { libc::CMSG_SPACE(payload) } as usize;
     let mut cbuf = vec![0u64; space.div_ceil(8)];
     // SAFETY: a zeroed msghdr is a valid empty header; it is pointed at live buffers below.
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
